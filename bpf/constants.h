@@ -1,0 +1,61 @@
+/* Constants shared by the XDP programs and the Python loader.
+ * pmip6ctl/dataplane reads every "#define NAME number" line of this file, so
+ * these values have exactly one definition. Sizes are defaults: the loader
+ * passes the configured value with -D.
+ */
+#ifndef PMIP6_CONSTANTS_H
+#define PMIP6_CONSTANTS_H
+
+/* Outer encapsulation of a tunnel (struct tunnel.type). */
+#define ENCAP_IP6      1   /* IPv6 outer header, inner IPv6 (41) or IPv4 (4) */
+#define ENCAP_IP4      2   /* IPv4 outer header, inner IPv6 (41) or IPv4 (4) */
+#define ENCAP_UDP4     3   /* IPv4 + UDP outer headers for NAT traversal (RFC 5844 §4) */
+
+/* UDP port for IPv4 transport and NAT traversal (RFC 5844, RFC 5555). */
+#define PMIP6_UDP_PORT 5436
+
+/* Kinds of authorised tunnel peer (struct peer.kind). */
+#define PEER_LMA       1   /* the MAG's LMA */
+#define PEER_MAG       2   /* a MAG holding a binding at this LMA */
+#define PEER_RO        3   /* a route-optimization peer (MAG or CN agent) */
+
+/* Programs, for the stats key. */
+#define PROG_MAG_ACCESS     0
+#define PROG_MAG_TRANSPORT  1
+#define PROG_LMA            2
+#define PROG_CN             3
+#define PROG_CN_EGRESS      4
+#define PROG_COUNT          5
+
+/* Events sent to the daemon (struct event_header.type). */
+#define EVENT_FLOW_TRIGGER  1   /* an MN->destination flow without an RO entry passed the threshold */
+#define EVENT_PUNT          2   /* an intercepted mobility message, whole frame follows */
+#define EVENT_NO_RO_BINDING 3   /* tunnelled traffic from an RO peer for a pair we hold no entry for */
+#define EVENT_KIND_COUNT    4
+
+/* Default table sizes (overridden by the loader from config). */
+#ifndef MAX_MN_ENTRIES
+#define MAX_MN_ENTRIES      65536
+#endif
+#ifndef MAX_RO_ENTRIES
+#define MAX_RO_ENTRIES      65536
+#endif
+#ifndef MAX_TUNNELS
+#define MAX_TUNNELS         4096
+#endif
+#ifndef MAX_PEERS
+#define MAX_PEERS           4096
+#endif
+#ifndef MAX_FLOWS
+#define MAX_FLOWS           65536
+#endif
+#ifndef MAX_PORTS
+#define MAX_PORTS           256   /* interfaces with ifindex below this use the devmap */
+#endif
+
+/* Outer header sizes. */
+#define OUTER_IP6_LEN  40
+#define OUTER_IP4_LEN  20
+#define OUTER_UDP4_LEN 28
+
+#endif

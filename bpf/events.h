@@ -1,0 +1,116 @@
+/* Notices to the daemon through the perf buffer "events": RO triggers,
+ * intercepted mobility messages and traffic for vanished RO bindings. Flow
+ * notices are rate-limited per flow through the LRU table "flows". */
+#ifndef PMIP6_EVENTS_H
+#define PMIP6_EVENTS_H
+
+#include "maps.h"
+#include "stats.h"
+
+struct event_header {
+    __u32 type;          /* EVENT_* */
+    __u32 prog;          /* PROG_* */
+    __u32 ifindex;       /* where the frame came in */
+    __u32 frame_len;     /* octets of frame after this header (EVENT_PUNT) */
+};
+
+struct flow_event {
+    struct event_header h;
+    union ip_addr src;
+    union ip_addr dst;
+    __u64 packets;
+};
+
+static __always_inline struct dp_config *dp_config(void)
+{
+    __u32 zero = 0;
+    return config.lookup(&zero);
+}
+
+/* Counts a packet of flow (src, dst) and says whether a notice is due: the
+ * flow reached threshold packets and none went out within the interval. */
+static __always_inline int flow_notice_due(const struct dp_config *cfg, struct ro_key *key,
+                                           __u32 threshold, __u64 *packets)
+{
+    struct flow_state fresh = {};
+    struct flow_state *flow = flows.lookup(key);
+    __u64 now;
+
+    if (!flow) {
+        flows.update(key, &fresh);
+        flow = flows.lookup(key);
+        if (!flow)
+            return 0;
+    }
+    *packets = ++flow->packets;
+    if (*packets < threshold)
+        return 0;
+    now = bpf_ktime_get_ns();
+    if (flow->last_event_ns && now - flow->last_event_ns < (__u64)cfg->event_interval_ms * 1000000)
+        return 0;
+    flow->last_event_ns = now;
+    return 1;
+}
+
+static __always_inline void notify_flow(struct xdp_md *ctx, __u32 prog, __u32 type,
+                                        const union ip_addr *src, const union ip_addr *dst,
+                                        __u32 threshold)
+{
+    struct dp_config *cfg = dp_config();
+    struct flow_event ev = {};
+    struct ro_key key;
+
+    if (!cfg || !threshold)
+        return;
+    __builtin_memcpy(&key.local, src, sizeof(key.local));
+    __builtin_memcpy(&key.remote, dst, sizeof(key.remote));
+    if (!flow_notice_due(cfg, &key, threshold, &ev.packets))
+        return;
+    ev.h.type = type;
+    ev.h.prog = prog;
+    ev.h.ifindex = ctx->ingress_ifindex;
+    __builtin_memcpy(&ev.src, src, sizeof(ev.src));
+    __builtin_memcpy(&ev.dst, dst, sizeof(ev.dst));
+    events.perf_submit(ctx, &ev, sizeof(ev));
+    count_event(prog, type);
+}
+
+/* The RO trigger (DESIGN §3): an MN->destination flow without an RO entry. */
+static __always_inline void note_unoptimized_flow(struct xdp_md *ctx, __u32 prog,
+                                                  const union ip_addr *src, const union ip_addr *dst)
+{
+    struct dp_config *cfg = dp_config();
+
+    if (cfg)
+        notify_flow(ctx, prog, EVENT_FLOW_TRIGGER, src, dst, cfg->ro_trigger_packets);
+}
+
+/* Tunnelled traffic from an RO peer for a pair we hold no entry for: the
+ * daemon answers with a Binding Error (RFC 6275 §9.3.3). */
+static __always_inline void note_missing_ro_binding(struct xdp_md *ctx, __u32 prog,
+                                                    const union ip_addr *src, const union ip_addr *dst)
+{
+    notify_flow(ctx, prog, EVENT_NO_RO_BINDING, src, dst, 1);
+}
+
+/* Hands the whole frame (outer headers included) to the daemon, then drops it. */
+static __always_inline int punt(struct xdp_md *ctx, __u32 prog)
+{
+    struct event_header h = {
+        .type = EVENT_PUNT,
+        .prog = prog,
+        .ifindex = ctx->ingress_ifindex,
+        .frame_len = ctx->data_end - ctx->data,
+    };
+
+    int rc;
+
+    /* (bcc rewrites this call into a statement: it cannot stand in an if) */
+    rc = events.perf_submit_skb(ctx, h.frame_len, &h, sizeof(h));
+    if (rc != 0)
+        return finish(ctx, prog, REASON_DROP_PUNT_FAILED);
+    count_event(prog, EVENT_PUNT);
+    return finish(ctx, prog, REASON_PUNT_MH);
+}
+
+#endif

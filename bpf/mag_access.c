@@ -1,0 +1,35 @@
+/* MAG, access side: packets from mobile nodes.
+ * parse -> route-optimized pair? tunnel to the RO peer
+ *       -> registered MN?         tunnel to its LMA (and count toward the RO trigger)
+ *       -> else                   the kernel. */
+#include "tunnel.h"
+
+int xdp_mag_access(struct xdp_md *ctx)
+{
+    const __u32 prog = PROG_MAG_ACCESS;
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    struct ip_info ip;
+    struct ro_entry *ro;
+    struct mn_entry *mn;
+    __u16 eth_proto;
+    int rc;
+
+    rc = parse_eth(data, data_end, &eth_proto);
+    if (rc == PARSE_NOT_IP)
+        return finish(ctx, prog, REASON_PASS_NOT_IP);
+    if (rc != PARSE_OK || parse_ip(data + sizeof(struct ethhdr), data_end, eth_proto, &ip) != PARSE_OK)
+        return finish(ctx, prog, REASON_DROP_MALFORMED);
+    if (is_link_scoped(&ip) || is_local_address(&ip.dst))
+        return finish(ctx, prog, REASON_PASS_LOCAL);
+
+    ro = lookup_ro(&ip.src, &ip.dst);
+    if (ro)
+        return encap_and_forward(ctx, prog, &ip, ro->tunnel_id, REASON_FWD_ENCAP_RO, 1);
+
+    mn = lookup_mn(&ip.src);
+    if (!mn)
+        return finish(ctx, prog, REASON_PASS_NOT_MN);
+    note_unoptimized_flow(ctx, prog, &ip.src, &ip.dst);
+    return encap_and_forward(ctx, prog, &ip, mn->tunnel_id, REASON_FWD_ENCAP_PMIP, 1);
+}

@@ -1,0 +1,37 @@
+/* Why a packet left a program: every exit is counted under exactly one reason.
+ * X(NAME, VERDICT, "help") — pmip6ctl/dataplane parses these lines to label
+ * the per-CPU counters (metric labels verdict=, reason=), so keep one per line.
+ * VERDICT is what the program returned: redirect, pass, drop, or punt (an
+ * XDP_DROP after the frame was handed to the daemon).
+ */
+#ifndef PMIP6_REASONS_H
+#define PMIP6_REASONS_H
+
+#define PMIP6_REASONS(X) \
+    X(FWD_ENCAP_PMIP,     redirect, "encapsulated into the PMIPv6 tunnel (MAG to LMA, LMA to MAG)") \
+    X(FWD_ENCAP_RO,       redirect, "encapsulated into a route-optimized tunnel") \
+    X(FWD_DECAP,          redirect, "decapsulated and forwarded") \
+    X(FWD_REENCAP,        redirect, "decapsulated from one MAG and encapsulated toward another") \
+    X(PASS_NOT_IP,        pass,     "not IPv4 or IPv6 (ARP, VLAN-tagged, other ethertypes)") \
+    X(PASS_LOCAL,         pass,     "link-local, multicast or addressed to this node") \
+    X(PASS_NOT_MN,        pass,     "source or destination is no registered mobile node") \
+    X(PASS_DECAP_LOCAL,   pass,     "decapsulated and handed to the local stack") \
+    X(PASS_NO_NEIGH,      pass,     "next hop has no neighbour entry yet: the kernel resolves it") \
+    X(PASS_FIB_OTHER,     pass,     "the FIB lookup did not give a forwarding decision") \
+    X(PASS_HOP_LIMIT,     pass,     "hop limit or TTL expires here: the kernel sends ICMP") \
+    X(PASS_FRAGMENT,      pass,     "outer IPv4 fragment: cannot decapsulate in XDP") \
+    X(PUNT_MH,            punt,     "mobility message intercepted for the daemon") \
+    X(DROP_MALFORMED,     drop,     "truncated or inconsistent headers") \
+    X(DROP_FRAG_NEEDED,   drop,     "too big for the egress MTU after encapsulation") \
+    X(DROP_NO_HEADROOM,   drop,     "no room to push the outer header") \
+    X(DROP_UNKNOWN_PEER,  drop,     "tunnel from a source that holds no binding") \
+    X(DROP_NOT_ATTACHED,  drop,     "decapsulated packet for no attached mobile node") \
+    X(DROP_SPOOFED_INNER, drop,     "inner source does not belong to the tunnel peer") \
+    X(DROP_NO_RO_BINDING, drop,     "route-optimized traffic for a binding that no longer exists") \
+    X(DROP_NO_TUNNEL,     drop,     "entry names a tunnel that does not exist") \
+    X(DROP_PUNT_FAILED,   drop,     "could not hand a mobility message to the daemon")
+
+#define PMIP6_REASON_ENUM(name, verdict, help) REASON_##name,
+enum pmip6_reason { PMIP6_REASONS(PMIP6_REASON_ENUM) REASON_COUNT };
+
+#endif

@@ -1,0 +1,98 @@
+/* The steps the role programs share: look up the tunnel peer, push or pop
+ * the outer headers, and hand the result to forward(). */
+#ifndef PMIP6_TUNNEL_H
+#define PMIP6_TUNNEL_H
+
+#include "maps.h"
+#include "parsing.h"
+#include "encap.h"
+#include "forward.h"
+#include "events.h"
+
+#ifndef IPPROTO_MH
+#define IPPROTO_MH 135
+#endif
+
+static __always_inline struct mn_entry *lookup_mn(const union ip_addr *addr)
+{
+    struct prefix_key key = { .prefixlen = 128 };
+
+    __builtin_memcpy(&key.addr, addr, sizeof(key.addr));
+    return mn_table.lookup(&key);
+}
+
+static __always_inline struct ro_entry *lookup_ro(const union ip_addr *local, const union ip_addr *remote)
+{
+    struct ro_key key;
+
+    __builtin_memcpy(&key.local, local, sizeof(key.local));
+    __builtin_memcpy(&key.remote, remote, sizeof(key.remote));
+    return ro_table.lookup(&key);
+}
+
+static __always_inline int is_local_address(const union ip_addr *addr)
+{
+    return local_addrs.lookup((union ip_addr *)addr) != NULL;
+}
+
+static __always_inline struct peer *lookup_peer(const struct tunnel_info *tun)
+{
+    struct peer_key key = { .port = tun->sport };
+
+    __builtin_memcpy(&key.addr, &tun->outer.src, sizeof(key.addr));
+    return peers.lookup(&key);
+}
+
+/* A mobility message inside the tunnel: IPv6/MH, or the IPv4-wrapped form of
+ * the draft's fig. 2-3 (IPv4 / IPv6 / MH). Only the first header is checked:
+ * proxy RR messages carry no extension headers. */
+static __always_inline int carries_mobility_message(const struct ip_info *inner, void *data_end)
+{
+    if (inner->eth_proto == ETH_P_IPV6)
+        return inner->l4proto == IPPROTO_MH;
+    if (inner->l4proto != IPPROTO_IPV6 || inner->is_fragment)
+        return 0;
+    struct ipv6hdr *ip6 = ip_payload(inner);
+    if ((void *)(ip6 + 1) > data_end)
+        return 0;
+    return ip6->nexthdr == IPPROTO_MH;
+}
+
+/* Signaling addressed to this node inside IPv4 (RFC 5844 IPv6/MH in UDP, or
+ * the draft's fig. 6-7): the daemon's socket takes it, and the daemon, not
+ * the peer table, decides whether the sender may speak. */
+static __always_inline int is_signaling_for_us(const struct tunnel_info *tun)
+{
+    return tun->inner.eth_proto == ETH_P_IPV6 && tun->inner.l4proto == IPPROTO_MH
+        && is_local_address(&tun->inner.dst);
+}
+
+/* Pushes tunnel tunnel_id's outer headers in front of the IP packet ip and
+ * forwards the result, counted as reason. decrement: whether this node
+ * forwards the inner packet (a router) rather than originating it. */
+static __always_inline int encap_and_forward(struct xdp_md *ctx, __u32 prog, struct ip_info *ip,
+                                             __u32 tunnel_id, __u32 reason, int decrement)
+{
+    struct dp_config *cfg = dp_config();
+    struct tunnel *t = tunnels.lookup(&tunnel_id);
+
+    if (!t)
+        return finish(ctx, prog, REASON_DROP_NO_TUNNEL);
+    if (decrement && !decrement_hop_limit(ip, (void *)(long)ctx->data_end))
+        return finish(ctx, prog, REASON_PASS_HOP_LIMIT);
+    if (encapsulate(ctx, t, ip, cfg ? cfg->hop_limit : 64) != ENCAP_OK)
+        return finish(ctx, prog, REASON_DROP_NO_HEADROOM);
+    return forward(ctx, prog, reason);
+}
+
+/* Removes the outer headers of tun and parses the inner packet again into
+ * ip (the old pointers are stale after the head moved). */
+static __always_inline int decap_and_parse(struct xdp_md *ctx, const struct tunnel_info *tun, struct ip_info *ip)
+{
+    if (decapsulate(ctx, tun->outer_len, tun->inner.eth_proto))
+        return PARSE_MALFORMED;
+    return parse_ip((void *)(long)ctx->data + sizeof(struct ethhdr), (void *)(long)ctx->data_end,
+                    tun->inner.eth_proto, ip);
+}
+
+#endif

@@ -1,0 +1,91 @@
+"""What the XDP programs and Python share, read from the C headers in bpf/.
+
+The constants, drop/forward reasons and program ids have one definition, in
+bpf/constants.h and bpf/reasons.h; this module parses them so that the two
+sides cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+
+def bpf_dir() -> Path:
+    """Where the BPF sources live: $PMIP6_BPF_DIR, the source tree, or the
+    installed share directory."""
+    candidates = [
+        os.environ.get("PMIP6_BPF_DIR"),
+        Path(__file__).resolve().parents[2] / "bpf",
+        "/usr/share/pmip6ctl/bpf",
+        "/usr/local/share/pmip6ctl/bpf",
+    ]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "constants.h").is_file():
+            return Path(candidate)
+    raise FileNotFoundError("cannot find the BPF sources (bpf/constants.h); set PMIP6_BPF_DIR")
+
+
+_DEFINE = re.compile(r"^\s*#define\s+([A-Z][A-Z0-9_]*)\s+(\d+)\b", re.M)
+_REASON = re.compile(r'^\s*X\((\w+),\s*(\w+),\s*"([^"]*)"\)', re.M)
+
+
+@cache
+def constants() -> dict[str, int]:
+    text = (bpf_dir() / "constants.h").read_text()
+    return {name: int(value) for name, value in _DEFINE.findall(text)}
+
+
+@dataclass(frozen=True)
+class Reason:
+    index: int
+    name: str          # e.g. "drop_unknown_peer"
+    verdict: str       # redirect, pass, drop or punt
+    help: str
+
+
+@cache
+def reasons() -> tuple[Reason, ...]:
+    text = (bpf_dir() / "reasons.h").read_text()
+    return tuple(
+        Reason(i, name.lower(), verdict, help)
+        for i, (name, verdict, help) in enumerate(_REASON.findall(text))
+    )
+
+
+def reason(name: str) -> Reason:
+    for r in reasons():
+        if r.name == name:
+            return r
+    raise KeyError(name)
+
+
+@cache
+def programs() -> dict[int, str]:
+    """PROG_* id -> program name (mag_access, mag_transport, lma, cn, cn_egress)."""
+    return {
+        value: name[len("PROG_"):].lower()
+        for name, value in constants().items()
+        if name.startswith("PROG_") and name != "PROG_COUNT"
+    }
+
+
+@cache
+def event_kinds() -> dict[int, str]:
+    return {
+        value: name[len("EVENT_"):].lower()
+        for name, value in constants().items()
+        if name.startswith("EVENT_") and name != "EVENT_KIND_COUNT"
+    }
+
+
+# The programs each role loads, as (source file, function) pairs. The files
+# are compiled together into one object so that they share the role's maps.
+ROLE_PROGRAMS: dict[str, tuple[tuple[str, str], ...]] = {
+    "mag": (("mag_access.c", "xdp_mag_access"), ("mag_transport.c", "xdp_mag_transport")),
+    "lma": (("lma.c", "xdp_lma"),),
+    "cn": (("cn.c", "xdp_cn"), ("cn.c", "xdp_cn_egress")),
+}

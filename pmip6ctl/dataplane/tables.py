@@ -1,0 +1,310 @@
+"""Typed access to the data-plane maps (bcc tables pinned per node).
+
+Addresses go in and come out as ipaddress objects; IPv4 is stored
+IPv4-mapped, as bpf/maps.h describes. Nothing here knows about protocols:
+the daemons decide what goes in.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import ipaddress
+import socket
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from . import defs
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Encap(enum.IntEnum):
+    IP6 = defs.constants()["ENCAP_IP6"]
+    IP4 = defs.constants()["ENCAP_IP4"]
+    UDP4 = defs.constants()["ENCAP_UDP4"]
+
+
+class PeerKind(enum.IntEnum):
+    LMA = defs.constants()["PEER_LMA"]
+    MAG = defs.constants()["PEER_MAG"]
+    RO = defs.constants()["PEER_RO"]
+
+
+def pack_address(addr: IPAddress | str) -> bytes:
+    addr = ipaddress.ip_address(addr)
+    if addr.version == 4:
+        return ipaddress.IPv6Address("::ffff:" + str(addr)).packed
+    return addr.packed
+
+
+def unpack_address(raw: bytes) -> IPAddress:
+    v6 = ipaddress.IPv6Address(bytes(raw))
+    return v6.ipv4_mapped or v6
+
+
+def _set_addr(field, addr: IPAddress | str) -> None:
+    ctypes.memmove(ctypes.addressof(field), pack_address(addr), 16)
+
+
+def _get_addr(field) -> IPAddress:
+    return unpack_address(ctypes.string_at(ctypes.addressof(field), 16))
+
+
+@dataclass(frozen=True)
+class Tunnel:
+    """Outer headers toward one peer. For UDP4, sport/dport are host-order
+    ports (dport is the peer's, or its NAT mapping's)."""
+    encap: Encap
+    local: IPAddress
+    remote: IPAddress
+    sport: int = 0
+    dport: int = 0
+
+    def __post_init__(self):
+        local, remote = ipaddress.ip_address(self.local), ipaddress.ip_address(self.remote)
+        object.__setattr__(self, "local", local)
+        object.__setattr__(self, "remote", remote)
+        want = 6 if self.encap == Encap.IP6 else 4
+        if local.version != want or remote.version != want:
+            raise ValueError(f"{self.encap.name} tunnel needs IPv{want} endpoints, got {local} -> {remote}")
+
+
+@dataclass(frozen=True)
+class RoEntry:
+    local: IPAddress
+    remote: IPAddress
+    tunnel_id: int
+
+
+@dataclass(frozen=True)
+class Peer:
+    address: IPAddress
+    port: int
+    tunnel_id: int
+    kind: PeerKind
+
+
+@dataclass(frozen=True)
+class Counter:
+    program: str
+    verdict: str
+    reason: str
+    packets: int
+    bytes: int
+
+
+def sum_counters(per_cpu_rows: Iterable[Iterable[tuple[int, int]]]) -> list[tuple[int, int]]:
+    """Sums (packets, bytes) per key over CPUs: rows[key][cpu] -> [key]."""
+    return [
+        (sum(p for p, _ in cpus), sum(b for _, b in cpus))
+        for cpus in per_cpu_rows
+    ]
+
+
+class Tables:
+    """The maps of one node, as loaded or reopened by the loader."""
+
+    def __init__(self, bpf):
+        self._bpf = bpf
+        self.mn_table = bpf["mn_table"]
+        self.ro_table = bpf["ro_table"]
+        self.tunnels = bpf["tunnels"]
+        self.peers = bpf["peers"]
+        self.local_addrs = bpf["local_addrs"]
+        self.config = bpf["config"]
+        self.stats = bpf["stats"]
+        self.event_stats = bpf["event_stats"]
+        self.tx_ports = bpf["tx_ports"]
+        self.flows = bpf["flows"]
+
+    # --- configuration ------------------------------------------------
+    def set_config(self, *, ro_trigger_packets: int, event_interval_ms: int, hop_limit: int) -> None:
+        leaf = self.config.Leaf()
+        leaf.ro_trigger_packets = ro_trigger_packets
+        leaf.event_interval_ms = event_interval_ms
+        leaf.hop_limit = hop_limit
+        self.config[self.config.Key(0)] = leaf
+
+    def get_config(self) -> dict[str, int]:
+        leaf = self.config[self.config.Key(0)]
+        return {
+            "ro_trigger_packets": leaf.ro_trigger_packets,
+            "event_interval_ms": leaf.event_interval_ms,
+            "hop_limit": leaf.hop_limit,
+        }
+
+    # --- tunnels --------------------------------------------------------
+    def set_tunnel(self, tunnel_id: int, tunnel: Tunnel) -> None:
+        leaf = self.tunnels.Leaf()
+        leaf.type = int(tunnel.encap)
+        leaf.sport = socket.htons(tunnel.sport)
+        leaf.dport = socket.htons(tunnel.dport)
+        _set_addr(leaf.local, tunnel.local)
+        _set_addr(leaf.remote, tunnel.remote)
+        self.tunnels[self.tunnels.Key(tunnel_id)] = leaf
+
+    def remove_tunnel(self, tunnel_id: int) -> None:
+        self._delete(self.tunnels, self.tunnels.Key(tunnel_id))
+
+    def list_tunnels(self) -> dict[int, Tunnel]:
+        return {
+            key.value: Tunnel(
+                Encap(leaf.type), _get_addr(leaf.local), _get_addr(leaf.remote),
+                socket.ntohs(leaf.sport), socket.ntohs(leaf.dport),
+            )
+            for key, leaf in self.tunnels.items()
+        }
+
+    # --- mobile nodes (prefixes / IPv4 home addresses) ------------------
+    def _prefix_key(self, prefix):
+        net = ipaddress.ip_network(prefix)
+        key = self.mn_table.Key()
+        key.prefixlen = net.prefixlen + (96 if net.version == 4 else 0)
+        _set_addr(key.addr, net.network_address)
+        return key
+
+    def set_mn(self, prefix, tunnel_id: int) -> None:
+        leaf = self.mn_table.Leaf()
+        leaf.tunnel_id = tunnel_id
+        self.mn_table[self._prefix_key(prefix)] = leaf
+
+    def remove_mn(self, prefix) -> None:
+        self._delete(self.mn_table, self._prefix_key(prefix))
+
+    def list_mns(self) -> dict:
+        result = {}
+        for key, leaf in self.mn_table.items():
+            addr = _get_addr(key.addr)
+            plen = key.prefixlen - (96 if addr.version == 4 else 0)
+            result[ipaddress.ip_network(f"{addr}/{plen}")] = leaf.tunnel_id
+        return result
+
+    # --- route-optimized pairs --------------------------------------------
+    def _ro_key(self, local, remote):
+        key = self.ro_table.Key()
+        _set_addr(key.local, local)
+        _set_addr(key.remote, remote)
+        return key
+
+    def set_ro(self, local, remote, tunnel_id: int) -> None:
+        leaf = self.ro_table.Leaf()
+        leaf.tunnel_id = tunnel_id
+        self.ro_table[self._ro_key(local, remote)] = leaf
+
+    def set_ro_batch(self, entries: Iterable[RoEntry]) -> None:
+        """Installs many pairs with one BPF_MAP_UPDATE_BATCH call."""
+        entries = list(entries)
+        if not entries:
+            return
+        keys = (self.ro_table.Key * len(entries))()
+        leaves = (self.ro_table.Leaf * len(entries))()
+        for i, entry in enumerate(entries):
+            _set_addr(keys[i].local, entry.local)
+            _set_addr(keys[i].remote, entry.remote)
+            leaves[i].tunnel_id = entry.tunnel_id
+        self.ro_table.items_update_batch(keys, leaves)
+
+    def remove_ro(self, local, remote) -> None:
+        self._delete(self.ro_table, self._ro_key(local, remote))
+
+    def list_ro(self) -> list[RoEntry]:
+        return [
+            RoEntry(_get_addr(key.local), _get_addr(key.remote), leaf.tunnel_id)
+            for key, leaf in self.ro_table.items()
+        ]
+
+    def clear_ro(self) -> None:
+        self.ro_table.clear()
+
+    # --- tunnel peers allowed to send us tunnelled traffic ---------------
+    def _peer_key(self, address, port: int):
+        key = self.peers.Key()
+        _set_addr(key.addr, address)
+        key.port = socket.htons(port)
+        return key
+
+    def set_peer(self, address, tunnel_id: int, kind: PeerKind, port: int = 0) -> None:
+        leaf = self.peers.Leaf()
+        leaf.tunnel_id = tunnel_id
+        leaf.kind = int(kind)
+        self.peers[self._peer_key(address, port)] = leaf
+
+    def remove_peer(self, address, port: int = 0) -> None:
+        self._delete(self.peers, self._peer_key(address, port))
+
+    def list_peers(self) -> list[Peer]:
+        return [
+            Peer(_get_addr(key.addr), socket.ntohs(key.port), leaf.tunnel_id, PeerKind(leaf.kind))
+            for key, leaf in self.peers.items()
+        ]
+
+    # --- this node's own addresses and egress ports -----------------------
+    def set_local_addresses(self, addresses: Iterable[IPAddress]) -> None:
+        wanted = {pack_address(a) for a in addresses}
+        for key in list(self.local_addrs.keys()):
+            if bytes(key.b) not in wanted:
+                self._delete(self.local_addrs, key)
+        for raw in wanted:
+            key = self.local_addrs.Key()
+            ctypes.memmove(ctypes.addressof(key), raw, 16)
+            self.local_addrs[key] = ctypes.c_uint32(1)
+
+    def list_local_addresses(self) -> list[IPAddress]:
+        return [unpack_address(bytes(key.b)) for key in self.local_addrs.keys()]
+
+    def set_tx_ports(self, ifindexes: Iterable[int]) -> None:
+        """Every interface a redirect may leave through (xdp-forward's devmap,
+        keyed by ifindex; larger ifindexes fall back to bpf_redirect)."""
+        for ifindex in ifindexes:
+            if ifindex < self.tx_ports.max_entries:
+                self.tx_ports[self.tx_ports.Key(ifindex)] = ctypes.c_int(ifindex)
+
+    # --- counters ---------------------------------------------------------------
+    def counters(self) -> list[Counter]:
+        """Packets and bytes per (program, reason), summed over CPUs now."""
+        reasons = defs.reasons()
+        programs = defs.programs()
+        rows = []
+        for prog_id in sorted(programs):
+            for reason in reasons:
+                key = self.stats.Key(prog_id * len(reasons) + reason.index)
+                rows.append([(v.packets, v.bytes) for v in self.stats.getvalue(key)])
+        totals = sum_counters(rows)
+        result = []
+        i = 0
+        for prog_id in sorted(programs):
+            for reason in reasons:
+                packets, nbytes = totals[i]
+                i += 1
+                result.append(Counter(programs[prog_id], reason.verdict, reason.name, packets, nbytes))
+        return result
+
+    def event_counts(self) -> dict[tuple[str, str], int]:
+        kinds = defs.event_kinds()
+        count = defs.constants()["EVENT_KIND_COUNT"]
+        result = {}
+        for prog_id, prog in defs.programs().items():
+            for kind_id, kind in kinds.items():
+                values = self.event_stats.getvalue(self.event_stats.Key(prog_id * count + kind_id))
+                result[(prog, kind)] = sum(int(v) for v in values)
+        return result
+
+    def map_pressure(self) -> dict[str, tuple[int, int]]:
+        """map name -> (entries, capacity), for the hash-like maps."""
+        result = {}
+        for name in ("mn_table", "ro_table", "tunnels", "peers", "flows"):
+            table = getattr(self, name)
+            result[name] = (sum(1 for _ in table.keys()), table.max_entries)
+        return result
+
+    @staticmethod
+    def _delete(table, key) -> None:
+        try:
+            del table[key]
+        except KeyError:
+            pass
+
+    def iter_flows(self) -> Iterator[tuple[IPAddress, IPAddress, int]]:
+        for key, leaf in self.flows.items():
+            yield _get_addr(key.local), _get_addr(key.remote), leaf.packets
