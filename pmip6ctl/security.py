@@ -1,0 +1,178 @@
+"""Return routability crypto (RFC 6275 §5.2) and quick-mode authentication (RFC 4285).
+
+Sans-I/O: pure functions over bytes and addresses, plus NonceTable, which is
+fed the current time instead of reading a clock.
+
+Return routability, RFC 6275 §5.2.5 and §6.2.7 ("|" is concatenation):
+
+    home keygen token    = First(64, HMAC_SHA1(Kcn, home address | nonce | 0))
+    care-of keygen token = First(64, HMAC_SHA1(Kcn, care-of address | nonce | 1))
+    Kbm                  = SHA1(home keygen token | care-of keygen token)
+                           SHA1(home keygen token)          for deregistration
+    Authenticator        = First(96, HMAC_SHA1(Kbm, care-of address |
+                                                    correspondent | MH Data))
+
+Quick mode (draft §2.2; docs/protocol.md): a Mobility Message Authentication
+option (RFC 4285 §5, subtype 1) keyed from the peer authentication database,
+with HMAC-SHA256 and the full 32-octet output:
+
+    Authenticator = HMAC_SHA256(key, src | dst | MH Data up to and including the SPI)
+
+where src and dst are the IPv6 source and destination of the signaling packet
+(RFC 4285 names the care-of and home agent addresses; between proxies those
+are the packet's two addresses).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import os
+from collections.abc import Callable, Mapping
+from ipaddress import IPv4Address, IPv6Address
+
+from .wire.messages import Message, auth_data
+from .wire.options import BindingAuthorizationData, MobilityMessageAuthentication
+
+# RFC 6275 §12 protocol constants, in seconds.
+MAX_NONCE_LIFETIME = 240
+MAX_TOKEN_LIFETIME = 210
+MAX_RR_BINDING_LIFETIME = 420
+
+KCN_SIZE = 20  # RFC 6275 §5.2.3: Kcn is 20 octets
+NONCE_SIZE = 8
+TOKEN_SIZE = 8
+AUTHENTICATOR_SIZE = 12
+
+QUICK_MODE_SUBTYPE = 1  # RFC 4285 §5: MN-HA mobility message authentication
+QUICK_MODE_AUTHENTICATOR_SIZE = 32
+
+
+def new_kcn() -> bytes:
+    """A fresh node key for a correspondent (RFC 6275 §5.2.3)."""
+    return os.urandom(KCN_SIZE)
+
+
+def _keygen_token(kcn: bytes, address: IPv6Address | IPv4Address, nonce: bytes, which: int) -> bytes:
+    digest = hmac.new(kcn, address.packed + nonce + bytes((which,)), hashlib.sha1).digest()
+    return digest[:TOKEN_SIZE]
+
+
+def home_keygen_token(kcn: bytes, home_address: IPv6Address | IPv4Address, nonce: bytes) -> bytes:
+    """RFC 6275 §5.2.5: the final "0" is a single zero octet."""
+    return _keygen_token(kcn, home_address, nonce, 0)
+
+
+def careof_keygen_token(kcn: bytes, careof_address: IPv6Address | IPv4Address, nonce: bytes) -> bytes:
+    """RFC 6275 §5.2.5: the final "1" is a single octet of value 1."""
+    return _keygen_token(kcn, careof_address, nonce, 1)
+
+
+def binding_management_key(home_token: bytes, careof_token: bytes | None = None) -> bytes:
+    """Kbm (RFC 6275 §5.2.5); without a care-of token, the deregistration form."""
+    return hashlib.sha1(home_token + (careof_token or b"")).digest()
+
+
+def binding_authenticator(kbm: bytes, careof_address: IPv6Address, correspondent_address: IPv6Address,
+                          mh_data: bytes) -> bytes:
+    """RFC 6275 §6.2.7."""
+    mobility_data = careof_address.packed + correspondent_address.packed + mh_data
+    return hmac.new(kbm, mobility_data, hashlib.sha1).digest()[:AUTHENTICATOR_SIZE]
+
+
+def _with_last_option(msg: Message, option, cls) -> Message:
+    """A copy of msg whose options end with ``option``, other ``cls`` options removed."""
+    options = [o for o in msg.options if not isinstance(o, cls)] + [option]
+    return dataclasses.replace(msg, options=options)
+
+
+def sign_binding_update(msg: Message, kbm: bytes, careof_address: IPv6Address,
+                        correspondent_address: IPv6Address) -> Message:
+    """A copy of ``msg`` ending with its Binding Authorization Data option.
+
+    Works for a BU and for the correspondent's BA (RFC 6275 §9.5.4), both
+    keyed by Kbm. ``msg`` itself is not changed.
+    """
+    signed = _with_last_option(msg, BindingAuthorizationData(bytes(AUTHENTICATOR_SIZE)),
+                               BindingAuthorizationData)
+    authenticator = binding_authenticator(kbm, careof_address, correspondent_address, auth_data(signed))
+    signed.options[-1] = BindingAuthorizationData(authenticator)
+    return signed
+
+
+def verify_binding_authorization(msg: Message, kbm: bytes, careof_address: IPv6Address,
+                                 correspondent_address: IPv6Address) -> bool:
+    """True when the last option is a Binding Authorization Data that checks out."""
+    if not msg.options or not isinstance(msg.options[-1], BindingAuthorizationData):
+        return False
+    expected = binding_authenticator(kbm, careof_address, correspondent_address, auth_data(msg))
+    return hmac.compare_digest(expected, msg.options[-1].authenticator)
+
+
+class NonceTable:
+    """A correspondent's nonces (RFC 6275 §5.2.2, §5.2.7), sans-I/O.
+
+    ``current`` hands out the newest (index, nonce) and starts a new one every
+    ``rotation`` seconds; ``lookup`` finds a nonce by index for as long as it
+    is younger than MAX_NONCE_LIFETIME. Time is whatever the caller passes
+    as ``now`` (seconds, any monotonic origin).
+    """
+
+    def __init__(self, rotation: float = 30.0, random: Callable[[int], bytes] = os.urandom):
+        self.rotation = rotation
+        self._random = random
+        self._next_index = int.from_bytes(random(2), "big")
+        self._nonces: dict[int, tuple[float, bytes]] = {}  # index -> (created, nonce)
+        self._newest: int | None = None
+
+    def current(self, now: float) -> tuple[int, bytes]:
+        newest = self._nonces.get(self._newest) if self._newest is not None else None
+        if newest is None or now - newest[0] >= self.rotation:
+            self._expire(now)
+            index = self._next_index
+            self._next_index = (index + 1) & 0xFFFF
+            self._nonces[index] = (now, self._random(NONCE_SIZE))
+            self._newest = index
+        return self._newest, self._nonces[self._newest][1]
+
+    def lookup(self, index: int, now: float) -> bytes | None:
+        entry = self._nonces.get(index)
+        if entry is None or now - entry[0] > MAX_NONCE_LIFETIME:
+            return None
+        return entry[1]
+
+    def _expire(self, now: float) -> None:
+        for index in [i for i, (created, _) in self._nonces.items() if now - created > MAX_NONCE_LIFETIME]:
+            del self._nonces[index]
+
+
+def mma_authenticator(key: bytes, mobility_data: bytes) -> bytes:
+    """Quick mode: HMAC-SHA256, all 32 octets."""
+    return hmac.new(key, mobility_data, hashlib.sha256).digest()
+
+
+def _mma_mobility_data(msg: Message, src: IPv6Address, dst: IPv6Address) -> bytes:
+    return src.packed + dst.packed + auth_data(msg)
+
+
+def sign_mma(msg: Message, spi: int, key: bytes, src: IPv6Address, dst: IPv6Address) -> Message:
+    """A copy of ``msg`` ending with its Mobility Message Authentication option."""
+    placeholder = MobilityMessageAuthentication(QUICK_MODE_SUBTYPE, spi, bytes(QUICK_MODE_AUTHENTICATOR_SIZE))
+    signed = _with_last_option(msg, placeholder, MobilityMessageAuthentication)
+    authenticator = mma_authenticator(key, _mma_mobility_data(signed, src, dst))
+    signed.options[-1] = MobilityMessageAuthentication(QUICK_MODE_SUBTYPE, spi, authenticator)
+    return signed
+
+
+def verify_mma(msg: Message, keys: Mapping[int, bytes], src: IPv6Address, dst: IPv6Address) -> bool:
+    """True when the last option is a quick-mode MMA option whose SPI we know and whose
+    authenticator checks out."""
+    if not msg.options or not isinstance(msg.options[-1], MobilityMessageAuthentication):
+        return False
+    option = msg.options[-1]
+    key = keys.get(option.spi)
+    if option.subtype != QUICK_MODE_SUBTYPE or key is None:
+        return False
+    expected = mma_authenticator(key, _mma_mobility_data(msg, src, dst))
+    return hmac.compare_digest(expected, option.authenticator)
