@@ -1,0 +1,147 @@
+"""MAG transport ingress: tunnels from the LMA and RO peers, through BPF_PROG_TEST_RUN."""
+
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+
+from pmip6ctl.dataplane import Encap, PeerKind, Tunnel
+
+from .conftest import CN4, CN6, LMA4, LMA6, LOCAL4, LOCAL6, MN4, MN6, MN_MAC, MN_PREFIX, PEER6
+from .packets import from_next_hop, hop, outer4, outer6, ping4, ping6, tcp6
+
+pytestmark = pytest.mark.root
+TRANSPORT = "xdp_mag_transport"
+LMA_TUNNEL, RO_TUNNEL = 1, 2
+
+# A HoTI as MAG1 sends it for MN (RFC 6275 §6.1.3): MH type 1, cookie, no options.
+HOTI = Raw(bytes([59, 1, 1, 0, 0, 0, 0, 0]) + bytes(range(8)))
+
+
+def serve_mn(node, lma_tunnel: Tunnel, peer_port=0):
+    t = node.tables
+    t.set_tunnel(LMA_TUNNEL, lma_tunnel)
+    t.set_peer(lma_tunnel.remote, LMA_TUNNEL, PeerKind.LMA, port=peer_port)
+    t.set_mn(MN_PREFIX, LMA_TUNNEL)
+    t.set_mn(f"{MN4}/32", LMA_TUNNEL)
+
+
+def to_mn(node, packet) -> bytes:
+    return bytes(Ether(src=node.mac("in0"), dst=MN_MAC) / packet)
+
+
+@pytest.mark.parametrize("encap, inner, outer", [
+    (Encap.IP6, ping6(CN6, MN6), lambda i: outer6(LMA6, LOCAL6, i)),
+    (Encap.IP6, ping4(CN4, MN4), lambda i: outer6(LMA6, LOCAL6, i)),
+    (Encap.IP4, ping6(CN6, MN6), lambda i: outer4(LMA4, LOCAL4, i)),
+    (Encap.IP4, ping4(CN4, MN4), lambda i: outer4(LMA4, LOCAL4, i)),
+    (Encap.UDP4, ping6(CN6, MN6), lambda i: outer4(LMA4, LOCAL4, i, (5436, 5436))),
+    (Encap.UDP4, ping4(CN4, MN4), lambda i: outer4(LMA4, LOCAL4, i, (5436, 5436))),
+], ids=["6in6", "4in6", "6in4", "4in4", "6inudp4", "4inudp4"])
+def test_tunnel_from_the_lma_is_decapsulated_toward_the_mn(mag, encap, inner, outer):
+    local, remote = (LOCAL6, LMA6) if encap == Encap.IP6 else (LOCAL4, LMA4)
+    port = 5436 if encap == Encap.UDP4 else 0
+    serve_mn(mag, Tunnel(encap, local, remote, 5436, 5436), peer_port=port)
+    before = mag.counter("mag_transport", "fwd_decap")
+
+    result = mag.run(TRANSPORT, from_next_hop(outer(inner)), "out0")
+
+    assert result.action == "redirect"
+    assert result.packet == to_mn(mag, hop(inner))
+    assert mag.counter("mag_transport", "fwd_decap") == before + 1
+
+
+def test_tunnel_from_an_unknown_source_is_dropped(mag):
+    serve_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
+    forged = outer6("2001:db8:bad::1", LOCAL6, ping6(CN6, MN6))
+    before = mag.counter("mag_transport", "drop_unknown_peer")
+
+    result = mag.run(TRANSPORT, from_next_hop(forged), "out0")
+
+    assert result.action == "drop"
+    assert mag.counter("mag_transport", "drop_unknown_peer") == before + 1
+
+
+def test_udp_tunnel_from_an_unexpected_port_is_dropped(mag):
+    serve_mn(mag, Tunnel(Encap.UDP4, LOCAL4, LMA4, 5436, 5436), peer_port=5436)
+    forged = outer4(LMA4, LOCAL4, ping6(CN6, MN6), (40000, 5436))
+    assert mag.run(TRANSPORT, from_next_hop(forged), "out0").action == "drop"
+
+
+def test_tunnel_for_a_detached_mn_is_dropped(mag):
+    serve_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
+    stray = outer6(LMA6, LOCAL6, ping6(CN6, "2001:db8:100:2::10"))
+    result = mag.run(TRANSPORT, from_next_hop(stray), "out0")
+    assert result.action == "drop"
+    assert mag.counter("mag_transport", "drop_not_attached") >= 1
+
+
+def test_ro_peer_traffic_needs_a_matching_ro_entry(mag):
+    serve_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
+    mag.tables.set_tunnel(RO_TUNNEL, Tunnel(Encap.IP6, LOCAL6, PEER6))
+    mag.tables.set_peer(PEER6, RO_TUNNEL, PeerKind.RO)
+    inner = tcp6(CN6, MN6)
+    frame = from_next_hop(outer6(PEER6, LOCAL6, inner))
+
+    without = mag.run(TRANSPORT, frame, "out0")
+    (notice,) = mag.drain_events()
+    mag.tables.set_ro(MN6, CN6, RO_TUNNEL)
+    with_entry = mag.run(TRANSPORT, frame, "out0")
+
+    assert without.action == "drop"
+    assert (notice.kind, str(notice.src), str(notice.dst)) == ("no_ro_binding", CN6, MN6)
+    assert with_entry.action == "redirect"
+    assert with_entry.packet == to_mn(mag, hop(inner))
+
+
+@pytest.mark.parametrize("tunnelled", [
+    IPv6(src=MN6.replace("::10", "::99"), dst=MN6, nh=135) / HOTI,
+    # the draft's fig. 2: IPv4 (MN HoA -> CN) / IPv6 (pCoA -> pCoA) / MH
+    IP(src=CN4, dst=MN4, proto=41) / IPv6(src=PEER6, dst=LOCAL6, nh=135) / HOTI,
+], ids=["ipv6", "ipv4-wrapped"])
+def test_mobility_message_for_an_attached_mn_is_punted_whole(mag, tunnelled):
+    serve_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
+    frame = from_next_hop(outer6(LMA6, LOCAL6, tunnelled))
+
+    result = mag.run(TRANSPORT, frame, "out0")
+    events = mag.drain_events()
+
+    assert result.action == "drop"
+    assert [(e.kind if hasattr(e, "kind") else "punt", e.frame) for e in events] == [("punt", frame)]
+    assert mag.counter("mag_transport", "punt_mh") >= 1
+
+
+def test_signaling_for_the_mag_itself_in_udp_goes_to_the_stack(mag):
+    # RFC 5844: a PBA arrives as IPv4/UDP/IPv6/MH; it must reach the daemon's
+    # socket even before the LMA is a known peer.
+    pba = outer4(LMA4, LOCAL4, IPv6(src=LMA6, dst=LOCAL6, nh=135) / HOTI, (5436, 5436))
+    assert mag.run(TRANSPORT, from_next_hop(pba), "out0").action == "pass"
+
+
+def test_plain_traffic_for_the_mag_goes_to_the_stack(mag):
+    frame = from_next_hop(ping6(LMA6, LOCAL6))
+    result = mag.run(TRANSPORT, frame, "out0")
+    assert (result.action, result.packet) == ("pass", frame)
+
+
+def test_outer_ipv4_fragment_is_handed_to_the_kernel(mag):
+    serve_mn(mag, Tunnel(Encap.IP4, LOCAL4, LMA4))
+    fragment = IP(src=LMA4, dst=LOCAL4, proto=41, flags="MF", id=5) / bytes(ping6(CN6, MN6))[:48]
+    assert mag.run(TRANSPORT, from_next_hop(fragment), "out0").action == "pass"
+    assert mag.counter("mag_transport", "pass_fragment") >= 1
+
+
+def test_decapsulated_packet_with_expiring_hop_limit_goes_to_the_kernel(mag):
+    serve_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
+    inner = ping6(CN6, MN6, hlim=1)
+    result = mag.run(TRANSPORT, from_next_hop(outer6(LMA6, LOCAL6, inner)), "out0")
+    assert result.action == "pass"
+    assert result.packet == bytes(Ether(src="02:00:00:00:00:02", dst="02:00:00:00:bb:01") / inner)
+
+
+def test_truncated_inner_header_is_dropped_as_malformed(mag):
+    serve_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
+    frame = from_next_hop(IPv6(src=LMA6, dst=LOCAL6, nh=41) / bytes(ping6(CN6, MN6))[:20])
+    assert mag.run(TRANSPORT, frame, "out0").action == "drop"
+    assert mag.counter("mag_transport", "drop_malformed") >= 1
