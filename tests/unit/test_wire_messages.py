@@ -7,7 +7,7 @@ import pytest
 
 from pmip6ctl.wire import (MESSAGE_TYPES, BAFlags, BindingAck, BindingAuthorizationData, BindingError,
                            BindingErrorStatus, BindingRefreshRequest, BindingUpdate, BUFlags, CareofTest,
-                           CareofTestInit, ExperimentalMessage, Heartbeat, HomeNetworkPrefix, HomeTest,
+                           CareofTestInit, ExperimentalMessage, Heartbeat, HomeTest,
                            HomeTestInit, LocalizedRoutingAck, LocalizedRoutingInitiation, LRAStatus,
                            MobilityMessageAuthentication, NonceIndices, Status, Timestamp,
                            UnknownMessageType, WireError, auth_data, decode, encode)
