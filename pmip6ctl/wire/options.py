@@ -543,7 +543,7 @@ class IPv4HomeAddressReply(_IPv4AddressOption):
 class MAGIPv6Address(_IPv6AddressOption):
     """RFC 6705 §8.3: Reserved, Address Length (always 128), MAG IPv6 Address.
 
-    RFC 6705 states no alignment; we use HNP's 8n+4 so the address is 8-aligned.
+    Laid out like HNP, 8n+4, so the address lands on an 8-octet boundary.
     """
 
     address: IPv6Address
