@@ -1,5 +1,7 @@
 /* Next hop: bpf_fib_lookup on the (outer) IP header, then a devmap redirect,
- * as xdp-forward does. Each way of not forwarding is its own counted reason. */
+ * as xdp-forward does. Each way of not forwarding is its own counted reason.
+ * Tunnelled packets use the FIB's answer cached per tunnel for one jiffy
+ * (struct nexthop in maps.h). */
 #ifndef PMIP6_FORWARD_H
 #define PMIP6_FORWARD_H
 
@@ -12,58 +14,132 @@
 #ifndef AF_INET6
 #define AF_INET6 10
 #endif
+#ifndef BPF_FIB_LOOKUP_DIRECT
+#define BPF_FIB_LOOKUP_DIRECT 1
+#endif
+
+/* Fills fib from the frame's IP header; returns -1 if there is none. */
+static __always_inline int fib_params_from_frame(struct xdp_md *ctx, struct bpf_fib_lookup *fib)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    struct ethhdr *eth = data;
+
+    if ((void *)(eth + 1) > data_end)
+        return -1;
+    if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+        struct ipv6hdr *ip6 = (void *)(eth + 1);
+        if ((void *)(ip6 + 1) > data_end)
+            return -1;
+        fib->family = AF_INET6;
+        fib->l4_protocol = ip6->nexthdr;
+        fib->tot_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+        __builtin_memcpy(fib->ipv6_src, &ip6->saddr, sizeof(fib->ipv6_src));
+        __builtin_memcpy(fib->ipv6_dst, &ip6->daddr, sizeof(fib->ipv6_dst));
+    } else {
+        struct iphdr *ip4 = (void *)(eth + 1);
+        if ((void *)(ip4 + 1) > data_end)
+            return -1;
+        fib->family = AF_INET;
+        fib->tos = ip4->tos;
+        fib->l4_protocol = ip4->protocol;
+        fib->tot_len = bpf_ntohs(ip4->tot_len);
+        fib->ipv4_src = ip4->saddr;
+        fib->ipv4_dst = ip4->daddr;
+    }
+    fib->ifindex = ctx->ingress_ifindex;
+    return 0;
+}
+
+static __always_inline int redirect_to(struct xdp_md *ctx, __u32 ifindex, const __u8 *smac, const __u8 *dmac)
+{
+    void *data = (void *)(long)ctx->data;
+    struct ethhdr *eth = data;
+    int action;
+
+    if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
+        return XDP_DROP;
+    __builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+    __builtin_memcpy(eth->h_source, smac, ETH_ALEN);
+    action = tx_ports.redirect_map(ifindex, 0);
+    if (action != XDP_REDIRECT)
+        action = bpf_redirect(ifindex, 0);
+    return action;
+}
+
+/* Turns a non-success FIB result into its counted verdict. */
+static __always_inline int fib_failure(struct xdp_md *ctx, __u32 prog, int rc)
+{
+    if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+        return finish(ctx, prog, REASON_PASS_NO_NEIGH);
+    if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+        return finish(ctx, prog, REASON_DROP_FRAG_NEEDED);
+    return finish(ctx, prog, REASON_PASS_FIB_OTHER);
+}
 
 /* Looks up the frame's IP destination and redirects it; fwd_reason is what
  * a successful redirect is counted as. */
 static __always_inline int forward(struct xdp_md *ctx, __u32 prog, __u32 fwd_reason)
 {
-    void *data = (void *)(long)ctx->data;
-    void *data_end = (void *)(long)ctx->data_end;
-    struct ethhdr *eth = data;
     struct bpf_fib_lookup fib = {};
-    int rc, action;
+    int rc;
 
-    if ((void *)(eth + 1) > data_end)
+    if (fib_params_from_frame(ctx, &fib))
         return finish(ctx, prog, REASON_DROP_MALFORMED);
-    if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
-        struct ipv6hdr *ip6 = (void *)(eth + 1);
-        if ((void *)(ip6 + 1) > data_end)
-            return finish(ctx, prog, REASON_DROP_MALFORMED);
-        fib.family = AF_INET6;
-        fib.l4_protocol = ip6->nexthdr;
-        fib.tot_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
-        __builtin_memcpy(fib.ipv6_src, &ip6->saddr, sizeof(fib.ipv6_src));
-        __builtin_memcpy(fib.ipv6_dst, &ip6->daddr, sizeof(fib.ipv6_dst));
-    } else {
-        struct iphdr *ip4 = (void *)(eth + 1);
-        if ((void *)(ip4 + 1) > data_end)
-            return finish(ctx, prog, REASON_DROP_MALFORMED);
-        fib.family = AF_INET;
-        fib.tos = ip4->tos;
-        fib.l4_protocol = ip4->protocol;
-        fib.tot_len = bpf_ntohs(ip4->tot_len);
-        fib.ipv4_src = ip4->saddr;
-        fib.ipv4_dst = ip4->daddr;
-    }
-    fib.ifindex = ctx->ingress_ifindex;
+    rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_DIRECT);
+    if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+        return fib_failure(ctx, prog, rc);
+    count(ctx, prog, fwd_reason);
+    return redirect_to(ctx, fib.ifindex, fib.smac, fib.dmac);
+}
 
-    rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-    switch (rc) {
-    case BPF_FIB_LKUP_RET_SUCCESS:
-        __builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
-        __builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
-        action = tx_ports.redirect_map(fib.ifindex, 0);
-        if (action != XDP_REDIRECT)
-            action = bpf_redirect(fib.ifindex, 0);
-        count(ctx, prog, fwd_reason);
-        return action;
-    case BPF_FIB_LKUP_RET_NO_NEIGH:
-        return finish(ctx, prog, REASON_PASS_NO_NEIGH);
-    case BPF_FIB_LKUP_RET_FRAG_NEEDED:
-        return finish(ctx, prog, REASON_DROP_FRAG_NEEDED);
-    default:
-        return finish(ctx, prog, REASON_PASS_FIB_OTHER);
+/* Asks the FIB for the outer destination of a freshly encapsulated frame
+ * and caches the answer in nh. The route MTU comes from a second, oversized
+ * query (the FIB reports the MTU only when a packet exceeds it). */
+static __always_inline int resolve_nexthop(struct xdp_md *ctx, struct nexthop *nh, __u32 generation, __u64 now)
+{
+    struct bpf_fib_lookup fib = {};
+    int rc;
+
+    if (fib_params_from_frame(ctx, &fib))
+        return BPF_FIB_LKUP_RET_NOT_FWDED;
+    rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_DIRECT);
+    if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+        return rc;
+    nh->ifindex = fib.ifindex;
+    __builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
+    __builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
+    if (fib_params_from_frame(ctx, &fib))
+        return BPF_FIB_LKUP_RET_NOT_FWDED;
+    fib.tot_len = 0xffff;
+    rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_DIRECT);
+    nh->mtu = rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ? fib.mtu_result : 0xffff;
+    nh->generation = generation;
+    nh->jiffies = now;
+    return BPF_FIB_LKUP_RET_SUCCESS;
+}
+
+/* Forwards a frame just encapsulated into tunnel tunnel_id (outer header
+ * of outer_total octets), through the per-CPU next-hop cache. */
+static __always_inline int forward_tunnelled(struct xdp_md *ctx, __u32 prog, __u32 fwd_reason,
+                                             __u32 tunnel_id, __u32 generation, __u32 outer_total)
+{
+    struct nexthop *nh = nexthops.lookup(&tunnel_id);
+    __u64 now = bpf_jiffies64();
+    int rc;
+
+    if (!nh)
+        return forward(ctx, prog, fwd_reason);
+    if (nh->jiffies != now || nh->generation != generation) {
+        nh->jiffies = 0;
+        rc = resolve_nexthop(ctx, nh, generation, now);
+        if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+            return fib_failure(ctx, prog, rc);
     }
+    if (outer_total > nh->mtu)
+        return finish(ctx, prog, REASON_DROP_FRAG_NEEDED);
+    count(ctx, prog, fwd_reason);
+    return redirect_to(ctx, nh->ifindex, nh->smac, nh->dmac);
 }
 
 #endif

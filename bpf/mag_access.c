@@ -20,7 +20,9 @@ int xdp_mag_access(struct xdp_md *ctx)
         return finish(ctx, prog, REASON_PASS_NOT_IP);
     if (rc != PARSE_OK || parse_ip(data + sizeof(struct ethhdr), data_end, eth_proto, &ip) != PARSE_OK)
         return finish(ctx, prog, REASON_DROP_MALFORMED);
-    if (is_link_scoped(&ip) || is_local_address(&ip.dst))
+    /* (Traffic to the MAG's own global addresses takes the LMA path, as
+     * RFC 5213 routes all MN traffic: no per-packet local-address check.) */
+    if (is_link_scoped(&ip))
         return finish(ctx, prog, REASON_PASS_LOCAL);
 
     ro = lookup_ro(&ip.src, &ip.dst);

@@ -28,15 +28,32 @@ union ip_addr {
     __be32 w[4];
 };
 
-/* One tunnel: the outer headers to push, or to expect when decapsulating. */
+/* One tunnel: the outer headers to push. Slot 0 and slots with type 0 are
+ * unused. The loader bumps generation on every write, which invalidates the
+ * next-hop cache entry of that slot. */
 struct tunnel {
     __u8   type;            /* ENCAP_* */
     __u8   pad;
     __be16 sport;           /* ENCAP_UDP4 only: our port */
     __be16 dport;           /*                  the peer's (or its NAT's) port */
     __u16  pad2;
+    __u32  generation;
     union ip_addr local;
     union ip_addr remote;
+};
+
+/* The FIB's answer for a tunnel's outer destination, kept per CPU for one
+ * jiffy: the FIB stays the authority on the next hop (a route change takes
+ * effect within a jiffy), and the RO fast path pays for one lookup per jiffy
+ * instead of one per packet. */
+struct nexthop {
+    __u64 jiffies;          /* when the FIB said so; 0 = empty */
+    __u32 generation;       /* of the tunnel it was resolved for */
+    __u32 ifindex;
+    __u16 mtu;              /* of the route: longer outer packets get DROP_FRAG_NEEDED */
+    __u8  smac[6];
+    __u8  dmac[6];
+    __u16 pad;
 };
 
 /* Longest-prefix key: an MN's home network prefix, or its IPv4 HoA as /128. */
@@ -94,7 +111,7 @@ struct dp_config {
 
 BPF_TABLE_PINNED("lpm_trie", struct prefix_key, struct mn_entry, mn_table, MAX_MN_ENTRIES, PIN(mn_table), BPF_F_NO_PREALLOC);
 BPF_TABLE_PINNED("hash", struct ro_key, struct ro_entry, ro_table, MAX_RO_ENTRIES, PIN(ro_table));
-BPF_TABLE_PINNED("hash", __u32, struct tunnel, tunnels, MAX_TUNNELS, PIN(tunnels));
+BPF_TABLE_PINNED("array", __u32, struct tunnel, tunnels, MAX_TUNNELS, PIN(tunnels));
 BPF_TABLE_PINNED("hash", struct peer_key, struct peer, peers, MAX_PEERS, PIN(peers));
 BPF_TABLE_PINNED("hash", union ip_addr, __u32, local_addrs, MAX_PORTS, PIN(local_addrs));
 BPF_TABLE_PINNED("lru_hash", struct ro_key, struct flow_state, flows, MAX_FLOWS, PIN(flows));
@@ -103,6 +120,7 @@ BPF_TABLE_PINNED("percpu_array", __u32, struct counter, stats, PROG_COUNT * REAS
 BPF_TABLE_PINNED("percpu_array", __u32, __u64, event_stats, PROG_COUNT * EVENT_KIND_COUNT, PIN(event_stats));
 /* Derived state, rebuilt by every loader before it attaches: not pinned. */
 BPF_DEVMAP(tx_ports, MAX_PORTS);   /* key = ifindex (xdp-forward's layout) */
+BPF_PERCPU_ARRAY(nexthops, struct nexthop, MAX_TUNNELS);
 BPF_PERF_OUTPUT(events);
 
 #endif

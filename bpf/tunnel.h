@@ -75,14 +75,17 @@ static __always_inline int encap_and_forward(struct xdp_md *ctx, __u32 prog, str
 {
     struct dp_config *cfg = dp_config();
     struct tunnel *t = tunnels.lookup(&tunnel_id);
+    __u32 outer_total;
 
-    if (!t)
+    if (!t || !t->type)
         return finish(ctx, prog, REASON_DROP_NO_TUNNEL);
     if (decrement && !decrement_hop_limit(ip, (void *)(long)ctx->data_end))
         return finish(ctx, prog, REASON_PASS_HOP_LIMIT);
+    outer_total = ip->total_len + (t->type == ENCAP_IP6 ? OUTER_IP6_LEN
+                                   : t->type == ENCAP_IP4 ? OUTER_IP4_LEN : OUTER_UDP4_LEN);
     if (encapsulate(ctx, t, ip, cfg ? cfg->hop_limit : 64) != ENCAP_OK)
         return finish(ctx, prog, REASON_DROP_NO_HEADROOM);
-    return forward(ctx, prog, reason);
+    return forward_tunnelled(ctx, prog, reason, tunnel_id, t->generation, outer_total);
 }
 
 /* Removes the outer headers of tun and parses the inner packet again into

@@ -136,8 +136,12 @@ class Tables:
 
     # --- tunnels --------------------------------------------------------
     def set_tunnel(self, tunnel_id: int, tunnel: Tunnel) -> None:
+        if not 0 < tunnel_id < self.tunnels.max_entries:
+            raise ValueError(f"tunnel id {tunnel_id} outside 1..{self.tunnels.max_entries - 1}")
+        old = self.tunnels[self.tunnels.Key(tunnel_id)]
         leaf = self.tunnels.Leaf()
         leaf.type = int(tunnel.encap)
+        leaf.generation = (old.generation + 1) & 0xFFFFFFFF   # invalidates cached next hops
         leaf.sport = socket.htons(tunnel.sport)
         leaf.dport = socket.htons(tunnel.dport)
         _set_addr(leaf.local, tunnel.local)
@@ -145,7 +149,10 @@ class Tables:
         self.tunnels[self.tunnels.Key(tunnel_id)] = leaf
 
     def remove_tunnel(self, tunnel_id: int) -> None:
-        self._delete(self.tunnels, self.tunnels.Key(tunnel_id))
+        key = self.tunnels.Key(tunnel_id)
+        leaf = self.tunnels.Leaf()
+        leaf.generation = (self.tunnels[key].generation + 1) & 0xFFFFFFFF
+        self.tunnels[key] = leaf                           # type 0: unused slot
 
     def list_tunnels(self) -> dict[int, Tunnel]:
         return {
@@ -154,7 +161,12 @@ class Tables:
                 socket.ntohs(leaf.sport), socket.ntohs(leaf.dport),
             )
             for key, leaf in self.tunnels.items()
+            if leaf.type
         }
+
+    def clear_tunnels(self) -> None:
+        for tunnel_id in self.list_tunnels():
+            self.remove_tunnel(tunnel_id)
 
     # --- mobile nodes (prefixes / IPv4 home addresses) ------------------
     def _prefix_key(self, prefix):
@@ -293,9 +305,10 @@ class Tables:
     def map_pressure(self) -> dict[str, tuple[int, int]]:
         """map name -> (entries, capacity), for the hash-like maps."""
         result = {}
-        for name in ("mn_table", "ro_table", "tunnels", "peers", "flows"):
+        for name in ("mn_table", "ro_table", "peers", "flows"):
             table = getattr(self, name)
             result[name] = (sum(1 for _ in table.keys()), table.max_entries)
+        result["tunnels"] = (len(self.list_tunnels()), self.tunnels.max_entries)
         return result
 
     @staticmethod

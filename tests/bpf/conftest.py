@@ -73,8 +73,9 @@ class Node:
 
     def reset(self) -> None:
         t = self.tables
-        for table in (t.mn_table, t.ro_table, t.tunnels, t.peers, t.flows):
+        for table in (t.mn_table, t.ro_table, t.peers, t.flows):
             table.clear()
+        t.clear_tunnels()
         t.set_local_addresses([LOCAL6, LOCAL4])
         self.drain_events()
 

@@ -162,3 +162,29 @@ def test_route_optimized_flow_raises_no_trigger(mag):
     for _ in range(5):
         mag.run(ACCESS, from_mn(ping6(MN6, CN6)), "in0")
     assert mag.drain_events() == []
+
+
+def test_packet_too_big_for_the_route_after_encapsulation_is_dropped_and_counted(mag):
+    attach_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
+    inner = IPv6(src=MN6, dst=CN6) / (b"m" * 1440)          # 1480 + 40 > 1500
+    before = mag.counter("mag_access", "drop_frag_needed")
+
+    result = mag.run(ACCESS, from_mn(inner), "in0")
+
+    assert result.action == "drop"
+    assert mag.counter("mag_access", "drop_frag_needed") == before + 1
+
+
+def test_repointed_tunnel_takes_its_new_next_hop_at_once(mag):
+    """The per-CPU next-hop cache must not outlive a tunnel change."""
+    attach_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
+    mag.run(ACCESS, from_mn(ping6(MN6, CN6)), "in0")       # caches out0's next hop
+    elsewhere = "2001:db8:100:1::77"                        # routed out in0, toward the MN side
+    mag.tables.set_tunnel(1, Tunnel(Encap.IP6, LOCAL6, elsewhere))
+    inner = ping6(MN6, CN6)
+
+    result = mag.run(ACCESS, from_mn(inner), "in0")
+
+    # in0 has no neighbour for that address: the FIB is asked again and says so
+    assert result.action == "pass"
+    assert mag.counter("mag_access", "pass_no_neigh") >= 1
