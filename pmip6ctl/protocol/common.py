@@ -1,0 +1,90 @@
+"""What every protocol core takes in and gives back.
+
+Input: a decoded message with its Arrival (how it reached us), or a timer
+tick with the current time. Output: a list of actions. Times are wall-clock
+seconds (time.time() in the daemons, any float in tests): the Timestamp
+option (RFC 5213 §5.5) needs wall-clock time, and the cores never read a
+clock themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+from ..wire import Message
+
+PMIP6_UDP_PORT = 5436
+
+
+@dataclass(frozen=True)
+class UdpEndpoint:
+    """An IPv4 address and UDP port (RFC 5844 transport, or a NAT mapping)."""
+    address: IPv4Address
+    port: int = PMIP6_UDP_PORT
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """How a mobility message reached this node.
+
+    src/dst are the IPv6 header around the Mobility Header. For IPv4
+    transport (RFC 5844: IPv4/UDP/IPv6/MH) ipv4_src is the UDP sender as
+    seen here (a NAT's mapping, when there is a NAT) and ipv4_dst our IPv4
+    address it was sent to."""
+    src: IPv6Address
+    dst: IPv6Address
+    ipv4_src: UdpEndpoint | None = None
+    ipv4_dst: IPv4Address | None = None
+
+    @property
+    def over_ipv4(self) -> bool:
+        return self.ipv4_src is not None
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send message with IPv6 source src and destination dst; over IPv4
+    transport when ipv4_dst is set (then ipv4_src is our IPv4 address)."""
+    message: Message
+    src: IPv6Address
+    dst: IPv6Address
+    ipv4_dst: UdpEndpoint | None = None
+    ipv4_src: IPv4Address | None = None
+
+
+@dataclass
+class Retransmission:
+    """RFC 6275 §11.8 retransmission: first timeout, then doubling up to a
+    cap (InitialBindackTimeoutFirstReg 1 s ... MAX_BINDACK_TIMEOUT 32 s).
+    `due` is when to send again; None when nothing is outstanding."""
+    initial: float = 1.0
+    maximum: float = 32.0
+    timeout: float = 0.0
+    due: float | None = None
+    attempts: int = 0
+
+    def start(self, now: float) -> None:
+        self.timeout = self.initial
+        self.attempts = 1
+        self.due = now + self.timeout
+
+    def backoff(self, now: float) -> None:
+        """After a retransmission: wait twice as long, up to the cap."""
+        self.timeout = min(self.timeout * 2, self.maximum)
+        self.attempts += 1
+        self.due = now + self.timeout
+
+    def stop(self) -> None:
+        self.due = None
+
+    @property
+    def exhausted(self) -> bool:
+        """The last wait was already at the cap."""
+        return self.timeout >= self.maximum
+
+
+def earliest(*deadlines: float | None) -> float | None:
+    """The soonest of some optional deadlines."""
+    present = [d for d in deadlines if d is not None]
+    return min(present) if present else None
