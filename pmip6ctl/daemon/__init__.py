@@ -1,0 +1,1 @@
+"""The daemons: I/O and data-plane glue around the protocol cores."""

@@ -1,0 +1,77 @@
+"""Tunnel ids by outer endpoint, shared by every entry that uses them.
+
+Many MNs share the tunnel to one MAG (or LMA, or RO peer): the registry
+hands out one id per distinct Tunnel, counts its users, and removes the
+tunnel — and the peer entry that authorises decapsulation from it — when
+the last user lets go. On start it adopts what the pinned maps hold, so a
+restarted daemon keeps the ids the data plane is using."""
+
+from __future__ import annotations
+
+from ..dataplane import Encap, PeerKind, Tables, Tunnel
+
+
+class TunnelRegistry:
+    def __init__(self, tables: Tables):
+        self.tables = tables
+        self._ids: dict[Tunnel, int] = {t: i for i, t in tables.list_tunnels().items()}
+        self._users: dict[int, set[str]] = {i: set() for i in self._ids.values()}
+        self._kinds: dict[int, PeerKind] = {p.tunnel_id: p.kind for p in tables.list_peers()}
+
+    def acquire(self, tunnel: Tunnel, user: str, kind: PeerKind) -> int:
+        """The id of tunnel (created if new), now also used by user; the
+        tunnel's remote end may send us tunnelled traffic as a peer of kind."""
+        tunnel_id = self._ids.get(tunnel)
+        if tunnel_id is None:
+            tunnel_id = self._free_id()
+            self.tables.set_tunnel(tunnel_id, tunnel)
+            self._ids[tunnel] = tunnel_id
+            self._users[tunnel_id] = set()
+        self._users[tunnel_id].add(user)
+        if self._kinds.get(tunnel_id) != kind:
+            self.tables.set_peer(tunnel.remote, tunnel_id, kind, port=self._peer_port(tunnel))
+            self._kinds[tunnel_id] = kind
+        return tunnel_id
+
+    def release(self, tunnel_id: int, user: str) -> None:
+        users = self._users.get(tunnel_id)
+        if users is None:
+            return
+        users.discard(user)
+        if users:
+            return
+        tunnel = next(t for t, i in self._ids.items() if i == tunnel_id)
+        self.tables.remove_peer(tunnel.remote, port=self._peer_port(tunnel))
+        self.tables.remove_tunnel(tunnel_id)
+        del self._ids[tunnel], self._users[tunnel_id]
+        self._kinds.pop(tunnel_id, None)
+
+    def release_user(self, user: str) -> None:
+        for tunnel_id in [i for i, users in self._users.items() if user in users]:
+            self.release(tunnel_id, user)
+
+    def forget_unused(self) -> None:
+        """After a restart and state restore: drop adopted tunnels nobody claimed."""
+        for tunnel_id in [i for i, users in self._users.items() if not users]:
+            self._users[tunnel_id].add("_")
+            self.release(tunnel_id, "_")
+
+    def tunnel(self, tunnel_id: int) -> Tunnel | None:
+        return next((t for t, i in self._ids.items() if i == tunnel_id), None)
+
+    def users(self, tunnel_id: int) -> set[str]:
+        return set(self._users.get(tunnel_id, ()))
+
+    def items(self):
+        return [(i, t, sorted(self._users[i])) for t, i in sorted(self._ids.items(), key=lambda kv: kv[1])]
+
+    @staticmethod
+    def _peer_port(tunnel: Tunnel) -> int:
+        return tunnel.dport if tunnel.encap == Encap.UDP4 else 0
+
+    def _free_id(self) -> int:
+        used = set(self._ids.values())
+        for candidate in range(1, self.tables.tunnels.max_entries):
+            if candidate not in used:
+                return candidate
+        raise RuntimeError("no free tunnel slot: raise dataplane.max_tunnels")

@@ -1,0 +1,1 @@
+"""Thin I/O around the protocol cores: sockets, netlink, the control socket."""

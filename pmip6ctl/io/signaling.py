@@ -1,0 +1,119 @@
+"""Mobility Header transports.
+
+MhSocket: raw IPv6 socket for protocol 135 (RFC 6275). We compute and check
+the checksum ourselves (IPV6_CHECKSUM off) so that a bad one is counted by
+the daemon instead of vanishing in the kernel.
+
+UdpSignalingSocket: RFC 5844 IPv4 transport, IPv6/MH inside IPv4/UDP port
+5436; the IPv6 header is ours to build and to parse.
+
+Both hand the daemon (octets of the MH, Arrival) and take a protocol Send.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+from ipaddress import IPv4Address, IPv6Address
+
+from ..protocol.common import PMIP6_UDP_PORT, Arrival, Send, UdpEndpoint
+from ..wire import encode
+
+IPPROTO_MH = 135
+IPV6_CHECKSUM = 7
+IPV6_RECVPKTINFO = 49
+IPV6_PKTINFO = 50
+_PKTINFO = struct.Struct("=16sI")          # struct in6_pktinfo
+_IPV6_HEADER = struct.Struct("!IHBB16s16s")
+
+
+class MhSocket:
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_MH)
+        self.sock.setsockopt(socket.IPPROTO_IPV6, IPV6_CHECKSUM, -1)
+        self.sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+        self.sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def receive(self) -> tuple[bytes, Arrival] | None:
+        try:
+            data, ancdata, _flags, addr = self.sock.recvmsg(65535, socket.CMSG_SPACE(_PKTINFO.size))
+        except BlockingIOError:
+            return None
+        dst = IPv6Address("::")
+        for level, kind, value in ancdata:
+            if level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO and len(value) >= _PKTINFO.size:
+                dst = IPv6Address(_PKTINFO.unpack_from(value)[0])
+        src = IPv6Address(addr[0].split("%")[0])
+        return data, Arrival(src=src, dst=dst)
+
+    def send(self, send: Send) -> None:
+        payload = encode(send.message, send.src, send.dst)
+        pktinfo = _PKTINFO.pack(send.src.packed, 0)
+        self.sock.sendmsg([payload], [(socket.IPPROTO_IPV6, IPV6_PKTINFO, pktinfo)], 0, (str(send.dst), 0))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def ipv6_packet(src: IPv6Address, dst: IPv6Address, payload: bytes, next_header: int = IPPROTO_MH,
+                hop_limit: int = 64) -> bytes:
+    return _IPV6_HEADER.pack(6 << 28, len(payload), next_header, hop_limit, src.packed, dst.packed) + payload
+
+
+def parse_ipv6_packet(packet: bytes) -> tuple[IPv6Address, IPv6Address, int, bytes]:
+    """(src, dst, next header, payload) of an IPv6 packet; ValueError if it is none."""
+    if len(packet) < _IPV6_HEADER.size:
+        raise ValueError(f"{len(packet)} octets cannot hold an IPv6 header")
+    first, length, next_header, _hlim, src, dst = _IPV6_HEADER.unpack_from(packet)
+    if first >> 28 != 6:
+        raise ValueError(f"IP version {first >> 28}, expected 6")
+    payload = packet[_IPV6_HEADER.size:]
+    if length > len(payload):
+        raise ValueError(f"IPv6 payload length {length} exceeds the {len(payload)} octets received")
+    return IPv6Address(src), IPv6Address(dst), next_header, payload[:length]
+
+
+class UdpSignalingSocket:
+    """RFC 5844 §3: the MH travels as IPv6/MH in UDP 5436 over IPv4."""
+
+    def __init__(self, address: IPv4Address | None = None, port: int = PMIP6_UDP_PORT):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_PKTINFO, 1)
+        self.sock.bind((str(address) if address else "0.0.0.0", port))
+        self.sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def receive(self) -> tuple[bytes, Arrival] | None:
+        """The MH octets and their Arrival; raises ValueError when the
+        datagram is not IPv6/MH (the daemon counts it)."""
+        try:
+            data, ancdata, _flags, (host, port) = self.sock.recvmsg(65535, socket.CMSG_SPACE(12))
+        except BlockingIOError:
+            return None
+        local = None
+        for level, kind, value in ancdata:
+            if level == socket.IPPROTO_IP and kind == socket.IP_PKTINFO and len(value) >= 12:
+                local = IPv4Address(value[8:12])          # ipi_addr
+        src, dst, next_header, payload = parse_ipv6_packet(data)
+        if next_header != IPPROTO_MH:
+            raise ValueError(f"next header {next_header} in UDP {PMIP6_UDP_PORT}, expected a Mobility Header")
+        return payload, Arrival(src=src, dst=dst, ipv4_src=UdpEndpoint(IPv4Address(host), port), ipv4_dst=local)
+
+    def send(self, send: Send) -> None:
+        payload = encode(send.message, send.src, send.dst)
+        packet = ipv6_packet(send.src, send.dst, payload)
+        self.sock.sendto(packet, (str(send.ipv4_dst.address), send.ipv4_dst.port))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def is_ipv6(address) -> bool:
+    return isinstance(ipaddress.ip_address(address), IPv6Address)

@@ -1,0 +1,223 @@
+"""`pmip6ctl lab up|down|status`: build the lab, run its daemons, tear it all down.
+
+Daemons run in their namespaces through nsenter (never `ip netns exec`,
+which remounts /sys and hides the bpffs pins: DESIGN §4), with their logs,
+configs and pid files under one directory. `down` removes every namespace
+with the lab's prefix, the pins, the sockets and that directory, and it is
+safe after an `up` that failed half-way."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from .. import netns
+from ..io.control import CommandError, ControlClient
+from . import topology as t
+from .configs import lab_configs
+from .netlab import LabError, NetLab, list_namespaces
+
+RUN_DIR = Path("/run/pmip6ctl")
+LAB_DIR = RUN_DIR / "lab"
+PIN_ROOT = Path("/sys/fs/bpf/pmip6-lab")
+
+
+class Lab:
+    def __init__(self, prefix: str = "pmip-", progress: Callable[[str], None] = lambda s: None):
+        self.net = NetLab(prefix=prefix)
+        self.progress = progress
+
+    # --- names -------------------------------------------------------------------
+    def ns(self, node: str) -> str:
+        return self.net.ns(node)
+
+    def socket(self, node: str) -> Path:
+        return RUN_DIR / f"{node}.sock"
+
+    def client(self, node: str, timeout: float = 10.0) -> ControlClient:
+        return ControlClient(self.socket(node), timeout=timeout)
+
+    def sh(self, node: str, *argv: str) -> str:
+        return self.net.sh(node, *argv)
+
+    # --- up -------------------------------------------------------------------------
+    def up(self, *, ipv4_transport_mags: set[str] = frozenset(), trigger_packets: int = 0) -> None:
+        if list_namespaces(self.net.prefix):
+            raise LabError(f"a lab is already up (namespaces {self.net.prefix}*): run `pmip6ctl lab down` first")
+        try:
+            self.progress("building namespaces and links")
+            self.build_network()
+            self.progress("writing daemon configs")
+            self.write_configs(ipv4_transport_mags, trigger_packets)
+            for node in t.DAEMONS:
+                self.progress(f"starting {node} ({t.DAEMONS[node]})")
+                self.start_daemon(node)
+            for node in t.DAEMONS:
+                self.wait_ready(node)
+                self.progress(f"{node} ready")
+        except BaseException:
+            self.progress("lab up failed: cleaning up")
+            self.down(quiet=True)
+            raise
+
+    def build_network(self) -> None:
+        net = self.net
+        for node in t.NODES:
+            net.add_namespace(node)
+        for link in t.LINKS:
+            net.veth(link.a, link.a_if, link.b, link.b_if)
+            for side, node, ifname in (("a", link.a, link.a_if), ("b", link.b, link.b_if)):
+                net.ip(node, f"addr add {link.addr6(side)}/64 dev {ifname} nodad",
+                       f"addr add {link.addr4(side)}/{link.v4.split('/')[1]} dev {ifname}")
+        for link in t.ACCESS_LINKS:
+            mac = t.MN_MACS[link.a] if link.a_if == "eth0" else None
+            net.veth(link.a, link.a_if, link.b, link.b_if, mac_a=mac)
+            net.ip(link.b, f"addr add {t.ACCESS_GATEWAY6}/64 dev {link.b_if} nodad",
+                   f"addr add {t.ACCESS_GATEWAY4}/32 dev {link.b_if}")
+            net.ip(link.a, f"link set {link.a_if} down")      # up once the MAG listens
+        for node in ("inet", "lma", "mag1", "mag2", "mag3", "nat"):
+            net.router(node)
+        for mn in ("mn1", "mn2"):
+            for ifname in ("eth0", "eth1") if mn == "mn1" else ("eth0",):
+                settings = {f"net__ipv6__conf__{ifname}__{k}": v for k, v in
+                            (("accept_ra", 1), ("router_solicitation_delay", 0),
+                             ("router_solicitation_interval", 1), ("optimistic_dad", 1))}
+                net.sysctl(mn, **settings)
+        # The core: routes to the MN pools via the LMA, to MAG2's inside via the NAT.
+        lma_link, _ = t.link_of("lma")
+        nat_link, _ = t.link_of("nat")
+        mag2_link, _ = t.link_of("mag2")
+        net.ip("inet", f"route add {t.HNP_POOL} via {lma_link.addr6('b')}",
+               f"route add {t.IPV4_HOA_POOL} via {lma_link.addr4('b')}",
+               f"route add {mag2_link.v6} via {nat_link.addr6('b')}",
+               f"route add {mag2_link.v4} via {nat_link.addr4('b')}")
+        for node in ("lma", "mag1", "mag3", "cn", "nat"):
+            net.ip(node, f"route add ::/0 via {t.gateway6(node) if node != 'nat' else nat_link.addr6('a')}",
+                   f"route add 0.0.0.0/0 via {t.gateway4(node) if node != 'nat' else nat_link.addr4('a')}")
+        net.ip("mag2", f"route add ::/0 via {mag2_link.addr6('a')}", f"route add 0.0.0.0/0 via {mag2_link.addr4('a')}")
+
+    def write_configs(self, ipv4_transport_mags, trigger_packets) -> None:
+        (LAB_DIR / "logs").mkdir(parents=True, exist_ok=True)
+        for node, text in lab_configs(str(RUN_DIR), str(PIN_ROOT), ipv4_transport_mags=set(ipv4_transport_mags),
+                                      trigger_packets=trigger_packets).items():
+            (LAB_DIR / f"{node}.toml").write_text(text)
+
+    # --- daemons ------------------------------------------------------------------------
+    def start_daemon(self, node: str) -> None:
+        log = open(LAB_DIR / "logs" / f"{node}.log", "ab")
+        argv = [*netns.nsenter_prefix(self.ns(node)), sys.executable, "-m", "pmip6ctl",
+                t.DAEMONS[node], "run", "-c", str(LAB_DIR / f"{node}.toml")]
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        (LAB_DIR / f"{node}.pid").write_text(str(proc.pid))
+
+    def pid(self, node: str) -> int | None:
+        try:
+            pid = int((LAB_DIR / f"{node}.pid").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return pid
+
+    def wait_ready(self, node: str, timeout: float = 60.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pid(node) is None:
+                raise LabError(f"{node} exited during start-up; last lines of its log:\n{self.log_tail(node)}")
+            try:
+                return self.client(node, timeout=2).call("status")
+            except (ConnectionError, OSError, CommandError):
+                time.sleep(0.2)
+        raise LabError(f"{node} not ready after {timeout:.0f} s; last lines of its log:\n{self.log_tail(node)}")
+
+    def stop_daemon(self, node: str, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        pid = self.pid(node)
+        if pid is None:
+            return
+        os.killpg(pid, sig)
+        deadline = time.monotonic() + timeout
+        while self.pid(node) is not None and time.monotonic() < deadline:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.05)
+        if self.pid(node) is not None:
+            os.killpg(pid, signal.SIGKILL)
+
+    def restart_daemon(self, node: str) -> None:
+        self.start_daemon(node)
+        self.wait_ready(node)
+
+    def log_tail(self, node: str, lines: int = 15) -> str:
+        try:
+            return "\n".join((LAB_DIR / "logs" / f"{node}.log").read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    # --- mobile nodes ------------------------------------------------------------------------
+    def link_up(self, mn: str, ifname: str = "eth0") -> None:
+        self.net.ip(mn, f"link set {ifname} up")
+
+    def link_down(self, mn: str, ifname: str = "eth0") -> None:
+        self.net.ip(mn, f"link set {ifname} down")
+
+    def mn_addresses(self, mn: str, ifname: str = "eth0") -> list[str]:
+        out = self.sh(mn, "ip", "-6", "-o", "addr", "show", "dev", ifname, "scope", "global")
+        return [line.split()[3].split("/")[0] for line in out.splitlines()]
+
+    def wait_mn_address(self, mn: str, timeout: float = 20.0, ifname: str = "eth0") -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            addresses = self.mn_addresses(mn, ifname)
+            if addresses:
+                return addresses[0]
+            time.sleep(0.1)
+        raise LabError(f"{mn} got no address by SLAAC within {timeout:.0f} s")
+
+    def configure_mn_ipv4(self, mn: str, hoa: str, ifname: str = "eth0") -> None:
+        """RFC 5844 leaves IPv4 address delivery to DHCP; the lab configures
+        the LMA's allocation statically (README: 'IPv4 MNs')."""
+        self.net.ip(mn, f"addr replace {hoa}/32 dev {ifname}",
+                    f"route replace {t.ACCESS_GATEWAY4}/32 dev {ifname}",
+                    f"route replace 0.0.0.0/0 via {t.ACCESS_GATEWAY4} dev {ifname}")
+
+    # --- down / status ---------------------------------------------------------------------------
+    def down(self, quiet: bool = False) -> list[str]:
+        for node in t.DAEMONS:
+            try:
+                self.stop_daemon(node)
+            except (ProcessLookupError, PermissionError):
+                pass
+        removed = self.net.destroy()
+        shutil.rmtree(PIN_ROOT, ignore_errors=True)
+        for node in t.DAEMONS:
+            for path in (self.socket(node), self.socket(node).with_suffix(".state.json")):
+                path.unlink(missing_ok=True)
+        shutil.rmtree(LAB_DIR, ignore_errors=True)
+        if not quiet:
+            self.progress(f"removed {len(removed)} namespaces, the pins in {PIN_ROOT} and {LAB_DIR}")
+        return removed
+
+    def status(self) -> dict:
+        namespaces = list_namespaces(self.net.prefix)
+        daemons = {}
+        for node, role in t.DAEMONS.items():
+            pid = self.pid(node)
+            entry = {"role": role, "pid": pid, "running": pid is not None}
+            if pid is not None:
+                try:
+                    entry["status"] = self.client(node, timeout=2).call("status")
+                except (ConnectionError, OSError, CommandError) as exc:
+                    entry["error"] = str(exc)
+            daemons[node] = entry
+        return {"namespaces": namespaces, "daemons": daemons, "logs": str(LAB_DIR / "logs")}

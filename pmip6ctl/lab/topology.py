@@ -1,0 +1,92 @@
+"""The lab of DESIGN §5: every node, link and address in one place.
+
+                        pmip-cn (2001:db8:cc::2, 203.0.113.2)
+                           |
+   pmip-mag1 ── pmip-inet (core router, IPv6 + IPv4) ── pmip-lma
+      |            |    \\
+   pmip-mn1    pmip-mag3  pmip-nat ── pmip-mag2 ── pmip-mn2
+      \\________/ (mn1's second link, for handover)
+
+The MAGs reach each other and the LMA through pmip-inet, so a
+route-optimized MAG1⇄MAG2 path never touches the LMA's links. pmip-nat
+routes IPv6 plainly and masquerades IPv4 when the NAT scenario turns it on.
+Only documentation address space is used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+
+@dataclass(frozen=True)
+class Link:
+    a: str
+    a_if: str
+    b: str
+    b_if: str
+    v6: str | None = None       # /64 with a = ::1, b = ::2
+    v4: str | None = None       # /29 with a = .1, b = .2 (relative to the network)
+
+    def addr6(self, side: str) -> str:
+        net = IPv6Network(self.v6)
+        return str(net.network_address + (1 if side == "a" else 2))
+
+    def addr4(self, side: str) -> str:
+        net = IPv4Network(self.v4)
+        return str(net.network_address + (1 if side == "a" else 2))
+
+
+NODES = ("inet", "lma", "mag1", "mag2", "mag3", "nat", "cn", "mn1", "mn2")
+DAEMONS = {"lma": "lma", "mag1": "mag", "mag2": "mag", "mag3": "mag", "cn": "cn"}
+
+LINKS = (
+    Link("inet", "mag1", "mag1", "tr0", "2001:db8:ffff:1::/64", "192.0.2.0/29"),
+    Link("inet", "nat", "nat", "out0", "2001:db8:ffff:20::/64", "192.0.2.8/29"),
+    Link("nat", "in0", "mag2", "tr0", "2001:db8:ffff:2::/64", "198.51.100.128/29"),
+    Link("inet", "lma", "lma", "tr0", "2001:db8:ffff:3::/64", "192.0.2.16/29"),
+    Link("inet", "mag3", "mag3", "tr0", "2001:db8:ffff:4::/64", "192.0.2.24/29"),
+    Link("inet", "cn", "cn", "eth0", "2001:db8:cc::/64", "203.0.113.0/29"),
+)
+ACCESS_LINKS = (
+    Link("mn1", "eth0", "mag1", "acc1"),
+    Link("mn2", "eth0", "mag2", "acc1"),
+    Link("mn1", "eth1", "mag3", "acc1"),     # down until MN1 moves (handover)
+)
+
+HNP_POOL = "2001:db8:100::/48"
+IPV4_HOA_POOL = "198.51.100.0/25"
+ACCESS_GATEWAY6 = "fe80::1"              # every MAG's link-local address on its access links
+ACCESS_GATEWAY4 = "198.51.100.126"       # every MAG's IPv4 default-router address for MNs
+ACCESS_MTU = 1500
+MN_MACS = {"mn1": "02:00:00:00:01:10", "mn2": "02:00:00:00:02:10"}
+
+
+def link_of(node: str, ifname: str | None = None) -> tuple[Link, str]:
+    """The transport link of node (and which side it is)."""
+    for link in LINKS:
+        if link.b == node and (ifname is None or link.b_if == ifname):
+            return link, "b"
+    raise KeyError(node)
+
+
+def address6(node: str) -> str:
+    if node == "cn":
+        return link_of("cn")[0].addr6("b")
+    return link_of(node)[0].addr6("b")
+
+
+def address4(node: str) -> str:
+    return link_of(node)[0].addr4("b")
+
+
+def gateway6(node: str) -> str:
+    return link_of(node)[0].addr6("a")
+
+
+def gateway4(node: str) -> str:
+    return link_of(node)[0].addr4("a")
+
+
+LMA6, LMA4 = address6("lma"), address4("lma")
+CN6, CN4 = address6("cn"), address4("cn")

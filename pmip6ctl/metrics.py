@@ -1,0 +1,86 @@
+"""Prometheus metrics of one daemon (names in DESIGN §6).
+
+Data-plane counters are per-CPU in BPF; the collector sums them at scrape
+time, so a scrape always sees the kernel's current totals (no polling
+thread that could lag). Labels stay low-cardinality: never one per MN."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from . import __version__
+
+log = logging.getLogger("pmip6ctl.metrics")
+
+# RO set-up spans a few milliseconds in one domain to seconds when RR retries.
+RO_SETUP_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class DataplaneCollector:
+    """Reads the data plane at scrape time: packets/bytes by program,
+    verdict and reason; map entries and capacity; the daemon's own gauges."""
+
+    def __init__(self, node: str, tables_provider: Callable[[], object | None],
+                 gauges: Callable[[], Iterable[tuple[str, str, dict, float]]]):
+        self.node = node
+        self.tables_provider = tables_provider
+        self.gauges = gauges
+
+    def collect(self):
+        tables = self.tables_provider()
+        if tables is not None:
+            packets = CounterMetricFamily("pmip6_dataplane_packets", "Packets leaving an XDP program, by verdict and reason",
+                                          labels=["node", "program", "verdict", "reason"])
+            octets = CounterMetricFamily("pmip6_dataplane_bytes", "Bytes leaving an XDP program, by verdict and reason",
+                                         labels=["node", "program", "verdict", "reason"])
+            for c in tables.counters():
+                labels = [self.node, c.program, c.verdict, c.reason]
+                packets.add_metric(labels, c.packets)
+                octets.add_metric(labels, c.bytes)
+            yield packets
+            yield octets
+            entries = GaugeMetricFamily("pmip6_bpf_map_entries", "Entries in a BPF map", labels=["node", "map"])
+            capacity = GaugeMetricFamily("pmip6_bpf_map_capacity", "Capacity of a BPF map", labels=["node", "map"])
+            for name, (used, size) in tables.map_pressure().items():
+                entries.add_metric([self.node, name], used)
+                capacity.add_metric([self.node, name], size)
+            yield entries
+            yield capacity
+        families: dict[str, GaugeMetricFamily] = {}
+        for name, help_text, labels, value in self.gauges():
+            family = families.get(name)
+            if family is None:
+                family = families[name] = GaugeMetricFamily(name, help_text, labels=["node", *labels])
+            family.add_metric([self.node, *labels.values()], value)
+        yield from families.values()
+
+
+class Metrics:
+    def __init__(self, node: str, role: str):
+        self.node = node
+        self.registry = CollectorRegistry()
+        self.signaling = Counter(
+            "pmip6_signaling_messages", "Mobility messages by type, direction and result",
+            ["node", "type", "direction", "result"], registry=self.registry)
+        self.ro_setup = Histogram(
+            "pmip6_ro_setup_seconds", "Time from the RO trigger to the RO entry being installed",
+            ["node", "mode"], buckets=RO_SETUP_BUCKETS, registry=self.registry)
+        self.ro_attempts = Counter(
+            "pmip6_ro_attempts", "Route-optimization attempts by mode and outcome",
+            ["node", "mode", "result"], registry=self.registry)
+        Info("pmip6_daemon", "pmip6ctl daemon", registry=self.registry).info(
+            {"version": __version__, "role": role, "node": node})
+
+    def count_message(self, kind: str, direction: str, result: str = "ok") -> None:
+        self.signaling.labels(self.node, kind, direction, result).inc()
+
+    def add_collector(self, collector) -> None:
+        self.registry.register(collector)
+
+    def serve(self, host: str, port: int) -> None:
+        start_http_server(port, addr=host, registry=self.registry)
+        log.info("metrics on http://%s/metrics", f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
