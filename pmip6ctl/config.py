@@ -1,0 +1,638 @@
+"""Node configuration: one TOML file per node (LMA, MAG or CN agent).
+
+`load_config(path)` returns a frozen `NodeConfig` with typed values (ipaddress
+objects, Path, int, float) and every default filled in. Any problem raises
+`ConfigError`, whose text is exactly one line:
+
+    <file>: <dotted.field>: <why>
+
+The schema is declared once, as the dataclasses below: each TOML key is a
+dataclass field whose metadata names the converter that checks and types it.
+`KNOWN_KEYS` is derived from the same declaration. Rules that tie two fields
+together live in `_cross_checks`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from ipaddress import (
+    IPv4Address,
+    IPv4Network,
+    IPv6Address,
+    IPv6Network,
+    ip_address,
+    ip_network,
+)
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from .dataplane import defs
+from .security import MAX_RR_BINDING_LIFETIME
+
+__all__ = [
+    "KNOWN_KEYS", "ROLES", "AddressesSection", "CnSection", "ConfigError", "ControlSection",
+    "DataplaneSection", "InterfacesSection", "LmaSection", "MagSection", "MetricsSection",
+    "NodeConfig", "NodeSection", "Peer", "RoPolicyRule", "RoSection", "TimersSection",
+    "load_config", "parse_config",
+]
+
+ROLES = ("lma", "mag", "cn")
+
+# RFC 6275 §6.1.7: the Lifetime field counts 4-second units in 16 bits.
+MAX_BINDING_LIFETIME = 0xFFFF * 4
+U32_MAX = 2**32 - 1
+IPV6_MIN_MTU = 1280  # RFC 8200 §5
+
+
+class ConfigError(ValueError):
+    """A configuration problem, explained in one line: `<file>: <field>: <why>`."""
+
+    def __init__(self, file: str, field: str | None, reason: str):
+        self.file = file
+        self.field = field          # dotted path such as "lma.hnp_pool", or None
+        self.reason = reason
+        super().__init__(f"{file}: {field}: {reason}" if field else f"{file}: {reason}")
+
+
+class _Invalid(Exception):
+    """A problem found by a converter; the loader adds the file and the field."""
+
+    def __init__(self, why: str, path: tuple[str | int, ...] = ()):
+        self.why = why
+        self.path = path
+
+    def inside(self, key: str | int) -> _Invalid:
+        return _Invalid(self.why, (key, *self.path))
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _dotted(path: Iterable[str | int]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            key = part if _BARE_KEY.fullmatch(part) else _quote(part)
+            out += f".{key}" if out else key
+    return out
+
+
+def _quote(text: str) -> str:
+    """A TOML basic string, escaped so that it stays on one line."""
+    escaped = "".join(
+        c if c.isprintable() and c not in '"\\' else
+        {'"': '\\"', "\\": "\\\\"}.get(c, f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}")
+        for c in text
+    )
+    return f'"{escaped}"'
+
+
+def _show(value: Any, depth: int = 0) -> str:
+    """A value as the user wrote it (TOML-ish), one line, shortened."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (str, int, float)):
+        text = repr(value)
+    elif isinstance(value, list):
+        text = "[...]" if depth else "[" + ", ".join(_show(v, 1) for v in value[:8]) + "]"
+    elif isinstance(value, dict):
+        text = "{...}" if depth else "{" + ", ".join(
+            f"{_dotted([k])} = {_show(v, 1)}" for k, v in list(value.items())[:8]) + "}"
+    else:  # TOML dates and times
+        text = value.isoformat()
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --- converters: raw TOML value -> typed value, or _Invalid ----------------------------------
+
+Converter = Callable[[Any], Any]
+
+
+def _typed(expected: type | tuple[type, ...], what: str, value: Any) -> Any:
+    # bool is an int in Python but not in TOML.
+    if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
+        raise _Invalid(f"{_show(value)} is not {what}")
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    return _typed(bool, "a boolean (true or false)", value)
+
+
+def _string(pattern: str | None = None, what: str = "") -> Converter:
+    regex = re.compile(pattern) if pattern else None
+
+    def convert(value: Any) -> str:
+        _typed(str, "a string", value)
+        if regex and not regex.fullmatch(value):
+            raise _Invalid(f"{_show(value)} is not {what}")
+        return value
+    return convert
+
+
+def _choice(*options: str) -> Converter:
+    def convert(value: Any) -> str:
+        if value not in options or not isinstance(value, str):
+            raise _Invalid(f"{_show(value)} is not one of {', '.join(options)}")
+        return value
+    return convert
+
+
+def _integer(lo: int, hi: int, *, also: tuple[int, ...] = (), note: str = "") -> Converter:
+    span = " or ".join([*map(str, also), f"in {lo}..{hi}"])
+    suffix = f" ({note})" if note else ""
+
+    def convert(value: Any) -> int:
+        _typed(int, "an integer", value)
+        if not (lo <= value <= hi or value in also):
+            raise _Invalid(f"{_show(value)} is not {span}{suffix}")
+        return value
+    return convert
+
+
+def _number(lo: float, hi: float | None = None, *, open_lo: bool = True, open_hi: bool = True) -> Converter:
+    """A float in an interval; an integer is accepted (TOML `timeout = 2`)."""
+    if hi is None:
+        span = f"{'>' if open_lo else '>='} {lo:g}"
+    else:
+        span = f"in {'(' if open_lo else '['}{lo:g}, {hi:g}{')' if open_hi else ']'}"
+
+    def convert(value: Any) -> float:
+        _typed((int, float), "a number", value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise _Invalid(f"{_show(value)} is not a finite number")
+        above = number > lo if open_lo else number >= lo
+        below = hi is None or (number < hi if open_hi else number <= hi)
+        if not (above and below):
+            raise _Invalid(f"{_show(value)} is not {span}")
+        return number
+    return convert
+
+
+_NOT_UNICAST = (
+    ("unspecified", lambda a: a.is_unspecified),
+    ("loopback", lambda a: a.is_loopback),
+    ("multicast", lambda a: a.is_multicast),
+    ("link-local", lambda a: a.is_link_local),
+    ("scoped", lambda a: getattr(a, "scope_id", None)),
+)
+
+
+def _address(version: int) -> Converter:
+    """A routable unicast address: a proxy CoA, an LMA or a peer must be reachable off-link."""
+    kind = {6: IPv6Address, 4: IPv4Address}[version]
+
+    def convert(value: Any) -> IPv6Address | IPv4Address:
+        _typed(str, "a string", value)
+        try:
+            address = kind(value)
+        except ValueError:
+            raise _Invalid(f"{_show(value)} is not an IPv{version} address") from None
+        for name, test in _NOT_UNICAST:
+            if test(address):
+                raise _Invalid(f"{_show(value)} is {name}; a routable unicast address is needed")
+        return address
+    return convert
+
+
+def _prefix(*versions: int) -> Converter:
+    what = " or ".join(f"IPv{v}" for v in versions)
+
+    def convert(value: Any) -> IPv6Network | IPv4Network:
+        _typed(str, "a string", value)
+        try:
+            network = ip_network(value, strict=False)
+        except ValueError:
+            network = None
+        if network is None or network.version not in versions:
+            raise _Invalid(f"{_show(value)} is not an {what} prefix")
+        try:
+            return ip_network(value)
+        except ValueError:
+            raise _Invalid(f"{_show(value)} is not an {what} prefix (host bits set; did you mean {network}?)") from None
+    return convert
+
+
+def _list(convert: Converter, *, at_least: int = 0, unique: bool = False) -> Converter:
+    def convert_list(value: Any) -> tuple:
+        _typed(list, "a list", value)
+        if len(value) < at_least:
+            raise _Invalid(f"needs at least {at_least} entr{'y' if at_least == 1 else 'ies'}")
+        out = []
+        for i, item in enumerate(value):
+            try:
+                typed = convert(item)
+            except _Invalid as problem:
+                raise problem.inside(i) from None
+            if unique and typed in out:
+                raise _Invalid(f"{_show(item)} is listed twice", (i,))
+            out.append(typed)
+        return tuple(out)
+    return convert_list
+
+
+def _path(value: Any) -> Path:
+    _typed(str, "a string", value)
+    if not value.startswith("/") or "\0" in value:
+        raise _Invalid(f"{_show(value)} is not an absolute path")
+    return Path(value)
+
+
+# Linux dev_valid_name(): shorter than IFNAMSIZ (16), not "." or "..", no '/', ':' or
+# whitespace. ASCII only, so that 15 characters are 15 octets.
+_ifname = _string(r"(?!\.\.?$)(?:(?![/:])[!-~]){1,15}",
+                  "a valid interface name (1-15 ASCII characters, no '/', ':' or whitespace)")
+
+
+def _hex_key(min_octets: int) -> Converter:
+    """Key material: never echoed in a message."""
+    def convert(value: Any) -> bytes:
+        if not isinstance(value, str):
+            raise _Invalid("not a hex string (value not shown)")
+        try:
+            key = bytes.fromhex(value)
+        except ValueError:
+            raise _Invalid("not a hex string (value not shown)") from None
+        if len(key) < min_octets:
+            raise _Invalid(f"{len(key)} octets; at least {min_octets} are needed")
+        return key
+    return convert
+
+
+_LISTEN = re.compile(r"\[(?P<v6>[^\]]*)\]:(?P<port6>[0-9]+)|(?P<host>[^:\[\]]*):(?P<port>[0-9]+)")
+
+
+def _listen(value: Any) -> tuple[str, int]:
+    _typed(str, "a string", value)
+    match = _LISTEN.fullmatch(value)
+    if not match:
+        raise _Invalid(f"{_show(value)} is not host:port or [ipv6]:port")
+    host, port = (match["v6"], match["port6"]) if match["port6"] else (match["host"], match["port"])
+    try:
+        valid = host == "localhost" or ip_address(host).version == (6 if match["port6"] else 4)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise _Invalid(f"{_show(value)}: the host must be an IP address or localhost")
+    if not 1 <= int(port) <= 65535:
+        raise _Invalid(f"{_show(value)}: port {int(port)} is not in 1..65535")
+    return host, int(port)
+
+
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", re.I)
+
+
+def _nai(value: Any) -> str:
+    # RFC 4283: the MN-ID option's length octet also counts its subtype octet.
+    _typed(str, "a string", value)
+    if not 1 <= len(value.encode(errors="replace")) <= 254 or any(c.isspace() or not c.isprintable() for c in value):
+        raise _Invalid(f"{_show(value)} is not an NAI (1-254 octets, no whitespace)")
+    return value
+
+
+def _mn_ids(value: Any) -> Mapping[str, str]:
+    """MAC address -> NAI, keys normalised to lower case."""
+    _typed(dict, "a table", value)
+    out: dict[str, str] = {}
+    for mac, nai in value.items():
+        if not _MAC.fullmatch(mac):
+            raise _Invalid(f"{_show(mac)} is not a MAC address (aa:bb:cc:dd:ee:ff)")
+        if mac.lower() in out:
+            raise _Invalid(f"{_show(mac)}: this MAC address is listed twice", (mac,))
+        try:
+            out[mac.lower()] = _nai(nai)
+        except _Invalid as problem:
+            raise problem.inside(mac) from None
+    return MappingProxyType(out)
+
+
+def _key(convert: Converter, default: Any = dataclasses.MISSING, *,
+        factory: Callable[[], Any] | Any = dataclasses.MISSING, table: type | None = None,
+        **options: Any) -> Any:
+    """Declare a TOML key: its converter, its default (none: required) and, for a
+    table or a list of tables, the dataclass that describes it."""
+    return field(default=default, default_factory=factory,
+                 metadata={"convert": convert, "table": table}, **options)
+
+
+def _table(cls: type, default: Any = dataclasses.MISSING, **options: Any) -> Any:
+    return _key(lambda value: _build(cls, value), default, table=cls, **options)
+
+
+def _tables(cls: type) -> Any:
+    return _key(_list(lambda value: _build(cls, value)), (), table=cls)
+
+
+def _keys(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls) if "convert" in f.metadata}
+
+
+def _build(cls: type, raw: Any, **extra: Any) -> Any:
+    """A section dataclass from a TOML table: unknown keys first, then each key in declared order."""
+    _typed(dict, "a table", raw)
+    _reject_unknown(cls, raw)
+    values = {name: _convert(f, raw) for name, f in _keys(cls).items() if name in raw or _required(f)}
+    return cls(**values, **extra)
+
+
+def _reject_unknown(cls: type, raw: dict[str, Any]) -> None:
+    keys = _keys(cls)
+    for name in raw:
+        if name not in keys:
+            close = difflib.get_close_matches(name, keys, n=1)
+            raise _Invalid("unknown key" + (f" (did you mean {close[0]}?)" if close else ""), (name,))
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _convert(f: dataclasses.Field, raw: dict[str, Any]) -> Any:
+    if f.name not in raw:
+        raise _Invalid("required", (f.name,))
+    try:
+        return f.metadata["convert"](raw[f.name])
+    except _Invalid as problem:
+        raise problem.inside(f.name) from None
+
+
+def _constant(name: str) -> Callable[[], int]:
+    """A default defined once, in bpf/constants.h."""
+    return lambda: defs.constants()[name]
+
+
+# --- the schema ------------------------------------------------------------------------------
+
+Prefix = IPv6Network | IPv4Network
+_section = dict(frozen=True, kw_only=True)
+
+
+@dataclass(**_section)
+class NodeSection:
+    name: str = _key(_string(r"[a-z0-9-]{1,32}", "a valid name ([a-z0-9-], 1-32 characters)"))
+    role: str = _key(_choice(*ROLES))
+
+
+@dataclass(**_section)
+class InterfacesSection:
+    # Where the transport-side XDP program attaches (the LMA: also its Internet-facing side).
+    transport: tuple[str, ...] = _key(_list(_ifname, at_least=1, unique=True))
+    # MN-facing interfaces: required for a MAG, absent for the others.
+    access: tuple[str, ...] = _key(_list(_ifname, unique=True), ())
+
+
+@dataclass(**_section)
+class AddressesSection:
+    ipv6: IPv6Address = _key(_address(6))            # proxy CoA, LMA address or CN address
+    ipv4: IPv4Address | None = _key(_address(4), None)  # IPv4 proxy CoA or LMA IPv4 address
+
+
+@dataclass(**_section)
+class RoPolicyRule:
+    """One [[lma.ro_policy]] rule; the first rule whose prefixes match decides."""
+    action: str = _key(_choice("allow", "deny"))
+    mn: Prefix = _key(_prefix(6, 4))
+    cn: Prefix = _key(_prefix(6, 4))
+
+    def matches(self, mn: IPv6Address | IPv4Address, cn: IPv6Address | IPv4Address) -> bool:
+        return mn in self.mn and cn in self.cn
+
+
+@dataclass(**_section)
+class LmaSection:
+    hnp_pool: IPv6Network = _key(_prefix(6))
+    hnp_length: int = _key(_integer(1, 64), 64)
+    ipv4_pool: IPv4Network | None = _key(_prefix(4), None)
+    max_lifetime: int = _key(_integer(4, MAX_BINDING_LIFETIME), 3600)
+    timestamp_window: float = _key(_number(0), 7.0)
+    # None: any MAG may register.
+    allowed_mags: tuple[IPv6Address, ...] | None = _key(_list(_address(6), at_least=1, unique=True), None)
+    # Empty: RO allowed for every pair.
+    ro_policy: tuple[RoPolicyRule, ...] = _tables(RoPolicyRule)
+
+    def ro_allowed(self, mn: IPv6Address | IPv4Address, cn: IPv6Address | IPv4Address) -> bool:
+        rule = next((r for r in self.ro_policy if r.matches(mn, cn)), None)
+        return rule is None or rule.action == "allow"
+
+
+@dataclass(**_section)
+class MagSection:
+    lma: IPv6Address = _key(_address(6))
+    lma_ipv4: IPv4Address | None = _key(_address(4), None)
+    transport: str = _key(_choice("ipv6", "ipv4"), "ipv6")
+    lifetime: int = _key(_integer(4, MAX_BINDING_LIFETIME), 3600)
+    request_ipv4: bool = _key(_boolean, True)
+    # MAC (lower case) -> NAI; an MN not listed is named "<mac>@<node.name>".
+    mn_ids: Mapping[str, str] = _key(_mn_ids, factory=lambda: MappingProxyType({}))
+    # 0: the link MTU minus the tunnel overhead.
+    advertise_mtu: int = _key(_integer(IPV6_MIN_MTU, 65535, also=(0,)), 0)
+
+
+@dataclass(**_section)
+class RoSection:
+    enabled: bool = _key(_boolean, True)
+    # Packets of an MN->CN flow before RO starts; 0: only on `pmip6ctl ro start`.
+    trigger_packets: int = _key(_integer(0, U32_MAX), 10)
+    lifetime: int = _key(_integer(4, MAX_BINDING_LIFETIME), MAX_RR_BINDING_LIFETIME)
+    retry_interval: float = _key(_number(0), 30.0)   # after a failed RR for a pair
+    # "quick": draft §2.2 with peers listed in [[peers]] with quick_mode = true; RR otherwise.
+    mode: str = _key(_choice("rr", "quick"), "rr")
+
+
+@dataclass(**_section)
+class Peer:
+    """A [[peers]] entry: the peer authentication database (draft §2.2, RFC 4285)."""
+    name: str = _key(_string(r"[a-z0-9-]{1,32}", "a valid name ([a-z0-9-], 1-32 characters)"))
+    address: IPv6Address = _key(_address(6))
+    ipv4: IPv4Address | None = _key(_address(4), None)
+    spi: int = _key(_integer(256, U32_MAX, note="SPIs 0-255 are reserved by RFC 4285"))
+    key: bytes = _key(_hex_key(16), repr=False)
+    quick_mode: bool = _key(_boolean, True)
+
+
+@dataclass(**_section)
+class TimersSection:
+    # RFC 6275 §12 INITIAL_BINDACK_TIMEOUT and MAX_BINDACK_TIMEOUT, doubling in between.
+    initial_bindack_timeout: float = _key(_number(0), 1.0)
+    max_bindack_timeout: float = _key(_number(0), 32.0)
+    # Refresh a binding when this fraction of its lifetime has passed.
+    refresh_fraction: float = _key(_number(0, 1), 0.8)
+
+
+@dataclass(**_section)
+class DataplaneSection:
+    pin_root: Path = _key(_path, Path("/sys/fs/bpf/pmip6"))
+    generic_mode: bool = _key(_boolean, False)
+    max_mn_entries: int = _key(_integer(1, U32_MAX), factory=_constant("MAX_MN_ENTRIES"))
+    max_ro_entries: int = _key(_integer(1, U32_MAX), factory=_constant("MAX_RO_ENTRIES"))
+    max_tunnels: int = _key(_integer(1, U32_MAX), factory=_constant("MAX_TUNNELS"))
+    max_peers: int = _key(_integer(1, U32_MAX), factory=_constant("MAX_PEERS"))
+    max_flows: int = _key(_integer(1, U32_MAX), factory=_constant("MAX_FLOWS"))
+    event_interval_ms: int = _key(_integer(1, 60_000), 1000)
+    hop_limit: int = _key(_integer(1, 255), 64)
+
+
+@dataclass(**_section)
+class MetricsSection:
+    listen: tuple[str, int] = _key(_listen, ("127.0.0.1", 9436))
+
+    @property
+    def host(self) -> str:
+        return self.listen[0]
+
+    @property
+    def port(self) -> int:
+        return self.listen[1]
+
+
+@dataclass(**_section)
+class ControlSection:
+    # None only until load_config fills in /run/pmip6ctl/<node.name>.sock.
+    socket: Path | None = _key(_path, None)
+
+
+@dataclass(**_section)
+class CnSection:
+    egress_interface: str = _key(_ifname, "pmip6-egress")   # the veth for the agent's replies
+
+
+@dataclass(**_section)
+class NodeConfig:
+    node: NodeSection = _table(NodeSection)
+    interfaces: InterfacesSection = _table(InterfacesSection)
+    addresses: AddressesSection = _table(AddressesSection)
+    lma: LmaSection | None = _table(LmaSection, None)     # iff node.role = "lma"
+    mag: MagSection | None = _table(MagSection, None)     # iff node.role = "mag"
+    ro: RoSection = _table(RoSection, factory=RoSection)
+    peers: tuple[Peer, ...] = _tables(Peer)
+    timers: TimersSection = _table(TimersSection, factory=TimersSection)
+    dataplane: DataplaneSection = _table(DataplaneSection, factory=DataplaneSection)
+    metrics: MetricsSection = _table(MetricsSection, factory=MetricsSection)
+    control: ControlSection = _table(ControlSection, factory=ControlSection)
+    cn: CnSection | None = _table(CnSection, None)        # iff node.role = "cn"
+    path: Path = Path()                                   # the file it came from
+
+    def mn_id(self, mac: str) -> str:
+        """The NAI of an MN detected by its Router Solicitation (MAG only)."""
+        mac = mac.lower()
+        return (self.mag.mn_ids if self.mag else {}).get(mac, f"{mac}@{self.node.name}")
+
+    def peer(self, address: IPv6Address | IPv4Address) -> Peer | None:
+        return next((p for p in self.peers if address in (p.address, p.ipv4)), None)
+
+
+def _known_keys(cls: type, prefix: str = "") -> Iterator[tuple[str, frozenset[str]]]:
+    for name, f in _keys(cls).items():
+        if f.metadata["table"]:
+            yield f"{prefix}{name}", frozenset(_keys(f.metadata["table"]))
+            yield from _known_keys(f.metadata["table"], f"{prefix}{name}.")
+
+
+# Section -> accepted keys; nested tables are dotted ("lma.ro_policy").
+KNOWN_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(dict(_known_keys(NodeConfig)))
+
+
+# --- rules that tie fields together -----------------------------------------------------------
+
+def _cross_checks(c: NodeConfig) -> Iterator[tuple[str, str]]:
+    """(dotted field, why) for each broken rule, in file order."""
+    role, interfaces = c.node.role, c.interfaces
+    if role == "mag" and not interfaces.access:
+        yield "interfaces.access", 'required when node.role = "mag"'
+    if role != "mag" and interfaces.access:
+        yield "interfaces.access", 'only allowed when node.role = "mag"'
+    for i, name in enumerate(interfaces.access):
+        if name in interfaces.transport:
+            yield f"interfaces.access[{i}]", f"{name!r} is also a transport interface"
+    if c.lma and c.lma.hnp_length < c.lma.hnp_pool.prefixlen:
+        yield "lma.hnp_length", f"{c.lma.hnp_length} is shorter than lma.hnp_pool (/{c.lma.hnp_pool.prefixlen})"
+    for i, rule in enumerate(c.lma.ro_policy if c.lma else ()):
+        if rule.mn.version != rule.cn.version:
+            yield f"lma.ro_policy[{i}].cn", f"'{rule.cn}' is IPv{rule.cn.version} but mn is IPv{rule.mn.version}"
+    if c.mag and c.mag.transport == "ipv4":
+        for name, value in (("mag.lma_ipv4", c.mag.lma_ipv4), ("addresses.ipv4", c.addresses.ipv4)):
+            if value is None:
+                yield name, 'required when mag.transport = "ipv4"'
+    if c.ro.mode == "rr" and c.ro.lifetime > MAX_RR_BINDING_LIFETIME:
+        # RFC 6275 §5.2.6: a binding authorised by return routability lasts at most this long.
+        yield "ro.lifetime", (f'{c.ro.lifetime} exceeds MAX_RR_BINDING_LIFETIME '
+                              f'({MAX_RR_BINDING_LIFETIME}) with ro.mode = "rr"')
+    for unique in ("name", "spi", "address"):
+        seen: dict[Any, int] = {}
+        for i, peer in enumerate(c.peers):
+            value = getattr(peer, unique)
+            if value in seen:
+                shown = _show(value if unique == "spi" else str(value))
+                yield f"peers[{i}].{unique}", f"{shown} is already used by peers[{seen[value]}]"
+            seen.setdefault(value, i)
+    if c.timers.max_bindack_timeout < c.timers.initial_bindack_timeout:
+        yield "timers.max_bindack_timeout", (f"{c.timers.max_bindack_timeout:g} is less than "
+                                             f"timers.initial_bindack_timeout ({c.timers.initial_bindack_timeout:g})")
+    if c.cn and c.cn.egress_interface in interfaces.transport:
+        yield "cn.egress_interface", f"{c.cn.egress_interface!r} is also a transport interface"
+
+
+def _from_document(doc: dict[str, Any], path: Path) -> NodeConfig:
+    _reject_unknown(NodeConfig, doc)
+    # [node] first: its role decides which of [lma], [mag] and [cn] belongs.
+    node = _convert(_keys(NodeConfig)["node"], doc)
+    for role in ROLES:
+        if role in doc and role != node.role:
+            raise _Invalid(f'only allowed when node.role = "{role}"', (role,))
+    # A missing [cn] takes its defaults; a missing [lma] or [mag] names its first required key.
+    config = _build(NodeConfig, {node.role: {}, **doc}, path=path)
+    if config.control.socket is None:
+        socket = Path(f"/run/pmip6ctl/{config.node.name}.sock")
+        config = dataclasses.replace(config, control=ControlSection(socket=socket))
+    for name, why in _cross_checks(config):
+        raise _Invalid(why, tuple(name.split(".")))  # the first broken rule
+    return config
+
+
+# tomllib reports "<message> (at line 3, column 7)" or "(at end of document)".
+_TOML_WHERE = re.compile(r"^(?P<message>.*) \(at (?:line (?P<line>\d+), column (?P<column>\d+)|end of document)\)$", re.S)
+
+
+def parse_config(text: str, path: str | Path) -> NodeConfig:
+    """Parse one node's TOML text; `path` names it in messages and in NodeConfig.path."""
+    label = str(path)
+    try:
+        doc = tomllib.loads(text)
+    except (ValueError, RecursionError) as error:  # TOMLDecodeError, or int() over 4300 digits
+        match = _TOML_WHERE.match(str(error))
+        message = " ".join((match["message"] if match else str(error) or type(error).__name__).split())
+        where = None
+        if match:
+            where = f"line {match['line']}, column {match['column']}" if match["line"] else "end of document"
+        raise ConfigError(label, where, f"invalid TOML ({message})") from None
+    try:
+        return _from_document(doc, Path(path))
+    except _Invalid as problem:
+        raise ConfigError(label, _dotted(problem.path) or None, problem.why) from None
+
+
+def load_config(path: str | Path) -> NodeConfig:
+    """Read and check one node's configuration file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        reason = f"[Errno {error.errno}] {error.strerror}" if error.errno else str(error)
+        raise ConfigError(str(path), None, f"cannot read: {reason}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(str(path), None, f"not UTF-8 (byte {error.start})") from None
+    return parse_config(text, path)
