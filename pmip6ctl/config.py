@@ -105,8 +105,7 @@ def _show(value: Any, depth: int = 0) -> str:
     elif isinstance(value, list):
         text = "[...]" if depth else "[" + ", ".join(_show(v, 1) for v in value[:8]) + "]"
     elif isinstance(value, dict):
-        text = "{...}" if depth else "{" + ", ".join(
-            f"{_dotted([k])} = {_show(v, 1)}" for k, v in list(value.items())[:8]) + "}"
+        text = "{...}"  # never the contents: a misplaced [peers] table holds a key
     else:  # TOML dates and times
         text = value.isoformat()
     return text if len(text) <= 60 else text[:57] + "..."
@@ -159,12 +158,9 @@ def _integer(lo: int, hi: int, *, also: tuple[int, ...] = (), note: str = "") ->
     return convert
 
 
-def _number(lo: float, hi: float | None = None, *, open_lo: bool = True, open_hi: bool = True) -> Converter:
-    """A float in an interval; an integer is accepted (TOML `timeout = 2`)."""
-    if hi is None:
-        span = f"{'>' if open_lo else '>='} {lo:g}"
-    else:
-        span = f"in {'(' if open_lo else '['}{lo:g}, {hi:g}{')' if open_hi else ']'}"
+def _number(lo: float, hi: float = math.inf) -> Converter:
+    """A float in the open interval (lo, hi); an integer is accepted (TOML `timeout = 2`)."""
+    span = f"> {lo:g}" if hi == math.inf else f"in ({lo:g}, {hi:g})"
 
     def convert(value: Any) -> float:
         _typed((int, float), "a number", value)
@@ -174,9 +170,7 @@ def _number(lo: float, hi: float | None = None, *, open_lo: bool = True, open_hi
             number = math.inf
         if not math.isfinite(number):
             raise _Invalid(f"{_show(value)} is not a finite number")
-        above = number > lo if open_lo else number >= lo
-        below = hi is None or (number < hi if open_hi else number <= hi)
-        if not (above and below):
+        if not lo < number < hi:
             raise _Invalid(f"{_show(value)} is not {span}")
         return number
     return convert
@@ -222,7 +216,8 @@ def _prefix(*versions: int) -> Converter:
         try:
             return ip_network(value)
         except ValueError:
-            raise _Invalid(f"{_show(value)} is not an {what} prefix (host bits set; did you mean {network}?)") from None
+            hint = f"host bits set; did you mean {network}?"
+            raise _Invalid(f"{_show(value)} is not an {what} prefix ({hint})") from None
     return convert
 
 
@@ -250,6 +245,8 @@ def _path(value: Any) -> Path:
         raise _Invalid(f"{_show(value)} is not an absolute path")
     return Path(value)
 
+
+_name = _string(r"[a-z0-9-]{1,32}", "a valid name ([a-z0-9-], 1-32 characters)")
 
 # Linux dev_valid_name(): shorter than IFNAMSIZ (16), not "." or "..", no '/', ':' or
 # whitespace. ASCII only, so that 15 characters are 15 octets.
@@ -298,7 +295,8 @@ _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", re.I)
 def _nai(value: Any) -> str:
     # RFC 4283: the MN-ID option's length octet also counts its subtype octet.
     _typed(str, "a string", value)
-    if not 1 <= len(value.encode(errors="replace")) <= 254 or any(c.isspace() or not c.isprintable() for c in value):
+    printable = all(c.isprintable() and not c.isspace() for c in value)
+    if not printable or not 1 <= len(value.encode(errors="replace")) <= 254:
         raise _Invalid(f"{_show(value)} is not an NAI (1-254 octets, no whitespace)")
     return value
 
@@ -311,7 +309,7 @@ def _mn_ids(value: Any) -> Mapping[str, str]:
         if not _MAC.fullmatch(mac):
             raise _Invalid(f"{_show(mac)} is not a MAC address (aa:bb:cc:dd:ee:ff)")
         if mac.lower() in out:
-            raise _Invalid(f"{_show(mac)}: this MAC address is listed twice", (mac,))
+            raise _Invalid(f"{_show(mac)} is listed twice")
         try:
             out[mac.lower()] = _nai(nai)
         except _Invalid as problem:
@@ -382,7 +380,7 @@ _section = dict(frozen=True, kw_only=True)
 
 @dataclass(**_section)
 class NodeSection:
-    name: str = _key(_string(r"[a-z0-9-]{1,32}", "a valid name ([a-z0-9-], 1-32 characters)"))
+    name: str = _key(_name)
     role: str = _key(_choice(*ROLES))
 
 
@@ -436,7 +434,7 @@ class MagSection:
     lifetime: int = _key(_integer(4, MAX_BINDING_LIFETIME), 3600)
     request_ipv4: bool = _key(_boolean, True)
     # MAC (lower case) -> NAI; an MN not listed is named "<mac>@<node.name>".
-    mn_ids: Mapping[str, str] = _key(_mn_ids, factory=lambda: MappingProxyType({}))
+    mn_ids: Mapping[str, str] = _key(_mn_ids, factory=lambda: MappingProxyType({}), hash=False)
     # 0: the link MTU minus the tunnel overhead.
     advertise_mtu: int = _key(_integer(IPV6_MIN_MTU, 65535, also=(0,)), 0)
 
@@ -455,7 +453,7 @@ class RoSection:
 @dataclass(**_section)
 class Peer:
     """A [[peers]] entry: the peer authentication database (draft §2.2, RFC 4285)."""
-    name: str = _key(_string(r"[a-z0-9-]{1,32}", "a valid name ([a-z0-9-], 1-32 characters)"))
+    name: str = _key(_name)
     address: IPv6Address = _key(_address(6))
     ipv4: IPv4Address | None = _key(_address(4), None)
     spi: int = _key(_integer(256, U32_MAX, note="SPIs 0-255 are reserved by RFC 4285"))
@@ -531,6 +529,7 @@ class NodeConfig:
         return (self.mag.mn_ids if self.mag else {}).get(mac, f"{mac}@{self.node.name}")
 
     def peer(self, address: IPv6Address | IPv4Address) -> Peer | None:
+        """The [[peers]] entry for a peer's IPv6 or IPv4 address."""
         return next((p for p in self.peers if address in (p.address, p.ipv4)), None)
 
 
@@ -547,42 +546,47 @@ KNOWN_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(dict(_known_keys(Nod
 
 # --- rules that tie fields together -----------------------------------------------------------
 
-def _cross_checks(c: NodeConfig) -> Iterator[tuple[str, str]]:
-    """(dotted field, why) for each broken rule, in file order."""
+def _cross_checks(c: NodeConfig) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """(field path, why) for each broken rule, in section order."""
     role, interfaces = c.node.role, c.interfaces
     if role == "mag" and not interfaces.access:
-        yield "interfaces.access", 'required when node.role = "mag"'
+        yield ("interfaces", "access"), 'required when node.role = "mag"'
     if role != "mag" and interfaces.access:
-        yield "interfaces.access", 'only allowed when node.role = "mag"'
+        yield ("interfaces", "access"), 'only allowed when node.role = "mag"'
     for i, name in enumerate(interfaces.access):
         if name in interfaces.transport:
-            yield f"interfaces.access[{i}]", f"{name!r} is also a transport interface"
+            yield ("interfaces", "access", i), f"{name!r} is also a transport interface"
     if c.lma and c.lma.hnp_length < c.lma.hnp_pool.prefixlen:
-        yield "lma.hnp_length", f"{c.lma.hnp_length} is shorter than lma.hnp_pool (/{c.lma.hnp_pool.prefixlen})"
+        pool = c.lma.hnp_pool.prefixlen
+        yield ("lma", "hnp_length"), f"{c.lma.hnp_length} is shorter than lma.hnp_pool (/{pool})"
     for i, rule in enumerate(c.lma.ro_policy if c.lma else ()):
-        if rule.mn.version != rule.cn.version:
-            yield f"lma.ro_policy[{i}].cn", f"'{rule.cn}' is IPv{rule.cn.version} but mn is IPv{rule.mn.version}"
+        if rule.mn.version != rule.cn.version:  # a flow is IPv6 or IPv4 end to end
+            why = f"'{rule.cn}' is IPv{rule.cn.version} but mn is IPv{rule.mn.version}"
+            yield ("lma", "ro_policy", i, "cn"), why
     if c.mag and c.mag.transport == "ipv4":
-        for name, value in (("mag.lma_ipv4", c.mag.lma_ipv4), ("addresses.ipv4", c.addresses.ipv4)):
+        # RFC 5844: the MAG needs an IPv4 proxy CoA and the LMA's IPv4 address.
+        for path, value in ((("mag", "lma_ipv4"), c.mag.lma_ipv4), (("addresses", "ipv4"), c.addresses.ipv4)):
             if value is None:
-                yield name, 'required when mag.transport = "ipv4"'
+                yield path, 'required when mag.transport = "ipv4"'
     if c.ro.mode == "rr" and c.ro.lifetime > MAX_RR_BINDING_LIFETIME:
         # RFC 6275 §5.2.6: a binding authorised by return routability lasts at most this long.
-        yield "ro.lifetime", (f'{c.ro.lifetime} exceeds MAX_RR_BINDING_LIFETIME '
-                              f'({MAX_RR_BINDING_LIFETIME}) with ro.mode = "rr"')
+        yield ("ro", "lifetime"), (f"{c.ro.lifetime} exceeds MAX_RR_BINDING_LIFETIME "
+                                   f'({MAX_RR_BINDING_LIFETIME}) with ro.mode = "rr"')
     for unique in ("name", "spi", "address"):
         seen: dict[Any, int] = {}
         for i, peer in enumerate(c.peers):
             value = getattr(peer, unique)
             if value in seen:
                 shown = _show(value if unique == "spi" else str(value))
-                yield f"peers[{i}].{unique}", f"{shown} is already used by peers[{seen[value]}]"
+                yield ("peers", i, unique), f"{shown} is already used by peers[{seen[value]}]"
             seen.setdefault(value, i)
-    if c.timers.max_bindack_timeout < c.timers.initial_bindack_timeout:
-        yield "timers.max_bindack_timeout", (f"{c.timers.max_bindack_timeout:g} is less than "
-                                             f"timers.initial_bindack_timeout ({c.timers.initial_bindack_timeout:g})")
+    timers = c.timers
+    if timers.max_bindack_timeout < timers.initial_bindack_timeout:
+        why = (f"{timers.max_bindack_timeout:g} is less than "
+               f"timers.initial_bindack_timeout ({timers.initial_bindack_timeout:g})")
+        yield ("timers", "max_bindack_timeout"), why
     if c.cn and c.cn.egress_interface in interfaces.transport:
-        yield "cn.egress_interface", f"{c.cn.egress_interface!r} is also a transport interface"
+        yield ("cn", "egress_interface"), f"{c.cn.egress_interface!r} is also a transport interface"
 
 
 def _from_document(doc: dict[str, Any], path: Path) -> NodeConfig:
@@ -597,13 +601,14 @@ def _from_document(doc: dict[str, Any], path: Path) -> NodeConfig:
     if config.control.socket is None:
         socket = Path(f"/run/pmip6ctl/{config.node.name}.sock")
         config = dataclasses.replace(config, control=ControlSection(socket=socket))
-    for name, why in _cross_checks(config):
-        raise _Invalid(why, tuple(name.split(".")))  # the first broken rule
+    for where, why in _cross_checks(config):
+        raise _Invalid(why, where)  # the first broken rule
     return config
 
 
 # tomllib reports "<message> (at line 3, column 7)" or "(at end of document)".
-_TOML_WHERE = re.compile(r"^(?P<message>.*) \(at (?:line (?P<line>\d+), column (?P<column>\d+)|end of document)\)$", re.S)
+_TOML_WHERE = re.compile(
+    r"^(?P<message>.*) \(at (?:line (?P<line>\d+), column (?P<column>\d+)|end of document)\)$", re.S)
 
 
 def parse_config(text: str, path: str | Path) -> NodeConfig:
