@@ -1,6 +1,206 @@
+"""pmip6ctl: route optimization for Proxy Mobile IPv6, with an XDP data plane.
+
+\b
+Run a node:            pmip6ctl lma run -c lma.toml   (also: mag run, cn run)
+Ask a running node:    pmip6ctl --node mag1 bindings  (status, counters, peers, ...)
+Try it on one machine: pmip6ctl lab up && pmip6ctl lab demo && pmip6ctl lab down
+
+Every listing takes --json. Errors are one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
 import click
 
+from . import __version__
+from .io.control import CommandError, ControlClient
+from .tables_fmt import render_table
 
-@click.group()
-def main():
-    """pmip6ctl"""
+RUN_DIR = Path("/run/pmip6ctl")
+
+
+# --- plumbing ---------------------------------------------------------------------
+class Context:
+    def __init__(self, node: str | None, socket: str | None):
+        self.node = node
+        self.socket = socket
+
+    def client(self) -> ControlClient:
+        if self.socket:
+            return ControlClient(Path(self.socket))
+        if self.node:
+            return ControlClient(RUN_DIR / f"{self.node}.sock")
+        sockets = sorted(RUN_DIR.glob("*.sock"))
+        if len(sockets) == 1:
+            return ControlClient(sockets[0])
+        names = ", ".join(s.stem for s in sockets) or "none running"
+        raise click.UsageError(f"which node? use --node NAME (daemons here: {names})")
+
+    def call(self, command: str, **args):
+        try:
+            return self.client().call(command, **args)
+        except (ConnectionError, OSError) as exc:
+            raise click.ClickException(str(exc)) from None
+        except CommandError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def json_option(func):
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+    @functools.wraps(func)
+    def wrapper(*args, as_json: bool, **kwargs):
+        return func(*args, as_json=as_json, **kwargs)
+    return wrapper
+
+
+def emit(data, as_json: bool, table) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        click.echo(table(data))
+
+
+def run_daemon(role: str, config_path: str, verbose: bool) -> None:
+    from .config import ConfigError, load_config
+    from .dataplane import DataplaneError
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if config.node.role != role:
+        raise click.ClickException(f"{config_path}: node.role: is {config.node.role!r}, but this is `pmip6ctl {role} run`")
+    if role == "lma":
+        from .daemon.lma import LmaDaemon as cls
+    elif role == "mag":
+        from .daemon.mag import MagDaemon as cls
+    else:
+        from .daemon.cn import CnDaemon as cls
+    try:
+        cls(config).run()
+    except DataplaneError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+# --- the command tree ---------------------------------------------------------------
+@click.group(help=__doc__)
+@click.version_option(__version__, prog_name="pmip6ctl")
+@click.option("--node", "-n", metavar="NAME", help="The daemon to talk to (its socket is /run/pmip6ctl/NAME.sock).")
+@click.option("--socket", metavar="PATH", help="The control socket, when it is not the default one.")
+@click.pass_context
+def main(ctx, node, socket):
+    ctx.obj = Context(node, socket)
+
+
+def _daemon_group(role: str, what: str):
+    @main.group(name=role, help=what)
+    def group():
+        pass
+
+    @group.command(name="run", help=f"Run the {role.upper()} daemon in the foreground (as root).")
+    @click.option("--config", "-c", "config_path", required=True, type=click.Path(dir_okay=False),
+                  help="The node's TOML file (examples in deploy/examples).")
+    @click.option("--verbose", "-v", is_flag=True, help="Log every message sent and received.")
+    def run(config_path, verbose):
+        run_daemon(role, config_path, verbose)
+
+    return group
+
+
+_daemon_group("lma", "Local Mobility Anchor: binding cache, RO query answers, XDP tunnels to the MAGs.")
+_daemon_group("mag", "Mobile Access Gateway: attaches MNs, registers them with the LMA, runs route optimization.")
+_daemon_group("cn", "Correspondent agent for an RO-capable CN outside the domain (draft scenario 3).")
+
+
+@main.command()
+@json_option
+@click.pass_obj
+def status(obj: Context, as_json):
+    """Show what a daemon is: role, uptime, programs and interfaces."""
+    data = obj.call("status")
+
+    def table(d):
+        lines = [f"{k:<10} {v}" for k, v in d.items() if k != "attached" and not isinstance(v, (dict, list))]
+        lines.append("attached   " + ", ".join(f"{a['program']} on {a['interface']}" for a in d.get("attached", [])))
+        for key, value in d.items():
+            if isinstance(value, dict):
+                lines.append(f"{key:<10} " + ", ".join(f"{k}={v}" for k, v in value.items()))
+        return "\n".join(lines)
+    emit(data, as_json, table)
+
+
+@main.command()
+@json_option
+@click.pass_obj
+def bindings(obj: Context, as_json):
+    """List bindings: the LMA's binding cache, or a MAG's binding update list."""
+    data = obj.call("bindings")
+    columns = [("mn_id", "mn-id"), ("state", "state"), ("hnp", "home prefix"), ("ipv4_hoa", "ipv4 hoa"),
+               ("mag", "mag"), ("transport", "transport"), ("lifetime", "lifetime"), ("expires_in", "expires in")]
+    emit(data, as_json, lambda rows: render_table(rows, [c for c in columns if any(c[0] in r for r in rows)]))
+
+
+@main.command()
+@json_option
+@click.pass_obj
+def peers(obj: Context, as_json):
+    """List tunnels and the peers allowed to send through them."""
+    data = obj.call("peers")
+    emit(data, as_json, lambda rows: render_table(rows, [
+        ("tunnel", "id"), ("encap", "encap"), ("local", "local"), ("remote", "remote"), ("port", "udp port"),
+        ("users", "users")]))
+
+
+@main.command()
+@click.option("--all", "show_all", is_flag=True, help="Also show reasons that counted nothing.")
+@json_option
+@click.pass_obj
+def counters(obj: Context, as_json, show_all):
+    """Data-plane counters: packets and bytes per program, verdict and reason."""
+    data = obj.call("counters")
+    if not show_all:
+        data = [row for row in data if row["packets"]]
+    emit(data, as_json, lambda rows: render_table(rows, [
+        ("program", "program"), ("verdict", "verdict"), ("reason", "reason"),
+        ("packets", "packets"), ("bytes", "bytes")], empty="(no packets counted yet)"))
+
+
+@main.group()
+def mn():
+    """Attach or detach a mobile node at a MAG by hand (RS detection does it automatically)."""
+
+
+@mn.command()
+@click.argument("mn_id")
+@click.option("--link", required=True, help="The MAG's access interface the MN is on.")
+@click.option("--mac", help="The MN's link-layer address (for the log and the binding list).")
+@json_option
+@click.pass_obj
+def attach(obj: Context, mn_id, link, mac, as_json):
+    """Register MN_ID (an NAI, e.g. mn1@example.net) with the LMA."""
+    data = obj.call("attach", mn_id=mn_id, link=link, mac=mac)
+    emit(data, as_json, lambda d: f"{d['mn_id']}: {d['state']}")
+
+
+@mn.command()
+@click.argument("mn_id")
+@json_option
+@click.pass_obj
+def detach(obj: Context, mn_id, as_json):
+    """Deregister MN_ID and remove its routes and data-plane entries."""
+    data = obj.call("detach", mn_id=mn_id)
+    emit(data, as_json, lambda d: f"{d['mn_id']}: detached")
+
+
+from .lab.cli import lab  # noqa: E402  (the lab's commands live next to it)
+
+main.add_command(lab)

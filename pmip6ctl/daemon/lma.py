@@ -1,0 +1,117 @@
+"""The LMA daemon: the binding cache core, plus the data plane it drives —
+one tunnel per serving MAG, the MN's prefix and IPv4 HoA pointed at it."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ..dataplane import Encap, PeerKind, Tunnel
+from ..protocol import lma as core
+from ..protocol.common import PMIP6_UDP_PORT
+from ..protocol.pools import AddressPool, PrefixPool
+from ..statefile import from_jsonable
+from .base import Daemon, status_label
+
+log = logging.getLogger("pmip6ctl.lma")
+
+
+class LmaDaemon(Daemon):
+    role = "lma"
+
+    def setup(self) -> None:
+        c = self.config
+        self.core = core.LocalMobilityAnchor(core.LmaPolicy(
+            address=c.addresses.ipv6,
+            ipv4_address=c.addresses.ipv4,
+            hnp_pool=PrefixPool(c.lma.hnp_pool, c.lma.hnp_length),
+            ipv4_pool=AddressPool(c.lma.ipv4_pool) if c.lma.ipv4_pool else None,
+            max_lifetime=c.lma.max_lifetime,
+            timestamp_window=c.lma.timestamp_window,
+            allowed_mags=set(c.lma.allowed_mags) if c.lma.allowed_mags else None,
+        ))
+        self.installed: dict[str, int] = {}      # mn_id -> tunnel id in use
+        self.open_signaling(c.addresses.ipv4)
+
+    def attachments(self):
+        return [("xdp_lma", ifname) for ifname in self.config.interfaces.transport]
+
+    # --- the core ---------------------------------------------------------------
+    def receive(self, msg, arrival, now):
+        return self.core.receive(msg, arrival, now)
+
+    def on_timer(self, now):
+        return self.core.on_timer(now)
+
+    def next_deadline(self):
+        return self.core.next_deadline()
+
+    def apply_action(self, action) -> None:
+        if isinstance(action, core.BindingUpdated):
+            self.install(action.entry)
+        elif isinstance(action, core.BindingRemoved):
+            self.uninstall(action.entry)
+        elif isinstance(action, core.PbuRejected):
+            log.info("rejected a PBU from %s for %s: %s", action.proxy_coa, action.mn_id, status_label(action.status))
+        else:
+            super().apply_action(action)
+
+    # --- data plane -------------------------------------------------------------------
+    def mag_tunnel(self, entry: core.BindingCacheEntry) -> Tunnel:
+        c = self.config.addresses
+        if entry.mag_ipv4 is None:
+            return Tunnel(Encap.IP6, c.ipv6, entry.proxy_coa)
+        if entry.nat_detected:
+            return Tunnel(Encap.UDP4, c.ipv4, entry.mag_ipv4.address, PMIP6_UDP_PORT, entry.mag_ipv4.port)
+        return Tunnel(Encap.IP4, c.ipv4, entry.ipv4_proxy_coa or entry.mag_ipv4.address)
+
+    def install(self, entry: core.BindingCacheEntry) -> None:
+        tunnel_id = self.tunnels.acquire(self.mag_tunnel(entry), entry.mn_id, PeerKind.MAG)
+        self.tables.set_mn(entry.hnp, tunnel_id)
+        if entry.ipv4_hoa:
+            self.tables.set_mn(f"{entry.ipv4_hoa}/32", tunnel_id)
+        previous = self.installed.get(entry.mn_id)
+        self.installed[entry.mn_id] = tunnel_id
+        if previous is not None and previous != tunnel_id:
+            self.tunnels.release(previous, entry.mn_id)
+            log.info("%s moved to %s (handover)", entry.mn_id, entry.proxy_coa)
+        else:
+            log.info("%s bound: %s via %s", entry.mn_id, entry.hnp, entry.proxy_coa)
+
+    def uninstall(self, entry: core.BindingCacheEntry) -> None:
+        self.tables.remove_mn(entry.hnp)
+        if entry.ipv4_hoa:
+            self.tables.remove_mn(f"{entry.ipv4_hoa}/32")
+        tunnel_id = self.installed.pop(entry.mn_id, None)
+        if tunnel_id is not None:
+            self.tunnels.release(tunnel_id, entry.mn_id)
+        log.info("%s unbound (%s)", entry.mn_id, entry.hnp)
+
+    # --- state --------------------------------------------------------------------------
+    def snapshot(self) -> dict:
+        return {"bindings": list(self.core.bindings.values())}
+
+    def restore(self, state: dict) -> None:
+        entries = [from_jsonable(core.BindingCacheEntry, e) for e in state.get("bindings", [])]
+        entries = [e for e in entries if e.expires > time.time()]
+        self.core.restore(entries)
+        for entry in entries:
+            self.install(entry)
+
+    # --- operator view ----------------------------------------------------------------------
+    def binding_rows(self) -> list[dict]:
+        now = time.time()
+        rows = []
+        for e in sorted(self.core.bindings.values(), key=lambda e: e.mn_id):
+            transport = "ipv6" if e.mag_ipv4 is None else ("ipv4/udp (nat)" if e.nat_detected else "ipv4")
+            rows.append({"mn_id": e.mn_id, "state": "bound", "hnp": str(e.hnp),
+                         "ipv4_hoa": str(e.ipv4_hoa) if e.ipv4_hoa else None, "mag": str(e.proxy_coa),
+                         "transport": transport, "lifetime": e.lifetime,
+                         "expires_in": round(e.expires - now, 1)})
+        return rows
+
+    def control_handlers(self):
+        return {"bindings": lambda args: self.binding_rows()}
+
+    def gauges(self):
+        yield ("pmip6_bindings", "Bindings held, by kind", {"kind": "pmip"}, len(self.core.bindings))
