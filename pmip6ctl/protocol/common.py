@@ -88,3 +88,9 @@ def earliest(*deadlines: float | None) -> float | None:
     """The soonest of some optional deadlines."""
     present = [d for d in deadlines if d is not None]
     return min(present) if present else None
+
+
+def sequence_greater(sequence: int, last: int) -> bool:
+    """RFC 6275 §9.5.1: a 16-bit Sequence # is greater than ``last`` when it is
+    less than 2**15 ahead of it, modulo 2**16."""
+    return 0 < (sequence - last) % 0x10000 < 0x8000
