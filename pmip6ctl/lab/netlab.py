@@ -56,6 +56,12 @@ class NetLab:
     def sh(self, short: str, *argv: str) -> str:
         return _run([*netns.nsenter_prefix(self.ns(short)), *argv])
 
+    def sh_ok(self, short: str, *argv: str) -> str:
+        """Like sh, but returns the output whatever the exit status (ping
+        with losses exits 1 and still says how many replies came)."""
+        proc = subprocess.run([*netns.nsenter_prefix(self.ns(short)), *argv], text=True, capture_output=True)
+        return proc.stdout + proc.stderr
+
     def sysctl(self, short: str, **settings: str | int) -> None:
         args = [f"{key.replace('__', '.')}={value}" for key, value in settings.items()]
         self.sh(short, "sysctl", "-qw", *args)
