@@ -135,10 +135,9 @@ class LocalMobilityAnchor:
     def binding_for_address(self, address: IPv6Address | IPv4Address) -> BindingCacheEntry | None:
         """The binding whose HNP holds this IPv6 address, or whose IPv4 home
         address it is."""
-        for entry in self.bindings.values():
-            if entry.ipv4_hoa == address if isinstance(address, IPv4Address) else address in entry.hnp:
-                return entry
-        return None
+        if isinstance(address, IPv4Address):
+            return next((entry for entry in self.bindings.values() if entry.ipv4_hoa == address), None)
+        return next((entry for entry in self.bindings.values() if address in entry.hnp), None)
 
     def restore(self, entries: list[BindingCacheEntry]) -> list[BindingCacheEntry]:
         """Rebuild the binding cache after a restart, holding each entry's
@@ -264,16 +263,17 @@ class LocalMobilityAnchor:
         was granted when a registration is accepted."""
         if status < 128 and not msg.flags & BUFlags.A:
             return []  # RFC 6275 §9.5.1: acceptance is acknowledged only when asked
-        options = [o for o in [find_option(msg, MobileNodeIdentifier)] if o]
         if granted is not None:
-            options.append(HomeNetworkPrefix(granted.hnp.prefixlen, granted.hnp.network_address))
+            prefixes = [HomeNetworkPrefix(granted.hnp.prefixlen, granted.hnp.network_address)]
         else:
-            options += find_options(msg, HomeNetworkPrefix)
+            prefixes = find_options(msg, HomeNetworkPrefix)
         timestamp = find_option(msg, Timestamp)
         if status == Status.TIMESTAMP_MISMATCH:
             timestamp = Timestamp.from_unix(now)  # RFC 5213 §5.5: our time, for the MAG to compare
-        options += [o for o in [find_option(msg, HandoffIndicator), find_option(msg, AccessTechnologyType),
-                                timestamp] if o]
+        options = [option for option in [find_option(msg, MobileNodeIdentifier), *prefixes,
+                                         find_option(msg, HandoffIndicator),
+                                         find_option(msg, AccessTechnologyType), timestamp]
+                   if option is not None]
         if granted is not None and granted.ipv4_hoa is not None and find_option(msg, IPv4HomeAddressRequest):
             options.append(IPv4HomeAddressReply(0, granted.ipv4_hoa, self.policy.ipv4_pool.pool.prefixlen))
         if granted is not None and granted.nat_detected:
