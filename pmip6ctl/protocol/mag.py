@@ -151,8 +151,7 @@ class MobileAccessGateway:
         """A PBA for the request outstanding for its MN; anything else is ignored."""
         if not isinstance(msg, BindingAck) or not msg.flags & BAFlags.P or arrival.src != self.policy.lma_address:
             return []
-        mn_id = find_option(msg, MobileNodeIdentifier)
-        entry = self.entries.get(_nai(mn_id))
+        entry = self.entries.get(_nai(find_option(msg, MobileNodeIdentifier)))
         if entry is None or not entry.outstanding:
             return []
         if msg.status == Status.SEQUENCE_OUT_OF_WINDOW:
