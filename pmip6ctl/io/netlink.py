@@ -1,11 +1,18 @@
-"""Routes, neighbours and links through pyroute2, in the calling thread's
-network namespace. Routes we install carry protocol RTPROT_PMIP6 so that a
-restarted daemon (or `lab down`) can tell them from anyone else's."""
+"""Routes, neighbours and links through pyroute2. Routes we install carry
+protocol RTPROT_PMIP6 so that a restarted daemon (or `lab down`) can tell
+them from anyone else's.
+
+pyroute2's synchronous IPRoute runs its own asyncio loop, which cannot
+nest in the daemon's: every call goes to one worker thread that owns the
+IPRoute (same process, so the same network namespace) and the caller waits
+for the answer, a few milliseconds."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address, IPv6Address
 
 from pyroute2 import IPRoute
@@ -14,20 +21,31 @@ from pyroute2.netlink.exceptions import NetlinkError
 RTPROT_PMIP6 = 186          # an unassigned rtnetlink protocol number, ours
 
 
+def _on_worker(method):
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        return self._worker.submit(method, self, *args, **kwargs).result()
+    return call
+
+
 class Netlink:
     def __init__(self):
-        self.ipr = IPRoute()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
+        self.ipr = self._worker.submit(IPRoute).result()
 
     def close(self) -> None:
-        self.ipr.close()
+        self._worker.submit(self.ipr.close).result()
+        self._worker.shutdown()
 
     # --- links ---------------------------------------------------------------
-    def ifindex(self, ifname: str) -> int:
-        found = self.ipr.link_lookup(ifname=ifname)
-        if not found:
-            raise LookupError(f"interface {ifname!r} does not exist")
-        return found[0]
+    @staticmethod
+    def ifindex(ifname: str) -> int:
+        try:
+            return socket.if_nametoindex(ifname)
+        except OSError:
+            raise LookupError(f"interface {ifname!r} does not exist") from None
 
+    @_on_worker
     def link_attr(self, ifname: str, attr: str):
         return self.ipr.get_links(self.ifindex(ifname))[0].get_attr(attr)
 
@@ -40,10 +58,12 @@ class Netlink:
     def ifindexes(self) -> list[int]:
         return [index for index, _ in socket.if_nameindex()]
 
+    @_on_worker
     def local_addresses(self) -> list[IPv4Address | IPv6Address]:
         return [ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) for a in self.ipr.get_addr()]
 
     # --- routes ------------------------------------------------------------------
+    @_on_worker
     def replace_route(self, destination, *, ifname: str | None = None, gateway=None) -> None:
         net = ipaddress.ip_network(destination)
         spec = {"dst": str(net), "proto": RTPROT_PMIP6,
@@ -54,6 +74,7 @@ class Netlink:
             spec["gateway"] = str(gateway)
         self.ipr.route("replace", **spec)
 
+    @_on_worker
     def delete_route(self, destination) -> None:
         net = ipaddress.ip_network(destination)
         try:
@@ -63,6 +84,7 @@ class Netlink:
             if exc.code != 3:              # ESRCH: already gone
                 raise
 
+    @_on_worker
     def our_routes(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         found = []
         for family in (socket.AF_INET, socket.AF_INET6):
@@ -73,6 +95,7 @@ class Netlink:
         return found
 
     # --- neighbours --------------------------------------------------------------
+    @_on_worker
     def replace_neighbour(self, address, mac: str, ifname: str) -> None:
         addr = ipaddress.ip_address(address)
         self.ipr.neigh("replace", dst=str(addr), lladdr=mac, ifindex=self.ifindex(ifname),
@@ -80,6 +103,7 @@ class Netlink:
                        family=socket.AF_INET6 if addr.version == 6 else socket.AF_INET)
 
     # --- veths (the CN agent's egress pair) ----------------------------------------
+    @_on_worker
     def ensure_veth(self, name: str, peer: str) -> None:
         if not self.ipr.link_lookup(ifname=name):
             self.ipr.link("add", ifname=name, kind="veth", peer=peer)

@@ -24,6 +24,7 @@ IPPROTO_MH = 135
 IPV6_CHECKSUM = 7
 IPV6_RECVPKTINFO = 49
 IPV6_PKTINFO = 50
+IP_PKTINFO = 8                             # Linux; the socket module lacks it
 _PKTINFO = struct.Struct("=16sI")          # struct in6_pktinfo
 _IPV6_HEADER = struct.Struct("!IHBB16s16s")
 
@@ -83,7 +84,7 @@ class UdpSignalingSocket:
     def __init__(self, address: IPv4Address | None = None, port: int = PMIP6_UDP_PORT):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_PKTINFO, 1)
+        self.sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
         self.sock.bind((str(address) if address else "0.0.0.0", port))
         self.sock.setblocking(False)
 
@@ -99,7 +100,7 @@ class UdpSignalingSocket:
             return None
         local = None
         for level, kind, value in ancdata:
-            if level == socket.IPPROTO_IP and kind == socket.IP_PKTINFO and len(value) >= 12:
+            if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
                 local = IPv4Address(value[8:12])          # ipi_addr
         src, dst, next_header, payload = parse_ipv6_packet(data)
         if next_header != IPPROTO_MH:

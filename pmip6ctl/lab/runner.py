@@ -123,6 +123,11 @@ class Lab:
         except (FileNotFoundError, ValueError):
             return None
         try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:      # our child, and it exited
+                return None
+        except ChildProcessError:
+            pass                                            # started by another process
+        try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return None
@@ -146,10 +151,6 @@ class Lab:
         os.killpg(pid, sig)
         deadline = time.monotonic() + timeout
         while self.pid(node) is not None and time.monotonic() < deadline:
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
             time.sleep(0.05)
         if self.pid(node) is not None:
             os.killpg(pid, signal.SIGKILL)
