@@ -174,6 +174,37 @@ def counters(obj: Context, as_json, show_all):
         ("packets", "packets"), ("bytes", "bytes")], empty="(no packets counted yet)"))
 
 
+@main.command()
+@json_option
+@click.pass_obj
+def signaling(obj: Context, as_json):
+    """Mobility messages sent and received, by type and result."""
+    data = obj.call("signaling")
+    emit(data, as_json, lambda rows: render_table(rows, [
+        ("type", "type"), ("direction", "direction"), ("result", "result"), ("count", "count")]))
+
+
+@main.command()
+@json_option
+@click.pass_obj
+def dataplane(obj: Context, as_json):
+    """What the XDP maps hold now: MN prefixes, RO entries, tunnels, peers."""
+    data = obj.call("tables")
+
+    def table(d):
+        parts = []
+        for key, columns in (
+                ("mobile_nodes", [("prefix", "prefix"), ("tunnel", "tunnel")]),
+                ("ro_entries", [("local", "local"), ("remote", "remote"), ("tunnel", "tunnel")]),
+                ("tunnels", [("tunnel", "id"), ("encap", "encap"), ("local", "local"), ("remote", "remote"),
+                             ("dport", "udp port")]),
+                ("peers", [("address", "address"), ("port", "port"), ("tunnel", "tunnel"), ("kind", "kind")])):
+            parts.append(f"{key.replace('_', ' ')}:\n" + render_table(d[key], columns))
+        parts.append("routes: " + (", ".join(d["routes"]) or "(none)"))
+        return "\n\n".join(parts)
+    emit(data, as_json, table)
+
+
 @main.group()
 def mn():
     """Attach or detach a mobile node at a MAG by hand (RS detection does it automatically)."""

@@ -46,11 +46,22 @@ def message_kind(msg: wire.Message) -> str:
     }.get(type(msg), "other")
 
 
-def status_label(status: int) -> str:
+def status_label(status: int, codes=wire.Status) -> str:
     try:
-        return wire.Status(status).name.lower()
+        return codes(status).name.lower()
     except ValueError:
         return f"status_{status}"
+
+
+def result_label(msg: wire.Message) -> str:
+    """The outcome a message carries, for the signaling counters."""
+    if isinstance(msg, wire.BindingError):
+        return status_label(msg.status, wire.BindingErrorStatus)
+    if isinstance(msg, wire.LocalizedRoutingAck):
+        return status_label(msg.status, wire.LRAStatus)
+    if isinstance(msg, wire.BindingAck):
+        return status_label(msg.status)
+    return "ok"
 
 
 class Daemon:
@@ -147,7 +158,8 @@ class Daemon:
 
         control = ControlServer(Path(self.config.control.socket), {
             "status": lambda args: self.status(), "counters": lambda args: self.counters(),
-            "peers": lambda args: self.peers(), **self.control_handlers(),
+            "peers": lambda args: self.peers(), "tables": lambda args: self.table_dump(),
+            "signaling": lambda args: self.signaling_counts(), **self.control_handlers(),
         })
         await control.start()
         self.metrics.add_collector(DataplaneCollector(self.node, lambda: self.tables, self.gauges))
@@ -226,8 +238,7 @@ class Daemon:
 
     def send(self, send: Send) -> None:
         kind = message_kind(send.message)
-        acks = (wire.BindingAck, wire.LocalizedRoutingAck, wire.BindingError)
-        result = status_label(send.message.status) if isinstance(send.message, acks) else "ok"
+        result = result_label(send.message)
         sock = self.udp_socket if send.ipv4_dst is not None else self.mh_socket
         try:
             if sock is None:
@@ -315,6 +326,27 @@ class Daemon:
                  "packets": c.packets, "bytes": c.bytes} for c in self.tables.counters()]
         programs = {f.removeprefix("xdp_") for f, _ in self.attachments()}
         return [r for r in rows if r["program"] in programs]
+
+    def table_dump(self) -> dict:
+        """What the data plane holds right now, read from the maps."""
+        t = self.tables
+        return {
+            "mobile_nodes": [{"prefix": str(p), "tunnel": i} for p, i in sorted(t.list_mns().items(), key=str)],
+            "ro_entries": [{"local": str(e.local), "remote": str(e.remote), "tunnel": e.tunnel_id} for e in t.list_ro()],
+            "tunnels": [{"tunnel": i, "encap": x.encap.name, "local": str(x.local), "remote": str(x.remote),
+                         "sport": x.sport, "dport": x.dport} for i, x in sorted(t.list_tunnels().items())],
+            "peers": [{"address": str(p.address), "port": p.port, "tunnel": p.tunnel_id, "kind": p.kind.name}
+                      for p in t.list_peers()],
+            "routes": [str(r) for r in self.netlink.our_routes()],
+        }
+
+    def signaling_counts(self) -> list[dict]:
+        rows = []
+        for metric in self.metrics.signaling.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    rows.append({**{k: v for k, v in sample.labels.items() if k != "node"}, "count": int(sample.value)})
+        return sorted(rows, key=lambda r: (r["type"], r["direction"], r["result"]))
 
     def peers(self) -> list[dict]:
         return [{"tunnel": i, "encap": t.encap.name, "local": str(t.local), "remote": str(t.remote),

@@ -13,7 +13,6 @@ import click
 
 from ..tables_fmt import render_table
 from . import topology as t
-from .netlab import list_namespaces
 from .runner import Lab
 
 
@@ -68,7 +67,7 @@ def traffic_through_the_lma(lab: Lab, mns: dict[str, dict]) -> None:
 
 
 def run_demo(lab: Lab, keep: bool = True) -> None:
-    if not list_namespaces(lab.net.prefix):
+    if not lab.namespaces():
         say("bringing the lab up")
         lab.up()
     say("mobile nodes attach (Router Solicitation → PBU/PBA → Router Advertisement)")

@@ -1,8 +1,8 @@
 """Network namespaces and veth links for the lab and the tests.
 
 Everything is built with `ip -batch` per namespace, and every namespace name
-starts with the lab's prefix, so that destroy() finds all that build made,
-even after a build that failed half-way. Each veth end gets GRO on (a frame
+starts with the lab's prefix; destroy() removes what this object built, and
+the namespaces it is named, even after a build that failed half-way. Each veth end gets GRO on (a frame
 redirected into a veth is only delivered if the peer runs NAPI) and tx
 checksum offload off (native XDP would forward TCP with unfilled checksums):
 both facts are from DESIGN §4.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from .. import netns
 
@@ -49,9 +50,11 @@ class NetLab:
         self.ip(short, "link set lo up")
         return name
 
-    def ip(self, short: str, *commands: str) -> None:
-        """Runs `ip` commands in a namespace, one batch."""
-        _run(["ip", "-n", self.ns(short), "-batch", "-"], stdin="\n".join(commands) + "\n")
+    def ip(self, short: str, *commands: str, family: int | None = None) -> None:
+        """Runs `ip` commands in a namespace, one batch (family 4 or 6 for
+        commands that cannot tell it from their arguments, like rules)."""
+        flags = [f"-{family}"] if family else []
+        _run(["ip", *flags, "-n", self.ns(short), "-batch", "-"], stdin="\n".join(commands) + "\n")
 
     def sh(self, short: str, *argv: str) -> str:
         return _run([*netns.nsenter_prefix(self.ns(short)), *argv])
@@ -89,11 +92,12 @@ class NetLab:
                     net__ipv4__conf__all__accept_local=1,
                     net__ipv4__conf__all__rp_filter=0, net__ipv4__conf__default__rp_filter=0)
 
-    def destroy(self) -> list[str]:
-        """Deletes every namespace with the prefix (not only ours: also
-        leftovers of an earlier failed build)."""
+    def destroy(self, shorts: Iterable[str] = ()) -> list[str]:
+        """Deletes the namespaces we made, and those named in shorts (so that
+        a fresh process can remove what an earlier one built)."""
+        wanted = set(self.namespaces) | {self.ns(s) for s in shorts}
         gone = []
-        for name in list_namespaces(self.prefix):
+        for name in sorted(wanted & set(list_namespaces(self.prefix))):
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
             gone.append(name)
         self.namespaces.clear()

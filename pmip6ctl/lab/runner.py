@@ -37,6 +37,11 @@ class Lab:
     def ns(self, node: str) -> str:
         return self.net.ns(node)
 
+    def namespaces(self) -> list[str]:
+        """The lab's namespaces that exist now."""
+        ours = {self.ns(node) for node in t.NODES}
+        return [name for name in list_namespaces(self.net.prefix) if name in ours]
+
     def socket(self, node: str) -> Path:
         return RUN_DIR / f"{node}.sock"
 
@@ -47,9 +52,9 @@ class Lab:
         return self.net.sh(node, *argv)
 
     # --- up -------------------------------------------------------------------------
-    def up(self, *, ipv4_transport_mags: set[str] = frozenset(), trigger_packets: int = 0) -> None:
-        if list_namespaces(self.net.prefix):
-            raise LabError(f"a lab is already up (namespaces {self.net.prefix}*): run `pmip6ctl lab down` first")
+    def up(self, *, ipv4_transport_mags: set[str] = t.IPV4_TRANSPORT_MAGS, trigger_packets: int = 0) -> None:
+        if self.namespaces():
+            raise LabError(f"a lab is already up ({', '.join(self.namespaces())}): run `pmip6ctl lab down` first")
         try:
             self.progress("building namespaces and links")
             self.build_network()
@@ -76,7 +81,7 @@ class Lab:
                 net.ip(node, f"addr add {link.addr6(side)}/64 dev {ifname} nodad",
                        f"addr add {link.addr4(side)}/{link.v4.split('/')[1]} dev {ifname}")
         for link in t.ACCESS_LINKS:
-            mac = t.MN_MACS[link.a] if link.a_if == "eth0" else None
+            mac = t.MN_MACS[link.a] if link.a_if == "eth0" else t.SECOND_MAC
             net.veth(link.a, link.a_if, link.b, link.b_if, mac_a=mac)
             net.ip(link.b, f"addr add {t.ACCESS_GATEWAY6}/64 dev {link.b_if} nodad",
                    f"addr add {t.ACCESS_GATEWAY4}/32 dev {link.b_if}")
@@ -187,8 +192,11 @@ class Lab:
 
     def configure_mn_ipv4(self, mn: str, hoa: str, ifname: str = "eth0") -> None:
         """RFC 5844 leaves IPv4 address delivery to DHCP; the lab configures
-        the LMA's allocation statically (README: 'IPv4 MNs')."""
-        self.net.ip(mn, f"addr replace {hoa}/32 dev {ifname}",
+        the LMA's allocation statically (README: 'IPv4 MNs'), with the link
+        MTU DHCP's Interface MTU option would carry: the RA's, which leaves
+        room for the tunnel header (XDP cannot fragment)."""
+        mtu = self.sh(mn, "cat", f"/proc/sys/net/ipv6/conf/{ifname}/mtu").strip()
+        self.net.ip(mn, f"link set {ifname} mtu {mtu}", f"addr replace {hoa}/32 dev {ifname}",
                     f"route replace {t.ACCESS_GATEWAY4}/32 dev {ifname}",
                     f"route replace 0.0.0.0/0 via {t.ACCESS_GATEWAY4} dev {ifname}")
 
@@ -199,7 +207,7 @@ class Lab:
                 self.stop_daemon(node)
             except (ProcessLookupError, PermissionError):
                 pass
-        removed = self.net.destroy()
+        removed = self.net.destroy(t.NODES)
         shutil.rmtree(PIN_ROOT, ignore_errors=True)
         for node in t.DAEMONS:
             for path in (self.socket(node), self.socket(node).with_suffix(".state.json")):
@@ -210,7 +218,7 @@ class Lab:
         return removed
 
     def status(self) -> dict:
-        namespaces = list_namespaces(self.net.prefix)
+        namespaces = self.namespaces()
         daemons = {}
         for node, role in t.DAEMONS.items():
             pid = self.pid(node)

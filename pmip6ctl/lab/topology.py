@@ -60,6 +60,10 @@ ACCESS_GATEWAY6 = "fe80::1"              # every MAG's link-local address on its
 ACCESS_GATEWAY4 = "198.51.100.126"       # every MAG's IPv4 default-router address for MNs
 ACCESS_MTU = 1500
 MN_MACS = {"mn1": "02:00:00:00:01:10", "mn2": "02:00:00:00:02:10"}
+# mn1's second interface has a MAC of its own: at MAG3 it is a third MN,
+# registered over IPv4 transport, until `lab move` makes it MN1 (handover).
+SECOND_MAC = "02:00:00:00:01:11"
+IPV4_TRANSPORT_MAGS = frozenset({"mag3"})
 
 
 def link_of(node: str, ifname: str | None = None) -> tuple[Link, str]:

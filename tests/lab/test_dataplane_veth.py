@@ -60,7 +60,7 @@ def load(role: str) -> str:
 @pytest.fixture(scope="module")
 def veth_lab():
     lab = NetLab(prefix="pmip-t-")
-    lab.destroy()
+    lab.destroy(["mn", "mag", "lma", "cn"])
     try:
         for name in ("mn", "mag", "lma", "cn"):
             lab.add_namespace(name)

@@ -1,0 +1,80 @@
+"""One lab (DESIGN §5) per test session, shared by the lab tests: building
+it and compiling four daemons' programs is the slow part. Each test leaves
+MN1 and MN2 attached as it found them."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+
+import pytest
+
+from pmip6ctl.lab import topology as t
+from pmip6ctl.lab.demo import attach_mobile_nodes
+from pmip6ctl.lab.runner import Lab
+
+
+@pytest.fixture(scope="session")
+def lab():
+    lab = Lab(progress=lambda line: print(f"[lab] {line}"))
+    lab.down(quiet=True)
+    lab.up()
+    try:
+        lab.mns = attach_mobile_nodes(lab)
+        yield lab
+    finally:
+        lab.down()
+
+
+def ping(lab, src: str, dst: str, count: int = 10, interval: float = 0.02, source: str | None = None) -> int:
+    """Replies received."""
+    argv = ["ping", "-c", str(count), "-i", str(interval), "-W", "1", dst]
+    if source:
+        argv[1:1] = ["-I", source]
+    out = lab.net.sh_ok(src, *argv)
+    match = re.search(r"(\d+) received", out)
+    return int(match.group(1)) if match else 0
+
+
+def counters(lab, node: str) -> dict[tuple[str, str], int]:
+    return {(c["program"], c["reason"]): c["packets"] for c in lab.client(node).call("counters")}
+
+
+def delta(after: dict, before: dict, program: str, reason: str) -> int:
+    return after.get((program, reason), 0) - before.get((program, reason), 0)
+
+
+def iperf(lab, client_ns: str, server_ns: str, target: str, seconds: float = 2, bind: str | None = None) -> dict:
+    """A TCP transfer with iperf3; returns its JSON result."""
+    server = subprocess.Popen(["nsenter", f"--net=/run/netns/{lab.ns(server_ns)}", "iperf3", "-s", "-1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        argv = ["iperf3", "-c", target, "-t", str(seconds), "-J"]
+        if bind:
+            argv += ["-B", bind]
+        return json.loads(lab.net.sh_ok(client_ns, *argv))
+    finally:
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def binding(lab, node: str, mn_id: str) -> dict | None:
+    return next((b for b in lab.client(node).call("bindings") if b["mn_id"] == mn_id), None)
+
+
+MN3_ID = f"{t.SECOND_MAC}@mag3"
