@@ -1,0 +1,56 @@
+"""The RO query at the LMA (draft §2.1.1.1 "Details about query message is
+TBD"; DESIGN §2): MAG1 asks with an LRI naming the MN and the CN, the LMA
+answers with an LRA — status 0 with the serving MAG's IPv6 proxy CoA
+(option 51) and its IPv4 proxy CoA (option 32) when it has one; 129 when it
+anchors no such CN (MAG1 may then try the CN itself, scenario 3); 128 when
+its policy forbids RO for the pair."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv6Address
+from typing import Callable
+
+from .. import wire
+from .common import Arrival, Send
+
+Address = IPv6Address | IPv4Address
+
+
+def named_addresses(lri: wire.LocalizedRoutingInitiation) -> tuple[Address | None, Address | None]:
+    """(the MN's address or prefix address, the CN's address) an LRI names."""
+    hnp = wire.find_option(lri, wire.HomeNetworkPrefix)
+    hoa = wire.find_option(lri, wire.IPv4HomeAddress)
+    cn6 = wire.find_option(lri, wire.CNAddress)
+    cn4 = wire.find_option(lri, wire.CNIPv4Address)
+    mn = hoa.address if hoa else hnp.prefix if hnp else None
+    cn = cn6.address if cn6 else cn4.address if cn4 else None
+    return mn, cn
+
+
+def answer_lri(lri: wire.LocalizedRoutingInitiation, arrival: Arrival, lma_address: IPv6Address,
+               binding_for: Callable[[Address], object | None],
+               allowed: Callable[[Address, Address], bool]) -> tuple[Send, str]:
+    """The LRA for lri, and a one-word outcome for the counters."""
+    mn, cn = named_addresses(lri)
+    options: list = []
+    if mn is None or cn is None:
+        status, outcome = wire.LRAStatus.LOCALIZED_ROUTING_NOT_ALLOWED, "malformed_query"
+    elif binding_for(mn) is None or binding_for(mn).proxy_coa != arrival.src:
+        # only the MN's own MAG may ask about its flows
+        status, outcome = wire.LRAStatus.LOCALIZED_ROUTING_NOT_ALLOWED, "not_the_serving_mag"
+    elif not allowed(mn, cn):
+        status, outcome = wire.LRAStatus.LOCALIZED_ROUTING_NOT_ALLOWED, "denied_by_policy"
+    else:
+        serving = binding_for(cn)
+        if serving is None:
+            status, outcome = wire.LRAStatus.MN_NOT_ATTACHED, "cn_not_anchored"
+        else:
+            status, outcome = wire.LRAStatus.SUCCESS, "answered"
+            options.append(wire.MAGIPv6Address(serving.proxy_coa))
+            ipv4 = serving.ipv4_proxy_coa or (serving.mag_ipv4.address if serving.mag_ipv4 else None)
+            if ipv4 is not None:
+                options.append(wire.IPv4CareofAddress(ipv4))
+    lra = wire.LocalizedRoutingAck(sequence=lri.sequence, status=status,
+                                   lifetime=lri.lifetime if status == wire.LRAStatus.SUCCESS else 0,
+                                   options=options)
+    return Send(lra, lma_address, arrival.src, ipv4_dst=arrival.ipv4_src, ipv4_src=arrival.ipv4_dst), outcome
