@@ -35,7 +35,7 @@ int xdp_cn(struct xdp_md *ctx)
         return finish(ctx, prog, REASON_DROP_UNKNOWN_PEER);
     ro = lookup_ro(&tun.inner.dst, &tun.inner.src);
     if (!ro || ro->tunnel_id != peer->tunnel_id) {
-        note_missing_ro_binding(ctx, prog, &tun.inner.src, &tun.inner.dst);
+        note_missing_ro_binding(ctx, prog, &tun.inner.src, &tun.inner.dst, &tun.outer.src);
         return finish(ctx, prog, REASON_DROP_NO_RO_BINDING);
     }
     if (decapsulate(ctx, tun.outer_len, tun.inner.eth_proto))
@@ -62,7 +62,7 @@ int xdp_cn_egress(struct xdp_md *ctx)
         return finish(ctx, prog, REASON_PASS_LOCAL);
 
     ro = lookup_ro(&ip.src, &ip.dst);
-    if (!ro)
+    if (!ro)    /* the route to the MN outlived its binding: drop, the agent removes it */
         return finish(ctx, prog, REASON_DROP_NO_RO_BINDING);
     /* The CN originates these packets: no hop-limit decrement. */
     return encap_and_forward(ctx, prog, &ip, ro->tunnel_id, REASON_FWD_ENCAP_RO, 0);

@@ -18,6 +18,7 @@ struct flow_event {
     struct event_header h;
     union ip_addr src;
     union ip_addr dst;
+    union ip_addr peer;  /* EVENT_NO_RO_BINDING: the tunnel's outer source */
     __u64 packets;
 };
 
@@ -54,7 +55,7 @@ static __always_inline int flow_notice_due(const struct dp_config *cfg, struct r
 
 static __always_inline void notify_flow(struct xdp_md *ctx, __u32 prog, __u32 type,
                                         const union ip_addr *src, const union ip_addr *dst,
-                                        __u32 threshold)
+                                        const union ip_addr *peer, __u32 threshold)
 {
     struct dp_config *cfg = dp_config();
     struct flow_event ev = {};
@@ -71,6 +72,8 @@ static __always_inline void notify_flow(struct xdp_md *ctx, __u32 prog, __u32 ty
     ev.h.ifindex = ctx->ingress_ifindex;
     __builtin_memcpy(&ev.src, src, sizeof(ev.src));
     __builtin_memcpy(&ev.dst, dst, sizeof(ev.dst));
+    if (peer)
+        __builtin_memcpy(&ev.peer, peer, sizeof(ev.peer));
     events.perf_submit(ctx, &ev, sizeof(ev));
     count_event(prog, type);
 }
@@ -82,15 +85,16 @@ static __always_inline void note_unoptimized_flow(struct xdp_md *ctx, __u32 prog
     struct dp_config *cfg = dp_config();
 
     if (cfg)
-        notify_flow(ctx, prog, EVENT_FLOW_TRIGGER, src, dst, cfg->ro_trigger_packets);
+        notify_flow(ctx, prog, EVENT_FLOW_TRIGGER, src, dst, NULL, cfg->ro_trigger_packets);
 }
 
 /* Tunnelled traffic from an RO peer for a pair we hold no entry for: the
  * daemon answers with a Binding Error (RFC 6275 §9.3.3). */
 static __always_inline void note_missing_ro_binding(struct xdp_md *ctx, __u32 prog,
-                                                    const union ip_addr *src, const union ip_addr *dst)
+                                                    const union ip_addr *src, const union ip_addr *dst,
+                                                    const union ip_addr *peer)
 {
-    notify_flow(ctx, prog, EVENT_NO_RO_BINDING, src, dst, 1);
+    notify_flow(ctx, prog, EVENT_NO_RO_BINDING, src, dst, peer, 1);
 }
 
 /* Hands the whole frame (outer headers included) to the daemon, then drops it. */

@@ -43,7 +43,7 @@ int xdp_mag_transport(struct xdp_md *ctx)
     if (peer->kind == PEER_RO) {
         struct ro_entry *ro = lookup_ro(&tun.inner.dst, &tun.inner.src);
         if (!ro || ro->tunnel_id != peer->tunnel_id) {
-            note_missing_ro_binding(ctx, prog, &tun.inner.src, &tun.inner.dst);
+            note_missing_ro_binding(ctx, prog, &tun.inner.src, &tun.inner.dst, &tun.outer.src);
             return finish(ctx, prog, REASON_DROP_NO_RO_BINDING);
         }
     }

@@ -77,6 +77,9 @@ struct ro_key {
 struct ro_entry {
     __u32 tunnel_id;        /* toward the RO peer (MAG2, MAG1 or a CN) */
     __u32 flags;
+    __u64 expires_ns;       /* CLOCK_MONOTONIC; 0 = no expiry. The data plane itself
+                             * drops a lapsed binding, so the flow falls back to the
+                             * LMA path even when no daemon is there to remove it. */
 };
 
 /* An authorised tunnel source; port is the UDP source port for ENCAP_UDP4

@@ -21,13 +21,18 @@ static __always_inline struct mn_entry *lookup_mn(const union ip_addr *addr)
     return mn_table.lookup(&key);
 }
 
+/* The live RO entry for a pair, or NULL (none, or its lifetime is over). */
 static __always_inline struct ro_entry *lookup_ro(const union ip_addr *local, const union ip_addr *remote)
 {
     struct ro_key key;
+    struct ro_entry *ro;
 
     __builtin_memcpy(&key.local, local, sizeof(key.local));
     __builtin_memcpy(&key.remote, remote, sizeof(key.remote));
-    return ro_table.lookup(&key);
+    ro = ro_table.lookup(&key);
+    if (ro && ro->expires_ns && bpf_ktime_get_coarse_ns() > ro->expires_ns)
+        return NULL;
+    return ro;
 }
 
 static __always_inline int is_local_address(const union ip_addr *addr)

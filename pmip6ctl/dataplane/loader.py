@@ -62,13 +62,14 @@ class DataplaneSettings:
 @dataclass(frozen=True)
 class FlowEvent:
     """An RO trigger (kind 'flow_trigger') or tunnelled traffic for a vanished
-    RO binding (kind 'no_ro_binding')."""
+    RO binding (kind 'no_ro_binding', with peer = the tunnel's outer source)."""
     kind: str
     program: str
     ifindex: int
     src: ipaddress.IPv4Address | ipaddress.IPv6Address
     dst: ipaddress.IPv4Address | ipaddress.IPv6Address
     packets: int
+    peer: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class PuntEvent:
 
 
 _EVENT_HEADER = struct.Struct("=IIII")
-_FLOW_BODY = struct.Struct("=16s16sQ")
+_FLOW_BODY = struct.Struct("=16s16s16sQ")
 
 
 def decode_event(raw: bytes) -> FlowEvent | PuntEvent:
@@ -93,8 +94,9 @@ def decode_event(raw: bytes) -> FlowEvent | PuntEvent:
     body = raw[_EVENT_HEADER.size:]
     if kind == "punt":
         return PuntEvent(program, ifindex, bytes(body[:frame_len]))
-    src, dst, packets = _FLOW_BODY.unpack_from(body)
-    return FlowEvent(kind, program, ifindex, unpack_address(src), unpack_address(dst), packets)
+    src, dst, peer, packets = _FLOW_BODY.unpack_from(body)
+    return FlowEvent(kind, program, ifindex, unpack_address(src), unpack_address(dst), packets,
+                     unpack_address(peer) if any(peer) else None)
 
 
 def bpffs_mounted(path: Path = Path("/sys/fs/bpf")) -> bool:

@@ -75,6 +75,7 @@ class RoEntry:
     local: IPAddress
     remote: IPAddress
     tunnel_id: int
+    expires_ns: int = 0          # time.monotonic_ns() deadline; 0 = none
 
 
 @dataclass(frozen=True)
@@ -199,9 +200,12 @@ class Tables:
         _set_addr(key.remote, remote)
         return key
 
-    def set_ro(self, local, remote, tunnel_id: int) -> None:
+    def set_ro(self, local, remote, tunnel_id: int, expires_ns: int = 0) -> None:
+        """expires_ns: a time.monotonic_ns() deadline after which the data
+        plane itself ignores the entry (0: never)."""
         leaf = self.ro_table.Leaf()
         leaf.tunnel_id = tunnel_id
+        leaf.expires_ns = expires_ns
         self.ro_table[self._ro_key(local, remote)] = leaf
 
     def set_ro_batch(self, entries: Iterable[RoEntry]) -> None:
@@ -215,6 +219,7 @@ class Tables:
             _set_addr(keys[i].local, entry.local)
             _set_addr(keys[i].remote, entry.remote)
             leaves[i].tunnel_id = entry.tunnel_id
+            leaves[i].expires_ns = entry.expires_ns
         self.ro_table.items_update_batch(keys, leaves)
 
     def remove_ro(self, local, remote) -> None:
@@ -222,7 +227,7 @@ class Tables:
 
     def list_ro(self) -> list[RoEntry]:
         return [
-            RoEntry(_get_addr(key.local), _get_addr(key.remote), leaf.tunnel_id)
+            RoEntry(_get_addr(key.local), _get_addr(key.remote), leaf.tunnel_id, leaf.expires_ns)
             for key, leaf in self.ro_table.items()
         ]
 

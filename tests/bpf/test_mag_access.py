@@ -188,3 +188,16 @@ def test_repointed_tunnel_takes_its_new_next_hop_at_once(mag):
     # in0 has no neighbour for that address: the FIB is asked again and says so
     assert result.action == "pass"
     assert mag.counter("mag_access", "pass_no_neigh") >= 1
+
+
+def test_lapsed_ro_entry_falls_back_to_the_lma_tunnel(mag):
+    """The data plane honours the binding lifetime even with no daemon."""
+    import time
+    attach_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
+    mag.tables.set_tunnel(2, Tunnel(Encap.IP6, LOCAL6, PEER6))
+    mag.tables.set_ro(MN6, CN6, 2, expires_ns=time.monotonic_ns() - 1_000_000_000)
+    inner = ping6(MN6, CN6)
+
+    result = mag.run(ACCESS, from_mn(inner), "in0")
+
+    assert result.packet == toward_next_hop(mag.mac("out0"), outer6(LOCAL6, LMA6, hop(inner)))

@@ -90,7 +90,7 @@ def test_ro_peer_traffic_needs_a_matching_ro_entry(mag):
     with_entry = mag.run(TRANSPORT, frame, "out0")
 
     assert without.action == "drop"
-    assert (notice.kind, str(notice.src), str(notice.dst)) == ("no_ro_binding", CN6, MN6)
+    assert (notice.kind, str(notice.src), str(notice.dst), str(notice.peer)) == ("no_ro_binding", CN6, MN6, PEER6)
     assert with_entry.action == "redirect"
     assert with_entry.packet == to_mn(mag, hop(inner))
 
