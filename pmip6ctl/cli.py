@@ -232,6 +232,59 @@ def detach(obj: Context, mn_id, as_json):
     emit(data, as_json, lambda d: f"{d['mn_id']}: detached")
 
 
+@main.group(name="ro")
+def ro_group():
+    """Route optimization (the draft): list, start and stop optimized MN⇄CN pairs."""
+
+
+RO_COLUMNS = [("local", "mn / local"), ("remote", "cn / remote"), ("peer", "peer"), ("phase", "phase"),
+              ("mode", "mode"), ("roles", "roles"), ("expires_in", "expires in"), ("last_failure", "last failure")]
+
+
+@ro_group.command(name="list")
+@json_option
+@click.pass_obj
+def ro_list(obj: Context, as_json):
+    """Every pair: installed RO entries and attempts in progress or backing off."""
+    data = obj.call("ro_list")
+    emit(data, as_json, lambda rows: render_table(rows, [c for c in RO_COLUMNS if any(c[0] in r for r in rows)]))
+
+
+@ro_group.command(name="show")
+@click.argument("mn")
+@click.argument("cn")
+@json_option
+@click.pass_obj
+def ro_show(obj: Context, mn, cn, as_json):
+    """One pair in detail."""
+    row = next((r for r in obj.call("ro_list") if (r["local"], r["remote"]) in ((mn, cn), (cn, mn))), None)
+    if row is None:
+        raise click.ClickException(f"no route optimization for {mn} ⇄ {cn}")
+    emit(row, as_json, lambda r: "\n".join(f"{k:<13} {v}" for k, v in r.items()))
+
+
+@ro_group.command(name="start")
+@click.argument("mn")
+@click.argument("cn")
+@json_option
+@click.pass_obj
+def ro_start(obj: Context, mn, cn, as_json):
+    """Optimize MN → CN now (also cuts a retry backoff short). Runs at MN's MAG."""
+    data = obj.call("ro_start", mn=mn, cn=cn)
+    emit(data, as_json, lambda r: f"{r['local']} ⇄ {r['remote']}: {r.get('phase')}")
+
+
+@ro_group.command(name="stop")
+@click.argument("mn")
+@click.argument("cn")
+@json_option
+@click.pass_obj
+def ro_stop(obj: Context, mn, cn, as_json):
+    """Deregister the pair at the peer and return the flow to the LMA path."""
+    data = obj.call("ro_stop", mn=mn, cn=cn)
+    emit(data, as_json, lambda r: f"{r['local']} ⇄ {r['remote']}: stopped")
+
+
 from .lab.cli import lab  # noqa: E402  (the lab's commands live next to it)
 
 main.add_command(lab)

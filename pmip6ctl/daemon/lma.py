@@ -7,7 +7,9 @@ import logging
 import time
 
 from ..dataplane import Encap, PeerKind, Tunnel
+from .. import wire
 from ..protocol import lma as core
+from ..protocol.ro_query import answer_lri
 from ..protocol.common import PMIP6_UDP_PORT
 from ..protocol.pools import AddressPool, PrefixPool
 from ..statefile import from_jsonable
@@ -38,6 +40,11 @@ class LmaDaemon(Daemon):
 
     # --- the core ---------------------------------------------------------------
     def receive(self, msg, arrival, now):
+        if isinstance(msg, wire.LocalizedRoutingInitiation):
+            send, outcome = answer_lri(msg, arrival, self.config.addresses.ipv6, self.core.binding_for_address,
+                                       self.config.lma.ro_allowed)
+            log.info("RO query from %s: %s", arrival.src, outcome)
+            return [send]
         return self.core.receive(msg, arrival, now)
 
     def on_timer(self, now):

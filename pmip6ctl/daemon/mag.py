@@ -7,13 +7,20 @@ from __future__ import annotations
 import logging
 import time
 
-from ..dataplane import Encap, PeerKind, Tunnel
+import ipaddress
+
+from .. import wire
+from ..dataplane import Encap, FlowEvent, PeerKind, PuntEvent, Tunnel
 from ..io.control import CommandError
+from ..io.frames import inner_ipv6, parse_punted_frame
 from ..io.ndp import NdpSocket, build_router_advertisement
+from ..io.tunnel_sender import TunnelSender
 from ..protocol import mag as core
-from ..protocol.common import PMIP6_UDP_PORT
+from ..protocol import ro
+from ..protocol.common import PMIP6_UDP_PORT, Arrival, UdpEndpoint, earliest
 from ..statefile import from_jsonable
-from .base import Daemon, status_label
+from .base import Daemon, message_kind, status_label
+from .ro_entries import RoEntries
 
 log = logging.getLogger("pmip6ctl.mag")
 
@@ -41,6 +48,17 @@ class MagDaemon(Daemon):
         ))
         self.installed: dict[str, int] = {}      # mn_id -> tunnel id toward the LMA
         self.open_signaling(c.addresses.ipv4)
+        self.tunnel_sender = TunnelSender(self.udp_socket)
+        keys = {p.address: ro.PeerKey(p.spi, p.key) for p in c.peers if p.quick_mode}
+        self.initiator = ro.RoInitiator(ro.InitiatorPolicy(
+            proxy_coa=c.addresses.ipv6, lma_address=c.mag.lma, lifetime=c.ro.lifetime, mode=c.ro.mode,
+            peer_keys=keys, refresh_fraction=t.refresh_fraction, initial_timeout=t.initial_bindack_timeout,
+            max_timeout=t.max_bindack_timeout, retry_interval=c.ro.retry_interval,
+            lma_ipv4=UdpEndpoint(c.mag.lma_ipv4) if c.mag.transport == "ipv4" else None,
+            ipv4_proxy_coa=c.addresses.ipv4))
+        self.responder = ro.RoResponder(ro.ResponderPolicy(
+            address=c.addresses.ipv6, serves=self.serves, max_lifetime=c.ro.lifetime, peer_keys=keys))
+        self.ro_entries = RoEntries(self.tables, self.tunnels, c.addresses.ipv6, c.addresses.ipv4)
         self.ndp = NdpSocket()
         self._loop.add_reader(self.ndp.fileno(), self._on_router_solicitation)
         self.access = {self.netlink.ifindex(name): name for name in c.interfaces.access}
@@ -51,15 +69,27 @@ class MagDaemon(Daemon):
         c = self.config.interfaces
         return [("xdp_mag_access", i) for i in c.access] + [("xdp_mag_transport", i) for i in c.transport]
 
-    # --- the core -------------------------------------------------------------------
+    # --- the cores -------------------------------------------------------------------
     def receive(self, msg, arrival, now):
-        return self.core.receive(msg, arrival, now)
+        """PBAs go to the binding update list; RO messages to the initiator
+        (answers to what we asked for our MNs) or the responder (questions
+        about our CNs)."""
+        kind = message_kind(msg)
+        if kind == "pba":
+            return self.core.receive(msg, arrival, now)
+        if kind in ("lra", "hot", "cot", "ro_ba"):
+            return self.initiator.receive(msg, arrival, now)
+        if kind in ("hoti", "coti", "ro_bu"):
+            return self.responder.receive(msg, arrival, now)
+        if kind == "be":
+            return self.initiator.receive(msg, arrival, now) + self.responder.receive(msg, arrival, now)
+        return []
 
     def on_timer(self, now):
-        return self.core.on_timer(now)
+        return self.core.on_timer(now) + self.initiator.on_timer(now) + self.responder.on_timer(now)
 
     def next_deadline(self):
-        return self.core.next_deadline()
+        return earliest(self.core.next_deadline(), self.initiator.next_deadline(), self.responder.next_deadline())
 
     def apply_action(self, action) -> None:
         if isinstance(action, core.MobileNodeRegistered):
@@ -68,8 +98,85 @@ class MagDaemon(Daemon):
             self.uninstall(action.entry)
         elif isinstance(action, core.RegistrationRejected):
             log.warning("the LMA rejected %s: %s", action.entry.mn_id, status_label(action.status))
+        elif isinstance(action, ro.SendHomePath):
+            self.send_home_path(action)
+        elif isinstance(action, ro.RoInstalled):
+            self.ro_entries.install(action)
+            if action.setup_seconds is not None:
+                self.metrics.ro_setup.labels(self.node, action.mode).observe(action.setup_seconds)
+                self.metrics.ro_attempts.labels(self.node, action.mode, "established").inc()
+        elif isinstance(action, ro.RoRemoved):
+            self.ro_entries.remove(action.pair, action.role, action.reason)
+        elif isinstance(action, ro.RoFailed):
+            log.info("RO %s failed: %s (retry after %.0f s)", action.pair, action.reason, action.retry_at - time.time())
+            self.metrics.ro_attempts.labels(self.node, self.config.ro.mode, "failed").inc()
+        elif isinstance(action, ro.RoRejected):
+            log.warning("RO message from %s rejected: %s", action.peer, action.reason)
+            self.metrics.count_message("ro", "in", action.reason.replace(" ", "_").replace("-", "_"))
         else:
             super().apply_action(action)
+
+    # --- route optimization -----------------------------------------------------------
+    def entry_for(self, address) -> core.BindingUpdateListEntry | None:
+        """The registered MN that address belongs to."""
+        address = ipaddress.ip_address(address)
+        for entry in self.core.entries.values():
+            if entry.state != core.BindingState.REGISTERED:
+                continue
+            if (entry.hnp and address.version == 6 and address in entry.hnp) or entry.ipv4_hoa == address:
+                return entry
+        return None
+
+    def serves(self, address) -> bool:
+        return self.entry_for(address) is not None
+
+    def send_home_path(self, action: ro.SendHomePath) -> None:
+        """The HoTI/HoT into the tunnel toward the LMA that anchors its source."""
+        entry = self.entry_for(action.src.ipv4_mapped or action.src)
+        tunnel = self.tunnels.tunnel(self.installed.get(entry.mn_id, 0)) if entry else None
+        kind = message_kind(action.message)
+        if tunnel is None:
+            self.metrics.count_message(kind, "out", "no_home_tunnel")
+            log.warning("no home tunnel for %s: %s not sent", action.src, kind)
+            return
+        mh = wire.encode(action.message, action.src, action.dst)
+        try:
+            self.tunnel_sender.send(tunnel, inner_ipv6(action.src, action.dst, mh))
+        except OSError as exc:
+            self.metrics.count_message(kind, "out", "send_failed")
+            log.warning("sending %s into the LMA tunnel failed: %s", kind, exc)
+            return
+        self.metrics.count_message(kind, "out")
+
+    def on_dataplane_event(self, event) -> None:
+        now = time.time()
+        if isinstance(event, PuntEvent):
+            self.on_punted(event)
+        elif event.kind == "flow_trigger":
+            self.on_flow_trigger(event, now)
+        elif event.kind == "no_ro_binding" and event.peer is not None:
+            # RFC 6275 §9.3.3: tell the peer we hold no binding for this MN
+            mn = event.dst if self.serves(event.dst) else event.src
+            self.apply([self.responder.binding_error(mn, event.peer)])
+
+    def on_punted(self, event: PuntEvent) -> None:
+        try:
+            punted = parse_punted_frame(event.frame)
+        except ValueError as exc:
+            self.metrics.count_message("punted", "in", "malformed")
+            log.warning("undecodable punted frame: %s", exc)
+            return
+        self.handle_signaling(punted.mh, Arrival(src=punted.src, dst=punted.dst))
+
+    def on_flow_trigger(self, event: FlowEvent, now: float) -> None:
+        """The data plane saw an MN→destination flow pass the threshold."""
+        entry = self.entry_for(event.src)
+        if entry is None or not self.config.ro.enabled or event.dst.is_multicast or event.dst.is_link_local:
+            return
+        pair = ro.RoPair(event.src, event.dst)
+        if pair in self.ro_entries.pairs:
+            return                        # optimized already (perhaps as the responder)
+        self.apply(self.initiator.start(event.src, event.dst, now, mn_prefix=entry.hnp))
 
     # --- attach detection -------------------------------------------------------------------
     def mn_id_for(self, mac: str | None, link: str) -> str:
@@ -125,6 +232,7 @@ class MagDaemon(Daemon):
                  f", {entry.ipv4_hoa}" if entry.ipv4_hoa else "", entry.link)
 
     def uninstall(self, entry) -> None:
+        self.apply(self.stop_route_optimization(entry))
         if entry.hnp:
             self.tables.remove_mn(entry.hnp)
             self.netlink.delete_route(entry.hnp)
@@ -136,6 +244,17 @@ class MagDaemon(Daemon):
         if tunnel_id is not None:
             self.tunnels.release(tunnel_id, entry.mn_id)
         log.info("%s deregistered", entry.mn_id)
+
+    def stop_route_optimization(self, entry) -> list:
+        """An MN that leaves takes its RO bindings along, on both sides."""
+        now = time.time()
+        actions = []
+        for pair in {*self.initiator.attempts, *self.ro_entries.pairs, *self.responder.bindings}:
+            if (entry.hnp and isinstance(pair.local, ipaddress.IPv6Address) and pair.local in entry.hnp) \
+                    or pair.local == entry.ipv4_hoa:
+                actions += self.initiator.stop(pair, now, "mn detached")
+                actions += self.responder.cn_detached(pair.local)
+        return actions
 
     # --- state ---------------------------------------------------------------------------------
     def snapshot(self) -> dict:
@@ -175,11 +294,60 @@ class MagDaemon(Daemon):
         self.apply(self.core.detach(mn_id, time.time()))
         return {"mn_id": mn_id}
 
+    def ro_rows(self) -> list[dict]:
+        """Every pair we know of: installed entries and attempts in progress."""
+        rows = {(r["local"], r["remote"]): r for r in self.ro_entries.rows()}
+        for pair, attempt in self.initiator.attempts.items():
+            row = rows.setdefault((str(pair.local), str(pair.remote)), {
+                "local": str(pair.local), "remote": str(pair.remote),
+                "peer": str(attempt.peer) if attempt.peer else None, "roles": []})
+            row.update({"phase": attempt.phase.value, "mode": attempt.mode,
+                        "scenario": "outside" if attempt.outside else "domain",
+                        "last_failure": attempt.last_failure or None,
+                        "retry_in": round(attempt.retry_at - time.time(), 1) if attempt.retry_at else None})
+        for row in rows.values():
+            row.setdefault("phase", "established" if row.get("roles") else "-")
+        return sorted(rows.values(), key=lambda r: (r["local"], r["remote"]))
+
+    def pair_from(self, args: dict) -> ro.RoPair:
+        try:
+            return ro.RoPair(ipaddress.ip_address(args["mn"]), ipaddress.ip_address(args["cn"]))
+        except (KeyError, ValueError) as exc:
+            raise CommandError(f"need an MN and a CN address: {exc}") from None
+
+    def ro_start_command(self, args: dict) -> dict:
+        pair = self.pair_from(args)
+        entry = self.entry_for(pair.local)
+        if entry is None:
+            raise CommandError(f"{pair.local} belongs to no MN registered here")
+        self.apply(self.initiator.start(pair.local, pair.remote, time.time(), mn_prefix=entry.hnp, operator=True))
+        return next((r for r in self.ro_rows() if (r["local"], r["remote"]) == (str(pair.local), str(pair.remote))),
+                    {"local": str(pair.local), "remote": str(pair.remote), "phase": "-"})
+
+    def ro_stop_command(self, args: dict) -> dict:
+        pair = self.pair_from(args)
+        now = time.time()
+        actions = self.initiator.stop(pair, now) + self.responder.remove(pair, "stopped by the operator")
+        if not actions and pair not in self.ro_entries.pairs:
+            raise CommandError(f"no route optimization for {pair}")
+        self.apply(actions)
+        for role in ("initiator", "responder"):
+            self.ro_entries.remove(pair, role, "stopped by the operator")
+        return {"local": str(pair.local), "remote": str(pair.remote), "phase": "stopped"}
+
     def control_handlers(self):
         return {"bindings": lambda args: self.binding_rows(),
-                "attach": self.attach_command, "detach": self.detach_command}
+                "attach": self.attach_command, "detach": self.detach_command,
+                "ro_list": lambda args: self.ro_rows(), "ro_start": self.ro_start_command,
+                "ro_stop": self.ro_stop_command}
 
     def gauges(self):
+        roles = {}
+        for entry in self.ro_entries.pairs.values():
+            for role in entry.roles:
+                roles[role] = roles.get(role, 0) + 1
+        for role in ("initiator", "responder"):
+            yield ("pmip6_bindings", "Bindings held, by kind", {"kind": f"ro_{role}"}, roles.get(role, 0))
         states = {}
         for e in self.core.entries.values():
             states[e.state.name.lower()] = states.get(e.state.name.lower(), 0) + 1

@@ -38,7 +38,7 @@ class Link:
 
 
 NODES = ("inet", "lma", "mag1", "mag2", "mag3", "nat", "cn", "mn1", "mn2")
-DAEMONS = {"lma": "lma", "mag1": "mag", "mag2": "mag", "mag3": "mag"}
+DAEMONS = {"lma": "lma", "mag1": "mag", "mag2": "mag", "mag3": "mag", "cn": "cn"}
 
 LINKS = (
     Link("inet", "mag1", "mag1", "tr0", "2001:db8:ffff:1::/64", "192.0.2.0/29"),

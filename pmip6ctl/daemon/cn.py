@@ -1,0 +1,104 @@
+"""The CN agent (draft §4, scenario 3): an RO-capable correspondent outside
+the PMIPv6 domain. It answers the proxy RR for its own address as an RFC
+6275 correspondent (its own Kcn and nonces), accepts the MAG's RO BU, and
+drives its data plane: xdp_cn decapsulates the MAG's IPv6-in-IPv6 on the
+network interface, and replies to an optimized MN leave through the egress
+veth, whose far end runs xdp_cn_egress to encapsulate them toward the MAG."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+
+from ..io.control import CommandError
+from ..protocol import ro
+from ..protocol.common import earliest
+from .base import Daemon, message_kind
+from .ro_entries import RoEntries
+
+log = logging.getLogger("pmip6ctl.cn")
+
+EGRESS_GATEWAY = ipaddress.IPv6Address("fe80::1")      # next hop on the egress veth
+
+
+class CnDaemon(Daemon):
+    role = "cn"
+
+    @property
+    def egress(self) -> str:
+        return self.config.cn.egress_interface
+
+    @property
+    def egress_peer(self) -> str:
+        return f"{self.egress[:10]}-xdp"
+
+    def setup(self) -> None:
+        c = self.config
+        self.netlink.ensure_veth(self.egress, self.egress_peer)
+        # bpf_fib_lookup on the far end needs forwarding there (only there)
+        with open(f"/proc/sys/net/ipv6/conf/{self.egress_peer}/forwarding", "w") as f:
+            f.write("1")
+        self.netlink.replace_neighbour(EGRESS_GATEWAY, self.netlink.mac(self.egress_peer), self.egress)
+        self.tables.set_tx_ports(self.netlink.ifindexes())
+        keys = {p.address: ro.PeerKey(p.spi, p.key) for p in c.peers if p.quick_mode}
+        self.responder = ro.RoResponder(ro.ResponderPolicy(
+            address=c.addresses.ipv6, serves=self.serves, home_path=False, max_lifetime=c.ro.lifetime,
+            peer_keys=keys))
+        self.ro_entries = RoEntries(self.tables, self.tunnels, c.addresses.ipv6, c.addresses.ipv4)
+        self.open_signaling(c.addresses.ipv4)
+
+    def serves(self, address) -> bool:
+        return address in (self.config.addresses.ipv6, self.config.addresses.ipv4)
+
+    def attachments(self):
+        return ([("xdp_cn", i) for i in self.config.interfaces.transport]
+                + [("xdp_cn_egress", self.egress_peer)])
+
+    def receive(self, msg, arrival, now):
+        if message_kind(msg) in ("hoti", "coti", "ro_bu", "be"):
+            return self.responder.receive(msg, arrival, now)
+        return []
+
+    def on_timer(self, now):
+        return self.responder.on_timer(now)
+
+    def next_deadline(self):
+        return earliest(self.responder.next_deadline())
+
+    def apply_action(self, action) -> None:
+        if isinstance(action, ro.RoInstalled):
+            self.ro_entries.install(action)
+            self.netlink.replace_route(f"{action.pair.remote}/128", ifname=self.egress, gateway=EGRESS_GATEWAY)
+        elif isinstance(action, ro.RoRemoved):
+            if self.ro_entries.remove(action.pair, action.role, action.reason):
+                self.netlink.delete_route(f"{action.pair.remote}/128")
+        elif isinstance(action, ro.RoRejected):
+            log.warning("RO message from %s rejected: %s", action.peer, action.reason)
+            self.metrics.count_message("ro", "in", action.reason.replace(" ", "_").replace("-", "_"))
+        else:
+            super().apply_action(action)
+
+    def on_dataplane_event(self, event) -> None:
+        if getattr(event, "kind", None) == "no_ro_binding" and event.peer is not None:
+            self.apply([self.responder.binding_error(event.src, event.peer)])
+
+    def ro_stop_command(self, args: dict) -> dict:
+        try:
+            pair = ro.RoPair(ipaddress.ip_address(args["cn"]), ipaddress.ip_address(args["mn"]))
+        except (KeyError, ValueError) as exc:
+            raise CommandError(f"need an MN and a CN address: {exc}") from None
+        actions = self.responder.remove(pair, "stopped by the operator")
+        if not actions:
+            raise CommandError(f"no route optimization for {pair}")
+        self.apply(actions)
+        return {"local": str(pair.local), "remote": str(pair.remote), "phase": "stopped"}
+
+    def control_handlers(self):
+        return {"ro_list": lambda args: self.ro_entries.rows(), "ro_stop": self.ro_stop_command,
+                "bindings": lambda args: [
+                    {"mn_id": str(b.pair.remote), "state": "ro", "mag": str(b.peer), "lifetime": b.lifetime,
+                     "expires_in": round(b.expires - time.time(), 1)} for b in self.responder.bindings.values()]}
+
+    def gauges(self):
+        yield ("pmip6_bindings", "Bindings held, by kind", {"kind": "ro_responder"}, len(self.responder.bindings))

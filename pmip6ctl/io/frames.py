@@ -1,0 +1,88 @@
+"""Frames the data plane punts to the daemon, and the packets the daemon
+sends into tunnels itself (the HoTI and HoT travel the home path, inside
+the LMA tunnel: DESIGN §3). Pure functions on bytes."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+from ..protocol.common import UdpEndpoint
+from .signaling import IPPROTO_MH, ipv6_packet, parse_ipv6_packet
+
+ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
+IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP = 4, 41, 17
+
+
+@dataclass(frozen=True)
+class PuntedMessage:
+    """A mobility message found inside a tunnelled frame."""
+    mh: bytes
+    src: IPv6Address            # the IPv6 header around the MH
+    dst: IPv6Address
+    outer_src: IPv6Address | IPv4Address
+    outer_port: int | None      # UDP source port when the tunnel was IPv4/UDP
+    ipv4_wrapper: tuple[IPv4Address, IPv4Address] | None = None   # fig. 2/3: (src, dst) of the IPv4 header inside
+
+
+def _ipv4_header(packet: bytes) -> tuple[IPv4Address, IPv4Address, int, bytes]:
+    if len(packet) < 20 or packet[0] >> 4 != 4:
+        raise ValueError("not an IPv4 header")
+    ihl = (packet[0] & 0x0F) * 4
+    total = struct.unpack_from("!H", packet, 2)[0]
+    if ihl < 20 or total < ihl or total > len(packet):
+        raise ValueError("inconsistent IPv4 lengths")
+    return IPv4Address(packet[12:16]), IPv4Address(packet[16:20]), packet[9], packet[ihl:total]
+
+
+def parse_punted_frame(frame: bytes) -> PuntedMessage:
+    """Ethernet / outer IPv6 or IPv4 [/ UDP 5436] / [IPv4 /] IPv6 / MH.
+    Raises ValueError for anything else."""
+    if len(frame) < 14:
+        raise ValueError("frame shorter than an Ethernet header")
+    ethertype = struct.unpack_from("!H", frame, 12)[0]
+    packet = frame[14:]
+    port = None
+    if ethertype == ETH_P_IPV6:
+        outer_src, _dst, proto, inner = parse_ipv6_packet(packet)
+    elif ethertype == ETH_P_IP:
+        outer_src, _dst, proto, inner = _ipv4_header(packet)
+        if proto == IPPROTO_UDP:
+            if len(inner) < 8:
+                raise ValueError("truncated UDP header")
+            port = struct.unpack_from("!H", inner, 0)[0]
+            inner = inner[8:]
+            proto = IPPROTO_IPV6 if inner[:1] and inner[0] >> 4 == 6 else IPPROTO_IPIP
+    else:
+        raise ValueError(f"ethertype 0x{ethertype:04x} is not IP")
+    wrapper = None
+    if proto == IPPROTO_IPIP:
+        v4_src, v4_dst, v4_proto, inner = _ipv4_header(inner)
+        if v4_proto != IPPROTO_IPV6:
+            raise ValueError("IPv4 inside the tunnel carries no IPv6")
+        wrapper = (v4_src, v4_dst)
+    elif proto != IPPROTO_IPV6:
+        raise ValueError(f"outer protocol {proto} is no tunnel")
+    src, dst, next_header, mh = parse_ipv6_packet(inner)
+    if next_header != IPPROTO_MH:
+        raise ValueError(f"inner next header {next_header} is no Mobility Header")
+    return PuntedMessage(mh, src, dst, outer_src, port, wrapper)
+
+
+def inner_ipv6(src: IPv6Address, dst: IPv6Address, mh: bytes) -> bytes:
+    return ipv6_packet(src, dst, mh)
+
+
+def ipv4_header(src: IPv4Address, dst: IPv4Address, proto: int, payload_len: int, ttl: int = 64) -> bytes:
+    """An IPv4 header with its checksum (for the draft's fig. 2-3 wrapping)."""
+    header = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + payload_len, 0, 0x4000, ttl, proto, 0,
+                                   src.packed, dst.packed))
+    total = sum(struct.unpack("!10H", header))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    struct.pack_into("!H", header, 10, ~total & 0xFFFF)
+    return bytes(header)
+
+
+__all__ = ["PuntedMessage", "parse_punted_frame", "inner_ipv6", "ipv4_header", "UdpEndpoint"]
