@@ -285,6 +285,20 @@ def ro_stop(obj: Context, mn, cn, as_json):
     emit(data, as_json, lambda r: f"{r['local']} ⇄ {r['remote']}: stopped")
 
 
+@ro_group.command(name="settings")
+@click.option("--trigger", "trigger_packets", type=click.IntRange(min=0),
+              help="Start RO once a flow has sent this many packets (0: only `ro start`).")
+@click.option("--mode", type=click.Choice(["rr", "quick"]),
+              help="Return routability, or quick mode with peers that share a key (draft §2.2).")
+@click.option("--lifetime", type=click.IntRange(4, 420), help="Lifetime asked for new RO bindings, seconds.")
+@json_option
+@click.pass_obj
+def ro_settings(obj: Context, trigger_packets, mode, lifetime, as_json):
+    """Show or change a MAG's RO trigger threshold, mode and lifetime (not saved to its config)."""
+    data = obj.call("ro_settings", trigger_packets=trigger_packets, mode=mode, lifetime=lifetime)
+    emit(data, as_json, lambda d: "\n".join(f"{k:<17} {v}" for k, v in d.items()))
+
+
 from .lab.cli import lab  # noqa: E402  (the lab's commands live next to it)
 
 main.add_command(lab)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import subprocess
 import time
 
 from ..io.control import CommandError
@@ -36,6 +37,9 @@ class CnDaemon(Daemon):
     def setup(self) -> None:
         c = self.config
         self.netlink.ensure_veth(self.egress, self.egress_peer)
+        # The CN's own replies enter the veth with checksums left to offload,
+        # which XDP on the far end would forward unfilled: fill them here.
+        subprocess.run(["ethtool", "-K", self.egress, "tx", "off"], check=True, capture_output=True)
         # bpf_fib_lookup on the far end needs forwarding there (only there)
         with open(f"/proc/sys/net/ipv6/conf/{self.egress_peer}/forwarding", "w") as f:
             f.write("1")

@@ -335,11 +335,33 @@ class MagDaemon(Daemon):
             self.ro_entries.remove(pair, role, "stopped by the operator")
         return {"local": str(pair.local), "remote": str(pair.remote), "phase": "stopped"}
 
+    def ro_settings_command(self, args: dict) -> dict:
+        """Change the RO trigger threshold or mode of a running MAG."""
+        if args.get("trigger_packets") is not None:
+            packets = int(args["trigger_packets"])
+            if packets < 0:
+                raise CommandError("the trigger threshold is a packet count, 0 or more (0: only `ro start`)")
+            config = self.tables.get_config()
+            config["ro_trigger_packets"] = packets
+            self.tables.set_config(**config)
+        if args.get("mode") is not None:
+            if args["mode"] not in ("rr", "quick"):
+                raise CommandError("mode is rr or quick")
+            self.initiator.policy.mode = args["mode"]
+        if args.get("lifetime") is not None:
+            lifetime = int(args["lifetime"])
+            if not 4 <= lifetime <= 420:
+                raise CommandError("an RO lifetime is 4 to 420 s (MAX_RR_BINDING_LIFETIME)")
+            self.initiator.policy.lifetime = lifetime
+        return {"trigger_packets": self.tables.get_config()["ro_trigger_packets"],
+                "mode": self.initiator.policy.mode, "lifetime": self.initiator.policy.lifetime,
+                "quick_mode_peers": sorted(str(a) for a in self.initiator.policy.peer_keys)}
+
     def control_handlers(self):
         return {"bindings": lambda args: self.binding_rows(),
                 "attach": self.attach_command, "detach": self.detach_command,
                 "ro_list": lambda args: self.ro_rows(), "ro_start": self.ro_start_command,
-                "ro_stop": self.ro_stop_command}
+                "ro_stop": self.ro_stop_command, "ro_settings": self.ro_settings_command}
 
     def gauges(self):
         roles = {}

@@ -43,7 +43,39 @@ def lma_config(run_dir: str, pin_root: str) -> str:
 hnp_pool = "{t.HNP_POOL}"
 ipv4_pool = "{t.IPV4_HOA_POOL}"
 max_lifetime = 3600
+
+# RO policy (first match wins; no match: allowed). The lab denies one
+# outside address, to show the LRA's status 128.
+[[lma.ro_policy]]
+action = "deny"
+mn = "{t.HNP_POOL}"
+cn = "{t.DENIED_CN}/128"
 """
+
+
+MAGS = ("mag1", "mag2", "mag3")
+
+
+def quick_mode_peers(name: str) -> str:
+    """The peer authentication database (draft §2.2) of one lab MAG: every
+    other MAG, one SPI and key per pair (lab-only keys, derived from the
+    pair's names so that both ends agree)."""
+    import hashlib
+    text = ""
+    for other in MAGS:
+        if other == name:
+            continue
+        pair = "-".join(sorted((name, other)))
+        spi = 4096 + sum(MAGS.index(m) + 1 for m in pair.split("-")) * 16
+        key = hashlib.sha256(f"pmip6ctl lab {pair}".encode()).hexdigest()
+        text += f"""
+[[peers]]
+name = "{other}"
+address = "{t.address6(other)}"
+spi = {spi}
+key = "{key}"
+"""
+    return text
 
 
 def mag_config(name: str, run_dir: str, pin_root: str, *, ipv4_transport: bool = False,
@@ -63,7 +95,7 @@ lifetime = 600
 
 [ro]
 trigger_packets = {trigger_packets}
-"""
+""" + quick_mode_peers(name)
 
 
 def cn_config(run_dir: str, pin_root: str) -> str:

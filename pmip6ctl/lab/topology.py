@@ -93,4 +93,5 @@ def gateway4(node: str) -> str:
 
 
 LMA6, LMA4 = address6("lma"), address4("lma")
+DENIED_CN = "2001:db8:cc::99"            # the LMA's RO policy denies optimizing toward it
 CN6, CN4 = address6("cn"), address4("cn")

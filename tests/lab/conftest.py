@@ -78,3 +78,37 @@ def binding(lab, node: str, mn_id: str) -> dict | None:
 
 
 MN3_ID = f"{t.SECOND_MAC}@mag3"
+
+
+class Capture:
+    """tcpdump inside a lab namespace, written to a pcap, stopped cleanly
+    (after a pause, so that what the kernel holds reaches the file)."""
+
+    def __init__(self, lab, node: str, path, expression: str, interface: str = "any"):
+        self.path = path
+        self.proc = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{lab.ns(node)}", "tcpdump", "-Z", "root", "-i", interface, "-U",
+             "-w", str(path), expression], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+
+    def stop(self):
+        time.sleep(1.0)
+        self.proc.send_signal(2)
+        self.proc.wait(timeout=10)
+        return self.path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.stop()
+
+
+def ro_row(lab, node: str, local: str, remote: str) -> dict | None:
+    return next((r for r in lab.client(node).call("ro_list") if (r["local"], r["remote"]) == (local, remote)), None)
+
+
+def established(lab, node: str, local: str, remote: str) -> dict | None:
+    row = ro_row(lab, node, local, remote)
+    return row if row and row.get("phase") == "established" and row.get("roles") else None

@@ -1,17 +1,26 @@
 """Builders for the protocol core tests: policies in documentation address
 space, a PBU builder, and a "network" that passes every message through
-wire.encode and wire.decode (checksum included) on its way between cores."""
+wire.encode and wire.decode (checksum included) on its way between cores;
+for route optimization, RoNetwork joins an RoInitiator, an RoResponder and
+the LMA's RO query answer under a fake clock."""
 
 from __future__ import annotations
 
+import random
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import Callable
 
-from pmip6ctl.protocol.common import Arrival, Send, UdpEndpoint
+from pmip6ctl.protocol.common import Arrival, Send, UdpEndpoint, earliest
 from pmip6ctl.protocol.lma import LmaPolicy, LocalMobilityAnchor
 from pmip6ctl.protocol.mag import MagPolicy, MobileAccessGateway
 from pmip6ctl.protocol.pools import AddressPool, PrefixPool
+from pmip6ctl.protocol.ro import (InitiatorPolicy, PeerKey, ResponderPolicy, RoInitiator, RoPair, RoResponder,
+                                  SendHomePath)
+from pmip6ctl.protocol.ro_query import answer_lri
 from pmip6ctl.wire import (AccessTechnologyType, BindingUpdate, BUFlags, HandoffIndicator, HomeNetworkPrefix,
-                           IPv4HomeAddressRequest, MobileNodeIdentifier, Timestamp, decode, encode)
+                           IPv4HomeAddressRequest, LocalizedRoutingInitiation, MobileNodeIdentifier, Timestamp,
+                           decode, encode)
 
 T0 = 1_700_000_000.0  # the fake clock starts here (wall-clock seconds)
 
@@ -122,3 +131,203 @@ def run_until(cores, until: float) -> list:
         if actions:
             fired.append((deadline, cores[i], actions))
     raise AssertionError("timers keep firing without time passing")
+
+
+# --- Route optimization: MAG1's initiator, MAG2's (or a CN agent's) responder, the LMA's RO query -------
+
+MN = IPv6Address("2001:db8:100::10")        # in FIRST_HNP, attached at MAG1
+MN_B = IPv6Address("2001:db8:100:1::10")    # in SECOND_HNP, another MN at MAG1
+CN_HNP = IPv6Network("2001:db8:200::/64")
+CN = IPv6Address("2001:db8:200::20")        # attached at MAG2
+CN4 = IPv4Address("192.0.2.200")            # an IPv4 CN at MAG2
+OUTSIDE_CN = IPv6Address("2001:db8:ee::1")  # scenario 3: an RO-capable CN outside the domain (a CN agent)
+KCN = bytes(range(1, 21))                   # the responder's node key, known to the tests
+QUICK_KEY = b"quick-mode key shared by MAG1 and MAG2"
+QUICK_SPI = 0x1001
+
+
+def seeded(seed: int = 1) -> Callable[[int], bytes]:
+    """A reproducible stand-in for os.urandom."""
+    return random.Random(seed).randbytes
+
+
+@dataclass(frozen=True)
+class Anchored:
+    """What the RO query reads of an LMA binding cache entry (a stub of it)."""
+    hnp: IPv6Network | None
+    proxy_coa: IPv6Address
+    ipv4_hoa: IPv4Address | None = None
+    ipv4_proxy_coa: IPv4Address | None = None
+    mag_ipv4: UdpEndpoint | None = None
+
+
+MN_AT_MAG1 = Anchored(FIRST_HNP, MAG1, FIRST_HOA)
+MN_B_AT_MAG1 = Anchored(SECOND_HNP, MAG1)
+CN_AT_MAG2 = Anchored(CN_HNP, MAG2, CN4)
+
+
+def binding_lookup(*anchored: Anchored) -> Callable:
+    """A binding_for(address) over some stub entries: the one whose HNP holds
+    the address, or whose IPv4 home address it is."""
+    def binding_for(address):
+        return next((a for a in anchored if (address.version == 6 and a.hnp is not None and address in a.hnp)
+                     or address == a.ipv4_hoa), None)
+    return binding_for
+
+
+def initiator_policy(**changes) -> InitiatorPolicy:
+    return InitiatorPolicy(**(dict(proxy_coa=MAG1, lma_address=LMA) | changes))
+
+
+def responder_policy(address: IPv6Address = MAG2, serves=(CN, CN4), **changes) -> ResponderPolicy:
+    served = set(serves)
+    return ResponderPolicy(**(dict(address=address, serves=lambda a: a in served) | changes))
+
+
+def quick_keys(peer: IPv6Address, spi: int = QUICK_SPI, key: bytes = QUICK_KEY) -> dict:
+    return {peer: PeerKey(spi, key)}
+
+
+@dataclass
+class Flight:
+    """A message on its way: sent by `origin` (a node name), delivered at `due`."""
+    due: float
+    order: int
+    origin: str
+    action: Send | SendHomePath
+
+
+class RoNetwork:
+    """MAG1's RoInitiator, a RoResponder (MAG2 or a CN agent) and the LMA's
+    RO query answer, joined by a network with a fake clock.
+
+    Every message goes through wire.encode and wire.decode with the checksum
+    of the addresses it travels with. A Send goes to the node owning its
+    destination; a SendHomePath (HoTI, HoT) crosses the LMA tunnels to the
+    other core, and arrives with its inner src/dst. `drop`, `delay` and
+    `hold` (callables of (origin, action)) lose, delay or set aside messages;
+    held ones wait in `held` until `release`d. `log` keeps every action any
+    node returned, in order, as (time, node, action); `traffic` every message
+    sent, as (time, origin, action, message as decoded, fate)."""
+
+    def __init__(self, initiator: RoInitiator, responder: RoResponder, now: float = T0,
+                 binding_for: Callable | None = None, allowed: Callable | None = None):
+        self.initiator, self.responder = initiator, responder
+        self.binding_for = binding_for or binding_lookup(MN_AT_MAG1, MN_B_AT_MAG1, CN_AT_MAG2)
+        self.allowed = allowed or (lambda mn, cn: True)
+        self.now = now
+        self.flights: list[Flight] = []
+        self.held: list[Flight] = []
+        self.log: list[tuple[float, str, object]] = []
+        self.traffic: list[tuple[float, str, object, object, str]] = []
+        self.drop = lambda origin, action: False
+        self.delay = lambda origin, action: 0.0
+        self.hold = lambda origin, action: False
+        self._order = 0
+
+    # --- what the nodes do --------------------------------------------------------------
+    def start(self, local=MN, remote=CN, **kwargs) -> list:
+        return self.post("initiator", self.initiator.start(local, remote, self.now, **kwargs))
+
+    def stop(self, local=MN, remote=CN, reason: str = "stopped") -> list:
+        return self.post("initiator", self.initiator.stop(RoPair(local, remote), self.now, reason))
+
+    def post(self, node: str, actions: list) -> list:
+        for action in actions:
+            self.log.append((self.now, node, action))
+            if isinstance(action, (Send, SendHomePath)):
+                flight = Flight(self.now + self.delay(node, action), self._order, node, action)
+                self._order += 1
+                fate = ("dropped" if self.drop(node, action) else "held" if self.hold(node, action)
+                        else "sent")
+                self.traffic.append((self.now, node, action, self.decoded(action), fate))
+                if fate == "held":
+                    self.held.append(flight)
+                elif fate == "sent":
+                    self.flights.append(flight)
+        return actions
+
+    @staticmethod
+    def decoded(action):
+        """The message as its receiver decodes it, and its Arrival."""
+        if isinstance(action, SendHomePath):
+            message = decode(encode(action.message, action.src, action.dst), action.src, action.dst)
+            return message, Arrival(action.src, action.dst)
+        return carry(action)
+
+    def destination(self, flight: Flight) -> str | None:
+        action = flight.action
+        if isinstance(action, SendHomePath):   # inside the LMA tunnels, to the other end
+            return "responder" if flight.origin == "initiator" else "initiator"
+        if action.dst == LMA:
+            return "lma"
+        if action.dst == self.responder.policy.address and flight.origin == "initiator":
+            return "responder"
+        if flight.origin != "initiator":
+            served = self.binding_for(action.dst.ipv4_mapped or action.dst)
+            mag1 = self.initiator.policy.proxy_coa
+            if action.dst == mag1 or (served is not None and served.proxy_coa == mag1):
+                return "initiator"
+        return None                            # nobody there: lost
+
+    def deliver(self, flight: Flight, message=None) -> list:
+        """Hand a message to its node now; `message` overrides the decoded one
+        (a (message, arrival) pair built or tampered with by the test)."""
+        node = self.destination(flight)
+        if node is None:
+            return []
+        message, arrival = message or self.decoded(flight.action)
+        if node == "lma":
+            if not isinstance(message, LocalizedRoutingInitiation):
+                return []
+            send, _ = answer_lri(message, arrival, LMA, self.binding_for, self.allowed)
+            return self.post("lma", [send])
+        core = self.initiator if node == "initiator" else self.responder
+        return self.post(node, core.receive(message, arrival, self.now))
+
+    def release(self, index: int = 0) -> list:
+        """Deliver a held message now."""
+        return self.deliver(self.held.pop(index))
+
+    # --- the clock ----------------------------------------------------------------------------
+    def run(self, seconds: float = 0.0) -> None:
+        """Let `seconds` pass: deliver messages and fire timers in time order
+        (a message due at the same instant as a timer goes first)."""
+        until = self.now + seconds
+        for _ in range(100_000):
+            flight = min(self.flights, key=lambda f: (f.due, f.order), default=None)
+            timer = earliest(self.initiator.next_deadline(), self.responder.next_deadline())
+            if flight is not None and flight.due <= until and (timer is None or flight.due <= timer):
+                self.flights.remove(flight)
+                self.now = max(self.now, flight.due)
+                self.deliver(flight)
+            elif timer is not None and timer <= until:
+                self.now = max(self.now, timer)
+                for node, core in (("initiator", self.initiator), ("responder", self.responder)):
+                    deadline = core.next_deadline()
+                    if deadline is not None and deadline <= self.now:
+                        self.post(node, core.on_timer(self.now))
+            else:
+                self.now = max(self.now, until)
+                return
+        raise AssertionError("the network never settles")
+
+    def run_until(self, when: float) -> None:
+        self.run(max(when - self.now, 0.0))
+
+    # --- what happened ---------------------------------------------------------------------
+    def actions(self, node: str | None = None, cls=object, since: int = 0) -> list:
+        """Actions of `cls` that `node` (any node when None) returned, from log index `since`."""
+        return [a for _, n, a in self.log[since:] if (node is None or n == node) and isinstance(a, cls)]
+
+    def sent(self, cls, origin: str | None = None, since: int = 0) -> list:
+        """(time, action, decoded message, fate) of every message of `cls` sent, oldest first."""
+        return [(t, action, message, fate) for t, o, action, (message, _), fate in self.traffic[since:]
+                if isinstance(message, cls) and (origin is None or o == origin)]
+
+    def messages(self, cls, origin: str | None = None, since: int = 0) -> list:
+        return [message for _, _, message, _ in self.sent(cls, origin, since)]
+
+    def mark(self) -> tuple[int, int]:
+        """Where the log and the traffic stand now (to look at what follows)."""
+        return len(self.log), len(self.traffic)

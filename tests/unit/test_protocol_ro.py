@@ -1,0 +1,897 @@
+"""Route optimization cores (draft-jeong-netlmm-ro-support-for-pmip6-00): MAG1's
+RoInitiator against MAG2's (or a CN agent's) RoResponder and the LMA's RO
+query answer, through the wire codec and a fake clock (RoNetwork).
+
+Keygen tokens, Kbm and authenticators are recomputed here from the RFC 6275
+§5.2.5 / §6.2.7 and RFC 4285 formulas with hmac and hashlib, never with
+pmip6ctl.security.
+"""
+
+import hashlib
+import hmac
+import random
+from ipaddress import IPv4Address, IPv6Address
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from protocol_helpers import (CN, CN4, CN_AT_MAG2, CN_HNP, FIRST_HNP, FIRST_HOA, KCN, LMA, MAG1, MAG2, MN,
+                              MN_AT_MAG1, MN_B, MN_B_AT_MAG1, OUTSIDE_CN, QUICK_KEY, QUICK_SPI, T0, Anchored,
+                              RoNetwork, binding_lookup, initiator_policy, quick_keys, responder_policy, seeded)
+
+from pmip6ctl.protocol.common import Arrival, Send
+from pmip6ctl.protocol.ro import (Phase, RoFailed, RoInitiator, RoInstalled, RoPair, RoRejected, RoRemoved,
+                                  RoResponder, SendHomePath)
+from pmip6ctl.security import MAX_NONCE_LIFETIME
+from pmip6ctl.wire import (BAFlags, BindingAck, BindingAuthorizationData, BindingError, BindingUpdate, BUFlags,
+                           CareofTest, CareofTestInit, CNAddress, CNHomeNetworkPrefix, CNIPv4Address, HomeNetworkPrefix,
+                           HomeTest, HomeTestInit, IPv4HomeAddress, LocalizedRoutingAck, LocalizedRoutingInitiation,
+                           MAGIPv6Address, MobilityMessageAuthentication, NonceIndices, ROAcknowledgement, Status,
+                           Timestamp, WireError, decode, encode, find_option, mh_checksum)
+
+PAIR = RoPair(MN, CN)               # as MAG1 names it
+REVERSED = RoPair(CN, MN)           # as MAG2 names it
+CN_OTHER = IPv6Address("2001:db8:200::21")   # a second CN at MAG2
+OUTSIDE_CN4 = IPv4Address("203.0.113.9")
+LIFETIME = 420                      # MAX_RR_BINDING_LIFETIME, the default
+RESPONDER_SEED = 1001
+
+
+def network(*, initiator=None, responder=None, hop=0.0, seed=1, **net) -> RoNetwork:
+    """MAG1 and MAG2 (defaults: RR mode, MAG2 serves CN, CN_OTHER and CN4), each
+    message taking `hop` seconds."""
+    ini = RoInitiator(initiator_policy(**(initiator or {})), random=seeded(seed))
+    res = RoResponder(responder_policy(**({"serves": (CN, CN_OTHER, CN4)} | (responder or {}))), kcn=KCN,
+                      random=seeded(RESPONDER_SEED))
+    result = RoNetwork(ini, res, **net)
+    result.delay = lambda origin, action: hop
+    return result
+
+
+def quick_network(initiator_keys=None, responder_keys=None, **kwargs) -> RoNetwork:
+    return network(initiator={"mode": "quick", "peer_keys": quick_keys(MAG2) if initiator_keys is None
+                              else initiator_keys},
+                   responder={"peer_keys": quick_keys(MAG1) if responder_keys is None else responder_keys},
+                   **kwargs)
+
+
+def established(net: RoNetwork, local=MN, remote=CN) -> RoInstalled:
+    since, _ = net.mark()
+    net.start(local, remote)
+    net.run()
+    (installed,) = net.actions("initiator", RoInstalled, since=since)
+    return installed
+
+
+def timed(net: RoNetwork, node: str, cls) -> list:
+    """(time, action) for every `cls` action of `node`."""
+    return [(t, a) for t, n, a in net.log if n == node and isinstance(a, cls)]
+
+
+def only(items):
+    (item,) = items
+    return item
+
+
+# --- RFC 6275 and RFC 4285 formulas, computed here ------------------------------------------------
+
+def first_nonces(count: int) -> list[tuple[int, bytes]]:
+    """The responder's first nonces (index, nonce): its NonceTable draws a 2-octet
+    first index and then 8 octets per nonce from the seeded random."""
+    rng = random.Random(RESPONDER_SEED)
+    index = int.from_bytes(rng.randbytes(2), "big")
+    return [((index + i) & 0xFFFF, rng.randbytes(8)) for i in range(count)]
+
+
+def keygen_token(address, nonce: bytes, which: int) -> bytes:
+    """RFC 6275 §5.2.5: First(64, HMAC_SHA1(Kcn, address | nonce | 0 or 1))."""
+    return hmac.new(KCN, address.packed + nonce + bytes((which,)), hashlib.sha1).digest()[:8]
+
+
+def mh_data(message, cut: int) -> bytes:
+    """The octets as received with the Checksum zeroed, less the last `cut` octets."""
+    mh = message.wire
+    return mh[:4] + b"\0\0" + mh[6:len(mh) - cut]
+
+
+def rr_authenticator(kbm: bytes, careof: IPv6Address, correspondent: IPv6Address, message) -> bytes:
+    """RFC 6275 §6.2.7; the BAD ends the header, so its 12 octets are the last 12."""
+    return hmac.new(kbm, careof.packed + correspondent.packed + mh_data(message, 12), hashlib.sha1).digest()[:12]
+
+
+def quick_authenticator(key: bytes, src: IPv6Address, dst: IPv6Address, message) -> bytes:
+    """docs/protocol.md §6: HMAC-SHA256 over src | dst | the MH up to and including the SPI."""
+    return hmac.new(key, src.packed + dst.packed + mh_data(message, 32), hashlib.sha256).digest()
+
+
+def tampered(action, bit: int):
+    """(message, arrival) as received after one bit of the MH flipped (the checksum
+    made good again, as an attacker would), or None when the codec refuses it."""
+    src, dst = action.src, action.dst
+    mh = bytearray(encode(action.message, src, dst))
+    position = bit % ((len(mh) - 6) * 8) + 6 * 8 if bit >= 0 else len(mh) * 8 + bit
+    mh[position // 8] ^= 0x80 >> position % 8
+    mh[4:6] = b"\0\0"
+    mh[4:6] = mh_checksum(src, dst, bytes(mh)).to_bytes(2, "big")
+    try:
+        return decode(bytes(mh), src, dst), Arrival(src, dst)
+    except WireError:
+        return None
+
+
+# --- The whole exchange -------------------------------------------------------------------------------
+
+def test_full_return_routability_exchange_installs_the_pair_on_both_sides():
+    net = network(hop=0.01)
+    net.start()
+    net.run(1)
+    (_, lri_send, lri, _), = net.sent(LocalizedRoutingInitiation)
+    assert (lri_send.src, lri_send.dst, lri_send.ipv4_dst) == (MAG1, LMA, None)
+    assert (lri.lifetime, lri.options) == (LIFETIME, [HomeNetworkPrefix(128, MN), CNAddress(CN)])
+    lra = only(net.messages(LocalizedRoutingAck))
+    assert (lra.sequence, lra.status, lra.lifetime, lra.options) == (lri.sequence, 0, LIFETIME,
+                                                                    [MAGIPv6Address(MAG2)])
+    # HoTI along the home path (inner MN-HoA → CN-HoA), CoTI directly between proxy CoAs.
+    (_, hoti_send, hoti, _), = net.sent(HomeTestInit)
+    assert isinstance(hoti_send, SendHomePath) and (hoti_send.src, hoti_send.dst) == (MN, CN)
+    (_, coti_send, coti, _), = net.sent(CareofTestInit)
+    assert isinstance(coti_send, Send) and (coti_send.src, coti_send.dst) == (MAG1, MAG2)
+    (_, hot_send, hot, _), = net.sent(HomeTest)
+    assert isinstance(hot_send, SendHomePath) and (hot_send.src, hot_send.dst) == (CN, MN)
+    (_, cot_send, cot, _), = net.sent(CareofTest)
+    assert isinstance(cot_send, Send) and (cot_send.src, cot_send.dst) == (MAG2, MAG1)
+    assert (hot.home_init_cookie, cot.careof_init_cookie) == (hoti.home_init_cookie, coti.careof_init_cookie)
+    # The BU (fig. 4): P and A, the two exact home addresses, Timestamp, Nonce Indices, BAD last.
+    (t_bu, bu_send, bu, _), = net.sent(BindingUpdate)
+    assert (bu_send.src, bu_send.dst) == (MAG1, MAG2)
+    assert (bu.flags, bu.lifetime_seconds) == (BUFlags.A | BUFlags.P, LIFETIME)
+    assert bu.options[:4] == [HomeNetworkPrefix(128, MN), CNHomeNetworkPrefix(128, CN), Timestamp.from_unix(t_bu),
+                              NonceIndices(hot.home_nonce_index, cot.careof_nonce_index)]
+    assert len(bu.options) == 5 and isinstance(bu.options[-1], BindingAuthorizationData)
+    # MAG2 installs before its BA leaves, so MAG1's first optimized packet finds the entry.
+    at_bu = [a for t, n, a in net.log if n == "responder" and t == pytest.approx(T0 + 0.05)]
+    assert [type(a) for a in at_bu] == [RoInstalled, Send]
+    assert at_bu[0] == RoInstalled(REVERSED, MAG1, None, T0 + 0.05 + LIFETIME, LIFETIME, "rr", "responder")
+    assert isinstance(at_bu[1].message, BindingAck) and (at_bu[1].src, at_bu[1].dst) == (MAG2, MAG1)
+    ba = only(net.messages(BindingAck))
+    assert (ba.status, ba.flags, ba.sequence, ba.lifetime_seconds) == (0, BAFlags.P, bu.sequence, LIFETIME)
+    assert ba.options[:2] == [ROAcknowledgement(0, LIFETIME // 4), Timestamp.from_unix(t_bu)]
+    assert len(ba.options) == 3 and isinstance(ba.options[-1], BindingAuthorizationData)
+    ((t_installed, installed),) = timed(net, "initiator", RoInstalled)
+    assert t_installed == pytest.approx(T0 + 0.06)
+    assert installed == RoInstalled(PAIR, MAG2, None, t_bu + LIFETIME, LIFETIME, "rr", "initiator",
+                                    setup_seconds=t_installed - T0)
+    attempt = net.initiator.attempts[PAIR]
+    assert (attempt.phase, attempt.established, attempt.refresh_at) == (Phase.ESTABLISHED, True,
+                                                                        pytest.approx(t_bu + 0.8 * LIFETIME))
+    assert set(net.responder.bindings) == {REVERSED}
+
+
+def test_the_lri_names_the_mns_prefix_when_the_trigger_gives_it():
+    net = network()
+    net.start(mn_prefix=FIRST_HNP)
+    lri = only(net.messages(LocalizedRoutingInitiation))
+    assert lri.options == [HomeNetworkPrefix(64, FIRST_HNP.network_address), CNAddress(CN)]
+    net.run()
+    assert net.actions("initiator", RoInstalled)
+
+
+def test_an_ipv4_mn_and_cn_are_named_by_ipv4_options_in_the_lri():
+    net = network()
+    net.start(FIRST_HOA, CN4)
+    lri = only(net.messages(LocalizedRoutingInitiation))
+    assert lri.options == [IPv4HomeAddress(FIRST_HOA), CNIPv4Address(CN4)]
+    assert only(net.messages(LocalizedRoutingAck)).options == [MAGIPv6Address(MAG2)]
+
+
+def test_the_keygen_tokens_kbm_and_authenticators_follow_rfc_6275():
+    net = network()
+    established(net)
+    ((home_index, home_nonce),) = first_nonces(1)
+    hot, cot = only(net.messages(HomeTest)), only(net.messages(CareofTest))
+    # Both tests ran at the same instant: one nonce for both (RFC 6275 §5.2.2).
+    assert hot.home_nonce_index == cot.careof_nonce_index == home_index
+    home_token, careof_token = keygen_token(MN, home_nonce, 0), keygen_token(MAG1, home_nonce, 1)
+    assert (hot.home_keygen_token, cot.careof_keygen_token) == (home_token, careof_token)
+    kbm = hashlib.sha1(home_token + careof_token).digest()
+    bu, ba = only(net.messages(BindingUpdate)), only(net.messages(BindingAck))
+    assert bu.options[-1].authenticator == rr_authenticator(kbm, MAG1, MAG2, bu)
+    assert ba.options[-1].authenticator == rr_authenticator(kbm, MAG1, MAG2, ba)
+
+
+def test_a_bu_with_one_flipped_authenticator_bit_is_refused_and_nothing_installed():
+    net = network()
+    net.hold = lambda origin, action: isinstance(action.message, BindingUpdate)
+    net.start()
+    net.run()
+    flight = only(net.held)
+    forged = tampered(flight.action, -1)           # the last bit of the authenticator
+    actions = net.deliver(flight, forged)
+    assert actions == [RoRejected(REVERSED, MAG1, "bad binding authorization data")]
+    assert net.responder.bindings == {} and net.responder.next_deadline() is None
+    assert not net.actions(cls=RoInstalled)
+
+
+def test_a_ba_with_a_bad_authenticator_is_ignored_and_the_bu_sent_again():
+    net = network()
+    net.hold = lambda origin, action: isinstance(action.message, BindingAck)
+    net.start()
+    net.run()
+    flight = net.held.pop()
+    assert net.deliver(flight, tampered(flight.action, -1)) == []
+    assert net.initiator.attempts[PAIR].phase is Phase.BINDING
+    net.hold = lambda origin, action: False
+    net.run(1)
+    t_bus = [t for t, *_ in net.sent(BindingUpdate)]
+    assert t_bus == [T0, T0 + 1]
+    bus = net.messages(BindingUpdate)
+    assert bus[1].sequence == (bus[0].sequence + 1) & 0xFFFF      # RFC 6275 §11.8: a new sequence number
+    installed = only(net.actions("initiator", RoInstalled))
+    assert installed.expires == T0 + 1 + LIFETIME
+
+
+def test_each_mn_and_each_attempt_gets_its_own_cookies():
+    net = network()
+    net.drop = lambda origin, action: isinstance(action.message, CareofTestInit)
+    net.start(MN, CN)
+    net.start(MN_B, CN)
+    net.run()
+    first = [m.home_init_cookie for m in net.messages(HomeTestInit)] + \
+            [m.careof_init_cookie for m in net.messages(CareofTestInit)]
+    assert len(first) == 4 and len(set(first)) == 4 and all(len(c) == 8 for c in first)
+    net.run(20)                                   # no CoT: both attempts fail
+    assert {f.pair for f in net.actions("initiator", RoFailed)} == {PAIR, RoPair(MN_B, CN)}
+    since, traffic = net.mark()
+    net.drop = lambda origin, action: False
+    net.start(MN, CN, operator=True)
+    net.run()
+    again = [m.home_init_cookie for m in net.messages(HomeTestInit, since=traffic)] + \
+            [m.careof_init_cookie for m in net.messages(CareofTestInit, since=traffic)]
+    assert len(again) == 2 and not set(again) & set(first)
+    assert only(net.actions("initiator", RoInstalled, since=since)).pair == PAIR
+
+
+def test_two_mns_at_mag1_get_their_own_bindings_with_the_same_cn():
+    net = network()
+    net.start(MN, CN)
+    net.start(MN_B, CN)
+    net.run()
+    assert {a.pair for a in net.actions("initiator", RoInstalled)} == {PAIR, RoPair(MN_B, CN)}
+    assert set(net.responder.bindings) == {REVERSED, RoPair(CN, MN_B)}
+
+
+# --- Expired nonces (RFC 6275 §5.2.7, §9.5.1) -------------------------------------------------------
+
+@pytest.mark.parametrize("late, status", [
+    (None, Status.EXPIRED_BOTH_NONCE_INDEX),      # both tests in the same nonce period
+    (CareofTestInit, Status.EXPIRED_HOME_NONCE_INDEX),  # the CoTI a rotation later: the home nonce is older
+    (HomeTestInit, Status.EXPIRED_CAREOF_NONCE_INDEX),
+])
+def test_a_bu_after_the_nonces_expired_gets_136_137_or_138_and_the_initiator_redoes_the_rr(late, status):
+    # Long timeouts so that nothing is retransmitted while the clock jumps.
+    net = network(initiator={"initial_timeout": 300.0, "max_timeout": 300.0}, responder={"nonce_rotation": 30.0})
+    held_once = set()
+
+    def hold(origin, action):
+        kind = type(action.message)
+        if kind in (late, BindingUpdate) and kind not in held_once:
+            held_once.add(kind)
+            return True
+        return False
+    net.hold = hold
+    net.start()
+    net.run()
+    if late is not None:
+        net.run(31)                                # the table starts a new nonce after 30 s
+        net.release(0)
+        net.run()
+    hot, cot = only(net.messages(HomeTest)), only(net.messages(CareofTest))
+    assert (hot.home_nonce_index == cot.careof_nonce_index) == (late is None)
+    held_bu = only(net.held)
+    net.run_until(held_bu.due + MAX_NONCE_LIFETIME + 1 - (31 if late is not None else 0))
+    since, traffic = net.mark()
+    actions = net.release(0)
+    assert actions[0] == RoRejected(REVERSED, MAG1, status.name.lower())
+    assert net.responder.bindings == {}
+    ba = only(net.messages(BindingAck, since=traffic))
+    # Without nonces there is no Kbm: this BA cannot carry a BAD (RFC 6275 §9.5.4).
+    assert (ba.status, ba.lifetime) == (status, 0)
+    assert ba.options[0] == ROAcknowledgement(status, 0) and not find_option(ba, BindingAuthorizationData)
+    net.run()
+    # MAG1 ran a fresh RR (new cookies, fresh nonces) and bound with it.
+    hotis = net.messages(HomeTestInit)
+    assert len(hotis) == 2 and hotis[0].home_init_cookie != hotis[1].home_init_cookie
+    installed = only(net.actions("initiator", RoInstalled, since=since))
+    assert installed.setup_seconds == net.now - T0
+    assert set(net.responder.bindings) == {REVERSED}
+
+
+# --- Replay protection (docs/protocol.md §4 decision 2) -------------------------------------------------
+
+def test_the_same_bu_twice_gets_157_and_changes_nothing():
+    net = network()
+    net.hold = lambda origin, action: isinstance(action.message, BindingUpdate)
+    net.start()
+    net.run()
+    flight = only(net.held)
+    first = net.deliver(flight)
+    assert [type(a) for a in first] == [RoInstalled, Send]
+    binding = net.responder.bindings[REVERSED]
+    net.run(2)
+    since, traffic = net.mark()
+    second = net.deliver(flight)
+    assert second[0] == RoRejected(REVERSED, MAG1, "replayed or reordered binding update")
+    assert net.responder.bindings == {REVERSED: binding}
+    ba = only(net.messages(BindingAck, since=traffic))
+    assert (ba.status, find_option(ba, ROAcknowledgement).status) == (157, 157)
+    net.run()
+    assert len(net.actions("initiator", RoInstalled)) == 1 and not net.actions("initiator", RoFailed)
+
+
+def test_a_bu_whose_timestamp_is_outside_the_window_gets_156():
+    net = network()
+    net.hold = lambda origin, action: isinstance(action.message, BindingUpdate)
+    net.start()
+    net.run(8)                                   # BUs at 0, 1, 3 and 7 s, all held
+    assert [f.due - T0 for f in net.held] == [0, 1, 3, 7]
+    since, traffic = net.mark()
+    actions = net.release(0)                     # 8 s old: the window is 7 s
+    assert actions[0] == RoRejected(REVERSED, MAG1, "timestamp mismatch")
+    ba = only(net.messages(BindingAck, since=traffic))
+    assert ba.status == Status.TIMESTAMP_MISMATCH and isinstance(ba.options[-1], BindingAuthorizationData)
+    net.run()
+    assert net.responder.bindings == {} and not net.actions("initiator", RoFailed)   # a stale sequence
+    net.release(-1)                              # the latest BU, 1 s old, is fine
+    net.run()
+    assert only(net.actions("initiator", RoInstalled)).expires == T0 + 7 + LIFETIME
+
+
+# --- Retransmission and backoff (RFC 6275 §11.8) ---------------------------------------------------------
+
+def test_an_unanswered_lri_is_resent_after_1_2_4_s_then_the_attempt_fails():
+    net = network()
+    net.drop = lambda origin, action: action.dst == LMA
+    net.start()
+    net.run(40)
+    sent = net.sent(LocalizedRoutingInitiation)
+    assert [t - T0 for t, *_ in sent] == [0, 1, 3, 7]
+    assert len({m.sequence for _, _, m, _ in sent}) == 1
+    ((t_failed, failed),) = timed(net, "initiator", RoFailed)
+    assert t_failed == T0 + 15                   # 4 transmissions, the last one waited for 8 s
+    assert failed == RoFailed(PAIR, "no answer in phase query", t_failed + 30)
+
+
+def test_a_flow_trigger_during_backoff_does_nothing_an_operator_start_restarts_at_once():
+    net = network()
+    net.drop = lambda origin, action: action.dst == LMA
+    net.start()
+    net.run(20)
+    assert net.initiator.attempts[PAIR].phase is Phase.BACKOFF
+    assert net.start() == []
+    restarted = net.start(operator=True)
+    assert isinstance(only(restarted).message, LocalizedRoutingInitiation)
+    net.drop = lambda origin, action: False
+    net.run()
+    assert only(net.actions("initiator", RoInstalled)).setup_seconds == 0
+
+
+def test_each_further_failure_doubles_the_backoff_up_to_16_times():
+    net = network(initiator={"retry_interval": 10.0})
+    net.drop = lambda origin, action: action.dst == LMA
+    for _ in range(6):
+        net.start()                              # the flow asks again once the retry time has passed
+        net.run(1000)                            # ... and the initiator's timer has run meanwhile
+    failures = timed(net, "initiator", RoFailed)
+    assert [f.retry_at - t for t, f in failures] == [10, 20, 40, 80, 160, 160]
+    assert net.initiator.next_deadline() is None  # forgotten at last
+
+
+def test_a_success_resets_the_backoff():
+    net = network(initiator={"retry_interval": 10.0})
+    net.drop = lambda origin, action: action.dst == LMA
+    net.start()
+    net.run(100)
+    net.drop = lambda origin, action: False
+    established(net)
+    net.stop()
+    net.drop = lambda origin, action: action.dst == LMA
+    net.start()
+    net.run(100)
+    assert [f.retry_at - t for t, f in timed(net, "initiator", RoFailed)] == [10, 10]
+
+
+def test_an_unanswered_hoti_is_retransmitted_alone():
+    net = network()
+    net.drop = lambda origin, action: isinstance(action, SendHomePath)
+    net.start()
+    net.run(40)
+    hotis, cotis = net.sent(HomeTestInit), net.sent(CareofTestInit)
+    assert [t - T0 for t, *_ in hotis] == [0, 1, 3, 7]
+    assert len({m.home_init_cookie for _, _, m, _ in hotis}) == 1
+    assert [t - T0 for t, *_ in cotis] == [0] and len(net.messages(CareofTest)) == 1
+    assert only(net.actions("initiator", RoFailed)).reason == "no answer in phase rr"
+    assert not net.messages(BindingUpdate)
+
+
+# --- Refresh and expiry ----------------------------------------------------------------------------------------
+
+def test_a_refresh_runs_a_new_rr_and_bu_while_the_binding_stays():
+    net = network()
+    established(net)
+    refresh_at = net.initiator.attempts[PAIR].refresh_at
+    assert refresh_at == pytest.approx(T0 + 0.8 * LIFETIME)
+    net.run_until(refresh_at - 1)
+    since, traffic = net.mark()
+    assert net.log[since - 1][0] == T0           # nothing happened in between
+    net.run(2)
+    assert [t for t, *_ in net.sent(HomeTestInit, since=traffic)] == [refresh_at]
+    assert [t for t, *_ in net.sent(CareofTestInit, since=traffic)] == [refresh_at]
+    assert not net.actions(cls=RoRemoved) and not net.actions(cls=RoFailed)
+    again = only(net.actions("initiator", RoInstalled, since=since))
+    assert again.setup_seconds is None and again.expires == refresh_at + LIFETIME
+    assert only(net.actions("responder", RoInstalled, since=since)).expires == refresh_at + LIFETIME
+    assert net.initiator.attempts[PAIR].refresh_at == pytest.approx(refresh_at + 0.8 * LIFETIME)
+
+
+def test_an_unanswered_refresh_keeps_the_entry_until_it_expires_then_falls_back():
+    net = network()
+    installed = established(net)
+    net.drop = lambda origin, action: True
+    net.run_until(installed.expires - 0.5)
+    assert len(net.messages(HomeTestInit)) == 5  # the first RR, then the refresh and its 3 retransmissions
+    assert not net.actions("initiator", RoRemoved) and not net.actions("initiator", RoFailed)
+    assert net.initiator.attempts[PAIR].established
+    net.run(1)
+    ((t_removed, removed),) = timed(net, "initiator", RoRemoved)
+    assert t_removed == installed.expires
+    assert removed == RoRemoved(PAIR, MAG2, "initiator", "lifetime expired")
+    assert only(net.actions("initiator", RoFailed)) == RoFailed(PAIR, "lifetime expired", installed.expires + 30)
+
+
+def test_the_responder_removes_a_binding_when_its_lifetime_is_over():
+    net = network()
+    established(net)
+    net.drop = lambda origin, action: True
+    binding = net.responder.bindings[REVERSED]
+    assert net.responder.next_deadline() == binding.expires == T0 + LIFETIME
+    net.run_until(binding.expires - 0.001)
+    assert not net.actions("responder", RoRemoved)
+    net.run(1)
+    ((t_removed, removed),) = timed(net, "responder", RoRemoved)
+    assert (t_removed, removed) == (binding.expires, RoRemoved(REVERSED, MAG1, "responder", "lifetime expired"))
+    assert net.responder.bindings == {} and net.responder.next_deadline() is None
+
+
+def test_the_initiators_lifetime_counts_from_when_its_bu_left():
+    # A slow BA must not stretch MAG1's entry past MAG2's: MAG2 stops taking
+    # MAG1's tunnelled packets when its binding ends (DESIGN §4).
+    net = network()
+    net.delay = lambda origin, action: 3.0 if isinstance(action.message, BindingAck) else 0.0
+    installed = established(net)
+    binding = net.responder.bindings[REVERSED]
+    assert installed.expires == T0 + LIFETIME == binding.expires
+    assert net.initiator.attempts[PAIR].refresh_at == pytest.approx(T0 + 0.8 * LIFETIME)
+
+
+# --- Teardown ------------------------------------------------------------------------------------------------------
+
+def test_stop_deregisters_and_both_sides_remove_the_binding():
+    net = network()
+    established(net)
+    net.run(10)
+    since, traffic = net.mark()
+    actions = net.stop()
+    assert RoRemoved(PAIR, MAG2, "initiator", "stopped") in actions
+    (_, send, bu, _), = net.sent(BindingUpdate, since=traffic)
+    assert (send.src, send.dst, bu.lifetime, bu.flags) == (MAG1, MAG2, 0, BUFlags.A | BUFlags.P)
+    net.run()
+    assert net.actions("responder", RoRemoved, since=since) == [
+        RoRemoved(REVERSED, MAG1, "responder", "deregistered by the peer")]
+    ba = only(net.messages(BindingAck, since=traffic))
+    assert (ba.status, ba.lifetime) == (0, 0)
+    assert net.responder.bindings == {} and net.initiator.attempts == {}
+    assert net.initiator.next_deadline() is None and net.responder.next_deadline() is None
+
+
+def test_the_deregistration_is_signed_with_kbm_from_the_home_keygen_token_alone():
+    # RFC 6275 §5.2.5 and docs/protocol.md §6: Kbm = SHA1(home keygen token) when deleting a binding.
+    net = network()
+    established(net)
+    hot = only(net.messages(HomeTest))
+    since, traffic = net.mark()
+    net.stop()
+    bu = only(net.messages(BindingUpdate, since=traffic))
+    assert find_option(bu, NonceIndices).home_nonce_index == hot.home_nonce_index
+    kbm = hashlib.sha1(hot.home_keygen_token).digest()
+    assert bu.options[-1].authenticator == rr_authenticator(kbm, MAG1, MAG2, bu)
+
+
+def test_a_deregistration_needs_only_the_home_nonce():
+    # RFC 6275 §6.2.6: the care-of nonce index is ignored when deleting a binding.
+    net = network(initiator={"lifetime": 400}, responder={"nonce_rotation": 30.0})
+    net.hold = lambda origin, action: isinstance(action.message, HomeTestInit) and net.now == T0
+    net.start()
+    net.run(31)
+    net.release()                                # the home nonce is 31 s younger than the care-of one
+    net.run()
+    net.run(MAX_NONCE_LIFETIME - 31 + 1)         # the care-of nonce has expired, the home one not
+    net.initiator.attempts[PAIR].tokens_at = net.now   # tokens still usable on MAG1's side
+    net.stop()
+    net.run()
+    assert net.actions("responder", RoRemoved) == [RoRemoved(REVERSED, MAG1, "responder",
+                                                             "deregistered by the peer")]
+
+
+def test_stop_without_a_binding_sends_nothing():
+    net = network()
+    net.drop = lambda origin, action: action.dst == LMA
+    net.start()
+    since, traffic = net.mark()
+    assert net.stop() == [] and net.initiator.attempts == {}
+    assert net.stop() == []
+    net.run(100)
+    assert net.traffic[traffic:] == []
+
+
+def test_mn_detach_stops_every_pair_of_that_mn_and_only_those():
+    net = network()
+    established(net, MN, CN)
+    established(net, MN, CN_OTHER)
+    established(net, MN_B, CN)
+    since, traffic = net.mark()
+    actions = net.post("initiator", net.initiator.mn_detached(MN, net.now))
+    assert {a.pair for a in actions if isinstance(a, RoRemoved)} == {PAIR, RoPair(MN, CN_OTHER)}
+    assert all(a.reason == "mn detached" for a in actions if isinstance(a, RoRemoved))
+    assert {m.lifetime for m in net.messages(BindingUpdate, since=traffic)} == {0}
+    net.run()
+    assert set(net.responder.bindings) == {RoPair(CN, MN_B)}
+    assert set(net.initiator.attempts) == {RoPair(MN_B, CN)}
+
+
+def test_cn_detach_tells_mag1_with_a_binding_error_and_mag1_falls_back():
+    net = network()
+    established(net)
+    established(net, MN, CN_OTHER)
+    since, traffic = net.mark()
+    actions = net.post("responder", net.responder.cn_detached(CN))
+    assert actions[0] == RoRemoved(REVERSED, MAG1, "responder", "cn detached")
+    be_send = actions[1]
+    assert (be_send.src, be_send.dst) == (MAG2, MAG1)
+    be = only(net.messages(BindingError, since=traffic))
+    assert (be.status, be.home_address) == (1, MN)
+    net.run()
+    assert net.actions("initiator", since=since) == [
+        RoRemoved(PAIR, MAG2, "initiator", "binding error from the peer"),
+        RoFailed(PAIR, "binding error from the peer", net.now + 30)]
+    assert net.initiator.attempts[RoPair(MN, CN_OTHER)].established    # the other CN stays optimized
+
+
+def test_a_binding_error_from_another_node_is_ignored():
+    net = network()
+    established(net)
+    be = BindingError(1, MN)
+    assert net.initiator.receive(*RoNetwork.decoded(Send(be, LMA, MAG1)), net.now) == []
+    assert net.initiator.receive(*RoNetwork.decoded(Send(BindingError(1, MN_B), MAG2, MAG1)), net.now) == []
+    assert net.initiator.attempts[PAIR].established
+
+
+def test_a_binding_error_for_a_pair_in_backoff_changes_nothing():
+    net = network()
+    net.drop = lambda origin, action: isinstance(action.message, BindingUpdate)
+    net.start()
+    net.run(20)
+    attempt = net.initiator.attempts[PAIR]
+    retry_at = attempt.retry_at
+    assert attempt.phase is Phase.BACKOFF
+    assert net.initiator.receive(*RoNetwork.decoded(Send(BindingError(1, MN), MAG2, MAG1)), net.now) == []
+    assert (attempt.retry_at, attempt.failures) == (retry_at, 1)
+
+
+# --- The LMA's answer decides the peer ----------------------------------------------------------------------------
+
+def cn_agent_network(**kwargs) -> RoNetwork:
+    return network(responder={"address": OUTSIDE_CN, "serves": (OUTSIDE_CN,), "home_path": False}, **kwargs)
+
+
+def test_a_cn_outside_the_domain_is_asked_directly_and_its_hot_comes_back_plainly():
+    net = cn_agent_network()
+    net.start(MN, OUTSIDE_CN)
+    net.run()
+    assert only(net.messages(LocalizedRoutingAck)).status == 129
+    (_, hoti_send, _, _), = net.sent(HomeTestInit)
+    assert isinstance(hoti_send, SendHomePath) and (hoti_send.src, hoti_send.dst) == (MN, OUTSIDE_CN)
+    (_, coti_send, _, _), = net.sent(CareofTestInit)
+    assert (coti_send.src, coti_send.dst) == (MAG1, OUTSIDE_CN)
+    (_, hot_send, _, _), = net.sent(HomeTest)
+    assert type(hot_send) is Send and (hot_send.src, hot_send.dst) == (OUTSIDE_CN, MN)
+    (_, bu_send, _, _), = net.sent(BindingUpdate)
+    assert bu_send.dst == OUTSIDE_CN
+    installed = only(net.actions("initiator", RoInstalled))
+    assert (installed.pair, installed.peer) == (RoPair(MN, OUTSIDE_CN), OUTSIDE_CN)
+    assert only(net.actions("responder", RoInstalled)).pair == RoPair(OUTSIDE_CN, MN)
+    assert net.initiator.attempts[RoPair(MN, OUTSIDE_CN)].outside
+
+
+def test_an_ipv4_cn_outside_the_domain_is_not_tried():
+    net = network()
+    net.start(FIRST_HOA, OUTSIDE_CN4)
+    net.run()
+    ((t, failed),) = timed(net, "initiator", RoFailed)
+    assert failed == RoFailed(RoPair(FIRST_HOA, OUTSIDE_CN4), "the IPv4 CN is outside the domain", t + 16 * 30)
+    assert not net.messages(HomeTestInit) and not net.messages(CareofTestInit)
+
+
+def test_an_lra_128_fails_with_the_long_backoff():
+    net = network(allowed=lambda mn, cn: False)
+    net.start()
+    net.run()
+    ((t, failed),) = timed(net, "initiator", RoFailed)
+    assert failed == RoFailed(PAIR, "the LMA refused RO (localized_routing_not_allowed)", t + 16 * 30)
+
+
+def test_an_lra_naming_our_own_proxy_coa_means_local_routing():
+    net = network(binding_for=binding_lookup(MN_AT_MAG1, Anchored(CN_HNP, MAG1)))
+    net.start()
+    net.run()
+    ((t, failed),) = timed(net, "initiator", RoFailed)
+    assert failed == RoFailed(PAIR, "the CN is attached here: local routing, no RO", t + 16 * 30)
+    assert not net.messages(CareofTestInit)
+
+
+def test_an_lra_not_from_the_lma_is_ignored():
+    net = network()
+    net.hold = lambda origin, action: True
+    net.start()
+    lri = only(net.messages(LocalizedRoutingInitiation))
+    forged = LocalizedRoutingAck(lri.sequence, 0, LIFETIME, options=[MAGIPv6Address(OUTSIDE_CN)])
+    assert net.initiator.receive(*RoNetwork.decoded(Send(forged, OUTSIDE_CN, MAG1)), net.now) == []
+    assert net.initiator.attempts[PAIR].phase is Phase.QUERY
+
+
+def test_an_lra_for_another_query_is_ignored():
+    net = network()
+    net.hold = lambda origin, action: True
+    net.start()
+    lri = only(net.messages(LocalizedRoutingInitiation))
+    stale = LocalizedRoutingAck((lri.sequence + 1) & 0xFFFF, 0, LIFETIME, options=[MAGIPv6Address(MAG2)])
+    assert net.initiator.receive(*RoNetwork.decoded(Send(stale, LMA, MAG1)), net.now) == []
+
+
+# --- Quick mode (draft §2.2) ---------------------------------------------------------------------------------------
+
+def test_quick_mode_binds_without_rr_and_authenticates_with_option_9():
+    net = quick_network()
+    installed = established(net)
+    assert not net.messages(HomeTestInit) and not net.messages(CareofTestInit)
+    (t_bu, _, bu, _), = net.sent(BindingUpdate)
+    assert bu.options[:3] == [HomeNetworkPrefix(128, MN), CNHomeNetworkPrefix(128, CN), Timestamp.from_unix(t_bu)]
+    assert len(bu.options) == 4 and not find_option(bu, NonceIndices)
+    mma = bu.options[-1]
+    assert isinstance(mma, MobilityMessageAuthentication) and (mma.subtype, mma.spi) == (1, QUICK_SPI)
+    assert mma.authenticator == quick_authenticator(QUICK_KEY, MAG1, MAG2, bu)
+    ba = only(net.messages(BindingAck))
+    assert ba.options[:2] == [ROAcknowledgement(0, LIFETIME // 4), Timestamp.from_unix(t_bu)]
+    assert ba.options[-1].authenticator == quick_authenticator(QUICK_KEY, MAG2, MAG1, ba)
+    assert (installed.mode, only(net.actions("responder", RoInstalled)).mode) == ("quick", "quick")
+
+
+@pytest.mark.parametrize("responder_keys, reason", [
+    (quick_keys(MAG1, key=b"another key"), "bad quick-mode authenticator"),
+    (quick_keys(MAG1, spi=QUICK_SPI + 1), "bad quick-mode authenticator"),
+    ({}, "no key for this peer"),
+])
+def test_quick_mode_refuses_a_bu_it_cannot_authenticate(responder_keys, reason):
+    net = quick_network(responder_keys=responder_keys)
+    net.start()
+    net.run()
+    assert net.actions("responder") == [RoRejected(REVERSED, MAG1, reason)]
+    assert net.responder.bindings == {} and not net.messages(BindingAck)
+
+
+def test_quick_mode_ignores_a_ba_with_a_bad_authenticator():
+    net = quick_network()
+    net.hold = lambda origin, action: isinstance(action.message, BindingAck)
+    net.start()
+    net.run()
+    flight = net.held.pop()
+    assert net.deliver(flight, tampered(flight.action, -1)) == []
+    assert not net.actions("initiator", RoInstalled)
+
+
+def test_quick_mode_falls_back_to_rr_with_a_peer_without_a_key():
+    net = quick_network(initiator_keys={OUTSIDE_CN: net_key} if (net_key := b"x") else {})
+    installed = established(net)
+    assert installed.mode == "rr" and net.messages(HomeTestInit)
+
+
+def test_a_bu_for_a_cn_the_responder_does_not_serve_gets_129():
+    net = quick_network()
+    net.responder.policy.serves = lambda address: False
+    net.start()
+    net.run()
+    rejected, ba_send = net.actions("responder")
+    assert rejected == RoRejected(REVERSED, MAG1, "cn not served here")
+    ba = only(net.messages(BindingAck))
+    assert (ba.status, find_option(ba, ROAcknowledgement).status) == (129, 129)
+    assert net.responder.bindings == {}
+    assert only(net.actions("initiator", RoFailed)).reason == "the peer refused the binding: admin_prohibited"
+
+
+def test_an_rr_bu_for_a_cn_that_left_since_its_rr_gets_a_signed_129():
+    served = {CN}
+    net = network(responder={"serves": served})
+    net.hold = lambda origin, action: isinstance(action.message, BindingUpdate)
+    net.start()
+    net.run()
+    served.clear()                               # the CN left MAG2 between the RR and the BU
+    net.release()
+    net.run()
+    ba = only(net.messages(BindingAck))
+    assert ba.status == 129 and isinstance(ba.options[-1], BindingAuthorizationData)
+    assert only(net.actions("initiator", RoFailed)).reason == "the peer refused the binding: admin_prohibited"
+
+
+def test_a_hoti_for_a_cn_not_served_here_is_refused():
+    net = network(responder={"serves": ()})
+    net.start()
+    net.run()
+    assert RoRejected(REVERSED, MN, "hoti for a cn not served here") in net.actions("responder")
+    assert not net.messages(HomeTest)
+
+
+def test_an_unauthenticated_refusal_is_ignored():
+    # RFC 6275 §11.7.3: only the expired-nonce statuses may come without a BAD.
+    net = network()
+    net.hold = lambda origin, action: isinstance(action.message, BindingAck)
+    net.start()
+    net.run()
+    bu = only(net.messages(BindingUpdate))
+    for options in ([ROAcknowledgement(129, 0)],
+                    [ROAcknowledgement(129, 0), BindingAuthorizationData(bytes(12))]):
+        forged = BindingAck(129, BAFlags.P, bu.sequence, 0, options=options)
+        assert net.initiator.receive(*RoNetwork.decoded(Send(forged, MAG2, MAG1)), net.now) == []
+    assert net.initiator.attempts[PAIR].phase is Phase.BINDING
+    net.release()
+    net.run()
+    assert net.actions("initiator", RoInstalled)
+
+
+# --- Property: any interleaving keeps the invariants ----------------------------------------------------------------
+
+PAIRS = [PAIR, RoPair(MN_B, CN)]
+
+ro_events = st.lists(st.one_of(
+    st.tuples(st.just("start"), st.sampled_from(PAIRS), st.booleans()),
+    st.tuples(st.just("stop"), st.sampled_from(PAIRS)),
+    st.tuples(st.just("deliver"), st.integers(0, 31)),
+    st.tuples(st.just("drop"), st.integers(0, 31)),
+    st.tuples(st.just("duplicate"), st.integers(0, 31)),
+    st.tuples(st.just("corrupt"), st.integers(0, 31), st.integers(0, 4095)),
+    st.tuples(st.just("flush")),
+    st.tuples(st.just("wait"), st.floats(0.01, 5)),
+    st.tuples(st.just("wait"), st.floats(5, 500)),
+    st.tuples(st.just("cn_detached")),
+    st.tuples(st.just("mn_detached"), st.sampled_from([MN, MN_B])),
+), max_size=40)
+
+
+class Checked:
+    """RoNetwork with everything held until the test delivers, drops,
+    duplicates or corrupts it, and an independent check of each BU the
+    responder accepts."""
+
+    def __init__(self, mode: str):
+        keys = {"initiator": {}, "responder": {}}
+        if mode == "quick":
+            keys = {"initiator": {"mode": "quick", "peer_keys": quick_keys(MAG2)},
+                    "responder": {"peer_keys": quick_keys(MAG1)}}
+        self.net = network(initiator={"lifetime": 60} | keys["initiator"],
+                           responder={"max_lifetime": 60} | keys["responder"],
+                           binding_for=binding_lookup(MN_AT_MAG1, MN_B_AT_MAG1, CN_AT_MAG2))
+        self.net.hold = lambda origin, action: True
+        self.accepted: dict[RoPair, float] = {}   # newest Timestamp accepted, per pair
+
+    def step(self, event) -> None:
+        net = self.net
+        net.run(0.01)                               # no two events at the same instant
+        kind, *args = event
+        if kind == "start":
+            pair, operator = args
+            net.start(pair.local, pair.remote, operator=operator)
+        elif kind == "stop":
+            net.stop(args[0].local, args[0].remote)
+        elif kind == "cn_detached":
+            net.post("responder", net.responder.cn_detached(CN))
+        elif kind == "mn_detached":
+            net.post("initiator", net.initiator.mn_detached(args[0], net.now))
+        elif kind == "wait":
+            net.run(args[0])
+        elif kind == "flush":
+            while net.held:
+                self.deliver(net.held.pop(0))
+        elif net.held:
+            flight = net.held[args[0] % len(net.held)]
+            if kind == "deliver":
+                net.held.remove(flight)
+                self.deliver(flight)
+            elif kind == "drop":
+                net.held.remove(flight)
+            elif kind == "duplicate":
+                self.deliver(flight)
+            elif kind == "corrupt":
+                net.held.remove(flight)
+                message = tampered(flight.action, args[1])
+                if message is not None:
+                    self.deliver(flight, message)
+
+    def deliver(self, flight, message=None) -> None:
+        message, arrival = message or RoNetwork.decoded(flight.action)
+        valid = None
+        if self.net.destination(flight) == "responder" and isinstance(message, BindingUpdate):
+            valid = self.verifies(message, arrival)
+        actions = self.net.deliver(flight, (message, arrival))
+        installed = [a for a in actions if isinstance(a, RoInstalled)]
+        if installed:
+            # The responder installs a pair only for a BU that verifies, is fresh and is no replay.
+            assert valid, f"installed after a BU that does not verify: {message}"
+            stamp = find_option(message, Timestamp).to_unix()
+            pair = installed[0].pair
+            assert abs(stamp - self.net.now) <= 7 and stamp > self.accepted.get(pair, float("-inf"))
+            self.accepted[pair] = stamp
+
+    def verifies(self, bu: BindingUpdate, arrival: Arrival) -> bool:
+        last = bu.options[-1]
+        if isinstance(last, MobilityMessageAuthentication):
+            return (last.spi == QUICK_SPI
+                    and last.authenticator == quick_authenticator(QUICK_KEY, arrival.src, arrival.dst, bu))
+        indices = find_option(bu, NonceIndices)
+        mn = find_option(bu, HomeNetworkPrefix)
+        if not isinstance(last, BindingAuthorizationData) or indices is None or mn is None:
+            return False
+        home_nonce = self.net.responder.nonces.lookup(indices.home_nonce_index, self.net.now)
+        careof_nonce = self.net.responder.nonces.lookup(indices.careof_nonce_index, self.net.now)
+        if home_nonce is None:
+            return False
+        home = keygen_token(mn.prefix, home_nonce, 0)
+        if bu.lifetime == 0:
+            kbm = hashlib.sha1(home).digest()
+        elif careof_nonce is None:
+            return False
+        else:
+            kbm = hashlib.sha1(home + keygen_token(arrival.src, careof_nonce, 1)).digest()
+        return last.authenticator == rr_authenticator(kbm, arrival.src, arrival.dst, bu)
+
+    def check(self) -> None:
+        net = self.net
+        for attempt in net.initiator.attempts.values():
+            if attempt.established:
+                assert attempt.expires is not None and attempt.expires > net.now
+        # Every install at MAG1 follows one at MAG2 for the same pair, which lasts at least as long.
+        latest: dict[RoPair, RoInstalled] = {}
+        for _, node, action in net.log:
+            if isinstance(action, RoInstalled) and node == "responder":
+                latest[action.pair] = action
+            elif isinstance(action, RoInstalled):
+                there = latest.get(RoPair(action.pair.remote, action.pair.local))
+                assert there is not None, f"{action} before the responder installed"
+                assert there.expires >= action.expires
+
+    def settle(self) -> None:
+        for pair in PAIRS:
+            self.step(("stop", pair))
+        for _ in range(5):
+            self.step(("flush",))
+            self.net.run(1000)
+        assert not self.net.held
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(["rr", "quick"]), ro_events)
+def test_any_interleaving_of_ro_messages_keeps_the_invariants(mode, events):
+    checked = Checked(mode)
+    for event in events:
+        checked.step(event)
+        checked.check()
+    checked.settle()
+    checked.check()
+    assert checked.net.responder.bindings == {} and checked.net.initiator.attempts == {}
+    assert checked.net.initiator.next_deadline() is None and checked.net.responder.next_deadline() is None
