@@ -171,6 +171,8 @@ class Attempt:
     failures: int = 0
     retry_at: float | None = None
     last_failure: str = ""
+    # When the outstanding BU left: its lifetime counts from then (RFC 6275 §11.1, §11.7.3).
+    bu_sent: float | None = field(default=None, init=False)
 
     @property
     def next_deadline(self) -> float | None:
@@ -353,6 +355,7 @@ class RoInitiator:
         bu = wire.BindingUpdate(sequence=attempt.sequence, flags=wire.BUFlags.A | wire.BUFlags.P,
                                 lifetime=lifetime // 4, options=options)
         p = self.policy
+        attempt.bu_sent = now
         if attempt.mode == "quick":
             key = p.peer_keys[attempt.peer]
             bu = security.sign_mma(bu, key.spi, key.key, p.proxy_coa, attempt.peer)
@@ -376,12 +379,18 @@ class RoInitiator:
             return self._fail(attempt, now, f"the peer refused the binding: {_status_name(status)}")
         if not self._authentic(ba, attempt):
             return []                      # unauthenticated BA: ignore, the BU will be resent
-        attempt.retransmission.stop()
         granted = min(ack.lifetime * 4, self.policy.lifetime)
+        # Counted from when the BU left, as MAG2 counts from when it arrived:
+        # our entry never outlives MAG2's binding (which alone lets our
+        # tunnelled packets in there, DESIGN §4).
+        sent = attempt.bu_sent if attempt.bu_sent is not None else now
+        if sent + granted <= now:
+            return []                      # over before it arrived: as good as lost
+        attempt.retransmission.stop()
         first = not attempt.established
         attempt.phase, attempt.established, attempt.failures = Phase.ESTABLISHED, True, 0
-        attempt.lifetime, attempt.expires = granted, now + granted
-        attempt.refresh_at = now + granted * self.policy.refresh_fraction
+        attempt.lifetime, attempt.expires = granted, sent + granted
+        attempt.refresh_at = sent + granted * self.policy.refresh_fraction
         return [RoInstalled(attempt.pair, attempt.peer, arrival.ipv4_src, attempt.expires, granted, attempt.mode,
                             "initiator", setup_seconds=now - attempt.triggered if first else None)]
 
