@@ -186,6 +186,10 @@ class RoInitiator:
         self.random = random
         self.attempts: dict[RoPair, Attempt] = {}
         self._sequence = random(1)[0]
+        # Pairs forgotten at their retry time keep their failure count for a
+        # while, so that the flow's next trigger backs off longer if it fails
+        # again: pair -> (failures, when to forget).
+        self._failures: dict[RoPair, tuple[int, float]] = {}
 
     # --- inputs ------------------------------------------------------------------
     def start(self, local: Address, remote: Address, now: float, mn_prefix=None, operator: bool = False) -> list:
@@ -196,8 +200,9 @@ class RoInitiator:
         if attempt is not None:
             if attempt.phase != Phase.BACKOFF or (not operator and now < attempt.retry_at):
                 return []
+        remembered, _ = self._failures.pop(pair, (0, None))
         attempt = Attempt(pair, Phase.QUERY, started=now, triggered=now, mn_prefix=mn_prefix,
-                          failures=attempt.failures if attempt else 0)
+                          failures=attempt.failures if attempt else remembered)
         self.attempts[pair] = attempt
         return self._query(attempt, now)
 
@@ -205,6 +210,7 @@ class RoInitiator:
         """Tear the binding down (operator, MN detach): a deregistration BU
         when the peer still holds state we can authenticate, then remove."""
         attempt = self.attempts.pop(pair, None)
+        self._failures.pop(pair, None)
         if attempt is None:
             return []
         actions = []
@@ -217,7 +223,7 @@ class RoInitiator:
 
     def mn_detached(self, local: Address, now: float) -> list:
         actions = []
-        for pair in [p for p in self.attempts if p.local == local]:
+        for pair in [p for p in [*self.attempts, *self._failures] if p.local == local]:
             actions += self.stop(pair, now, reason="mn detached")
         return actions
 
@@ -244,12 +250,18 @@ class RoInitiator:
             elif attempt.phase == Phase.ESTABLISHED and attempt.refresh_at is not None and now >= attempt.refresh_at:
                 actions += self._refresh(attempt, now)
             elif attempt.phase == Phase.BACKOFF and attempt.retry_at is not None and now >= attempt.retry_at:
-                # retry only when the flow asks again (start); forget idle pairs
+                # retry only when the flow asks again (start); forget idle pairs,
+                # but remember their failures as long as the longest backoff
                 del self.attempts[attempt.pair]
+                self._failures[attempt.pair] = (attempt.failures, now + self.policy.retry_interval * 16)
+        for pair, (_, forget) in list(self._failures.items()):
+            if now >= forget:
+                del self._failures[pair]
         return actions
 
     def next_deadline(self) -> float | None:
-        return earliest(*(a.next_deadline for a in self.attempts.values()))
+        return earliest(*(a.next_deadline for a in self.attempts.values()),
+                        *(forget for _, forget in self._failures.values()))
 
     # --- phases --------------------------------------------------------------------
     def _query(self, attempt: Attempt, now: float) -> list:
