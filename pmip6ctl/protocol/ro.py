@@ -384,13 +384,16 @@ class RoInitiator:
                         and a.sequence == ba.sequence and a.peer == arrival.src), None)
         if attempt is None:
             return []
-        if ba.status >= RO_ACCEPTED_BELOW or ack.status >= RO_ACCEPTED_BELOW:
-            status = ba.status if ba.status >= RO_ACCEPTED_BELOW else ack.status
-            if status in EXPIRED_NONCE_STATUSES and attempt.mode == "rr":
-                return self._return_routability(attempt, now)      # RFC 6275 §11.7.3: redo the RR
-            return self._fail(attempt, now, f"the peer refused the binding: {_status_name(status)}")
+        refused = ba.status >= RO_ACCEPTED_BELOW or ack.status >= RO_ACCEPTED_BELOW
+        status = ba.status if ba.status >= RO_ACCEPTED_BELOW else ack.status
+        if refused and status in EXPIRED_NONCE_STATUSES and attempt.mode == "rr":
+            # Without its nonces the peer has no Kbm, so this BA alone comes
+            # without a BAD (RFC 6275 §9.5.4); redo the RR (§11.7.3).
+            return self._return_routability(attempt, now)
         if not self._authentic(ba, attempt):
-            return []                      # unauthenticated BA: ignore, the BU will be resent
+            return []                      # RFC 6275 §11.7.3: silently ignore; the BU will be resent
+        if refused:
+            return self._fail(attempt, now, f"the peer refused the binding: {_status_name(status)}")
         granted = min(ack.lifetime * 4, self.policy.lifetime)
         # Counted from when the BU left, as MAG2 counts from when it arrived:
         # our entry never outlives MAG2's binding (which alone lets our
