@@ -214,7 +214,7 @@ class RoInitiator:
         if attempt is None:
             return []
         actions = []
-        if attempt.established and attempt.peer is not None and self._can_sign(attempt, now):
+        if attempt.established and attempt.peer is not None and self._can_sign_deregistration(attempt, now):
             attempt.sequence = self._next_sequence()
             actions.append(self._binding_update(attempt, now, lifetime=0))
         if attempt.established:
@@ -373,7 +373,9 @@ class RoInitiator:
             bu = security.sign_mma(bu, key.spi, key.key, p.proxy_coa, attempt.peer)
         else:
             bu.options.append(wire.NonceIndices(attempt.home_nonce_index, attempt.careof_nonce_index))
-            bu = security.sign_binding_update(bu, attempt.kbm, p.proxy_coa, attempt.peer)
+            # RFC 6275 §5.2.5: deleting a binding is keyed by the home keygen token alone
+            kbm = security.binding_management_key(attempt.home_token) if lifetime == 0 else attempt.kbm
+            bu = security.sign_binding_update(bu, kbm, p.proxy_coa, attempt.peer)
         return Send(bu, p.proxy_coa, attempt.peer)
 
     def _on_ba(self, ba: wire.BindingAck, arrival: Arrival, now: float) -> list:
@@ -472,10 +474,12 @@ class RoInitiator:
         """The installed binding is gone: back to the LMA path."""
         return self._fail(attempt, now, reason)
 
-    def _can_sign(self, attempt: Attempt, now: float) -> bool:
+    def _can_sign_deregistration(self, attempt: Attempt, now: float) -> bool:
+        """A home keygen token still fresh (RFC 6275 §5.2.7); a refresh's RR
+        that has not yet had its HoT back has none."""
         if attempt.mode == "quick":
             return True
-        return attempt.kbm is not None and now - attempt.tokens_at < security.MAX_TOKEN_LIFETIME
+        return attempt.home_token is not None and now - attempt.tokens_at < security.MAX_TOKEN_LIFETIME
 
     def _retransmission(self, now: float) -> Retransmission:
         r = Retransmission(initial=self.policy.initial_timeout, maximum=self.policy.max_timeout)
@@ -600,16 +604,20 @@ class RoResponder:
             indices = wire.find_option(bu, wire.NonceIndices)
             if indices is None or not isinstance(bu.options[-1], wire.BindingAuthorizationData):
                 return [RoRejected(pair, peer, "unauthenticated binding update")]
+            # RFC 6275 §6.2.6: deleting a binding ignores the care-of nonce index,
+            # and its Kbm is made of the home keygen token alone (§5.2.5).
+            deleting = bu.lifetime == 0
             home_nonce = self.nonces.lookup(indices.home_nonce_index, now)
-            careof_nonce = self.nonces.lookup(indices.careof_nonce_index, now)
-            if home_nonce is None or careof_nonce is None:
-                status = (wire.Status.EXPIRED_BOTH_NONCE_INDEX if home_nonce is None and careof_nonce is None
-                          else wire.Status.EXPIRED_HOME_NONCE_INDEX if home_nonce is None
+            careof_nonce = None if deleting else self.nonces.lookup(indices.careof_nonce_index, now)
+            home_expired, careof_expired = home_nonce is None, careof_nonce is None and not deleting
+            if home_expired or careof_expired:
+                status = (wire.Status.EXPIRED_BOTH_NONCE_INDEX if home_expired and careof_expired
+                          else wire.Status.EXPIRED_HOME_NONCE_INDEX if home_expired
                           else wire.Status.EXPIRED_CAREOF_NONCE_INDEX)
                 return [RoRejected(pair, peer, _status_name(status)), self._ba(bu, arrival, status, 0, None, now)]
             kbm = security.binding_management_key(
                 security.home_keygen_token(self.kcn, mapped(pair.remote), home_nonce),
-                security.careof_keygen_token(self.kcn, peer, careof_nonce))
+                None if deleting else security.careof_keygen_token(self.kcn, peer, careof_nonce))
             if not security.verify_binding_authorization(bu, kbm, peer, arrival.dst):
                 return [RoRejected(pair, peer, "bad binding authorization data")]    # RFC 6275 §9.5.1: silently drop
             mode = "rr"
