@@ -287,6 +287,8 @@ class RoInitiator:
                     ipv4_src=p.ipv4_proxy_coa if p.lma_ipv4 else None)
 
     def _on_lra(self, lra: wire.LocalizedRoutingAck, arrival: Arrival, now: float) -> list:
+        if arrival.src != self.policy.lma_address:
+            return []                     # only our LMA answers the query (it names the peer we trust)
         attempt = next((a for a in self.attempts.values()
                         if a.phase == Phase.QUERY and a.lri_sequence == lra.sequence), None)
         if attempt is None:
