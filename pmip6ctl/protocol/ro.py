@@ -423,8 +423,8 @@ class RoInitiator:
     def _on_be(self, be: wire.BindingError, arrival: Arrival, now: float) -> list:
         """The peer has no binding for our MN (RFC 6275 §9.3.3): fall back."""
         actions = []
-        for attempt in [a for a in self.attempts.values()
-                        if a.peer == arrival.src and mapped(a.pair.local) == be.home_address]:
+        for attempt in [a for a in self.attempts.values() if a.phase != Phase.BACKOFF
+                        and a.peer == arrival.src and mapped(a.pair.local) == be.home_address]:
             actions += self._lose(attempt, now, "binding error from the peer")
         return actions
 
