@@ -44,7 +44,7 @@ EXPIRED_NONCE_STATUSES = {wire.Status.EXPIRED_HOME_NONCE_INDEX, wire.Status.EXPI
 
 
 def mapped(address: Address) -> IPv6Address:
-    """IPv4 addresses as IPv4-mapped IPv6, for keygen tokens of IPv4 MNs."""
+    """IPv4 addresses as IPv4-mapped IPv6, where an IPv6 address field must hold them."""
     return IPv6Address(f"::ffff:{address}") if isinstance(address, IPv4Address) else address
 
 
@@ -574,7 +574,8 @@ class RoResponder:
         if not self.policy.serves(cn):
             return [RoRejected(RoPair(cn, mn), arrival.src, "hoti for a cn not served here")]
         index, nonce = self.nonces.current(now)
-        token = security.home_keygen_token(self.kcn, mapped(mn), nonce)
+        # docs/protocol.md §6: the MN's home address; for an IPv4 MN its 4 octets
+        token = security.home_keygen_token(self.kcn, mn, nonce)
         hot = wire.HomeTest(home_nonce_index=index, home_init_cookie=hoti.home_init_cookie, home_keygen_token=token)
         if self.policy.home_path:
             return [SendHomePath(hot, src=arrival.dst, dst=arrival.src)]
@@ -618,7 +619,7 @@ class RoResponder:
                           else wire.Status.EXPIRED_CAREOF_NONCE_INDEX)
                 return [RoRejected(pair, peer, _status_name(status)), self._ba(bu, arrival, status, 0, None, now)]
             kbm = security.binding_management_key(
-                security.home_keygen_token(self.kcn, mapped(pair.remote), home_nonce),
+                security.home_keygen_token(self.kcn, pair.remote, home_nonce),
                 None if deleting else security.careof_keygen_token(self.kcn, peer, careof_nonce))
             if not security.verify_binding_authorization(bu, kbm, peer, arrival.dst):
                 return [RoRejected(pair, peer, "bad binding authorization data")]    # RFC 6275 §9.5.1: silently drop
