@@ -540,6 +540,7 @@ class RoResponder:
         return []
 
     def on_timer(self, now: float) -> list:
+        self._forget_timestamps(now)
         expired = [b for b in self.bindings.values() if now >= b.expires]
         for binding in expired:
             del self.bindings[binding.pair]
@@ -634,6 +635,7 @@ class RoResponder:
         if stamp.to_unix() <= self._last_timestamp.get(pair, float("-inf")):
             return [RoRejected(pair, peer, "replayed or reordered binding update"),
                     self._ba(bu, arrival, wire.Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED, 0, kbm, now, mode)]
+        self._forget_timestamps(now)
         self._last_timestamp[pair] = stamp.to_unix()
         lifetime = min(bu.lifetime * 4, self.policy.max_lifetime)
         actions = []
@@ -646,6 +648,12 @@ class RoResponder:
             actions.append(RoInstalled(pair, peer, arrival.ipv4_src, binding.expires, lifetime, mode, "responder"))
         actions.append(self._ba(bu, arrival, wire.Status.ACCEPTED, lifetime, kbm, now, mode))
         return actions
+
+    def _forget_timestamps(self, now: float) -> None:
+        """A Timestamp older than the window needs no remembering: a BU that
+        old fails the window check (156) anyway."""
+        for pair in [p for p, t in self._last_timestamp.items() if t < now - self.policy.timestamp_window]:
+            del self._last_timestamp[pair]
 
     def _ba(self, bu: wire.BindingUpdate, arrival: Arrival, status: int, lifetime: int, kbm: bytes | None,
             now: float, mode: str | None = None) -> Send:
