@@ -155,9 +155,12 @@ class MagDaemon(Daemon):
         elif event.kind == "flow_trigger":
             self.on_flow_trigger(event, now)
         elif event.kind == "no_ro_binding" and event.peer is not None:
-            # RFC 6275 §9.3.3: tell the peer we hold no binding for this MN
-            mn = event.dst if self.serves(event.dst) else event.src
-            self.apply([self.responder.binding_error(mn, event.peer)])
+            # RFC 6275 §9.3.3: tell the peer we hold no binding. A BE names the
+            # initiating side's MN, which is the inner destination when the peer
+            # was the responder and the inner source when it was the initiator:
+            # with no state left to tell, name both (the peer ignores the other).
+            self.apply([self.responder.binding_error(event.dst, event.peer),
+                        self.responder.binding_error(event.src, event.peer)])
 
     def on_punted(self, event: PuntEvent) -> None:
         try:
@@ -198,8 +201,14 @@ class MagDaemon(Daemon):
 
     def advertise(self, entry, withdraw: bool = False) -> None:
         """An RA for the MN's home network prefix on its link (valid lifetime
-        0 withdraws it, RFC 4862 §5.5.3)."""
-        lifetimes = {"valid_lifetime": 0, "preferred_lifetime": 0, "router_lifetime": 0} if withdraw else {}
+        0 withdraws it, RFC 4862 §5.5.3). We stop being the default router
+        only when no other registered MN shares the link."""
+        lifetimes = {}
+        if withdraw:
+            lifetimes = {"valid_lifetime": 0, "preferred_lifetime": 0}
+            if not any(e.link == entry.link and e.mn_id != entry.mn_id and e.state == core.BindingState.REGISTERED
+                       for e in self.core.entries.values()):
+                lifetimes["router_lifetime"] = 0
         ra = build_router_advertisement([entry.hnp], self.ra_mtu, mac=self.netlink.mac(entry.link), **lifetimes)
         try:
             self.ndp.send_advertisement(ra, self.netlink.ifindex(entry.link))

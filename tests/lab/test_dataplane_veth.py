@@ -127,12 +127,12 @@ def test_ping_through_the_tunnel_counts_every_packet_on_both_ends(veth_lab, targ
     assert delta(mag1, mag0, ("mag_transport", "fwd_decap")) == 20        # delivered to the MN
 
 
-def iperf(lab, seconds: float, server_ns="cn", target=CN6) -> dict:
+def iperf(lab, seconds: float, server_ns="cn", target=CN6, rate: str | None = None) -> dict:
     server = subprocess.Popen(["nsenter", f"--net=/run/netns/pmip-t-{server_ns}", "iperf3", "-s", "-1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.3)
-        out = lab.sh("mn", "iperf3", "-c", target, "-t", str(seconds), "-J")
+        out = lab.sh("mn", "iperf3", "-c", target, "-t", str(seconds), "-J", *(["-b", rate] if rate else []))
         return json.loads(out)
     finally:
         server.wait(timeout=10)
@@ -155,7 +155,9 @@ def test_loader_restart_keeps_a_tcp_transfer_and_a_ping_going_without_loss(veth_
     results = {}
 
     def transfer():
-        results["iperf"] = iperf(veth_lab, 6)
+        # paced, so that a loss would come from the restart and not from two
+        # cores busy compiling the new programs while TCP floods the veths
+        results["iperf"] = iperf(veth_lab, 6, rate="200M")
 
     def pinger():
         out = veth_lab.sh("mn", "ping", "-c", "400", "-i", "0.01", "-W", "2", CN6)

@@ -218,6 +218,8 @@ def test_every_signaling_message_of_an_attach_decodes_in_wireshark(lab, tmp_path
         capture.send_signal(signal.SIGINT)
         capture.wait(timeout=10)
 
+    # the probe shared MN2's link: its withdrawal must not take MN2's default router
+    assert "default via fe80::1" in lab.sh("mn2", "ip", "-6", "route", "show", "default")
     messages = dissect(pcap)
     kinds = sorted({m.mh_type for m in messages})
     assert {"5", "6"} <= set(kinds), f"expected PBUs and PBAs, Wireshark saw MH types {kinds}"
