@@ -121,6 +121,30 @@ _daemon_group("mag", "Mobile Access Gateway: attaches MNs, registers them with t
 _daemon_group("cn", "Correspondent agent for an RO-capable CN outside the domain (draft scenario 3).")
 
 
+@main.group()
+def config():
+    """Check node configuration files."""
+
+
+@config.command(name="check")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def config_check(paths):
+    """Load each TOML file as a daemon would; one line per problem."""
+    from .config import ConfigError, load_config
+
+    failed = False
+    for path in paths:
+        try:
+            cfg = load_config(path)
+        except ConfigError as exc:
+            click.echo(str(exc), err=True)
+            failed = True
+        else:
+            click.echo(f"{path}: ok ({cfg.node.role} {cfg.node.name})")
+    if failed:
+        sys.exit(1)
+
+
 @main.command()
 @json_option
 @click.pass_obj

@@ -9,7 +9,14 @@ from __future__ import annotations
 import logging
 from typing import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    Info,
+    ProcessCollector,
+    start_http_server,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import __version__
@@ -74,6 +81,7 @@ class Metrics:
             ["node", "mode", "result"], registry=self.registry)
         Info("pmip6_daemon", "pmip6ctl daemon", registry=self.registry).info(
             {"version": __version__, "role": role, "node": node})
+        ProcessCollector(registry=self.registry)     # process_cpu_seconds_total, resident memory, ...
 
     def count_message(self, kind: str, direction: str, result: str = "ok") -> None:
         self.signaling.labels(self.node, kind, direction, result).inc()
