@@ -284,7 +284,13 @@ def ro_show(obj: Context, mn, cn, as_json):
     row = next((r for r in obj.call("ro_list") if (r["local"], r["remote"]) in ((mn, cn), (cn, mn))), None)
     if row is None:
         raise click.ClickException(f"no route optimization for {mn} ⇄ {cn}")
-    emit(row, as_json, lambda r: "\n".join(f"{k:<13} {v}" for k, v in r.items()))
+    def detail(r):
+        lines = [f"{k:<13} {v}" for k, v in r.items() if k != "timeline"]
+        if r.get("timeline"):
+            lines.append("timeline")
+            lines += [f"  {ms:>9.2f} ms  {what}" for ms, what in r["timeline"]]
+        return "\n".join(lines)
+    emit(row, as_json, detail)
 
 
 @ro_group.command(name="start")

@@ -310,10 +310,12 @@ class MagDaemon(Daemon):
             row = rows.setdefault((str(pair.local), str(pair.remote)), {
                 "local": str(pair.local), "remote": str(pair.remote),
                 "peer": str(attempt.peer) if attempt.peer else None, "roles": []})
+            start = attempt.timeline[0][0] if attempt.timeline else attempt.started
             row.update({"phase": attempt.phase.value, "mode": attempt.mode,
                         "scenario": "outside" if attempt.outside else "domain",
                         "last_failure": attempt.last_failure or None,
-                        "retry_in": round(attempt.retry_at - time.time(), 1) if attempt.retry_at else None})
+                        "retry_in": round(attempt.retry_at - time.time(), 1) if attempt.retry_at else None,
+                        "timeline": [[round((t - start) * 1000, 2), what] for t, what in attempt.timeline]})
         for row in rows.values():
             row.setdefault("phase", "established" if row.get("roles") else "-")
         return sorted(rows.values(), key=lambda r: (r["local"], r["remote"]))

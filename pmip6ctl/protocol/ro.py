@@ -173,6 +173,12 @@ class Attempt:
     last_failure: str = ""
     # When the outstanding BU left: its lifetime counts from then (RFC 6275 §11.1, §11.7.3).
     bu_sent: float | None = field(default=None, init=False)
+    # (time, what) of this attempt's signaling, for `ro show` and the demo
+    timeline: list[tuple[float, str]] = field(default_factory=list, init=False)
+
+    def note(self, now: float, what: str) -> None:
+        if len(self.timeline) < 40:
+            self.timeline.append((now, what))
 
     @property
     def next_deadline(self) -> float | None:
@@ -268,6 +274,7 @@ class RoInitiator:
         attempt.phase = Phase.QUERY
         attempt.lri_sequence = self._next_sequence()
         attempt.retransmission = self._retransmission(now)
+        attempt.note(now, "LRI → LMA (which MAG serves the CN?)")
         return [self._lri(attempt)]
 
     def _lri(self, attempt: Attempt) -> Send:
@@ -294,6 +301,7 @@ class RoInitiator:
         if attempt is None:
             return []
         attempt.retransmission.stop()
+        attempt.note(now, f"LRA ← LMA: {_lra_status_name(lra.status)}")
         if lra.status == wire.LRAStatus.SUCCESS:
             mag = wire.find_option(lra, wire.MAGIPv6Address)
             if mag is None:
@@ -323,6 +331,7 @@ class RoInitiator:
         attempt.home_cookie, attempt.careof_cookie = self.random(8), self.random(8)
         attempt.home_token = attempt.careof_token = None
         attempt.retransmission = self._retransmission(now)
+        attempt.note(now, f"HoTI → home path via the LMA, CoTI → {attempt.peer}")
         return self._rr_messages(attempt)
 
     def _rr_messages(self, attempt: Attempt) -> list:
@@ -344,8 +353,10 @@ class RoInitiator:
             return []                     # stale, or a forged cookie: RFC 6275 §11.6.2
         if which == "home":
             attempt.home_token, attempt.home_nonce_index = msg.home_keygen_token, msg.home_nonce_index
+            attempt.note(now, "HoT ← home path")
         else:
             attempt.careof_token, attempt.careof_nonce_index = msg.careof_keygen_token, msg.careof_nonce_index
+            attempt.note(now, f"CoT ← {attempt.peer}")
         if attempt.home_token is None or attempt.careof_token is None:
             return []
         attempt.tokens_at = now
@@ -356,6 +367,8 @@ class RoInitiator:
         attempt.phase = Phase.BINDING
         attempt.sequence = self._next_sequence()
         attempt.retransmission = self._retransmission(now)
+        auth = "option 9, quick mode" if attempt.mode == "quick" else "BAD from Kbm"
+        attempt.note(now, f"BU → {attempt.peer} ({auth})")
         return [self._binding_update(attempt, now, lifetime=self.policy.lifetime)]
 
     def _binding_update(self, attempt: Attempt, now: float, lifetime: int) -> Send:
@@ -390,6 +403,7 @@ class RoInitiator:
             return []
         refused = ba.status >= RO_ACCEPTED_BELOW or ack.status >= RO_ACCEPTED_BELOW
         status = ba.status if ba.status >= RO_ACCEPTED_BELOW else ack.status
+        attempt.note(now, f"BA ← {attempt.peer}: {_status_name(status)}")
         if refused and status in EXPIRED_NONCE_STATUSES and attempt.mode == "rr":
             # Without its nonces the peer has no Kbm, so this BA alone comes
             # without a BAD (RFC 6275 §9.5.4); redo the RR (§11.7.3).
@@ -410,6 +424,7 @@ class RoInitiator:
         attempt.phase, attempt.established, attempt.failures = Phase.ESTABLISHED, True, 0
         attempt.lifetime, attempt.expires = granted, sent + granted
         attempt.refresh_at = sent + granted * self.policy.refresh_fraction
+        attempt.note(now, f"RO entry installed for {granted} s")
         return [RoInstalled(attempt.pair, attempt.peer, arrival.ipv4_src, attempt.expires, granted, attempt.mode,
                             "initiator", setup_seconds=now - attempt.triggered if first else None)]
 
@@ -433,6 +448,7 @@ class RoInitiator:
         §5.2.7) and BU, while the installed entry keeps forwarding."""
         attempt.started = now
         attempt.refresh_at = None
+        attempt.timeline = [(now, "refresh")]
         if attempt.mode == "quick":
             return self._bind(attempt, now)
         return self._return_routability(attempt, now)
@@ -447,6 +463,7 @@ class RoInitiator:
                 return []
             return self._fail(attempt, now, f"no answer in phase {attempt.phase.value}")
         attempt.retransmission.backoff(now)
+        attempt.note(now, f"no answer: retransmission {attempt.retransmission.attempts} ({attempt.phase.value})")
         if attempt.phase == Phase.QUERY:
             return [self._lri(attempt)]
         if attempt.phase == Phase.RETURN_ROUTABILITY:
@@ -469,6 +486,7 @@ class RoInitiator:
         attempt.expires = attempt.refresh_at = None
         attempt.retry_at = now + self.policy.retry_interval * factor
         attempt.last_failure = reason
+        attempt.note(now, f"failed: {reason}")
         actions.append(RoFailed(attempt.pair, reason, attempt.retry_at))
         return actions
 
@@ -696,6 +714,13 @@ def _pair_of(bu: wire.BindingUpdate) -> RoPair | None:
     if cn is None or mn is None:
         return None
     return RoPair(local=cn, remote=mn)
+
+
+def _lra_status_name(status: int) -> str:
+    try:
+        return wire.LRAStatus(status).name.lower()
+    except ValueError:
+        return f"status {status}"
 
 
 def _status_name(status: int) -> str:
