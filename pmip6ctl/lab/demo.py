@@ -66,6 +66,62 @@ def traffic_through_the_lma(lab: Lab, mns: dict[str, dict]) -> None:
     click.echo("  path: MN1 → MAG1 ⇒ (tunnel) ⇒ LMA ⇒ (tunnel) ⇒ MAG2 → MN2;  MN1 → MAG1 ⇒ LMA → inet → CN")
 
 
+def wait(predicate, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    return None
+
+
+def ro_row(lab: Lab, node: str, local: str, remote: str) -> dict | None:
+    return next((r for r in lab.client(node).call("ro_list") if (r["local"], r["remote"]) == (local, remote)), None)
+
+
+def optimize(lab: Lab, title: str, mn: str, cn: str, peer_node: str, mode: str) -> None:
+    """One scenario: the path before, the signaling, the path after."""
+    say(title)
+    lab.client("mag1").call("ro_settings", mode=mode)
+    before = forwarded_by(lab, "lma")
+    sent, received, _ = ping(lab, "mn1", cn, count=10)
+    via_lma_before = forwarded_by(lab, "lma") - before
+
+    lab.client("mag1").call("ro_start", mn=mn, cn=cn)
+    row = wait(lambda: (r := ro_row(lab, "mag1", mn, cn)) and r.get("roles") and r)
+    if not row:
+        row = ro_row(lab, "mag1", mn, cn) or {}
+        click.echo(f"  route optimization did not complete: {row.get('last_failure') or row.get('phase')}")
+        return
+    click.echo("  signaling timeline at MAG1:")
+    for ms, what in row.get("timeline", []):
+        click.echo(f"    {ms:>8.2f} ms  {what}")
+
+    mag1_before, lma_before = counters_of(lab, "mag1"), forwarded_by(lab, "lma")
+    sent2, received2, _ = ping(lab, "mn1", cn, count=10)
+    via_lma_after = forwarded_by(lab, "lma") - lma_before
+    optimized = counters_of(lab, "mag1").get("fwd_encap_ro", 0) - mag1_before.get("fwd_encap_ro", 0)
+    click.echo(render_table([
+        {"when": "before RO", "replies": f"{received}/{sent}", "lma": via_lma_before, "ro": 0},
+        {"when": "after RO", "replies": f"{received2}/{sent2}", "lma": via_lma_after, "ro": optimized},
+    ], [("when", ""), ("replies", "ping replies"), ("lma", "forwarded by the lma"),
+        ("ro", "mag1 → peer, optimized")]))
+    click.echo("  RO entries, both ends:")
+    entries = [dict(r, node="mag1") for r in lab.client("mag1").call("ro_list") if r.get("roles")]
+    entries += [dict(r, node=peer_node) for r in lab.client(peer_node).call("ro_list") if r.get("roles")]
+    click.echo(render_table(entries, [("node", "node"), ("local", "local"), ("remote", "remote"), ("peer", "tunnel to"),
+                                      ("mode", "mode"), ("roles", "role"), ("expires_in", "expires in")]))
+    lab.client("mag1").call("ro_stop", mn=mn, cn=cn)
+
+
+def counters_of(lab: Lab, node: str) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for c in lab.client(node).call("counters"):
+        totals[c["reason"]] = totals.get(c["reason"], 0) + c["packets"]
+    return totals
+
+
 def run_demo(lab: Lab, keep: bool = True) -> None:
     if not lab.namespaces():
         say("bringing the lab up")
@@ -82,8 +138,16 @@ def run_demo(lab: Lab, keep: bool = True) -> None:
     rows = [c for c in lab.client("lma").call("counters") if c["packets"]]
     click.echo(render_table(rows, [("verdict", "verdict"), ("reason", "reason"), ("packets", "packets"),
                                    ("bytes", "bytes")]))
+    mn1, mn2 = mns["mn1"]["ipv6"], mns["mn2"]["ipv6"]
+    optimize(lab, "route optimization, scenario 1 (MN1 ⇄ MN2 at MAG2), return routability", mn1, mn2, "mag2", "rr")
+    optimize(lab, "route optimization, scenario 1, quick mode (pre-shared keys between MAGs)", mn1, mn2, "mag2",
+             "quick")
+    optimize(lab, "route optimization, scenario 3 (MN1 ⇄ the RO-capable CN outside the domain)", mn1, t.CN6, "cn",
+             "rr")
+    lab.client("mag1").call("ro_settings", mode="rr")
     say("where to look next")
-    click.echo("  pmip6ctl --node mag1 bindings | counters | peers      (any node: lma, mag1, mag2, mag3)")
+    click.echo("  pmip6ctl --node mag1 bindings | counters | peers      (any node: lma, mag1, mag2, mag3, cn)")
+    click.echo(f"  pmip6ctl --node mag1 ro start {mn1} {mn2}   then: ro list, ro show, ro stop")
     click.echo("  metrics: each daemon serves http://127.0.0.1:9436/metrics inside its namespace")
     click.echo("  logs: /run/pmip6ctl/lab/logs")
     click.echo("  pmip6ctl lab down    removes everything")

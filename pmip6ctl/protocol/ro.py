@@ -315,6 +315,7 @@ class RoInitiator:
             if isinstance(attempt.pair.remote, IPv4Address):
                 return self._fail(attempt, now, "the IPv4 CN is outside the domain", long=True)
             attempt.peer, attempt.outside = attempt.pair.remote, True
+            attempt.note(now, "no LMA anchors the CN: RR with the CN itself (scenario 3)")
         else:
             return self._fail(attempt, now, f"the LMA refused RO ({wire.LRAStatus(lra.status).name.lower()})"
                               if lra.status in wire.LRAStatus._value2member_map_ else f"LRA status {lra.status}",
