@@ -59,7 +59,7 @@ def frame() -> bytes:
 
 def build_lab() -> NetLab:
     lab = NetLab(prefix="pmip-b-")
-    lab.destroy()
+    lab.destroy(["gen", "fwd", "sink"])
     for name in ("gen", "fwd", "sink"):
         lab.add_namespace(name)
     lab.veth("gen", "gen0", "fwd", "in0", mac_b=IN_MAC)

@@ -255,16 +255,18 @@ class Daemon:
         for action in actions:
             if isinstance(action, Send):
                 self.send(action)
+                # a PBU or PBA means the binding state moved (refreshes emit nothing else)
+                self._dirty |= message_kind(action.message) in ("pbu", "pba")
             else:
                 try:
                     self.apply_action(action)
                 except Exception:
                     log.exception("applying %s failed", type(action).__name__)
                 self._dirty = True
-        if actions:
+        if self._dirty:
             self._save_state()
-            if self._timer_wakeup:
-                self._timer_wakeup.set()
+        if actions and self._timer_wakeup:
+            self._timer_wakeup.set()
 
     # --- timers ------------------------------------------------------------------------
     async def _timers(self) -> None:

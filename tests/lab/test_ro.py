@@ -76,12 +76,19 @@ def packets_with(pcap, *addrs: str) -> int:
 def test_scenario_1_traffic_bypasses_the_lma(lab, clean_ro, mode, tmp_path):
     mn1, mn2 = addresses(lab)
     lab.client("mag1").call("ro_settings", mode=mode)
+    # the control: before RO, the same capture sees the flow on the LMA's link
+    with Capture(lab, "inet", tmp_path / "before.pcap", "ip6", interface="lma") as control:
+        assert ping(lab, "mn1", mn2, count=5, interval=0.01) == 5
+        control.stop()
+    assert packets_with(control.path, mn1, mn2) >= 20                 # 5 × (in + out) × 2 directions
     row = start_ro(lab, mn1, mn2)
     assert row["mode"] == mode and row["peer"] == t.address6("mag2")
     assert established(lab, "mag2", mn2, mn1)["roles"] == ["responder"]
     lma0, mag1_0, mag2_0 = lma_forwarded(lab), counters(lab, "mag1"), counters(lab, "mag2")
 
-    with Capture(lab, "lma", tmp_path / "lma.pcap", "ip6") as capture:
+    # captured at the router's end of the LMA's link: frames the LMA's XDP
+    # redirected never reach tcpdump on the LMA itself
+    with Capture(lab, "inet", tmp_path / "lma.pcap", "ip6", interface="lma") as capture:
         assert ping(lab, "mn1", mn2, count=50, interval=0.01) == 50
         result = iperf(lab, "mn1", "mn2", mn2, seconds=2)
         capture.stop()
@@ -89,7 +96,7 @@ def test_scenario_1_traffic_bypasses_the_lma(lab, clean_ro, mode, tmp_path):
     mag1_1, mag2_1 = counters(lab, "mag1"), counters(lab, "mag2")
     assert result["end"]["sum_received"]["bytes"] > 1_000_000
     assert lma_forwarded(lab) == lma0                                 # the LMA's data plane: flat
-    assert packets_with(capture.path, mn1, mn2) == 0                 # and its links saw none of it
+    assert packets_with(capture.path, mn1, mn2) == 0                 # and its link saw none of it
     assert delta(mag1_1, mag1_0, "mag_access", "fwd_encap_ro") > 500
     assert delta(mag2_1, mag2_0, "mag_transport", "fwd_decap") > 500
     assert delta(mag2_1, mag2_0, "mag_access", "fwd_encap_ro") > 50     # both directions
@@ -135,7 +142,7 @@ def test_scenario_3_with_the_outside_cn_agent(lab, clean_ro, tmp_path):
     assert row["peer"] == t.CN6 and row["scenario"] == "outside"
     lma0, cn0 = lma_forwarded(lab), counters(lab, "cn")
 
-    with Capture(lab, "lma", tmp_path / "lma.pcap", "ip6") as capture:
+    with Capture(lab, "inet", tmp_path / "lma.pcap", "ip6", interface="lma") as capture:
         result = iperf(lab, "mn1", "cn", t.CN6, seconds=2)
         capture.stop()
 
