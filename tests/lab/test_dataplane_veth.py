@@ -175,5 +175,8 @@ def test_loader_restart_keeps_a_tcp_transfer_and_a_ping_going_without_loss(veth_
     transmitted, received = results["ping"]
     assert transmitted == received == "400"
     sent = results["iperf"]["end"]["sum_sent"]
-    assert sent["bytes"] > 1_000_000
-    assert sent["retransmits"] == 0
+    assert sent["bytes"] > 100_000_000
+    # A forwarding gap of even 10 ms would cost ~170 segments at this pace.
+    # Two cores busy with clang and TCP can cost a retransmit or two without
+    # any reload (measured: a CPU hog alone did), so allow a handful.
+    assert sent["retransmits"] <= 5
