@@ -1,0 +1,470 @@
+"""The deployment files, checked statically (no root, no daemons): the Grafana
+dashboard and the Prometheus rules use only the metric names the daemons export
+(DESIGN §6) and every panel has a data source; promtool accepts the rules and the
+example scrape config; the systemd units verify and run `pmip6ctl <role> run -c`;
+the Kubernetes manifests parse and every ConfigMap holds a node configuration
+that `pmip6ctl.config` accepts. A check whose tool is missing skips, saying so."""
+
+from __future__ import annotations
+
+import configparser
+import inspect
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from pmip6ctl.config import KNOWN_KEYS, parse_config
+from pmip6ctl.dataplane import defs
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+DASHBOARD = ROOT / "grafana" / "dashboards" / "pmip6ctl.json"
+RULES = DEPLOY / "prometheus" / "rules.yml"
+PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
+SYSTEMD = DEPLOY / "systemd"
+KUBERNETES = DEPLOY / "kubernetes"
+ROLES = ("lma", "mag", "cn")
+
+# What the daemons export (pmip6ctl/metrics.py, DESIGN §6), plus the process
+# collector's process_* and Prometheus's own `up`.
+METRICS = frozenset({
+    "pmip6_dataplane_packets_total", "pmip6_dataplane_bytes_total",
+    "pmip6_signaling_messages_total",
+    "pmip6_ro_setup_seconds_bucket", "pmip6_ro_setup_seconds_sum", "pmip6_ro_setup_seconds_count",
+    "pmip6_ro_attempts_total",
+    "pmip6_bindings", "pmip6_mobile_nodes",
+    "pmip6_bpf_map_entries", "pmip6_bpf_map_capacity",
+    "pmip6_daemon_info", "up",
+})
+PROCESS_METRIC = re.compile(r"process_[a-z_]+")
+DATASOURCE_UIDS = {"${DS_PROMETHEUS}", "$DS_PROMETHEUS", "prometheus"}
+
+
+def yaml_module():
+    try:
+        import yaml  # Debian's python3-yaml, through the venv's --system-site-packages
+    except ImportError:
+        pytest.skip("PyYAML is not importable (install python3-yaml)")
+    return yaml
+
+
+# --- PromQL: which metric names does an expression use? -----------------------------------
+
+PROMQL_FUNCTIONS = frozenset("""
+    abs absent absent_over_time acos acosh asin asinh atan atanh avg_over_time ceil changes clamp
+    clamp_max clamp_min cos cosh count_over_time day_of_month day_of_week day_of_year days_in_month
+    deg delta deriv exp floor histogram_count histogram_fraction histogram_quantile histogram_sum
+    holt_winters hour idelta increase irate label_join label_replace last_over_time ln log10 log2
+    max_over_time min_over_time minute month pi predict_linear present_over_time quantile_over_time
+    rad rate resets round scalar sgn sin sinh sort sort_desc sqrt stddev_over_time stdvar_over_time
+    sum_over_time tan tanh time timestamp vector year
+    sum min max avg group stddev stdvar count count_values bottomk topk quantile
+""".split())
+PROMQL_KEYWORDS = frozenset("and or unless by without on ignoring group_left group_right offset bool".split())
+PROMQL_CONSTANTS = frozenset({"nan", "inf"})
+
+_STRING = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`')
+_LABEL_LIST = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
+_MATCHERS = re.compile(r"\{[^{}]*\}")
+_RANGE = re.compile(r"\[[^\[\]]*\]")
+_NUMBER = re.compile(r"(?<![\w:])(?:0x[0-9a-fA-F]+|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)")
+_OFFSET = re.compile(r"\boffset\s+-?[0-9a-z]+")
+_IDENTIFIER = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*(?=\s*(\()?)")
+
+
+def promql_names(expr: str) -> tuple[set[str], set[str]]:
+    """(metric names, functions and aggregations) an expression uses. Strings, label
+    matchers, grouping label lists, ranges, offsets and numbers are taken out first,
+    so what remains is metric names, calls and keywords."""
+    text = _STRING.sub('""', expr)
+    text = _MATCHERS.sub(" ", text)        # {node=~"$node", ...}
+    text = _LABEL_LIST.sub(" ", text)      # sum by (node) (x) -> sum (x); on (node) -> gone
+    text = _RANGE.sub(" ", text)           # [5m]
+    text = _OFFSET.sub(" ", text)          # offset 5m
+    text = _NUMBER.sub(" ", text)
+    metrics, calls = set(), set()
+    for match in _IDENTIFIER.finditer(text):
+        name = match.group(0)
+        if name.lower() in PROMQL_KEYWORDS or name.lower() in PROMQL_CONSTANTS:
+            continue
+        (calls if match.group(1) else metrics).add(name)
+    return metrics, calls
+
+
+def unknown_names(expr: str) -> list[str]:
+    metrics, calls = promql_names(expr)
+    bad = [f"metric {m}" for m in sorted(metrics) if m not in METRICS and not PROCESS_METRIC.fullmatch(m)]
+    bad += [f"function {c}" for c in sorted(calls) if c not in PROMQL_FUNCTIONS]
+    return bad
+
+
+def test_the_promql_name_parser_finds_metrics_and_ignores_labels_and_functions():
+    metrics, calls = promql_names(
+        'histogram_quantile(0.99, sum by (node, mode, le) (rate(pmip6_ro_setup_seconds_bucket'
+        '{node=~"$node", mode="rr"}[5m] offset 1h))) / on (node) group_left (role) pmip6_daemon_info'
+        ' or vector(0) and bogus_metric > 1e3')
+    assert metrics == {"pmip6_ro_setup_seconds_bucket", "pmip6_daemon_info", "bogus_metric"}
+    assert calls == {"histogram_quantile", "sum", "rate", "vector"}
+    assert unknown_names('sum(rate(pmip6_dataplane_bytes_total[5m])) / process_cpu_seconds_total') == []
+    assert unknown_names("pmip6_ro_setup_seconds") == ["metric pmip6_ro_setup_seconds"]
+    assert unknown_names("sum(rat(up[5m]))") == ["function rat"]
+
+
+# --- Grafana ---------------------------------------------------------------------------------
+
+def load_dashboard() -> dict:
+    return json.loads(DASHBOARD.read_text())
+
+
+def all_panels(dashboard: dict):
+    for panel in dashboard["panels"]:
+        yield panel
+        yield from panel.get("panels", [])   # panels inside collapsed rows
+
+
+def dashboard_targets(dashboard: dict):
+    for panel in all_panels(dashboard):
+        for target in panel.get("targets", []):
+            yield panel, target
+
+
+def test_dashboard_is_grafana_json_with_datasource_and_node_variables():
+    dashboard = load_dashboard()
+    assert dashboard["schemaVersion"] >= 36
+    assert dashboard["uid"] and dashboard["title"]
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    datasource = variables["DS_PROMETHEUS"]
+    assert (datasource["type"], datasource["query"]) == ("datasource", "prometheus")
+    node = variables["node"]
+    query = node["query"]["query"] if isinstance(node["query"], dict) else node["query"]
+    assert query.replace(" ", "") == "label_values(pmip6_daemon_info,node)"
+    assert node["multi"] is True and node["includeAll"] is True
+    ids = [p["id"] for p in all_panels(dashboard)]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+
+
+def test_every_dashboard_panel_and_target_has_a_prometheus_datasource():
+    for panel in all_panels(load_dashboard()):
+        if panel["type"] == "row" and not panel.get("targets"):
+            continue
+        source = panel.get("datasource")
+        assert isinstance(source, dict) and source.get("uid") in DATASOURCE_UIDS, panel["title"]
+        assert panel.get("targets"), f"{panel['title']!r} has no query"
+        for target in panel["targets"]:
+            if "datasource" in target:
+                assert target["datasource"].get("uid") in DATASOURCE_UIDS, (panel["title"], target["refId"])
+
+
+def test_dashboard_queries_use_only_the_daemons_metric_names():
+    problems = []
+    for panel, target in dashboard_targets(load_dashboard()):
+        expr = target["expr"]
+        metrics, _ = promql_names(expr)
+        if not metrics:
+            problems.append(f"{panel['title']} [{target['refId']}]: no metric in {expr!r}")
+        problems += [f"{panel['title']} [{target['refId']}]: {bad}" for bad in unknown_names(expr)]
+        # $node is the only dashboard variable an expression may use, as a regex matcher
+        for variable in re.findall(r"\$\{?(\w+)", expr):
+            if variable != "node":
+                problems.append(f"{panel['title']} [{target['refId']}]: variable ${variable}")
+        if "$node" in expr and 'node=~"$node"' not in expr:
+            problems.append(f"{panel['title']} [{target['refId']}]: $node outside node=~\"$node\"")
+    assert not problems, "\n".join(problems)
+
+
+def test_dashboard_has_the_headline_ro_share_and_the_promised_panels():
+    exprs = [" ".join(t["expr"].split()) for _, t in dashboard_targets(load_dashboard())]
+    headline = [e for e in exprs if 'reason="fwd_encap_ro"' in e and 'reason=~"fwd_encap_ro|fwd_encap_pmip"' in e]
+    assert headline, "the share of MN bytes bypassing the LMA is missing"
+    assert all('program="mag_access"' in e for e in headline)
+    for needle in ("pmip6_mobile_nodes", "pmip6_bindings", 'map="ro_table"', "pmip6_ro_attempts_total",
+                   "histogram_quantile(0.5,", "histogram_quantile(0.99,", 'verdict="drop"',
+                   "pmip6_signaling_messages_total", 'result!~"ok|accepted"', "pmip6_bpf_map_capacity"):
+        assert any(needle in e for e in exprs), needle
+
+
+def test_grafana_provisioning_points_at_uid_prometheus_and_the_dashboard_files():
+    yaml = yaml_module()
+    sources = yaml.safe_load((ROOT / "grafana/provisioning/datasources/prometheus.yml").read_text())
+    [source] = sources["datasources"]
+    assert (source["type"], source["uid"]) == ("prometheus", "prometheus")
+    providers = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/pmip6ctl.yml").read_text())
+    [provider] = providers["providers"]
+    assert provider["type"] == "file" and provider["options"]["path"]
+
+
+# --- Prometheus --------------------------------------------------------------------------------
+
+def promtool(*args: str) -> subprocess.CompletedProcess:
+    tool = shutil.which("promtool")
+    if tool is None:
+        pytest.skip("promtool is not installed (Debian package prometheus)")
+    return subprocess.run([tool, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_promtool_accepts_the_rules():
+    result = promtool("check", "rules", str(RULES))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_accepts_the_example_scrape_config():
+    result = promtool("check", "config", str(PROMETHEUS_CONFIG))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def load_rules() -> list[dict]:
+    yaml = yaml_module()
+    return [rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]]
+
+
+def test_rules_use_only_the_daemons_metric_names():
+    problems = [f"{rule.get('record') or rule.get('alert')}: {bad}"
+                for rule in load_rules() for bad in unknown_names(rule["expr"])]
+    assert not problems, "\n".join(problems)
+
+
+def test_rules_record_the_ro_share_and_setup_quantiles_and_alert_on_what_matters():
+    rules = load_rules()
+    records = {r["record"]: " ".join(r["expr"].split()) for r in rules if "record" in r}
+    alerts = {r["alert"]: " ".join(r["expr"].split()) for r in rules if "alert" in r}
+    assert any('reason="fwd_encap_ro"' in e and "fwd_encap_pmip" in e for e in records.values())
+    assert any("histogram_quantile(0.5," in e for e in records.values())
+    assert any("histogram_quantile(0.99," in e for e in records.values())
+    wanted = {"up{": "daemon down", 'type="pba"': "binding churn", 'result="failed"': "RO failures",
+              "pmip6_bpf_map_capacity": "map near capacity", 'verdict="drop"': "drops spike"}
+    for needle, what in wanted.items():
+        assert any(needle in e for e in alerts.values()), what
+
+
+def test_the_daemon_down_alert_matches_the_example_job_names():
+    yaml = yaml_module()
+    [down] = [r for r in load_rules() if "up{" in r.get("expr", "")]
+    pattern = re.search(r'job=~"([^"]+)"', down["expr"]).group(1)
+    jobs = [j["job_name"] for j in yaml.safe_load(PROMETHEUS_CONFIG.read_text())["scrape_configs"]]
+    daemons = [j for j in jobs if j.startswith("pmip6-")]
+    assert sorted(daemons) == ["pmip6-cn", "pmip6-lma", "pmip6-mag"]
+    assert all(re.fullmatch(pattern, j) for j in daemons)
+    assert not re.fullmatch(pattern, "prometheus")
+
+
+# --- systemd -----------------------------------------------------------------------------------
+
+UNITS = {"lma": "pmip6ctl-lma.service", "mag": "pmip6ctl-mag@.service", "cn": "pmip6ctl-cn.service"}
+BPFFS_UNIT = "pmip6ctl-bpffs.service"
+CAPABILITIES = {"CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_ADMIN"}
+
+
+def read_unit(name: str) -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser(strict=False, interpolation=None, comment_prefixes=("#", ";"))
+    parser.optionxform = str   # systemd keys are case-sensitive
+    parser.read_string((SYSTEMD / name).read_text(), source=name)
+    return parser
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_unit_runs_the_role_after_checking_its_config(role):
+    unit = read_unit(UNITS[role])
+    service = unit["Service"]
+    argv = shlex.split(service["ExecStart"])
+    assert Path(argv[0]).name == "pmip6ctl" and argv[0].startswith("/")
+    assert argv[1:4] == [role, "run", "-c"] and len(argv) == 5
+    config = argv[4]
+    assert config.startswith("/etc/pmip6ctl/") and config.endswith(".toml")
+    if role == "mag":
+        assert config == "/etc/pmip6ctl/%i.toml", "the MAG template names its config by instance"
+    else:
+        assert config == f"/etc/pmip6ctl/{role}.toml"
+    assert shlex.split(service["ExecStartPre"]) == [argv[0], "config", "check", config]
+    assert service["Restart"] == "on-failure"
+    assert BPFFS_UNIT in unit["Unit"]["Requires"].split() and BPFFS_UNIT in unit["Unit"]["After"].split()
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_unit_keeps_xdp_and_bcc_working_under_its_hardening(role):
+    service = read_unit(UNITS[role])["Service"]
+    assert set(service["CapabilityBoundingSet"].split()) == CAPABILITIES
+    # These would hide the host's interfaces, /sys/fs/bpf, /proc/sys/net or /lib/modules.
+    for setting in ("PrivateNetwork", "ProtectKernelTunables", "ProtectKernelModules", "PrivateUsers"):
+        assert service.get(setting, "no") == "no", setting
+    if service.get("ProtectSystem") in ("strict", "full", "yes"):
+        assert "/sys/fs/bpf" in service.get("ReadWritePaths", "").split()
+    assert service["RuntimeDirectory"] == "pmip6ctl" and service["RuntimeDirectoryPreserve"] == "yes"
+    text = (SYSTEMD / UNITS[role]).read_text()
+    assert "keeps forwarding" in text or "NOT stop forwarding" in text
+    assert re.search(r"ip link set dev \S+ xdp off", text)
+
+
+def test_bpffs_unit_mounts_bpf_at_sys_fs_bpf_only_when_missing():
+    unit = read_unit(BPFFS_UNIT)
+    assert unit["Unit"]["ConditionPathIsMountPoint"] == "!/sys/fs/bpf"
+    argv = shlex.split(unit["Service"]["ExecStart"])
+    assert Path(argv[0]).name == "mount" and argv[1:3] == ["-t", "bpf"] and argv[-1] == "/sys/fs/bpf"
+
+
+def test_systemd_analyze_verifies_the_units(tmp_path):
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        pytest.skip("systemd-analyze is not installed")
+    # verify insists that ExecStart's program exists: stand in for /opt/pmip6ctl.
+    stand_in = tmp_path / "pmip6ctl"
+    stand_in.write_text("#!/bin/sh\nexit 0\n")
+    stand_in.chmod(0o755)
+    probe = tmp_path / "pmip6ctl-probe.service"
+    probe.write_text(f"[Unit]\nDescription=probe\n\n[Service]\nType=oneshot\nExecStart={stand_in}\n")
+    result = subprocess.run([tool, "verify", str(probe)], capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        reason = " ".join((result.stderr or result.stdout).split())[:300]
+        pytest.skip(f"systemd-analyze verify does not work here (a trivial unit fails: {reason})")
+    for unit in SYSTEMD.iterdir():
+        text = unit.read_text().replace("/opt/pmip6ctl/bin/pmip6ctl", str(stand_in))
+        (tmp_path / unit.name).write_text(text)
+    names = [BPFFS_UNIT, UNITS["lma"], "pmip6ctl-mag@mag1.service", UNITS["cn"]]
+    result = subprocess.run([tool, "verify", *(str(tmp_path / n) for n in names)],
+                            capture_output=True, text=True, timeout=60)
+    # Warnings (unknown keys, bad values) keep the exit status 0: they must not appear either.
+    ours = [line for line in (result.stdout + result.stderr).splitlines() if "pmip6ctl" in line]
+    assert result.returncode == 0 and not ours, result.stdout + result.stderr
+
+
+# --- container -----------------------------------------------------------------------------------
+
+def test_containerfile_builds_a_debian12_venv_with_bcc_and_ships_the_bpf_sources():
+    text = (DEPLOY / "container" / "Containerfile").read_text()
+    assert re.search(r"^FROM \S*debian:(12|bookworm)", text, re.M)
+    for package in ("python3-bpfcc", "iproute2", "ethtool"):
+        assert package in text
+    assert "--system-site-packages" in text
+    copies = re.findall(r"^COPY\s+(.+)$", text, re.M)
+    for copy in copies:
+        *sources, _destination = copy.split()
+        for source in sources:
+            assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+    # pmip6ctl.dataplane.defs must find the sources where the image puts them
+    bpf_copy = next(c.split()[-1] for c in copies if c.split()[0] == "bpf")
+    assert f'"{bpf_copy}"' in inspect.getsource(defs.bpf_dir)
+
+
+# --- Kubernetes ------------------------------------------------------------------------------------
+
+def kubernetes_documents() -> list[dict]:
+    yaml = yaml_module()
+    documents = []
+    for path in sorted(KUBERNETES.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        documents += [(path.name, d) for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    return documents
+
+
+def test_kubernetes_manifests_parse_and_name_their_kind():
+    documents = kubernetes_documents()
+    assert documents
+    for name, document in documents:
+        assert document.get("apiVersion") and document.get("kind"), name
+        assert document["metadata"]["name"], name
+        if document["kind"] != "Namespace":
+            assert document["metadata"]["namespace"] == "pmip6ctl", (name, document["metadata"]["name"])
+    yaml = yaml_module()
+    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+    for resource in kustomization["resources"]:
+        assert (KUBERNETES / resource).is_file(), resource
+
+
+def config_maps() -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for _, d in kubernetes_documents() if d["kind"] == "ConfigMap"}
+
+
+def unknown_keys(document: dict, section: str = "") -> list[str]:
+    """Dotted keys that KNOWN_KEYS does not list (mag.mn_ids is a mapping, not a table)."""
+    problems = []
+    for key, value in document.items():
+        dotted = f"{section}.{key}" if section else key
+        if not section:
+            if key not in KNOWN_KEYS:
+                problems.append(dotted)
+                continue
+            tables = [value] if isinstance(value, dict) else value
+            for table in tables:
+                problems += unknown_keys(table, dotted)
+        elif key not in KNOWN_KEYS[section]:
+            problems.append(dotted)
+        elif dotted in KNOWN_KEYS:   # a nested table such as lma.ro_policy
+            for table in (value if isinstance(value, list) else [value]):
+                problems += unknown_keys(table, dotted)
+    return problems
+
+
+def test_every_configmap_holds_node_configs_that_load_and_use_known_keys():
+    maps = config_maps()
+    assert set(maps) == {f"pmip6ctl-{role}" for role in ROLES}
+    for name, config_map in maps.items():
+        role = name.removeprefix("pmip6ctl-")
+        files = {k: v for k, v in config_map["data"].items() if k.endswith(".toml")}
+        assert files, name
+        for key, text in files.items():
+            config = parse_config(text, f"{name}/{key}")
+            assert config.node.role == role, key
+            assert unknown_keys(tomllib.loads(text)) == [], key
+            assert config.metrics.port == 9436, key
+            assert config.metrics.host not in ("127.0.0.1", "::1"), f"{key}: Prometheus cannot scrape loopback"
+
+
+def daemon_sets() -> dict[str, dict]:
+    return {d["spec"]["template"]["spec"]["nodeSelector"]["pmip6ctl/role"]: d
+            for _, d in kubernetes_documents() if d["kind"] == "DaemonSet"}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_daemonset_runs_its_role_on_the_host_network_with_the_host_paths(role):
+    daemon_set = daemon_sets()[role]
+    spec = daemon_set["spec"]
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    pod = spec["template"]["spec"]
+    assert pod["hostNetwork"] is True
+    [container] = pod["containers"]
+    assert container["args"][:3] == [role, "run", "-c"]
+    config_path = container["args"][3]
+    security = container["securityContext"]
+    assert security.get("privileged") is True or {
+        "BPF", "PERFMON", "NET_ADMIN", "NET_RAW", "SYS_ADMIN"} <= set(security["capabilities"]["add"])
+
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    host_paths = {path: volumes[m["name"]].get("hostPath", {}).get("path") for path, m in mounts.items()}
+    assert host_paths["/sys/fs/bpf"] == "/sys/fs/bpf"
+    assert mounts["/sys/fs/bpf"]["mountPropagation"] == "Bidirectional"
+    for path in ("/lib/modules", "/usr/src"):
+        assert host_paths[path] == path and mounts[path]["readOnly"] is True
+    assert host_paths["/run/pmip6ctl"] == "/run/pmip6ctl"
+
+    # the config comes from this role's ConfigMap, under a key the ConfigMap has
+    config_mount = mounts["/etc/pmip6ctl"]
+    config_map = volumes[config_mount["name"]]["configMap"]["name"]
+    assert config_map == f"pmip6ctl-{role}"
+    keys = set(config_maps()[config_map]["data"])
+    file_name = config_path.removeprefix("/etc/pmip6ctl/")
+    if "$(NODE_NAME)" in file_name:
+        env = {e["name"]: e for e in container["env"]}
+        assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+        assert any(re.fullmatch(re.escape(file_name).replace(r"\$\(NODE_NAME\)", ".+"), k) for k in keys)
+    else:
+        assert file_name in keys
+
+    # scraped on 9436: annotations, and the named port a ServiceMonitor selects
+    annotations = spec["template"]["metadata"].get("annotations", {})
+    assert annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/port") == "9436"
+    assert {"name": "metrics", "containerPort": 9436, "protocol": "TCP"} in container["ports"]
+
+
+def test_servicemonitor_scrapes_the_metrics_port_with_the_rules_job_names():
+    documents = [d for _, d in kubernetes_documents()]
+    services = {d["metadata"]["name"] for d in documents if d["kind"] == "Service"}
+    assert services == {"pmip6-lma", "pmip6-mag", "pmip6-cn"}   # the job label a ServiceMonitor gives
+    [monitor] = [d for d in documents if d["kind"] == "ServiceMonitor"]
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
