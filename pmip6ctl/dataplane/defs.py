@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -19,7 +20,8 @@ def bpf_dir() -> Path:
     installed share directory."""
     candidates = [
         os.environ.get("PMIP6_BPF_DIR"),
-        Path(__file__).resolve().parents[2] / "bpf",
+        Path(__file__).resolve().parents[2] / "bpf",          # the source tree (editable install)
+        Path(sys.prefix) / "share/pmip6ctl/bpf",              # pip install (pyproject data-files)
         "/usr/share/pmip6ctl/bpf",
         "/usr/local/share/pmip6ctl/bpf",
     ]
