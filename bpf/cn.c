@@ -8,36 +8,23 @@
 int xdp_cn(struct xdp_md *ctx)
 {
     const __u32 prog = PROG_CN;
-    void *data = (void *)(long)ctx->data;
-    void *data_end = (void *)(long)ctx->data_end;
     struct tunnel_info tun;
-    struct ro_entry *ro;
     struct peer *peer;
-    __u16 eth_proto;
-    int rc;
+    int verdict, rc;
 
-    rc = parse_eth(data, data_end, &eth_proto);
-    if (rc == PARSE_NOT_IP)
-        return finish(ctx, prog, REASON_PASS_NOT_IP);
-    if (rc != PARSE_OK || parse_ip(data + sizeof(struct ethhdr), data_end, eth_proto, &tun.outer) != PARSE_OK)
-        return finish(ctx, prog, REASON_DROP_MALFORMED);
-
-    rc = parse_tunnel(data_end, &tun);
-    if (rc == TUNNEL_MALFORMED)
-        return finish(ctx, prog, REASON_DROP_MALFORMED);
-    if (rc == TUNNEL_FRAGMENT)
-        return finish(ctx, prog, REASON_PASS_FRAGMENT);
+    if (read_ip_header(ctx, prog, &tun.outer, &verdict))
+        return verdict;
+    rc = read_tunnel(ctx, prog, &tun, &verdict);
+    if (rc < 0)
+        return verdict;
     if (rc == TUNNEL_NONE || !is_local_address(&tun.outer.dst))
         return finish(ctx, prog, REASON_PASS_LOCAL);
 
     peer = lookup_peer(&tun);
     if (!peer)
         return finish(ctx, prog, REASON_DROP_UNKNOWN_PEER);
-    ro = lookup_ro(&tun.inner.dst, &tun.inner.src);
-    if (!ro || ro->tunnel_id != peer->tunnel_id) {
-        note_missing_ro_binding(ctx, prog, &tun.inner.src, &tun.inner.dst, &tun.outer.src);
+    if (!ro_peer_may_send(ctx, prog, &tun, peer))
         return finish(ctx, prog, REASON_DROP_NO_RO_BINDING);
-    }
     if (decapsulate(ctx, tun.outer_len, tun.inner.eth_proto))
         return finish(ctx, prog, REASON_DROP_MALFORMED);
     return finish(ctx, prog, REASON_PASS_DECAP_LOCAL);
@@ -46,18 +33,12 @@ int xdp_cn(struct xdp_md *ctx)
 int xdp_cn_egress(struct xdp_md *ctx)
 {
     const __u32 prog = PROG_CN_EGRESS;
-    void *data = (void *)(long)ctx->data;
-    void *data_end = (void *)(long)ctx->data_end;
     struct ip_info ip;
     struct ro_entry *ro;
-    __u16 eth_proto;
-    int rc;
+    int verdict;
 
-    rc = parse_eth(data, data_end, &eth_proto);
-    if (rc == PARSE_NOT_IP)
-        return finish(ctx, prog, REASON_PASS_NOT_IP);
-    if (rc != PARSE_OK || parse_ip(data + sizeof(struct ethhdr), data_end, eth_proto, &ip) != PARSE_OK)
-        return finish(ctx, prog, REASON_DROP_MALFORMED);
+    if (read_ip_header(ctx, prog, &ip, &verdict))
+        return verdict;
     if (is_link_scoped(&ip))
         return finish(ctx, prog, REASON_PASS_LOCAL);
 

@@ -8,26 +8,17 @@
 int xdp_lma(struct xdp_md *ctx)
 {
     const __u32 prog = PROG_LMA;
-    void *data = (void *)(long)ctx->data;
-    void *data_end = (void *)(long)ctx->data_end;
     struct tunnel_info tun;
     struct ip_info ip;
     struct mn_entry *mn;
-    __u16 eth_proto;
     int decapsulated = 0;
-    int rc;
+    int verdict, rc;
 
-    rc = parse_eth(data, data_end, &eth_proto);
-    if (rc == PARSE_NOT_IP)
-        return finish(ctx, prog, REASON_PASS_NOT_IP);
-    if (rc != PARSE_OK || parse_ip(data + sizeof(struct ethhdr), data_end, eth_proto, &tun.outer) != PARSE_OK)
-        return finish(ctx, prog, REASON_DROP_MALFORMED);
-
-    rc = parse_tunnel(data_end, &tun);
-    if (rc == TUNNEL_MALFORMED)
-        return finish(ctx, prog, REASON_DROP_MALFORMED);
-    if (rc == TUNNEL_FRAGMENT)
-        return finish(ctx, prog, REASON_PASS_FRAGMENT);
+    if (read_ip_header(ctx, prog, &tun.outer, &verdict))
+        return verdict;
+    rc = read_tunnel(ctx, prog, &tun, &verdict);
+    if (rc < 0)
+        return verdict;
 
     if (rc == TUNNEL_FOUND && is_local_address(&tun.outer.dst)) {
         if (is_signaling_for_us(&tun))

@@ -7,19 +7,13 @@
 int xdp_mag_access(struct xdp_md *ctx)
 {
     const __u32 prog = PROG_MAG_ACCESS;
-    void *data = (void *)(long)ctx->data;
-    void *data_end = (void *)(long)ctx->data_end;
     struct ip_info ip;
     struct ro_entry *ro;
     struct mn_entry *mn;
-    __u16 eth_proto;
-    int rc;
+    int verdict;
 
-    rc = parse_eth(data, data_end, &eth_proto);
-    if (rc == PARSE_NOT_IP)
-        return finish(ctx, prog, REASON_PASS_NOT_IP);
-    if (rc != PARSE_OK || parse_ip(data + sizeof(struct ethhdr), data_end, eth_proto, &ip) != PARSE_OK)
-        return finish(ctx, prog, REASON_DROP_MALFORMED);
+    if (read_ip_header(ctx, prog, &ip, &verdict))
+        return verdict;
     /* (Traffic to the MAG's own global addresses takes the LMA path, as
      * RFC 5213 routes all MN traffic: no per-packet local-address check.) */
     if (is_link_scoped(&ip))

@@ -63,6 +63,57 @@ static __always_inline int carries_mobility_message(const struct ip_info *inner,
     return ip6->nexthdr == IPPROTO_MH;
 }
 
+/* The first step of every program: the Ethernet and IP headers into ip.
+ * Returns 0 to go on; otherwise the frame has been counted and *verdict is
+ * what the program returns. */
+static __always_inline int read_ip_header(struct xdp_md *ctx, __u32 prog, struct ip_info *ip, int *verdict)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    __u16 eth_proto;
+    int rc = parse_eth(data, data_end, &eth_proto);
+
+    if (rc == PARSE_NOT_IP) {
+        *verdict = finish(ctx, prog, REASON_PASS_NOT_IP);
+        return -1;
+    }
+    if (rc != PARSE_OK || parse_ip(data + sizeof(struct ethhdr), data_end, eth_proto, ip) != PARSE_OK) {
+        *verdict = finish(ctx, prog, REASON_DROP_MALFORMED);
+        return -1;
+    }
+    return 0;
+}
+
+/* The transport side's next step: is this a tunnel packet? TUNNEL_FOUND or
+ * TUNNEL_NONE to go on; -1 when the frame is done with (*verdict set). */
+static __always_inline int read_tunnel(struct xdp_md *ctx, __u32 prog, struct tunnel_info *tun, int *verdict)
+{
+    int rc = parse_tunnel((void *)(long)ctx->data_end, tun);
+
+    if (rc == TUNNEL_MALFORMED) {
+        *verdict = finish(ctx, prog, REASON_DROP_MALFORMED);
+        return -1;
+    }
+    if (rc == TUNNEL_FRAGMENT) {
+        *verdict = finish(ctx, prog, REASON_PASS_FRAGMENT);
+        return -1;
+    }
+    return rc;
+}
+
+/* Tunnelled traffic from an RO peer must match an RO entry that names that
+ * peer; when it does not, the daemon is told (it answers with a BE). */
+static __always_inline int ro_peer_may_send(struct xdp_md *ctx, __u32 prog, const struct tunnel_info *tun,
+                                            const struct peer *peer)
+{
+    struct ro_entry *ro = lookup_ro(&tun->inner.dst, &tun->inner.src);
+
+    if (ro && ro->tunnel_id == peer->tunnel_id)
+        return 1;
+    note_missing_ro_binding(ctx, prog, &tun->inner.src, &tun->inner.dst, &tun->outer.src);
+    return 0;
+}
+
 /* Signaling addressed to this node inside IPv4 (RFC 5844 IPv6/MH in UDP, or
  * the draft's fig. 6-7): the daemon's socket takes it, and the daemon, not
  * the peer table, decides whether the sender may speak. */

@@ -229,6 +229,67 @@ def dataplane(obj: Context, as_json):
     emit(data, as_json, table)
 
 
+def _rates(before: list[dict], after: list[dict], seconds: float) -> tuple[list[dict], float | None]:
+    """Per (program, verdict) packet and bit rates between two counter reads,
+    and the share of MN bytes the MAG sent on optimized paths."""
+    def totals(rows):
+        out = {}
+        for r in rows:
+            key = (r["program"], r["verdict"])
+            packets, octets = out.get(key, (0, 0))
+            out[key] = (packets + r["packets"], octets + r["bytes"])
+        return out
+
+    old, new = totals(before), totals(after)
+    rows = []
+    for key in sorted(new):
+        packets = new[key][0] - old.get(key, (0, 0))[0]
+        octets = new[key][1] - old.get(key, (0, 0))[1]
+        rows.append({"program": key[0], "verdict": key[1], "pps": round(packets / seconds),
+                     "mbps": round(octets * 8 / seconds / 1e6, 2)})
+    by_reason = {(r["program"], r["reason"]): r["bytes"] for r in after}
+    was = {(r["program"], r["reason"]): r["bytes"] for r in before}
+    ro = by_reason.get(("mag_access", "fwd_encap_ro"), 0) - was.get(("mag_access", "fwd_encap_ro"), 0)
+    lma = by_reason.get(("mag_access", "fwd_encap_pmip"), 0) - was.get(("mag_access", "fwd_encap_pmip"), 0)
+    return rows, (ro / (ro + lma) if ro + lma else None)
+
+
+@main.command()
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between refreshes.")
+@click.option("--iterations", type=int, help="Stop after this many refreshes (default: until Ctrl-C).")
+@click.pass_obj
+def top(obj: Context, interval, iterations):
+    """Live data-plane rates per program and verdict, and the RO share: the
+    part of the MNs' bytes that bypasses the LMA (MAGs). Refreshes in place."""
+    import time
+
+    nodes = [obj.node] if obj.node or obj.socket else sorted(p.stem for p in RUN_DIR.glob("*.sock"))
+    if not nodes:
+        raise click.ClickException(f"no daemon is running (no control socket in {RUN_DIR})")
+
+    def read():
+        return {node: Context(node, obj.socket).call("counters") for node in nodes}
+
+    previous, stamp, shown = read(), time.monotonic(), 0
+    try:
+        while iterations is None or shown < iterations:
+            time.sleep(interval)
+            current, now = read(), time.monotonic()
+            lines = [f"pmip6ctl top — every {interval:g} s (Ctrl-C to quit)", ""]
+            for node in nodes:
+                rows, share = _rates(previous[node], current[node], now - stamp)
+                headline = f"{node}: RO share {share:.0%} of MN bytes" if share is not None else f"{node}:"
+                lines += [headline, render_table([r for r in rows if r["pps"]] or rows[:0], [
+                    ("program", "program"), ("verdict", "verdict"), ("pps", "packets/s"), ("mbps", "Mbit/s")],
+                    empty="  (idle)"), ""]
+            if sys.stdout.isatty():
+                click.echo("\x1b[H\x1b[2J", nl=False)     # home and clear: refresh in place
+            click.echo("\n".join(lines))
+            previous, stamp, shown = current, now, shown + 1
+    except KeyboardInterrupt:
+        pass
+
+
 @main.group()
 def mn():
     """Attach or detach a mobile node at a MAG by hand (RS detection does it automatically)."""

@@ -61,6 +61,20 @@ def status(prefix, as_json):
         state = f"running (pid {info['pid']})" if info["running"] else "not running"
         click.echo(f"  {node:<6} {info['role']:<4} {state}{'  ' + info['error'] if 'error' in info else ''}")
     click.echo(f"logs: {data['logs']}")
+    if data["namespaces"]:
+        click.echo("metrics: " + ", ".join(f"{n} http://{a}/metrics" for n, a in _lab(prefix).metrics_targets().items()))
+
+
+@lab.command(name="prometheus")
+@click.pass_obj
+def prometheus_config(prefix):
+    """Print a Prometheus scrape config for the lab's daemons.
+
+    
+    pmip6ctl lab prometheus > /tmp/lab-prometheus.yml
+    prometheus --config.file=/tmp/lab-prometheus.yml --web.listen-address=127.0.0.1:9090
+    """
+    click.echo(_lab(prefix).prometheus_config(), nl=False)
 
 
 @lab.command()

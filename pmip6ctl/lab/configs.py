@@ -26,13 +26,13 @@ ipv6 = "{ipv6}"
 """
     if ipv4:
         text += f'ipv4 = "{ipv4}"\n'
-    text += f"""
+    text += """
 [metrics]
-listen = "127.0.0.1:9436"
+listen = "{metrics}"
 
 [control]
 socket = "{run_dir}/{name}.sock"
-""" + DATAPLANE.format(pin_root=pin_root)
+""".format(metrics=t.metrics_address(name), run_dir=run_dir, name=name) + DATAPLANE.format(pin_root=pin_root)
     return text
 
 

@@ -148,6 +148,8 @@ def run_demo(lab: Lab, keep: bool = True) -> None:
     say("where to look next")
     click.echo("  pmip6ctl --node mag1 bindings | counters | peers      (any node: lma, mag1, mag2, mag3, cn)")
     click.echo(f"  pmip6ctl --node mag1 ro start {mn1} {mn2}   then: ro list, ro show, ro stop")
-    click.echo("  metrics: each daemon serves http://127.0.0.1:9436/metrics inside its namespace")
+    click.echo("  metrics (from this host): " + "  ".join(f"{n} http://{a}/metrics"
+                                                         for n, a in lab.metrics_targets().items()))
+    click.echo("  Prometheus for the lab: pmip6ctl lab prometheus > lab.yml; dashboard: grafana/")
     click.echo("  logs: /run/pmip6ctl/lab/logs")
     click.echo("  pmip6ctl lab down    removes everything")

@@ -106,6 +106,42 @@ class Lab:
             net.ip(node, f"route add ::/0 via {t.gateway6(node) if node != 'nat' else nat_link.addr6('a')}",
                    f"route add 0.0.0.0/0 via {t.gateway4(node) if node != 'nat' else nat_link.addr4('a')}")
         net.ip("mag2", f"route add ::/0 via {mag2_link.addr6('a')}", f"route add 0.0.0.0/0 via {mag2_link.addr4('a')}")
+        self.build_management_link()
+
+    @property
+    def mgmt_ifname(self) -> str:
+        return f"{self.net.prefix}mgmt"
+
+    def build_management_link(self) -> None:
+        """host ⇄ pmip-inet, for Prometheus on the host (IPv6 only: the host's
+        own IPv4 networks may overlap the lab's documentation prefixes)."""
+        host_if = self.mgmt_ifname
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        subprocess.run(["ip", "link", "add", host_if, "type", "veth", "peer", "name", "mgmt0",
+                        "netns", self.ns("inet")], check=True, capture_output=True)
+        subprocess.run(["ip", "-6", "addr", "add", f"{t.MGMT_HOST}/64", "dev", host_if, "nodad"], check=True)
+        subprocess.run(["ip", "link", "set", host_if, "up"], check=True)
+        subprocess.run(["ethtool", "-K", host_if, "gro", "on", "tx", "off"], capture_output=True)
+        self.net.ip("inet", f"addr add {t.MGMT_INET}/64 dev mgmt0 nodad", "link set mgmt0 up")
+        self.net.sh("inet", "ethtool", "-K", "mgmt0", "gro", "on", "tx", "off")
+        for route in t.MGMT_ROUTES:
+            subprocess.run(["ip", "-6", "route", "replace", route, "via", t.MGMT_INET, "dev", host_if], check=True)
+
+    def metrics_targets(self) -> dict[str, str]:
+        """node -> host:port of its metrics endpoint, reachable from the host."""
+        return {node: t.metrics_address(node) for node in t.DAEMONS}
+
+    def prometheus_config(self, scrape_interval: str = "5s") -> str:
+        """A Prometheus scrape config for the lab's daemons (one job per role)."""
+        jobs = {}
+        for node, role in t.DAEMONS.items():
+            jobs.setdefault(role, []).append(self.metrics_targets()[node])
+        text = f"global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: {scrape_interval}\n" \
+               "scrape_configs:\n"
+        for role, targets in jobs.items():
+            quoted = ", ".join(f"'{target}'" for target in targets)
+            text += f"  - job_name: pmip6-{role}\n    static_configs:\n      - targets: [{quoted}]\n"
+        return text
 
     def write_configs(self, ipv4_transport_mags, trigger_packets) -> None:
         (LAB_DIR / "logs").mkdir(parents=True, exist_ok=True)
@@ -208,6 +244,7 @@ class Lab:
             except (ProcessLookupError, PermissionError):
                 pass
         removed = self.net.destroy(t.NODES)
+        subprocess.run(["ip", "link", "del", self.mgmt_ifname], capture_output=True)
         shutil.rmtree(PIN_ROOT, ignore_errors=True)
         for node in t.DAEMONS:
             for path in (self.socket(node), self.socket(node).with_suffix(".state.json")):

@@ -94,4 +94,14 @@ def gateway4(node: str) -> str:
 
 LMA6, LMA4 = address6("lma"), address4("lma")
 DENIED_CN = "2001:db8:cc::99"            # the LMA's RO policy denies optimizing toward it
+
+# The management link: the host (root namespace) ⇄ pmip-inet, IPv6 only, so
+# that Prometheus on the host scrapes the daemons as it would real nodes.
+MGMT_HOST, MGMT_INET, MGMT_NET = "2001:db8:eeee::1", "2001:db8:eeee::2", "2001:db8:eeee::/64"
+MGMT_ROUTES = ("2001:db8:ffff::/48", "2001:db8:cc::/64")
+METRICS_PORT = 9436
+
+
+def metrics_address(node: str) -> str:
+    return f"[{address6(node)}]:{METRICS_PORT}"
 CN6, CN4 = address6("cn"), address4("cn")
