@@ -151,5 +151,5 @@ def run_demo(lab: Lab, keep: bool = True) -> None:
     click.echo("  metrics (from this host): " + "  ".join(f"{n} http://{a}/metrics"
                                                          for n, a in lab.metrics_targets().items()))
     click.echo("  Prometheus for the lab: pmip6ctl lab prometheus > lab.yml; dashboard: grafana/")
-    click.echo("  logs: /run/pmip6ctl/lab/logs")
+    click.echo(f"  logs: {lab.lab_dir / 'logs'}")
     click.echo("  pmip6ctl lab down    removes everything")

@@ -24,14 +24,20 @@ from .configs import lab_configs
 from .netlab import LabError, NetLab, list_namespaces
 
 RUN_DIR = Path("/run/pmip6ctl")
-LAB_DIR = RUN_DIR / "lab"
-PIN_ROOT = Path("/sys/fs/bpf/pmip6-lab")
+DEFAULT_PREFIX = "pmip-"
 
 
 class Lab:
-    def __init__(self, prefix: str = "pmip-", progress: Callable[[str], None] = lambda s: None):
+    def __init__(self, prefix: str = DEFAULT_PREFIX, progress: Callable[[str], None] = lambda s: None):
         self.net = NetLab(prefix=prefix)
         self.progress = progress
+        # The default lab's sockets are the standard ones (/run/pmip6ctl/<node>.sock),
+        # so `pmip6ctl --node mag1 ...` needs no flags; another prefix gets its own
+        # directories and pins, and the two never touch each other's files.
+        suffix = "" if prefix == DEFAULT_PREFIX else "-" + prefix.strip("-")
+        self.run_dir = RUN_DIR if not suffix else RUN_DIR / prefix.strip("-")
+        self.lab_dir = self.run_dir / "lab"
+        self.pin_root = Path(f"/sys/fs/bpf/pmip6-lab{suffix}")
 
     # --- names -------------------------------------------------------------------
     def ns(self, node: str) -> str:
@@ -43,7 +49,7 @@ class Lab:
         return [name for name in list_namespaces(self.net.prefix) if name in ours]
 
     def socket(self, node: str) -> Path:
-        return RUN_DIR / f"{node}.sock"
+        return self.run_dir / f"{node}.sock"
 
     def client(self, node: str, timeout: float = 10.0) -> ControlClient:
         return ControlClient(self.socket(node), timeout=timeout)
@@ -144,23 +150,23 @@ class Lab:
         return text
 
     def write_configs(self, ipv4_transport_mags, trigger_packets) -> None:
-        (LAB_DIR / "logs").mkdir(parents=True, exist_ok=True)
-        for node, text in lab_configs(str(RUN_DIR), str(PIN_ROOT), ipv4_transport_mags=set(ipv4_transport_mags),
+        (self.lab_dir / "logs").mkdir(parents=True, exist_ok=True)
+        for node, text in lab_configs(str(self.run_dir), str(self.pin_root), ipv4_transport_mags=set(ipv4_transport_mags),
                                       trigger_packets=trigger_packets).items():
-            (LAB_DIR / f"{node}.toml").write_text(text)
+            (self.lab_dir / f"{node}.toml").write_text(text)
 
     # --- daemons ------------------------------------------------------------------------
     def start_daemon(self, node: str) -> None:
-        log = open(LAB_DIR / "logs" / f"{node}.log", "ab")
+        log = open(self.lab_dir / "logs" / f"{node}.log", "ab")
         argv = [*netns.nsenter_prefix(self.ns(node)), sys.executable, "-m", "pmip6ctl",
-                t.DAEMONS[node], "run", "-c", str(LAB_DIR / f"{node}.toml")]
+                t.DAEMONS[node], "run", "-c", str(self.lab_dir / f"{node}.toml")]
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
-        (LAB_DIR / f"{node}.pid").write_text(str(proc.pid))
+        (self.lab_dir / f"{node}.pid").write_text(str(proc.pid))
 
     def pid(self, node: str) -> int | None:
         try:
-            pid = int((LAB_DIR / f"{node}.pid").read_text())
+            pid = int((self.lab_dir / f"{node}.pid").read_text())
         except (FileNotFoundError, ValueError):
             return None
         try:
@@ -202,7 +208,7 @@ class Lab:
 
     def log_tail(self, node: str, lines: int = 15) -> str:
         try:
-            return "\n".join((LAB_DIR / "logs" / f"{node}.log").read_text(errors="replace").splitlines()[-lines:])
+            return "\n".join((self.lab_dir / "logs" / f"{node}.log").read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
 
@@ -245,13 +251,15 @@ class Lab:
                 pass
         removed = self.net.destroy(t.NODES)
         subprocess.run(["ip", "link", "del", self.mgmt_ifname], capture_output=True)
-        shutil.rmtree(PIN_ROOT, ignore_errors=True)
+        shutil.rmtree(self.pin_root, ignore_errors=True)
         for node in t.DAEMONS:
             for path in (self.socket(node), self.socket(node).with_suffix(".state.json")):
                 path.unlink(missing_ok=True)
-        shutil.rmtree(LAB_DIR, ignore_errors=True)
+        shutil.rmtree(self.lab_dir, ignore_errors=True)
+        if self.run_dir != RUN_DIR:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
         if not quiet:
-            self.progress(f"removed {len(removed)} namespaces, the pins in {PIN_ROOT} and {LAB_DIR}")
+            self.progress(f"removed {len(removed)} namespaces, the pins in {self.pin_root} and {self.lab_dir}")
         return removed
 
     def status(self) -> dict:
@@ -266,4 +274,4 @@ class Lab:
                 except (ConnectionError, OSError, CommandError) as exc:
                     entry["error"] = str(exc)
             daemons[node] = entry
-        return {"namespaces": namespaces, "daemons": daemons, "logs": str(LAB_DIR / "logs")}
+        return {"namespaces": namespaces, "daemons": daemons, "logs": str(self.lab_dir / "logs")}

@@ -26,6 +26,12 @@ def lab():
         yield lab
     finally:
         lab.down()
+        # `lab down` must leave nothing behind
+        left = [*lab.namespaces(), *[str(p) for p in (lab.lab_dir, lab.pin_root) if p.exists()],
+                *[str(lab.socket(n)) for n in ("lma", "mag1", "mag2", "mag3", "cn") if lab.socket(n).exists()]]
+        if subprocess.run(["ip", "link", "show", lab.mgmt_ifname], capture_output=True).returncode == 0:
+            left.append(lab.mgmt_ifname)
+        assert left == [], f"lab down left {left}"
 
 
 def ping(lab, src: str, dst: str, count: int = 10, interval: float = 0.02, source: str | None = None) -> int:
