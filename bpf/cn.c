@@ -42,7 +42,7 @@ int xdp_cn_egress(struct xdp_md *ctx)
     if (is_link_scoped(&ip))
         return finish(ctx, prog, REASON_PASS_LOCAL);
 
-    ro = lookup_ro(&ip.src, &ip.dst);
+    ro = ro_to_send(&ip.src, &ip.dst);
     if (!ro)    /* the route to the MN outlived its binding: drop, the agent removes it */
         return finish(ctx, prog, REASON_DROP_NO_RO_BINDING);
     /* The CN originates these packets: no hop-limit decrement. */

@@ -19,6 +19,12 @@
 #define PEER_MAG       2   /* a MAG holding a binding at this LMA */
 #define PEER_RO        3   /* a route-optimization peer (MAG or CN agent) */
 
+/* struct ro_entry.flags */
+#define RO_RX_ONLY     1   /* accept the peer's tunnel, do not send into it yet: set by the
+                            * responder until the initiator's first packet proves that the
+                            * initiator holds the entry too (so no packet meets a peer that
+                            * would drop it); the transport program clears it */
+
 /* Programs, for the stats key. */
 #define PROG_MAG_ACCESS     0
 #define PROG_MAG_TRANSPORT  1

@@ -19,7 +19,7 @@ int xdp_mag_access(struct xdp_md *ctx)
     if (is_link_scoped(&ip))
         return finish(ctx, prog, REASON_PASS_LOCAL);
 
-    ro = lookup_ro(&ip.src, &ip.dst);
+    ro = ro_to_send(&ip.src, &ip.dst);
     if (ro)
         return encap_and_forward(ctx, prog, &ip, ro->tunnel_id, REASON_FWD_ENCAP_RO, 1);
 

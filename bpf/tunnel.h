@@ -102,16 +102,29 @@ static __always_inline int read_tunnel(struct xdp_md *ctx, __u32 prog, struct tu
 }
 
 /* Tunnelled traffic from an RO peer must match an RO entry that names that
- * peer; when it does not, the daemon is told (it answers with a BE). */
+ * peer; when it does not, the daemon is told (it answers with a BE). The
+ * first such packet also proves the peer holds the pair: our side may now
+ * send into the tunnel too (RO_RX_ONLY). */
 static __always_inline int ro_peer_may_send(struct xdp_md *ctx, __u32 prog, const struct tunnel_info *tun,
                                             const struct peer *peer)
 {
     struct ro_entry *ro = lookup_ro(&tun->inner.dst, &tun->inner.src);
 
-    if (ro && ro->tunnel_id == peer->tunnel_id)
+    if (ro && ro->tunnel_id == peer->tunnel_id) {
+        if (ro->flags & RO_RX_ONLY)
+            ro->flags &= ~RO_RX_ONLY;
         return 1;
+    }
     note_missing_ro_binding(ctx, prog, &tun->inner.src, &tun->inner.dst, &tun->outer.src);
     return 0;
+}
+
+/* The RO entry to send a local→remote packet into, if any. */
+static __always_inline struct ro_entry *ro_to_send(const union ip_addr *local, const union ip_addr *remote)
+{
+    struct ro_entry *ro = lookup_ro(local, remote);
+
+    return ro && !(ro->flags & RO_RX_ONLY) ? ro : NULL;
 }
 
 /* Signaling addressed to this node inside IPv4 (RFC 5844 IPv6/MH in UDP, or

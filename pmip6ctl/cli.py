@@ -322,7 +322,7 @@ def ro_group():
     """Route optimization (the draft): list, start and stop optimized MN⇄CN pairs."""
 
 
-RO_COLUMNS = [("local", "mn / local"), ("remote", "cn / remote"), ("peer", "peer"), ("phase", "phase"),
+RO_COLUMNS = [("local", "mn / local"), ("remote", "cn / remote"), ("peer", "peer"), ("transport", "tunnel"), ("phase", "phase"),
               ("mode", "mode"), ("roles", "roles"), ("expires_in", "expires in"), ("last_failure", "last failure")]
 
 

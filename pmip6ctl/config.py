@@ -420,6 +420,9 @@ class LmaSection:
     allowed_mags: tuple[IPv6Address, ...] | None = _key(_list(_address(6), at_least=1, unique=True), None)
     # Empty: RO allowed for every pair.
     ro_policy: tuple[RoPolicyRule, ...] = _tables(RoPolicyRule)
+    # Refresh time (s) in the NAT Detection option: how often a MAG behind a
+    # NAT sends keepalives (RFC 5555 §4.1, RFC 5844); below the NAT's UDP timeout.
+    nat_keepalive: int = _key(_integer(1, 3600), 20)
 
     def ro_allowed(self, mn: IPv6Address | IPv4Address, cn: IPv6Address | IPv4Address) -> bool:
         rule = next((r for r in self.ro_policy if r.matches(mn, cn)), None)
@@ -448,6 +451,8 @@ class RoSection:
     retry_interval: float = _key(_number(0), 30.0)   # after a failed RR for a pair
     # "quick": draft §2.2 with peers listed in [[peers]] with quick_mode = true; RR otherwise.
     mode: str = _key(_choice("rr", "quick"), "rr")
+    # As the responder: the refresh time our NAT Detection option asks of an initiator behind a NAT.
+    nat_keepalive: int = _key(_integer(1, 3600), 20)
 
 
 @dataclass(**_section)

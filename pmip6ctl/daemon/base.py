@@ -19,7 +19,10 @@ from .. import statefile, wire
 from ..dataplane import Dataplane, DataplaneSettings, FlowEvent, PuntEvent
 from ..io.control import ControlServer
 from ..io.netlink import Netlink
-from ..io.signaling import MhSocket, UdpSignalingSocket
+from ..dataplane import Encap, Tunnel
+from ..io.frames import inner_ipv6, ipv4_header
+from ..io.signaling import IPPROTO_MH, MhSocket, UdpSignalingSocket, parse_ipv6_packet
+from ..io.tunnel_sender import TunnelSender
 from ..metrics import DataplaneCollector, Metrics
 from ..protocol.common import Arrival, Send
 from .tunnels import TunnelRegistry
@@ -64,6 +67,38 @@ def result_label(msg: wire.Message) -> str:
     return "ok"
 
 
+class Raw4Signaling:
+    """IPv4 protocol 41 carrying IPv6/MH for this node: what the LMA's IPv4
+    tunnel delivers to a MAG's own proxy CoA (a CoT over IPv4 transport,
+    draft §2.1.1.2). The XDP program passes such frames to the stack, and
+    a raw socket is the only way in without a sit device."""
+
+    def __init__(self):
+        import socket
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, 41)
+        self.sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def receive(self) -> tuple[bytes, Arrival] | None:
+        while True:
+            try:
+                packet = self.sock.recv(65535)
+            except BlockingIOError:
+                return None
+            ihl = (packet[0] & 0x0F) * 4 if packet else 0
+            try:
+                src, dst, next_header, mh = parse_ipv6_packet(packet[ihl:])
+            except ValueError:
+                continue                  # tunnelled data the kernel was handed: not ours
+            if next_header == IPPROTO_MH:
+                return mh, Arrival(src=src, dst=dst, home_path=True)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class Daemon:
     role = ""
 
@@ -79,6 +114,8 @@ class Daemon:
         self.tunnels: TunnelRegistry | None = None
         self.mh_socket: MhSocket | None = None
         self.udp_socket: UdpSignalingSocket | None = None
+        self.raw4_socket: Raw4Signaling | None = None
+        self.tunnel_sender: TunnelSender | None = None
         self._stopping: asyncio.Event | None = None
         self._timer_wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -175,7 +212,7 @@ class Daemon:
             timers.cancel()
             await control.close()
             self._save_state()
-            for sock in (self.mh_socket, self.udp_socket):
+            for sock in (self.mh_socket, self.udp_socket, self.raw4_socket):
                 if sock:
                     self._loop.remove_reader(sock.fileno())
                     sock.close()
@@ -194,6 +231,9 @@ class Daemon:
         if ipv4_address is not None:
             self.udp_socket = UdpSignalingSocket(ipv4_address)
             self._loop.add_reader(self.udp_socket.fileno(), self._drain, self.udp_socket)
+            self.raw4_socket = Raw4Signaling()
+            self._loop.add_reader(self.raw4_socket.fileno(), self._drain, self.raw4_socket)
+        self.tunnel_sender = TunnelSender(self.udp_socket)
 
     def _drain(self, sock) -> None:
         while True:
@@ -210,7 +250,7 @@ class Daemon:
     def handle_signaling(self, data: bytes, arrival: Arrival) -> None:
         """Decode, count, and feed one received mobility message to the core."""
         try:
-            msg = wire.decode(data, arrival.src, arrival.dst)
+            msg = wire.decode(data, arrival.checksum_src, arrival.checksum_dst)
         except wire.UnknownMessageType as exc:
             self.metrics.count_message(f"type_{exc.mh_type}", "in", "unknown_type")
             self.apply([Send(wire.BindingError(status=wire.BindingErrorStatus.UNRECOGNIZED_MH_TYPE,
@@ -236,14 +276,45 @@ class Daemon:
             return
         self.apply(actions)
 
+    def send_home_path(self, action) -> None:
+        """A HoTI/HoT (or, over IPv4 transport, a CoTI/CoT) into the tunnel
+        toward the LMA that anchors action.anchor (default: its source)."""
+        kind = message_kind(action.message)
+        tunnel = self.home_tunnel(action.anchor or action.src)
+        if tunnel is None:
+            self.metrics.count_message(kind, "out", "no_home_tunnel")
+            log.warning("no home tunnel for %s: %s not sent", action.anchor or action.src, kind)
+            return
+        packet = inner_ipv6(action.src, action.dst, wire.encode(action.message, action.src, action.dst))
+        if action.wrap_ipv4 is not None:              # fig. 2
+            src4, dst4 = action.wrap_ipv4
+            packet = ipv4_header(src4, dst4, 41, len(packet)) + packet
+        try:
+            self.tunnel_sender.send(tunnel, packet)
+        except OSError as exc:
+            self.metrics.count_message(kind, "out", "send_failed")
+            log.warning("sending %s into the LMA tunnel failed: %s", kind, exc)
+            return
+        self.metrics.count_message(kind, "out")
+
+    def home_tunnel(self, address):
+        """The tunnel toward the LMA anchoring address (MAGs only)."""
+        return None
+
     def send(self, send: Send) -> None:
         kind = message_kind(send.message)
         result = result_label(send.message)
         sock = self.udp_socket if send.ipv4_dst is not None else self.mh_socket
         try:
-            if sock is None:
+            if send.wrap_ipv4 is not None:
+                # fig. 3: IPv4 (our IPv4 proxy CoA → the CN) / IPv6 / MH, routed natively
+                src4, dst4 = send.wrap_ipv4
+                mh = wire.encode(send.message, send.src, send.dst)
+                self.tunnel_sender.send(Tunnel(Encap.IP4, src4, dst4), inner_ipv6(send.src, send.dst, mh))
+            elif sock is None:
                 raise OSError("no IPv4 signaling socket (addresses.ipv4 is not configured)")
-            sock.send(send)
+            else:
+                sock.send(send)
         except OSError as exc:
             self.metrics.count_message(kind, "out", "send_failed")
             log.warning("sending %s to %s failed: %s", kind, send.ipv4_dst or send.dst, exc)

@@ -48,7 +48,7 @@ class CnDaemon(Daemon):
         keys = {p.address: ro.PeerKey(p.spi, p.key) for p in c.peers if p.quick_mode}
         self.responder = ro.RoResponder(ro.ResponderPolicy(
             address=c.addresses.ipv6, serves=self.serves, home_path=False, max_lifetime=c.ro.lifetime,
-            peer_keys=keys))
+            peer_keys=keys, nat_keepalive=c.ro.nat_keepalive))
         self.ro_entries = RoEntries(self.tables, self.tunnels, c.addresses.ipv6, c.addresses.ipv4)
         self.open_signaling(c.addresses.ipv4)
 

@@ -31,8 +31,10 @@ class LmaDaemon(Daemon):
             max_lifetime=c.lma.max_lifetime,
             timestamp_window=c.lma.timestamp_window,
             allowed_mags=set(c.lma.allowed_mags) if c.lma.allowed_mags else None,
+            nat_keepalive=c.lma.nat_keepalive,
         ))
         self.installed: dict[str, int] = {}      # mn_id -> tunnel id in use
+        self.mag_entries: set = set()            # MAG proxy CoAs with an entry of their own
         self.open_signaling(c.addresses.ipv4)
 
     def attachments(self):
@@ -56,8 +58,10 @@ class LmaDaemon(Daemon):
     def apply_action(self, action) -> None:
         if isinstance(action, core.BindingUpdated):
             self.install(action.entry)
+            self.reconcile_mag_addresses()
         elif isinstance(action, core.BindingRemoved):
             self.uninstall(action.entry)
+            self.reconcile_mag_addresses()
         elif isinstance(action, core.PbuRejected):
             log.info("rejected a PBU from %s for %s: %s", action.proxy_coa, action.mn_id, status_label(action.status))
         else:
@@ -94,6 +98,19 @@ class LmaDaemon(Daemon):
             self.tunnels.release(tunnel_id, entry.mn_id)
         log.info("%s unbound (%s)", entry.mn_id, entry.hnp)
 
+    def reconcile_mag_addresses(self) -> None:
+        """Each serving MAG's own IPv6 proxy CoA, as an entry toward its
+        tunnel. Over IPv4 transport the CoTI (from a MAG's proxy CoA) and the
+        CoT (to it) travel the LMA tunnels (draft §2.1.1.2): the inner-source
+        check must know them, and the CoT must find its way back."""
+        wanted = {e.proxy_coa: self.installed[e.mn_id] for e in self.core.bindings.values()
+                  if e.mn_id in self.installed}
+        for address in self.mag_entries - set(wanted):
+            self.tables.remove_mn(f"{address}/128")
+        for address, tunnel_id in wanted.items():
+            self.tables.set_mn(f"{address}/128", tunnel_id)
+        self.mag_entries = set(wanted)
+
     # --- state --------------------------------------------------------------------------
     def snapshot(self) -> dict:
         return {"bindings": list(self.core.bindings.values())}
@@ -104,6 +121,7 @@ class LmaDaemon(Daemon):
         self.core.restore(entries)
         for entry in entries:
             self.install(entry)
+        self.reconcile_mag_addresses()
 
     # --- operator view ----------------------------------------------------------------------
     def binding_rows(self) -> list[dict]:

@@ -12,12 +12,11 @@ import ipaddress
 from .. import wire
 from ..dataplane import Encap, FlowEvent, PeerKind, PuntEvent, Tunnel
 from ..io.control import CommandError
-from ..io.frames import inner_ipv6, parse_punted_frame
+from ..io.frames import parse_punted_frame
 from ..io.ndp import NdpSocket, build_router_advertisement
-from ..io.tunnel_sender import TunnelSender
 from ..protocol import mag as core
 from ..protocol import ro
-from ..protocol.common import PMIP6_UDP_PORT, Arrival, UdpEndpoint, earliest
+from ..protocol.common import PMIP6_UDP_PORT, Arrival, Send, UdpEndpoint, earliest
 from ..statefile import from_jsonable
 from .base import Daemon, message_kind, status_label
 from .ro_entries import RoEntries
@@ -48,17 +47,18 @@ class MagDaemon(Daemon):
         ))
         self.installed: dict[str, int] = {}      # mn_id -> tunnel id toward the LMA
         self.open_signaling(c.addresses.ipv4)
-        self.tunnel_sender = TunnelSender(self.udp_socket)
         keys = {p.address: ro.PeerKey(p.spi, p.key) for p in c.peers if p.quick_mode}
         self.initiator = ro.RoInitiator(ro.InitiatorPolicy(
             proxy_coa=c.addresses.ipv6, lma_address=c.mag.lma, lifetime=c.ro.lifetime, mode=c.ro.mode,
             peer_keys=keys, refresh_fraction=t.refresh_fraction, initial_timeout=t.initial_bindack_timeout,
             max_timeout=t.max_bindack_timeout, retry_interval=c.ro.retry_interval,
             lma_ipv4=UdpEndpoint(c.mag.lma_ipv4) if c.mag.transport == "ipv4" else None,
-            ipv4_proxy_coa=c.addresses.ipv4))
+            ipv4_proxy_coa=c.addresses.ipv4, ipv4_transport=c.mag.transport == "ipv4"))
         self.responder = ro.RoResponder(ro.ResponderPolicy(
-            address=c.addresses.ipv6, serves=self.serves, max_lifetime=c.ro.lifetime, peer_keys=keys))
+            address=c.addresses.ipv6, serves=self.serves, max_lifetime=c.ro.lifetime, peer_keys=keys,
+            nat_keepalive=c.ro.nat_keepalive))
         self.ro_entries = RoEntries(self.tables, self.tunnels, c.addresses.ipv6, c.addresses.ipv4)
+        self.lma_keepalive_at: float | None = None
         self.ndp = NdpSocket()
         self._loop.add_reader(self.ndp.fileno(), self._on_router_solicitation)
         self.access = {self.netlink.ifindex(name): name for name in c.interfaces.access}
@@ -86,10 +86,32 @@ class MagDaemon(Daemon):
         return []
 
     def on_timer(self, now):
-        return self.core.on_timer(now) + self.initiator.on_timer(now) + self.responder.on_timer(now)
+        return (self.core.on_timer(now) + self.initiator.on_timer(now) + self.responder.on_timer(now)
+                + self.keep_nat_mapping(now))
 
     def next_deadline(self):
-        return earliest(self.core.next_deadline(), self.initiator.next_deadline(), self.responder.next_deadline())
+        return earliest(self.core.next_deadline(), self.initiator.next_deadline(), self.responder.next_deadline(),
+                        self.lma_keepalive_at)
+
+    def keep_nat_mapping(self, now: float) -> list:
+        """Behind a NAT toward the LMA (its PBA carried NAT Detection): a
+        Heartbeat in UDP at the refresh time keeps the NAT's mapping, and so
+        the LMA's downlink tunnel, alive while no MN sends (RFC 5844 §4.1,
+        RFC 5555 §4.1, RFC 5847)."""
+        refresh = [e.nat_refresh for e in self.core.entries.values()
+                   if e.state == core.BindingState.REGISTERED and e.nat_detected and e.nat_refresh]
+        if not refresh:
+            self.lma_keepalive_at = None
+            return []
+        if self.lma_keepalive_at is None:
+            self.lma_keepalive_at = now + min(refresh)
+            return []
+        if now < self.lma_keepalive_at:
+            return []
+        self.lma_keepalive_at = now + min(refresh)
+        c = self.config
+        return [Send(wire.Heartbeat(unsolicited=False, response=False, sequence=int(now) & 0xFFFFFFFF),
+                     c.addresses.ipv6, c.mag.lma, ipv4_dst=UdpEndpoint(c.mag.lma_ipv4), ipv4_src=c.addresses.ipv4)]
 
     def apply_action(self, action) -> None:
         if isinstance(action, core.MobileNodeRegistered):
@@ -130,23 +152,10 @@ class MagDaemon(Daemon):
     def serves(self, address) -> bool:
         return self.entry_for(address) is not None
 
-    def send_home_path(self, action: ro.SendHomePath) -> None:
-        """The HoTI/HoT into the tunnel toward the LMA that anchors its source."""
-        entry = self.entry_for(action.src.ipv4_mapped or action.src)
-        tunnel = self.tunnels.tunnel(self.installed.get(entry.mn_id, 0)) if entry else None
-        kind = message_kind(action.message)
-        if tunnel is None:
-            self.metrics.count_message(kind, "out", "no_home_tunnel")
-            log.warning("no home tunnel for %s: %s not sent", action.src, kind)
-            return
-        mh = wire.encode(action.message, action.src, action.dst)
-        try:
-            self.tunnel_sender.send(tunnel, inner_ipv6(action.src, action.dst, mh))
-        except OSError as exc:
-            self.metrics.count_message(kind, "out", "send_failed")
-            log.warning("sending %s into the LMA tunnel failed: %s", kind, exc)
-            return
-        self.metrics.count_message(kind, "out")
+    def home_tunnel(self, address):
+        entry = self.entry_for(address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address)
+                               and address.ipv4_mapped else address)
+        return self.tunnels.tunnel(self.installed.get(entry.mn_id, 0)) if entry else None
 
     def on_dataplane_event(self, event) -> None:
         now = time.time()
@@ -169,7 +178,14 @@ class MagDaemon(Daemon):
             self.metrics.count_message("punted", "in", "malformed")
             log.warning("undecodable punted frame: %s", exc)
             return
-        self.handle_signaling(punted.mh, Arrival(src=punted.src, dst=punted.dst))
+        if punted.ipv4_wrapper is not None:
+            # fig. 2/3: the IPv4 header names MN and CN, the IPv6 one the proxy CoAs
+            src4, dst4 = punted.ipv4_wrapper
+            arrival = Arrival(src=ipaddress.IPv6Address(f"::ffff:{src4}"), dst=ipaddress.IPv6Address(f"::ffff:{dst4}"),
+                              proxy_src=punted.src, proxy_dst=punted.dst, home_path=True)
+        else:
+            arrival = Arrival(src=punted.src, dst=punted.dst, home_path=True)
+        self.handle_signaling(punted.mh, arrival)
 
     def on_flow_trigger(self, event: FlowEvent, now: float) -> None:
         """The data plane saw an MN→destination flow pass the threshold."""
@@ -237,6 +253,7 @@ class MagDaemon(Daemon):
             self.tables.set_mn(f"{entry.ipv4_hoa}/32", tunnel_id)
             self.netlink.replace_route(f"{entry.ipv4_hoa}/32", ifname=entry.link)
         self.advertise(entry)
+        self.keep_nat_mapping(time.time())           # schedules the keepalives when a NAT was seen
         log.info("%s registered: %s%s on %s", entry.mn_id, entry.hnp,
                  f", {entry.ipv4_hoa}" if entry.ipv4_hoa else "", entry.link)
 

@@ -26,6 +26,7 @@ class InstalledPair:
     tunnel_id: int
     expires: float
     mode: str
+    transport: str = "ipv6"
     roles: set[str] = field(default_factory=set)
     installed: float = field(default_factory=time.time)
 
@@ -39,12 +40,13 @@ class RoEntries:
         self.pairs: dict[RoPair, InstalledPair] = {}
 
     def tunnel_for(self, action: RoInstalled) -> Tunnel:
-        """IPv6 between proxy CoAs; over IPv4 when the exchange ran over IPv4
-        (through UDP when it came through a NAT's port, draft §2.3.2)."""
+        """IPv6 between proxy CoAs; IPv6/IPv4-in-IPv4 between the IPv4 proxy
+        CoAs when the exchange ran over IPv4, inside UDP toward the NAT's
+        mapping when a NAT is on the path (draft §2.3.2, DESIGN §3)."""
         endpoint = action.peer_ipv4
         if endpoint is None or self.local_ipv4 is None:
             return Tunnel(Encap.IP6, self.local_ipv6, action.peer)
-        if endpoint.port != PMIP6_UDP_PORT:
+        if action.nat:
             return Tunnel(Encap.UDP4, self.local_ipv4, endpoint.address, PMIP6_UDP_PORT, endpoint.port)
         return Tunnel(Encap.IP4, self.local_ipv4, endpoint.address)
 
@@ -57,12 +59,17 @@ class RoEntries:
             self.tunnels.release(current.tunnel_id, user)
         entry = current or InstalledPair(pair, action.peer, tunnel_id, action.expires, action.mode)
         entry.peer, entry.tunnel_id, entry.mode = action.peer, tunnel_id, action.mode
+        entry.transport = self.tunnels.tunnel(tunnel_id).encap.name.lower()
         entry.expires = max(action.expires, entry.expires) if current else action.expires
         entry.roles.add(action.role)
         self.pairs[pair] = entry
         # the XDP programs drop the entry themselves once its lifetime is over
         expires_ns = time.monotonic_ns() + int(max(entry.expires - time.time(), 0) * 1e9)
-        self.tables.set_ro(pair.local, pair.remote, tunnel_id, expires_ns)
+        # The responder installs before its BA reaches the initiator: it sends
+        # nothing into the tunnel until the initiator's first packet arrives
+        # there, else its packets would meet a peer that does not know it yet.
+        self.tables.set_ro(pair.local, pair.remote, tunnel_id, expires_ns,
+                           rx_only="initiator" not in entry.roles)
         log.info("RO %s via %s (%s, %s, %d s)", pair, action.peer, action.role, action.mode, action.lifetime)
         return entry
 
@@ -83,5 +90,5 @@ class RoEntries:
     def rows(self) -> list[dict]:
         now = time.time()
         return [{"local": str(e.pair.local), "remote": str(e.pair.remote), "peer": str(e.peer),
-                 "tunnel": e.tunnel_id, "mode": e.mode, "roles": sorted(e.roles),
+                 "tunnel": e.tunnel_id, "transport": e.transport, "mode": e.mode, "roles": sorted(e.roles),
                  "expires_in": round(e.expires - now, 1)} for e in self.pairs.values()]

@@ -25,6 +25,9 @@ class Encap(enum.IntEnum):
     UDP4 = defs.constants()["ENCAP_UDP4"]
 
 
+RO_RX_ONLY = defs.constants()["RO_RX_ONLY"]
+
+
 class PeerKind(enum.IntEnum):
     LMA = defs.constants()["PEER_LMA"]
     MAG = defs.constants()["PEER_MAG"]
@@ -200,13 +203,24 @@ class Tables:
         _set_addr(key.remote, remote)
         return key
 
-    def set_ro(self, local, remote, tunnel_id: int, expires_ns: int = 0) -> None:
+    def set_ro(self, local, remote, tunnel_id: int, expires_ns: int = 0, rx_only: bool = False) -> None:
         """expires_ns: a time.monotonic_ns() deadline after which the data
-        plane itself ignores the entry (0: never)."""
+        plane itself ignores the entry (0: never). rx_only: accept the peer's
+        traffic but send nothing until its first packet arrives (RO_RX_ONLY);
+        an entry the data plane already confirmed stays confirmed."""
+        key = self._ro_key(local, remote)
+        current = self.ro_table.get(key)
+        if current is not None and current.tunnel_id == tunnel_id and not current.flags & RO_RX_ONLY:
+            rx_only = False
         leaf = self.ro_table.Leaf()
         leaf.tunnel_id = tunnel_id
         leaf.expires_ns = expires_ns
-        self.ro_table[self._ro_key(local, remote)] = leaf
+        leaf.flags = RO_RX_ONLY if rx_only else 0
+        self.ro_table[key] = leaf
+
+    def ro_flags(self, local, remote) -> int | None:
+        leaf = self.ro_table.get(self._ro_key(local, remote))
+        return None if leaf is None else leaf.flags
 
     def set_ro_batch(self, entries: Iterable[RoEntry]) -> None:
         """Installs many pairs with one BPF_MAP_UPDATE_BATCH call."""

@@ -65,6 +65,23 @@ def status(prefix, as_json):
         click.echo("metrics: " + ", ".join(f"{n} http://{a}/metrics" for n, a in _lab(prefix).metrics_targets().items()))
 
 
+@lab.command()
+@click.argument("state", type=click.Choice(["on", "off", "status"]))
+@click.pass_obj
+def nat(prefix, state):
+    """Put MAG2 behind a real nftables NAT on IPv4 transport (on), or back (off).
+
+    With the NAT on, MAG2 registers with the LMA in UDP through the NAT's
+    mapping, keeps it alive with keepalives, and RO with MAG2 runs in UDP too.
+    """
+    lab = _lab(prefix)
+    if not lab.namespaces():
+        raise click.ClickException("the lab is down: pmip6ctl lab up")
+    if state != "status":
+        lab.set_nat(state == "on")
+    click.echo(f"NAT in front of MAG2: {'on' if lab.nat_enabled() else 'off'}")
+
+
 @lab.command(name="prometheus")
 @click.pass_obj
 def prometheus_config(prefix):

@@ -43,6 +43,7 @@ def lma_config(run_dir: str, pin_root: str) -> str:
 hnp_pool = "{t.HNP_POOL}"
 ipv4_pool = "{t.IPV4_HOA_POOL}"
 max_lifetime = 3600
+nat_keepalive = {t.NAT_KEEPALIVE}
 
 # RO policy (first match wins; no match: allowed). The lab denies one
 # outside address, to show the LRA's status 128.
@@ -95,6 +96,7 @@ lifetime = 600
 
 [ro]
 trigger_packets = {trigger_packets}
+nat_keepalive = {t.NAT_KEEPALIVE}
 """ + quick_mode_peers(name)
 
 

@@ -21,7 +21,7 @@ from .. import netns
 from ..io.control import CommandError, ControlClient
 from . import topology as t
 from .configs import lab_configs
-from .netlab import LabError, NetLab, list_namespaces
+from .netlab import LabError, NetLab, _run, list_namespaces
 
 RUN_DIR = Path("/run/pmip6ctl")
 DEFAULT_PREFIX = "pmip-"
@@ -149,11 +149,48 @@ class Lab:
             text += f"  - job_name: pmip6-{role}\n    static_configs:\n      - targets: [{quoted}]\n"
         return text
 
-    def write_configs(self, ipv4_transport_mags, trigger_packets) -> None:
+    # --- the NAT scenario -----------------------------------------------------------------
+    def nat_enabled(self) -> bool:
+        out = subprocess.run([*netns.nsenter_prefix(self.ns("nat")), "nft", "list", "tables"],
+                             capture_output=True, text=True).stdout
+        return "pmip6nat" in out
+
+    def set_nat(self, on: bool) -> None:
+        """MAG2 behind a real nftables masquerade, on IPv4 transport (RFC 5844
+        through a NAT), or back to IPv6 transport with no NAT. MAG2 restarts
+        with its new config and MN2 attaches again (same prefix and address)."""
+        nft = [*netns.nsenter_prefix(self.ns("nat")), "nft"]
+        subprocess.run([*nft, "delete", "table", "ip", "pmip6nat"], capture_output=True)
+        subprocess.run([*netns.nsenter_prefix(self.ns("nat")), "conntrack", "-F"], capture_output=True)
+        timeout = t.NAT_UDP_TIMEOUT if on else 30
+        self.sysctl("nat", net__netfilter__nf_conntrack_udp_timeout=timeout,
+                    net__netfilter__nf_conntrack_udp_timeout_stream=timeout if on else 120)
+        if on:
+            _run([*nft, "-f", "-"], stdin=f"""table ip pmip6nat {{
+    chain postrouting {{
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "out0" ip saddr {t.NAT_INSIDE} masquerade
+    }}
+}}
+""")
+        mags = set(t.IPV4_TRANSPORT_MAGS) | ({"mag2"} if on else set())
+        self.write_configs(mags, 0, only="mag2")
+        self.stop_daemon("mag2")
+        (self.socket("mag2").with_suffix(".state.json")).unlink(missing_ok=True)
+        self.start_daemon("mag2")
+        self.wait_ready("mag2")
+        self.link_down("mn2")
+        self.link_up("mn2")
+
+    def sysctl(self, node: str, **settings) -> None:
+        self.net.sysctl(node, **settings)
+
+    def write_configs(self, ipv4_transport_mags, trigger_packets, only: str | None = None) -> None:
         (self.lab_dir / "logs").mkdir(parents=True, exist_ok=True)
         for node, text in lab_configs(str(self.run_dir), str(self.pin_root), ipv4_transport_mags=set(ipv4_transport_mags),
                                       trigger_packets=trigger_packets).items():
-            (self.lab_dir / f"{node}.toml").write_text(text)
+            if only is None or node == only:
+                (self.lab_dir / f"{node}.toml").write_text(text)
 
     # --- daemons ------------------------------------------------------------------------
     def start_daemon(self, node: str) -> None:

@@ -65,6 +65,13 @@ MN_MACS = {"mn1": "02:00:00:00:01:10", "mn2": "02:00:00:00:02:10"}
 SECOND_MAC = "02:00:00:00:01:11"
 IPV4_TRANSPORT_MAGS = frozenset({"mag3"})
 
+# The NAT scenario (`lab nat on`): pmip-nat masquerades MAG2's IPv4 side, and
+# MAG2 moves to IPv4 transport. The NAT forgets an idle UDP mapping after
+# NAT_UDP_TIMEOUT s; keepalives (the NAT Detection refresh time) come sooner.
+NAT_INSIDE = "198.51.100.128/29"
+NAT_UDP_TIMEOUT = 6
+NAT_KEEPALIVE = 2
+
 
 def link_of(node: str, ifname: str | None = None) -> tuple[Link, str]:
     """The transport link of node (and which side it is)."""

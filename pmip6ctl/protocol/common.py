@@ -36,21 +36,38 @@ class Arrival:
     dst: IPv6Address
     ipv4_src: UdpEndpoint | None = None
     ipv4_dst: IPv4Address | None = None
+    # The draft's fig. 2/3 layering, IPv4 (MN → CN) / IPv6 (proxy CoA → proxy
+    # CoA) / MH: src/dst above are the IPv4 addresses (IPv4-mapped) and these
+    # the IPv6 header's, over which the MH checksum runs.
+    proxy_src: IPv6Address | None = None
+    proxy_dst: IPv6Address | None = None
+    home_path: bool = False             # it came inside an LMA tunnel (punted by XDP)
 
     @property
     def over_ipv4(self) -> bool:
         return self.ipv4_src is not None
 
+    @property
+    def checksum_src(self) -> IPv6Address:
+        return self.proxy_src or self.src
+
+    @property
+    def checksum_dst(self) -> IPv6Address:
+        return self.proxy_dst or self.dst
+
 
 @dataclass(frozen=True)
 class Send:
     """Send message with IPv6 source src and destination dst; over IPv4
-    transport when ipv4_dst is set (then ipv4_src is our IPv4 address)."""
+    transport when ipv4_dst is set (then ipv4_src is our IPv4 address), or
+    inside an IPv4 header of its own when wrap_ipv4 is set (fig. 3)."""
     message: Message
     src: IPv6Address
     dst: IPv6Address
     ipv4_dst: UdpEndpoint | None = None
     ipv4_src: IPv4Address | None = None
+    # fig. 3: send natively as IPv4 (src, dst) / IPv6 (src, dst) / MH
+    wrap_ipv4: tuple[IPv4Address, IPv4Address] | None = None
 
 
 @dataclass

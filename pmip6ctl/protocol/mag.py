@@ -288,7 +288,9 @@ class MobileAccessGateway:
             options.append(IPv4HomeAddressRequest(entry.ipv4_hoa))
         elif self.policy.request_ipv4:
             options.append(IPv4HomeAddressRequest(ALL_ZERO_IPV4, prefix_length=0))
-        if self.policy.ipv4_transport:
+        if self.policy.ipv4_proxy_coa is not None:
+            # Over IPv6 transport too: the LMA then knows our IPv4 proxy CoA and
+            # names it in its RO answers (option 32 in the LRA, DESIGN §2).
             options.append(IPv4CareofAddress(self.policy.ipv4_proxy_coa))
         self._sequence = (self._sequence + 1) % 0x10000
         entry.sequence = self._sequence

@@ -67,6 +67,9 @@ class SendHomePath:
     message: wire.Message
     src: IPv6Address
     dst: IPv6Address
+    anchor: Address | None = None         # whose LMA tunnel (default: src's)
+    # fig. 2: IPv4 (MN → CN) / IPv6 (src → dst, the proxy CoAs) / MH
+    wrap_ipv4: tuple[IPv4Address, IPv4Address] | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class RoInstalled:
     mode: str                             # "rr" or "quick"
     role: str                             # "initiator" or "responder"
     setup_seconds: float | None = None    # initiator: from the trigger to now (first install only)
+    nat: bool = False                     # a NAT sits on the IPv4 path: tunnel in UDP to peer_ipv4
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,10 @@ class InitiatorPolicy:
     retry_interval: float = 30.0          # first retry after a failure, doubling up to 16×
     lma_ipv4: UdpEndpoint | None = None   # send the LRI over IPv4 (RFC 5844 transport)
     ipv4_proxy_coa: IPv4Address | None = None
+    # The MAGs reach each other over IPv4 only (draft §2.1.1.2, §2.3.2): the
+    # CoTI goes through the IPv4 tunnel to the LMA, the BU/BA between the
+    # IPv4 proxy CoAs inside UDP 5436 (fig. 6, 7).
+    ipv4_transport: bool = False
 
 
 @dataclass
@@ -173,6 +181,9 @@ class Attempt:
     last_failure: str = ""
     # When the outstanding BU left: its lifetime counts from then (RFC 6275 §11.1, §11.7.3).
     bu_sent: float | None = field(default=None, init=False)
+    nat: bool = False                     # the BA said a NAT is on the path (RFC 5555 NAT Detection)
+    keepalive_interval: float | None = None
+    keepalive_at: float | None = None
     # (time, what) of this attempt's signaling, for `ro show` and the demo
     timeline: list[tuple[float, str]] = field(default_factory=list, init=False)
 
@@ -183,7 +194,13 @@ class Attempt:
     @property
     def next_deadline(self) -> float | None:
         return earliest(self.retransmission.due, self.refresh_at if self.phase == Phase.ESTABLISHED else None,
-                        self.expires, self.retry_at if self.phase == Phase.BACKOFF else None)
+                        self.expires, self.retry_at if self.phase == Phase.BACKOFF else None,
+                        self.keepalive_at if self.established else None)
+
+    @property
+    def over_ipv4(self) -> bool:
+        """BU/BA between the MAGs' IPv4 proxy CoAs (fig. 6, 7)."""
+        return self.peer_ipv4 is not None and not self.outside
 
 
 class RoInitiator:
@@ -255,6 +272,10 @@ class RoInitiator:
                 actions += self._retransmit(attempt, now)
             elif attempt.phase == Phase.ESTABLISHED and attempt.refresh_at is not None and now >= attempt.refresh_at:
                 actions += self._refresh(attempt, now)
+            elif attempt.established and attempt.keepalive_at is not None and now >= attempt.keepalive_at:
+                attempt.keepalive_at = now + attempt.keepalive_interval
+                actions.append(self._to_peer(attempt, wire.Heartbeat(unsolicited=False, response=False,
+                                                                     sequence=self._next_sequence())))
             elif attempt.phase == Phase.BACKOFF and attempt.retry_at is not None and now >= attempt.retry_at:
                 # retry only when the flow asks again (start); forget idle pairs,
                 # but remember their failures as long as the longest backoff
@@ -320,6 +341,12 @@ class RoInitiator:
             return self._fail(attempt, now, f"the LMA refused RO ({wire.LRAStatus(lra.status).name.lower()})"
                               if lra.status in wire.LRAStatus._value2member_map_ else f"LRA status {lra.status}",
                               long=True)
+        if not self.policy.ipv4_transport:
+            attempt.peer_ipv4 = None          # IPv6 between the MAGs: no need for it
+        elif not attempt.outside and attempt.peer_ipv4 is None:
+            return self._fail(attempt, now, "over IPv4 transport, but the peer MAG has no IPv4 proxy CoA", long=True)
+        if isinstance(attempt.pair.local, IPv4Address) and self.policy.ipv4_proxy_coa is None:
+            return self._fail(attempt, now, "RO for an IPv4 MN needs our IPv4 proxy CoA (fig. 3)", long=True)
         key = self.policy.peer_keys.get(attempt.peer)
         attempt.mode = "quick" if self.policy.mode == "quick" and key is not None else "rr"
         if attempt.mode == "quick":
@@ -332,17 +359,42 @@ class RoInitiator:
         attempt.home_cookie, attempt.careof_cookie = self.random(8), self.random(8)
         attempt.home_token = attempt.careof_token = None
         attempt.retransmission = self._retransmission(now)
-        attempt.note(now, f"HoTI → home path via the LMA, CoTI → {attempt.peer}")
+        coti_path = ("through the LMA" if self.policy.ipv4_transport or isinstance(attempt.pair.local, IPv4Address)
+                     else f"→ {attempt.peer}")
+        attempt.note(now, f"HoTI → home path via the LMA, CoTI {coti_path}")
         return self._rr_messages(attempt)
 
     def _rr_messages(self, attempt: Attempt) -> list:
+        local, remote = attempt.pair.local, attempt.pair.remote
+        p = self.policy
         actions = []
+        if isinstance(local, IPv4Address):
+            # Fig. 2 and 3: IPv4 (MN or MAG1 → CN) / IPv6 (MAG1 pCoA → MAG2 pCoA) / MH,
+            # with the IPv4 addresses in options as well. The HoTI takes the IPv4
+            # MN's tunnel to the LMA; the CoTI is routed to the CN's address,
+            # which the LMA anchors, so it reaches MAG2 the same way.
+            if attempt.home_token is None:
+                hoti = wire.HomeTestInit(home_init_cookie=attempt.home_cookie,
+                                         options=[wire.IPv4HomeAddress(local), wire.CNIPv4Address(remote)])
+                actions.append(SendHomePath(hoti, src=p.proxy_coa, dst=attempt.peer, anchor=local,
+                                            wrap_ipv4=(local, remote)))
+            if attempt.careof_token is None:
+                coti = wire.CareofTestInit(careof_init_cookie=attempt.careof_cookie,
+                                           options=[wire.IPv4CareofAddress(p.ipv4_proxy_coa),
+                                                    wire.CNIPv4Address(remote)])
+                actions.append(Send(coti, p.proxy_coa, attempt.peer, wrap_ipv4=(p.ipv4_proxy_coa, remote)))
+            return actions
         if attempt.home_token is None:
             actions.append(SendHomePath(wire.HomeTestInit(home_init_cookie=attempt.home_cookie),
-                                        src=mapped(attempt.pair.local), dst=mapped(attempt.pair.remote)))
+                                        src=local, dst=remote))
         if attempt.careof_token is None:
-            actions.append(Send(wire.CareofTestInit(careof_init_cookie=attempt.careof_cookie),
-                                self.policy.proxy_coa, attempt.peer))
+            coti = wire.CareofTestInit(careof_init_cookie=attempt.careof_cookie)
+            if p.ipv4_transport:
+                # §2.1.1.2: into the IPv4 tunnel to the LMA, which routes it by
+                # its destination, the CN's address, to the CN's MAG
+                actions.append(SendHomePath(coti, src=p.proxy_coa, dst=remote, anchor=local))
+            else:
+                actions.append(Send(coti, p.proxy_coa, attempt.peer))
         return actions
 
     def _on_test(self, msg, which: str, now: float) -> list:
@@ -380,9 +432,12 @@ class RoInitiator:
             else wire.CNHomeNetworkPrefix(128, remote),
             wire.Timestamp.from_unix(now),
         ]
+        p = self.policy
+        if attempt.over_ipv4:
+            # the peer compares it with the source it sees: a NAT if they differ
+            options.insert(2, wire.IPv4CareofAddress(p.ipv4_proxy_coa))
         bu = wire.BindingUpdate(sequence=attempt.sequence, flags=wire.BUFlags.A | wire.BUFlags.P,
                                 lifetime=lifetime // 4, options=options)
-        p = self.policy
         attempt.bu_sent = now
         if attempt.mode == "quick":
             key = p.peer_keys[attempt.peer]
@@ -392,7 +447,16 @@ class RoInitiator:
             # RFC 6275 §5.2.5: deleting a binding is keyed by the home keygen token alone
             kbm = security.binding_management_key(attempt.home_token) if lifetime == 0 else attempt.kbm
             bu = security.sign_binding_update(bu, kbm, p.proxy_coa, attempt.peer)
-        return Send(bu, p.proxy_coa, attempt.peer)
+        return self._to_peer(attempt, bu)
+
+    def _to_peer(self, attempt: Attempt, message: wire.Message) -> Send:
+        """Directly to the peer: IPv6, or IPv6/MH in UDP 5436 between the IPv4
+        proxy CoAs when the MAGs talk over IPv4 (fig. 6)."""
+        p = self.policy
+        if attempt.over_ipv4:
+            return Send(message, p.proxy_coa, attempt.peer, ipv4_dst=UdpEndpoint(attempt.peer_ipv4),
+                        ipv4_src=p.ipv4_proxy_coa)
+        return Send(message, p.proxy_coa, attempt.peer)
 
     def _on_ba(self, ba: wire.BindingAck, arrival: Arrival, now: float) -> list:
         ack = wire.find_option(ba, wire.ROAcknowledgement) or wire.find_option(ba, wire.IPv4ROAcknowledgement)
@@ -425,9 +489,17 @@ class RoInitiator:
         attempt.phase, attempt.established, attempt.failures = Phase.ESTABLISHED, True, 0
         attempt.lifetime, attempt.expires = granted, sent + granted
         attempt.refresh_at = sent + granted * self.policy.refresh_fraction
+        nat = wire.find_option(ba, wire.NATDetection)
+        attempt.nat = nat is not None
+        if nat is not None:
+            # RFC 5555 §4.1: keep the NAT's mapping alive at the refresh time it gave
+            attempt.keepalive_interval = max(float(nat.refresh_time), 1.0)
+            attempt.keepalive_at = now + attempt.keepalive_interval
+            attempt.note(now, f"NAT on the path: UDP encapsulation, keepalive every {nat.refresh_time} s")
         attempt.note(now, f"RO entry installed for {granted} s")
         return [RoInstalled(attempt.pair, attempt.peer, arrival.ipv4_src, attempt.expires, granted, attempt.mode,
-                            "initiator", setup_seconds=now - attempt.triggered if first else None)]
+                            "initiator", setup_seconds=now - attempt.triggered if first else None,
+                            nat=attempt.nat)]
 
     def _authentic(self, ba: wire.BindingAck, attempt: Attempt) -> bool:
         p = self.policy
@@ -525,6 +597,7 @@ class ResponderPolicy:
     timestamp_window: float = 7.0         # RFC 5213 TimestampValidityWindow, for the RO BU too
     peer_keys: Mapping[IPv6Address, PeerKey] = field(default_factory=dict)
     nonce_rotation: float = 30.0
+    nat_keepalive: int = 20               # refresh time in our NAT Detection option (RFC 5555)
 
 
 @dataclass(frozen=True)
@@ -590,24 +663,34 @@ class RoResponder:
 
     # --- return routability (RFC 6275 §9.4) ------------------------------------------
     def _on_hoti(self, hoti: wire.HomeTestInit, arrival: Arrival, now: float) -> list:
-        cn, mn = _unmapped(arrival.dst), _unmapped(arrival.src)
+        cn, mn = _ipv4_named(hoti, arrival)
         if not self.policy.serves(cn):
             return [RoRejected(RoPair(cn, mn), arrival.src, "hoti for a cn not served here")]
         index, nonce = self.nonces.current(now)
         # docs/protocol.md §6: the MN's home address; for an IPv4 MN its 4 octets
         token = security.home_keygen_token(self.kcn, mn, nonce)
         hot = wire.HomeTest(home_nonce_index=index, home_init_cookie=hoti.home_init_cookie, home_keygen_token=token)
+        if arrival.proxy_src is not None:
+            # Fig. 2 answered in kind: IPv4 (CN → MN) / IPv6 (MAG2 → MAG1) / MH,
+            # into the CN's tunnel to the LMA
+            return [SendHomePath(hot, src=arrival.proxy_dst, dst=arrival.proxy_src, anchor=cn, wrap_ipv4=(cn, mn))]
         if self.policy.home_path:
             return [SendHomePath(hot, src=arrival.dst, dst=arrival.src)]
         return [Send(hot, arrival.dst, arrival.src)]
 
     def _on_coti(self, coti: wire.CareofTestInit, arrival: Arrival, now: float) -> list:
+        # The care-of address is the proxy CoA in the IPv6 header (for fig. 3
+        # the one inside the IPv4 wrapper): the RO BU comes from it.
+        careof = arrival.proxy_src or arrival.src
         index, nonce = self.nonces.current(now)
-        token = security.careof_keygen_token(self.kcn, arrival.src, nonce)
+        token = security.careof_keygen_token(self.kcn, careof, nonce)
         cot = wire.CareofTest(careof_nonce_index=index, careof_init_cookie=coti.careof_init_cookie,
                               careof_keygen_token=token)
-        return [Send(cot, self.policy.address, arrival.src, ipv4_dst=arrival.ipv4_src,
-                     ipv4_src=arrival.ipv4_dst)]
+        if arrival.proxy_src is None and arrival.home_path:
+            # §2.1.1.2: it came through the LMA over IPv4 transport; so goes the
+            # CoT, through the CN's tunnel to the LMA, to MAG1's proxy CoA
+            return [SendHomePath(cot, src=self.policy.address, dst=careof, anchor=_unmapped(arrival.dst))]
+        return [Send(cot, self.policy.address, careof, ipv4_dst=arrival.ipv4_src, ipv4_src=arrival.ipv4_dst)]
 
     # --- the RO binding update (draft §2.3, RFC 6275 §9.5) ------------------------------
     def _on_bu(self, bu: wire.BindingUpdate, arrival: Arrival, now: float) -> list:
@@ -657,6 +740,10 @@ class RoResponder:
         self._forget_timestamps(now)
         self._last_timestamp[pair] = stamp.to_unix()
         lifetime = min(bu.lifetime * 4, self.policy.max_lifetime)
+        # RFC 5555 §4.1 style NAT detection: the IPv4 CoA the initiator put in
+        # the BU is not the source we see
+        coa = wire.find_option(bu, wire.IPv4CareofAddress)
+        nat = arrival.over_ipv4 and coa is not None and coa.address != arrival.ipv4_src.address
         actions = []
         if lifetime == 0:
             actions += self.remove(pair, "deregistered by the peer")
@@ -664,8 +751,9 @@ class RoResponder:
             binding = ResponderBinding(pair, peer, arrival.ipv4_src, now + lifetime, lifetime, stamp.to_unix(), mode)
             self.bindings[pair] = binding
             # installed before the BA leaves: MAG1's first optimized packet finds it
-            actions.append(RoInstalled(pair, peer, arrival.ipv4_src, binding.expires, lifetime, mode, "responder"))
-        actions.append(self._ba(bu, arrival, wire.Status.ACCEPTED, lifetime, kbm, now, mode))
+            actions.append(RoInstalled(pair, peer, arrival.ipv4_src, binding.expires, lifetime, mode, "responder",
+                                       nat=nat))
+        actions.append(self._ba(bu, arrival, wire.Status.ACCEPTED, lifetime, kbm, now, mode, nat=nat))
         return actions
 
     def _forget_timestamps(self, now: float) -> None:
@@ -675,12 +763,14 @@ class RoResponder:
             del self._last_timestamp[pair]
 
     def _ba(self, bu: wire.BindingUpdate, arrival: Arrival, status: int, lifetime: int, kbm: bytes | None,
-            now: float, mode: str | None = None) -> Send:
+            now: float, mode: str | None = None, nat: bool = False) -> Send:
         pair = _pair_of(bu)
         ack_cls = wire.IPv4ROAcknowledgement if isinstance(pair.local, IPv4Address) else wire.ROAcknowledgement
         options = [ack_cls(status=0 if status < RO_ACCEPTED_BELOW else status, lifetime=lifetime // 4)]
         stamp = wire.find_option(bu, wire.Timestamp)
         options.append(stamp if stamp is not None else wire.Timestamp.from_unix(now))
+        if nat:
+            options.append(wire.NATDetection(refresh_time=self.policy.nat_keepalive))
         ba = wire.BindingAck(status=status, flags=wire.BAFlags.P, sequence=bu.sequence, lifetime=lifetime // 4,
                              options=options)
         peer = arrival.src
@@ -702,6 +792,17 @@ class RoResponder:
 
 def _unmapped(address: IPv6Address) -> Address:
     return address.ipv4_mapped or address
+
+
+def _ipv4_named(hoti: wire.HomeTestInit, arrival: Arrival) -> tuple[Address, Address]:
+    """(CN, MN) of a HoTI. For fig. 2 the MAG "replaces the source and
+    destination address ... with IPv4 addresses in mobility option" (draft
+    §2.1.1.1); the IPv4 header around it says the same."""
+    if arrival.proxy_src is not None:
+        hoa = wire.find_option(hoti, wire.IPv4HomeAddress)
+        cn = wire.find_option(hoti, wire.CNIPv4Address)
+        return (cn.address if cn else _unmapped(arrival.dst)), (hoa.address if hoa else _unmapped(arrival.src))
+    return _unmapped(arrival.dst), _unmapped(arrival.src)
 
 
 def _pair_of(bu: wire.BindingUpdate) -> RoPair | None:

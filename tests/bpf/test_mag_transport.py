@@ -145,3 +145,24 @@ def test_truncated_inner_header_is_dropped_as_malformed(mag):
     frame = from_next_hop(IPv6(src=LMA6, dst=LOCAL6, nh=41) / bytes(ping6(CN6, MN6))[:20])
     assert mag.run(TRANSPORT, frame, "out0").action == "drop"
     assert mag.counter("mag_transport", "drop_malformed") >= 1
+
+
+def test_a_responders_entry_sends_only_once_the_initiator_has_spoken(mag):
+    """RO_RX_ONLY: installed before the BA reaches the initiator, the entry
+    accepts the peer's tunnel at once but sends into it only after the
+    peer's first packet proves the peer holds the pair as well."""
+    from .packets import from_mn, toward_next_hop
+    serve_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
+    mag.tables.set_tunnel(RO_TUNNEL, Tunnel(Encap.IP6, LOCAL6, PEER6))
+    mag.tables.set_peer(PEER6, RO_TUNNEL, PeerKind.RO)
+    mag.tables.set_ro(MN6, CN6, RO_TUNNEL, rx_only=True)
+    reply = tcp6(MN6, CN6)
+
+    before = mag.run("xdp_mag_access", from_mn(reply), "in0")
+    first = mag.run(TRANSPORT, from_next_hop(outer6(PEER6, LOCAL6, tcp6(CN6, MN6))), "out0")
+    after = mag.run("xdp_mag_access", from_mn(reply), "in0")
+
+    assert before.packet == toward_next_hop(mag.mac("out0"), outer6(LOCAL6, LMA6, hop(reply)))   # LMA path
+    assert first.action == "redirect"                                                            # accepted
+    assert after.packet == toward_next_hop(mag.mac("out0"), outer6(LOCAL6, PEER6, hop(reply)))   # RO now
+    assert mag.tables.ro_flags(MN6, CN6) == 0

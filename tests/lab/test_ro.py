@@ -59,16 +59,19 @@ def start_ro(lab, mn: str, cn: str, node: str = "mag1") -> dict:
 
 
 def packets_with(pcap, *addrs: str) -> int:
-    """Packets in pcap with any of addrs in any IPv6 header (outer or inner)."""
+    """Data packets in pcap with any of addrs in any IPv6 header (outer or
+    inner). Mobility messages do not count: RR travels the home path through
+    the LMA by design (a refresh may pass while we capture)."""
     wanted = set(addrs)
     count = 0
     for packet in rdpcap(str(pcap)):
-        layer = packet.getlayer(IPv6)
+        layer, seen = packet.getlayer(IPv6), False
         while layer is not None:
-            if layer.src in wanted or layer.dst in wanted:
-                count += 1
-                break
-            layer = layer.payload.getlayer(IPv6) if layer.payload else None
+            seen |= layer.src in wanted or layer.dst in wanted
+            inner = layer.payload.getlayer(IPv6) if layer.payload else None
+            if inner is None:
+                count += seen and layer.nh != 135
+            layer = inner
     return count
 
 

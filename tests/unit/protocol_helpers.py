@@ -176,7 +176,7 @@ def binding_lookup(*anchored: Anchored) -> Callable:
 
 
 def initiator_policy(**changes) -> InitiatorPolicy:
-    return InitiatorPolicy(**(dict(proxy_coa=MAG1, lma_address=LMA) | changes))
+    return InitiatorPolicy(**(dict(proxy_coa=MAG1, lma_address=LMA, ipv4_proxy_coa=MAG1_4) | changes))
 
 
 def responder_policy(address: IPv6Address = MAG2, serves=(CN, CN4), **changes) -> ResponderPolicy:
@@ -249,15 +249,23 @@ class RoNetwork:
 
     @staticmethod
     def decoded(action):
-        """The message as its receiver decodes it, and its Arrival."""
-        if isinstance(action, SendHomePath):
+        """The message as its receiver decodes it, and its Arrival: a message
+        of the home path arrives punted from the LMA tunnel; one in an IPv4
+        wrapper (fig. 2, 3) with the IPv4 addresses as src/dst and the IPv6
+        header's as proxy_src/proxy_dst."""
+        wrap = getattr(action, "wrap_ipv4", None)
+        if isinstance(action, SendHomePath) or wrap is not None:
             message = decode(encode(action.message, action.src, action.dst), action.src, action.dst)
-            return message, Arrival(action.src, action.dst)
+            if wrap is not None:
+                return message, Arrival(IPv6Address(f"::ffff:{wrap[0]}"), IPv6Address(f"::ffff:{wrap[1]}"),
+                                        proxy_src=action.src, proxy_dst=action.dst, home_path=True)
+            return message, Arrival(action.src, action.dst, home_path=True)
         return carry(action)
 
     def destination(self, flight: Flight) -> str | None:
         action = flight.action
-        if isinstance(action, SendHomePath):   # inside the LMA tunnels, to the other end
+        if isinstance(action, SendHomePath) or action.wrap_ipv4 is not None:
+            # inside the LMA tunnels (or routed to an address the LMA anchors), to the other end
             return "responder" if flight.origin == "initiator" else "initiator"
         if action.dst == LMA:
             return "lma"

@@ -45,6 +45,11 @@ def answer(mag, status, sequence, lifetime=3600, options=(), mn_id=MN1, src=LMA,
 # --- Attach and the PBU -------------------------------------------------------------
 
 
+def test_a_mag_without_an_ipv4_address_sends_no_ipv4_coa():
+    mag = make_mag(ipv4_proxy_coa=None)
+    assert find_option(pbu_of(mag.attach(MN1, "eth1", T0)), IPv4CareofAddress) is None
+
+
 def test_attach_sends_a_pbu_asking_for_a_prefix_and_an_ipv4_home_address():
     mag = make_mag()
     actions = mag.attach(MN1, "eth1", T0, mac="02:00:00:00:00:01")
@@ -53,8 +58,11 @@ def test_attach_sends_a_pbu_asking_for_a_prefix_and_an_ipv4_home_address():
     message = pbu_of(actions)
     # RFC 5213 §8.1: A, H and P set; lifetime in 4-second units.
     assert (message.sequence, message.flags, message.lifetime_seconds) == (1, BUFlags.A | BUFlags.H | BUFlags.P, 3600)
+    # ... and the IPv4 CoA (32) even over IPv6 transport: the LMA then knows
+    # our IPv4 proxy CoA for its RO answers (DESIGN §2)
     assert message.options == [MobileNodeIdentifier.from_nai(MN1), ALL_ZERO_HNP, HandoffIndicator(1),
-                               AccessTechnologyType(3), Timestamp.from_unix(T0), ASK_IPV4]
+                               AccessTechnologyType(3), Timestamp.from_unix(T0), ASK_IPV4,
+                               IPv4CareofAddress(MAG1_4)]
     entry = mag.entries[MN1]
     assert (entry.link, entry.mac, entry.state, entry.sequence) == ("eth1", "02:00:00:00:00:01",
                                                                     BindingState.REGISTERING, 1)
@@ -289,7 +297,7 @@ def test_detach_removes_the_routes_at_once_and_deregisters():
     assert message.lifetime == 0 and message.flags == BUFlags.A | BUFlags.H | BUFlags.P
     assert message.options == [MobileNodeIdentifier.from_nai(MN1), HomeNetworkPrefix(64, FIRST_HNP.network_address),
                                HandoffIndicator(5), AccessTechnologyType(3), Timestamp.from_unix(T0 + 60),
-                               IPv4HomeAddressRequest(FIRST_HOA)]
+                               IPv4HomeAddressRequest(FIRST_HOA), IPv4CareofAddress(MAG1_4)]
     at_lma, at_mag = exchange(mag, lma, actions, T0 + 60)
     assert of_type(at_lma, BindingRemoved) and at_mag == []
     assert mag.entries == {} and lma.bindings == {}

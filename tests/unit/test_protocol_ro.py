@@ -14,16 +14,17 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 from hypothesis import given, settings, strategies as st
-from protocol_helpers import (CN, CN4, CN_AT_MAG2, CN_HNP, FIRST_HNP, FIRST_HOA, KCN, LMA, MAG1, MAG2, MN,
+from protocol_helpers import (CN, CN4, CN_AT_MAG2, CN_HNP, FIRST_HNP, FIRST_HOA, KCN, LMA, MAG1, MAG1_4, MAG2, MAG2_4, MN,
                               MN_AT_MAG1, MN_B, MN_B_AT_MAG1, OUTSIDE_CN, QUICK_KEY, QUICK_SPI, T0, Anchored,
                               RoNetwork, binding_lookup, initiator_policy, quick_keys, responder_policy, seeded)
 
-from pmip6ctl.protocol.common import Arrival, Send
+from pmip6ctl.protocol.common import Arrival, Send, UdpEndpoint
 from pmip6ctl.protocol.ro import (Phase, RoFailed, RoInitiator, RoInstalled, RoPair, RoRejected, RoRemoved,
                                   RoResponder, SendHomePath)
 from pmip6ctl.security import MAX_NONCE_LIFETIME
 from pmip6ctl.wire import (BAFlags, BindingAck, BindingAuthorizationData, BindingError, BindingUpdate, BUFlags,
                            CareofTest, CareofTestInit, CNAddress, CNHomeNetworkPrefix, CNIPv4Address, CNIPv4HomeAddress,
+                           Heartbeat, IPv4CareofAddress, NATDetection,
                            HomeNetworkPrefix, HomeTest, HomeTestInit, IPv4HomeAddress, IPv4ROAcknowledgement,
                            LocalizedRoutingAck, LocalizedRoutingInitiation, MAGIPv6Address,
                            MobilityMessageAuthentication, NonceIndices, ROAcknowledgement, Status, Timestamp, WireError,
@@ -965,3 +966,98 @@ def test_any_interleaving_of_ro_messages_keeps_the_invariants(mode, events):
     checked.check()
     assert checked.net.responder.bindings == {} and checked.net.initiator.attempts == {}
     assert checked.net.initiator.next_deadline() is None and checked.net.responder.next_deadline() is None
+
+
+# --- IPv4 (issue 6: the draft's fig. 2, 3, 6, 7 and §2.3.2) --------------------------------------
+
+def test_an_ipv4_mns_hoti_and_coti_follow_fig_2_and_3():
+    net = network()
+    established(net, FIRST_HOA, CN4)
+    (hoti,) = [a for _, n, a in net.log if n == "initiator" and isinstance(a, SendHomePath)
+               and isinstance(a.message, HomeTestInit)]
+    # fig. 2: IPv4 (MN → CN) / IPv6 (MAG1 pCoA → MAG2 pCoA) / HoTI + IPv4 HAO + IPv4 Alt CN Address,
+    # into the IPv4 MN's own LMA tunnel
+    assert (hoti.src, hoti.dst, hoti.anchor, hoti.wrap_ipv4) == (MAG1, MAG2, FIRST_HOA, (FIRST_HOA, CN4))
+    assert hoti.message.options == [IPv4HomeAddress(FIRST_HOA), CNIPv4Address(CN4)]
+    (coti,) = [a for _, n, a in net.log if n == "initiator" and isinstance(a, Send)
+               and isinstance(a.message, CareofTestInit)]
+    # fig. 3: IPv4 (MAG1's IPv4 pCoA → CN) / IPv6 (pCoA → pCoA) / CoTI + IPv4 CoA + IPv4 Alt CN Address
+    assert (coti.src, coti.dst, coti.wrap_ipv4) == (MAG1, MAG2, (MAG1_4, CN4))
+    assert coti.message.options == [IPv4CareofAddress(MAG1_4), CNIPv4Address(CN4)]
+
+
+def test_mag2_answers_fig_2_in_kind_from_the_addresses_in_the_options():
+    net = network()
+    established(net, FIRST_HOA, CN4)
+    (hot,) = [a for _, n, a in net.log if n == "responder" and isinstance(a, SendHomePath)]
+    assert (hot.src, hot.dst, hot.anchor, hot.wrap_ipv4) == (MAG2, MAG1, CN4, (CN4, FIRST_HOA))
+    (cot,) = [a for _, n, a in net.log if n == "responder" and isinstance(a, Send)
+              and isinstance(a.message, CareofTest)]
+    assert (cot.src, cot.dst) == (MAG2, MAG1)       # the care-of address is MAG1's proxy CoA
+
+
+def test_option_recovery_trusts_the_options_of_a_fig_2_hoti():
+    res = RoResponder(responder_policy(serves=(CN4,)), kcn=KCN)
+    hoti = HomeTestInit(home_init_cookie=bytes(8), options=[IPv4HomeAddress(FIRST_HOA), CNIPv4Address(CN4)])
+    arrival = Arrival(IPv6Address("::ffff:192.0.2.99"), IPv6Address(f"::ffff:{CN4}"), proxy_src=MAG1,
+                      proxy_dst=MAG2, home_path=True)
+    (hot,) = res.receive(hoti, arrival, T0)
+    assert hot.wrap_ipv4 == (CN4, FIRST_HOA)
+
+
+def over_ipv4_network(nat=None) -> RoNetwork:
+    net = network(initiator={"ipv4_transport": True},
+                  binding_for=binding_lookup(MN_AT_MAG1, MN_B_AT_MAG1,
+                                             Anchored(CN_HNP, MAG2, CN4, ipv4_proxy_coa=MAG2_4)))
+    if nat is not None:
+        original = net.decoded
+
+        def through_nat(action):
+            message, arrival = original(action)
+            if isinstance(action, Send) and action.ipv4_dst is not None and action.src == MAG1:
+                arrival = Arrival(arrival.src, arrival.dst, ipv4_src=nat, ipv4_dst=arrival.ipv4_dst)
+            return message, arrival
+        net.decoded = through_nat
+    return net
+
+
+def test_over_ipv4_transport_the_coti_goes_through_the_lma_and_the_bu_in_udp():
+    net = over_ipv4_network()
+    installed = established(net)
+    (coti,) = [a for _, n, a in net.log if n == "initiator" and isinstance(a, SendHomePath)
+               and isinstance(a.message, CareofTestInit)]
+    assert (coti.src, coti.dst, coti.anchor) == (MAG1, CN, MN)       # routed by the LMA to the CN's MAG
+    (cot,) = [a for _, n, a in net.log if n == "responder" and isinstance(a, SendHomePath)
+              and isinstance(a.message, CareofTest)]
+    assert (cot.src, cot.dst, cot.anchor) == (MAG2, MAG1, CN)        # and back through the CN's tunnel
+    (bu,) = [a for _, n, a in net.log if n == "initiator" and isinstance(a, Send)
+             and isinstance(a.message, BindingUpdate)]
+    assert (bu.ipv4_src, bu.ipv4_dst.address) == (MAG1_4, MAG2_4)    # fig. 6
+    assert find_option(bu.message, IPv4CareofAddress) == IPv4CareofAddress(MAG1_4)
+    assert installed.nat is False and installed.peer_ipv4.address == MAG2_4
+
+
+def test_no_nat_means_no_udp_and_no_keepalive():
+    net = over_ipv4_network()
+    established(net)
+    ba = only(net.messages(BindingAck))
+    assert find_option(ba, NATDetection) is None
+    assert only(net.actions("responder", RoInstalled)).nat is False
+    net.run(60)
+    assert net.messages(Heartbeat) == []
+
+
+def test_a_nat_on_the_path_is_detected_by_the_responder_and_kept_alive_by_the_initiator():
+    nat = UdpEndpoint(IPv4Address("203.0.113.7"), 40001)
+    net = over_ipv4_network(nat=nat)
+    installed = established(net)
+    ba = only(net.messages(BindingAck))
+    assert find_option(ba, NATDetection) == NATDetection(refresh_time=20)
+    responder_side = only(net.actions("responder", RoInstalled))
+    assert (responder_side.nat, responder_side.peer_ipv4) == (True, nat)   # tunnel to the NAT's mapping
+    assert installed.nat is True
+    since, _ = net.mark()
+    net.run(61)
+    keepalives = [a for t, n, a in net.log[since:] if n == "initiator" and isinstance(a, Send)
+                  and isinstance(a.message, Heartbeat)]
+    assert len(keepalives) == 3 and all(k.ipv4_dst.address == MAG2_4 for k in keepalives)
