@@ -25,8 +25,9 @@ def forwarded_by(lab: Lab, node: str) -> int:
     return sum(c["packets"] for c in lab.client(node).call("counters") if c["verdict"] == "redirect")
 
 
-def ping(lab: Lab, src: str, dst: str, count: int = 5) -> tuple[int, int, float | None]:
-    out = lab.net.sh_ok(src, "ping", "-c", str(count), "-i", "0.05", "-W", "1", dst)
+def ping(lab: Lab, src: str, dst: str, count: int = 5, source: str | None = None) -> tuple[int, int, float | None]:
+    out = lab.net.sh_ok(src, "ping", "-c", str(count), "-i", "0.05", "-W", "1",
+                        *(["-I", source] if source else []), dst)
     sent, received = map(int, re.search(r"(\d+) packets transmitted, (\d+) received", out).groups())
     rtt = re.search(r"= [\d.]+/([\d.]+)/", out)
     return sent, received, float(rtt.group(1)) if rtt else None
@@ -80,39 +81,59 @@ def ro_row(lab: Lab, node: str, local: str, remote: str) -> dict | None:
     return next((r for r in lab.client(node).call("ro_list") if (r["local"], r["remote"]) == (local, remote)), None)
 
 
-def optimize(lab: Lab, title: str, mn: str, cn: str, peer_node: str, mode: str) -> None:
+def optimize(lab: Lab, title: str, mn: str, cn: str, peer_node: str, mode: str = "rr", initiator: str = "mag1",
+             ping_from: str = "mn1", source: str | None = None) -> None:
     """One scenario: the path before, the signaling, the path after."""
     say(title)
-    lab.client("mag1").call("ro_settings", mode=mode)
+    lab.client(initiator).call("ro_settings", mode=mode)
     before = forwarded_by(lab, "lma")
-    sent, received, _ = ping(lab, "mn1", cn, count=10)
+    sent, received, _ = ping(lab, ping_from, cn, count=10, source=source)
     via_lma_before = forwarded_by(lab, "lma") - before
 
-    lab.client("mag1").call("ro_start", mn=mn, cn=cn)
-    row = wait(lambda: (r := ro_row(lab, "mag1", mn, cn)) and r.get("roles") and r)
+    lab.client(initiator).call("ro_start", mn=mn, cn=cn)
+    row = wait(lambda: (r := ro_row(lab, initiator, mn, cn)) and r.get("roles") and r)
     if not row:
-        row = ro_row(lab, "mag1", mn, cn) or {}
+        row = ro_row(lab, initiator, mn, cn) or {}
         click.echo(f"  route optimization did not complete: {row.get('last_failure') or row.get('phase')}")
         return
-    click.echo("  signaling timeline at MAG1:")
+    click.echo(f"  signaling timeline at {initiator.upper()}:")
     for ms, what in row.get("timeline", []):
         click.echo(f"    {ms:>8.2f} ms  {what}")
 
-    mag1_before, lma_before = counters_of(lab, "mag1"), forwarded_by(lab, "lma")
-    sent2, received2, _ = ping(lab, "mn1", cn, count=10)
+    mag_before, lma_before = counters_of(lab, initiator), forwarded_by(lab, "lma")
+    sent2, received2, _ = ping(lab, ping_from, cn, count=10, source=source)
     via_lma_after = forwarded_by(lab, "lma") - lma_before
-    optimized = counters_of(lab, "mag1").get("fwd_encap_ro", 0) - mag1_before.get("fwd_encap_ro", 0)
+    optimized = counters_of(lab, initiator).get("fwd_encap_ro", 0) - mag_before.get("fwd_encap_ro", 0)
     click.echo(render_table([
         {"when": "before RO", "replies": f"{received}/{sent}", "lma": via_lma_before, "ro": 0},
         {"when": "after RO", "replies": f"{received2}/{sent2}", "lma": via_lma_after, "ro": optimized},
     ], [("when", ""), ("replies", "ping replies"), ("lma", "forwarded by the lma"),
-        ("ro", "mag1 → peer, optimized")]))
+        ("ro", f"{initiator} → peer, optimized")]))
     click.echo("  RO entries, both ends:")
-    entries = [dict(r, node="mag1") for r in lab.client("mag1").call("ro_list") if r.get("roles")]
+    entries = [dict(r, node=initiator) for r in lab.client(initiator).call("ro_list") if r.get("roles")]
     entries += [dict(r, node=peer_node) for r in lab.client(peer_node).call("ro_list") if r.get("roles")]
-    click.echo(render_table(entries, [("node", "node"), ("local", "local"), ("remote", "remote"), ("peer", "tunnel to"),
-                                      ("mode", "mode"), ("roles", "role"), ("expires_in", "expires in")]))
-    lab.client("mag1").call("ro_stop", mn=mn, cn=cn)
+    click.echo(render_table(entries, [("node", "node"), ("local", "local"), ("remote", "remote"),
+                                      ("peer", "tunnel to"), ("transport", "tunnel"), ("mode", "mode"),
+                                      ("roles", "role"), ("expires_in", "expires in")]))
+    lab.client(initiator).call("ro_stop", mn=mn, cn=cn)
+
+
+def attach_mn3(lab: Lab) -> str:
+    """mn1's second link, at MAG3 (IPv4-only transport): a third MN, with a
+    source route so that its prefix leaves through that link."""
+    lab.link_up("mn1", "eth1")
+    address = lab.wait_mn_address("mn1", ifname="eth1")
+    prefix = next(b["hnp"] for b in lab.client("mag3").call("bindings") if b["state"] == "registered")
+    lab.net.ip("mn1", f"rule add from {prefix} table 100", "route replace ::/0 via fe80::1 dev eth1 table 100",
+               family=6)
+    return address
+
+
+def detach_mn3(lab: Lab) -> None:
+    lab.net.ip("mn1", "rule del table 100", "route flush table 100", family=6)
+    for b in lab.client("mag3").call("bindings"):
+        lab.client("mag3").call("detach", mn_id=b["mn_id"])
+    lab.link_down("mn1", "eth1")
 
 
 def counters_of(lab: Lab, node: str) -> dict[str, int]:
@@ -145,6 +166,26 @@ def run_demo(lab: Lab, keep: bool = True) -> None:
     optimize(lab, "route optimization, scenario 3 (MN1 ⇄ the RO-capable CN outside the domain)", mn1, t.CN6, "cn",
              "rr")
     lab.client("mag1").call("ro_settings", mode="rr")
+    optimize(lab, "route optimization for IPv4 MNs (fig. 2-5): MN1 ⇄ MN2 by their IPv4 home addresses, "
+                  "IPv4-in-IPv6 between the MAGs", mns["mn1"]["ipv4"], mns["mn2"]["ipv4"], "mag2")
+    mn3 = attach_mn3(lab)
+    try:
+        optimize(lab, "route optimization over IPv4-only transport (§2.1.1.2, fig. 6-7): MN3 at MAG3 ⇄ MN2",
+                 mn3, mn2, "mag2", initiator="mag3", source=mn3)
+    finally:
+        detach_mn3(lab)
+    say("NAT on the path: MAG2 behind a real nftables masquerade, on IPv4 transport")
+    lab.set_nat(True)
+    try:
+        mn2 = lab.wait_mn_address("mn2")
+        click.echo("  " + "; ".join(f"{b['mn_id']} at the LMA via {b['transport']}" for b in lab.client("lma").call(
+            "bindings") if b["mn_id"].startswith("mn2")))
+        optimize(lab, "route optimization through the NAT (§2.3.2): MAG2 starts, MAG1 detects the NAT, UDP "
+                      "encapsulation and keepalives", mn2, mn1, "mag1", initiator="mag2", ping_from="mn2")
+    finally:
+        lab.set_nat(False)
+        lab.wait_mn_address("mn2")
+        lab.configure_mn_ipv4("mn2", mns["mn2"]["ipv4"])
     say("where to look next")
     click.echo("  pmip6ctl --node mag1 bindings | counters | peers      (any node: lma, mag1, mag2, mag3, cn)")
     click.echo(f"  pmip6ctl --node mag1 ro start {mn1} {mn2}   then: ro list, ro show, ro stop")
