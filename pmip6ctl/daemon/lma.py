@@ -9,6 +9,9 @@ import time
 from ..dataplane import Encap, PeerKind, Tunnel
 from .. import wire
 from ..protocol import lma as core
+from ..protocol.common import earliest
+from ..protocol.inter_lma import InterLmaQuery, Relayed
+from ..protocol.ro import PeerKey
 from ..protocol.ro_query import answer_lri
 from ..protocol.common import PMIP6_UDP_PORT
 from ..protocol.pools import AddressPool, PrefixPool
@@ -33,6 +36,7 @@ class LmaDaemon(Daemon):
             allowed_mags=set(c.lma.allowed_mags) if c.lma.allowed_mags else None,
             nat_keepalive=c.lma.nat_keepalive,
         ))
+        self.inter_lma = InterLmaQuery(c.addresses.ipv6, {p.address: PeerKey(p.spi, p.key) for p in c.peers})
         self.installed: dict[str, int] = {}      # mn_id -> tunnel id in use
         self.mag_entries: set = set()            # MAG proxy CoAs with an entry of their own
         self.open_signaling(c.addresses.ipv4)
@@ -43,25 +47,45 @@ class LmaDaemon(Daemon):
     # --- the core ---------------------------------------------------------------
     def receive(self, msg, arrival, now):
         if isinstance(msg, wire.LocalizedRoutingInitiation):
-            send, outcome = answer_lri(msg, arrival, self.config.addresses.ipv6, self.core.binding_for_address,
-                                       self.config.lma.ro_allowed)
-            log.info("RO query from %s: %s", arrival.src, outcome)
-            return [send]
+            return self.on_ro_query(msg, arrival, now)
+        if isinstance(msg, wire.LocalizedRoutingAck):
+            return self.inter_lma.on_peer_lra(msg, arrival, now)
         return self.core.receive(msg, arrival, now)
 
+    def on_ro_query(self, lri, arrival, now) -> list:
+        """A MAG's RO query (DESIGN §2), or a peer LMA's (scenario 2)."""
+        if arrival.src in self.inter_lma.peers:
+            return self.inter_lma.answer_peer(lri, arrival, self.core.binding_for_address)
+        send, outcome = answer_lri(lri, arrival, self.config.addresses.ipv6, self.core.binding_for_address,
+                                   self.config.lma.ro_allowed)
+        if outcome == "cn_not_anchored":
+            relayed = self.inter_lma.ask_peers(lri, arrival, now)
+            if relayed is not None:
+                log.info("RO query from %s for a CN anchored elsewhere: asking %d peer LMA(s)",
+                         arrival.src, len(self.inter_lma.peers))
+                return relayed
+        log.info("RO query from %s: %s", arrival.src, outcome)
+        return [send]
+
     def on_timer(self, now):
-        return self.core.on_timer(now)
+        return self.core.on_timer(now) + self.inter_lma.on_timer(now)
 
     def next_deadline(self):
-        return self.core.next_deadline()
+        return earliest(self.core.next_deadline(), self.inter_lma.next_deadline())
 
     def apply_action(self, action) -> None:
         if isinstance(action, core.BindingUpdated):
             self.install(action.entry)
             self.reconcile_mag_addresses()
+            if action.previous_proxy_coa is not None:          # a handover: peers' answers are stale
+                self.apply(self.inter_lma.binding_changed(action.entry.hnp, action.entry.ipv4_hoa))
         elif isinstance(action, core.BindingRemoved):
             self.uninstall(action.entry)
             self.reconcile_mag_addresses()
+            self.apply(self.inter_lma.binding_changed(action.entry.hnp, action.entry.ipv4_hoa))
+        elif isinstance(action, Relayed):
+            log.info("inter-LMA RO query for %s: %s", action.cn, action.outcome)
+            self.metrics.count_message("lri", "relay", action.outcome)
         elif isinstance(action, core.PbuRejected):
             log.info("rejected a PBU from %s for %s: %s", action.proxy_coa, action.mn_id, status_label(action.status))
         else:

@@ -82,6 +82,19 @@ def nat(prefix, state):
     click.echo(f"NAT in front of MAG2: {'on' if lab.nat_enabled() else 'off'}")
 
 
+@lab.command()
+@click.argument("lma", type=click.Choice(["lma", "lma2"]))
+@click.pass_obj
+def anchor(prefix, lma):
+    """Make MAG2 register MN2 with LMA (default) or LMA2 (scenario 2: the MN
+    and the CN anchored at different LMAs, which then ask each other)."""
+    lab = _lab(prefix)
+    if not lab.namespaces():
+        raise click.ClickException("the lab is down: pmip6ctl lab up")
+    lab.set_anchor(lma)
+    click.echo(f"MAG2 registers with {lma}")
+
+
 @lab.command(name="prometheus")
 @click.pass_obj
 def prometheus_config(prefix):

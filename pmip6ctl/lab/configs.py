@@ -36,12 +36,36 @@ socket = "{run_dir}/{name}.sock"
     return text
 
 
-def lma_config(run_dir: str, pin_root: str) -> str:
-    text = _common("lma", "lma", ["tr0"], t.LMA6, t.LMA4, run_dir, pin_root).replace("{access}", "")
+def peer_entries(name: str, others: tuple[str, ...], tag: str) -> str:
+    """A [[peers]] table (the peer authentication database, draft §2.2): one
+    SPI and key per pair of nodes, lab-only, derived from the pair's names
+    so that both ends agree."""
+    import hashlib
+    text = ""
+    for other in others:
+        if other == name:
+            continue
+        pair = "-".join(sorted((name, other)))
+        digest = hashlib.sha256(f"pmip6ctl lab {tag} {pair}".encode())
+        spi = 4096 + int.from_bytes(digest.digest()[:2], "big")
+        text += f"""
+[[peers]]
+name = "{other}"
+address = "{t.address6(other)}"
+spi = {spi}
+key = "{digest.hexdigest()}"
+"""
+    return text
+
+
+def lma_config(run_dir: str, pin_root: str, name: str = "lma") -> str:
+    hnp_pool, ipv4_pool = t.POOLS[name]
+    text = _common(name, "lma", ["tr0"], t.address6(name), t.address4(name), run_dir, pin_root)
+    text = text.replace("{access}", "")
     return text + f"""
 [lma]
-hnp_pool = "{t.HNP_POOL}"
-ipv4_pool = "{t.IPV4_HOA_POOL}"
+hnp_pool = "{hnp_pool}"
+ipv4_pool = "{ipv4_pool}"
 max_lifetime = 3600
 nat_keepalive = {t.NAT_KEEPALIVE}
 
@@ -49,45 +73,23 @@ nat_keepalive = {t.NAT_KEEPALIVE}
 # outside address, to show the LRA's status 128.
 [[lma.ro_policy]]
 action = "deny"
-mn = "{t.HNP_POOL}"
+mn = "{hnp_pool}"
 cn = "{t.DENIED_CN}/128"
-"""
+""" + peer_entries(name, t.LMAS, "inter-lma")
 
 
 MAGS = ("mag1", "mag2", "mag3")
 
 
-def quick_mode_peers(name: str) -> str:
-    """The peer authentication database (draft §2.2) of one lab MAG: every
-    other MAG, one SPI and key per pair (lab-only keys, derived from the
-    pair's names so that both ends agree)."""
-    import hashlib
-    text = ""
-    for other in MAGS:
-        if other == name:
-            continue
-        pair = "-".join(sorted((name, other)))
-        spi = 4096 + sum(MAGS.index(m) + 1 for m in pair.split("-")) * 16
-        key = hashlib.sha256(f"pmip6ctl lab {pair}".encode()).hexdigest()
-        text += f"""
-[[peers]]
-name = "{other}"
-address = "{t.address6(other)}"
-spi = {spi}
-key = "{key}"
-"""
-    return text
-
-
 def mag_config(name: str, run_dir: str, pin_root: str, *, ipv4_transport: bool = False,
-               trigger_packets: int = 0) -> str:
+               trigger_packets: int = 0, lma: str = "lma") -> str:
     text = _common(name, "mag", ["tr0"], t.address6(name), t.address4(name), run_dir, pin_root)
     text = text.replace("{access}", 'access = ["acc1"]\n')
     mn_ids = "\n".join(f'"{mac}" = "{mn}@lab.example"' for mn, mac in t.MN_MACS.items())
     return text + f"""
 [mag]
-lma = "{t.LMA6}"
-lma_ipv4 = "{t.LMA4}"
+lma = "{t.address6(lma)}"
+lma_ipv4 = "{t.address4(lma)}"
 transport = "{'ipv4' if ipv4_transport else 'ipv6'}"
 lifetime = 600
 
@@ -97,7 +99,7 @@ lifetime = 600
 [ro]
 trigger_packets = {trigger_packets}
 nat_keepalive = {t.NAT_KEEPALIVE}
-""" + quick_mode_peers(name)
+""" + peer_entries(name, MAGS, "quick-mode")
 
 
 def cn_config(run_dir: str, pin_root: str) -> str:
@@ -109,9 +111,12 @@ egress_interface = "pmip6-egress"
 
 
 def lab_configs(run_dir: str, pin_root: str, *, ipv4_transport_mags: set[str] = frozenset(),
-                trigger_packets: int = 0) -> dict[str, str]:
-    configs = {"lma": lma_config(run_dir, pin_root), "cn": cn_config(run_dir, pin_root)}
-    for mag in ("mag1", "mag2", "mag3"):
+                trigger_packets: int = 0, anchors: dict[str, str] | None = None) -> dict[str, str]:
+    """anchors: MAG -> the LMA it registers with (default: lma)."""
+    anchors = anchors or {}
+    configs = {lma: lma_config(run_dir, pin_root, lma) for lma in t.LMAS}
+    configs["cn"] = cn_config(run_dir, pin_root)
+    for mag in MAGS:
         configs[mag] = mag_config(mag, run_dir, pin_root, ipv4_transport=mag in ipv4_transport_mags,
-                                  trigger_packets=trigger_packets)
+                                  trigger_packets=trigger_packets, lma=anchors.get(mag, "lma"))
     return configs

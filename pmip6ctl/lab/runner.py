@@ -8,6 +8,7 @@ safe after an `up` that failed half-way."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -92,7 +93,7 @@ class Lab:
             net.ip(link.b, f"addr add {t.ACCESS_GATEWAY6}/64 dev {link.b_if} nodad",
                    f"addr add {t.ACCESS_GATEWAY4}/32 dev {link.b_if}")
             net.ip(link.a, f"link set {link.a_if} down")      # up once the MAG listens
-        for node in ("inet", "lma", "mag1", "mag2", "mag3", "nat"):
+        for node in ("inet", "lma", "lma2", "mag1", "mag2", "mag3", "nat"):
             net.router(node)
         for mn in ("mn1", "mn2"):
             for ifname in ("eth0", "eth1") if mn == "mn1" else ("eth0",):
@@ -101,14 +102,14 @@ class Lab:
                              ("router_solicitation_interval", 1), ("optimistic_dad", 1))}
                 net.sysctl(mn, **settings)
         # The core: routes to the MN pools via the LMA, to MAG2's inside via the NAT.
-        lma_link, _ = t.link_of("lma")
         nat_link, _ = t.link_of("nat")
         mag2_link, _ = t.link_of("mag2")
-        net.ip("inet", f"route add {t.HNP_POOL} via {lma_link.addr6('b')}",
-               f"route add {t.IPV4_HOA_POOL} via {lma_link.addr4('b')}",
-               f"route add {mag2_link.v6} via {nat_link.addr6('b')}",
+        for lma in t.LMAS:
+            hnp_pool, ipv4_pool = t.POOLS[lma]
+            net.ip("inet", f"route add {hnp_pool} via {t.address6(lma)}", f"route add {ipv4_pool} via {t.address4(lma)}")
+        net.ip("inet", f"route add {mag2_link.v6} via {nat_link.addr6('b')}",
                f"route add {mag2_link.v4} via {nat_link.addr4('b')}")
-        for node in ("lma", "mag1", "mag3", "cn", "nat"):
+        for node in ("lma", "lma2", "mag1", "mag3", "cn", "nat"):
             net.ip(node, f"route add ::/0 via {t.gateway6(node) if node != 'nat' else nat_link.addr6('a')}",
                    f"route add 0.0.0.0/0 via {t.gateway4(node) if node != 'nat' else nat_link.addr4('a')}")
         net.ip("mag2", f"route add ::/0 via {mag2_link.addr6('a')}", f"route add 0.0.0.0/0 via {mag2_link.addr4('a')}")
@@ -149,16 +150,46 @@ class Lab:
             text += f"  - job_name: pmip6-{role}\n    static_configs:\n      - targets: [{quoted}]\n"
         return text
 
-    # --- the NAT scenario -----------------------------------------------------------------
+    # --- MAG2's variants: behind the NAT, anchored at the second LMA -------------------------
+    def modes(self) -> dict:
+        try:
+            return json.loads((self.lab_dir / "modes.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return {"nat": False, "mag2_lma": "lma"}
+
     def nat_enabled(self) -> bool:
-        out = subprocess.run([*netns.nsenter_prefix(self.ns("nat")), "nft", "list", "tables"],
-                             capture_output=True, text=True).stdout
-        return "pmip6nat" in out
+        return self.modes()["nat"]
 
     def set_nat(self, on: bool) -> None:
         """MAG2 behind a real nftables masquerade, on IPv4 transport (RFC 5844
-        through a NAT), or back to IPv6 transport with no NAT. MAG2 restarts
-        with its new config and MN2 attaches again (same prefix and address)."""
+        through a NAT), or back to IPv6 transport with no NAT."""
+        self.reconfigure_mag2(nat=on, lma=self.modes()["mag2_lma"])
+
+    def set_anchor(self, lma: str) -> None:
+        """MAG2 registers with `lma` (lma2: scenario 2, MN2 anchored at
+        another LMA than MN1)."""
+        self.reconfigure_mag2(nat=self.modes()["nat"], lma=lma)
+
+    def reconfigure_mag2(self, *, nat: bool, lma: str) -> None:
+        """MAG2 restarts with its new config; MN2 leaves its old LMA first
+        (a deregistration) and attaches again by Router Solicitation."""
+        if lma not in t.LMAS:
+            raise LabError(f"no LMA called {lma!r} in the lab ({', '.join(t.LMAS)})")
+        for binding in self.client("mag2").call("bindings"):
+            self.client("mag2").call("detach", mn_id=binding["mn_id"])
+        time.sleep(0.3)
+        self._set_nat_rules(nat)
+        (self.lab_dir / "modes.json").write_text(json.dumps({"nat": nat, "mag2_lma": lma}))
+        self.write_configs(set(t.IPV4_TRANSPORT_MAGS) | ({"mag2"} if nat else set()), 0, only="mag2",
+                           anchors={"mag2": lma})
+        self.stop_daemon("mag2")
+        (self.socket("mag2").with_suffix(".state.json")).unlink(missing_ok=True)
+        self.start_daemon("mag2")
+        self.wait_ready("mag2")
+        self.link_down("mn2")
+        self.link_up("mn2")
+
+    def _set_nat_rules(self, on: bool) -> None:
         nft = [*netns.nsenter_prefix(self.ns("nat")), "nft"]
         subprocess.run([*nft, "delete", "table", "ip", "pmip6nat"], capture_output=True)
         subprocess.run([*netns.nsenter_prefix(self.ns("nat")), "conntrack", "-F"], capture_output=True)
@@ -173,22 +204,15 @@ class Lab:
     }}
 }}
 """)
-        mags = set(t.IPV4_TRANSPORT_MAGS) | ({"mag2"} if on else set())
-        self.write_configs(mags, 0, only="mag2")
-        self.stop_daemon("mag2")
-        (self.socket("mag2").with_suffix(".state.json")).unlink(missing_ok=True)
-        self.start_daemon("mag2")
-        self.wait_ready("mag2")
-        self.link_down("mn2")
-        self.link_up("mn2")
 
     def sysctl(self, node: str, **settings) -> None:
         self.net.sysctl(node, **settings)
 
-    def write_configs(self, ipv4_transport_mags, trigger_packets, only: str | None = None) -> None:
+    def write_configs(self, ipv4_transport_mags, trigger_packets, only: str | None = None,
+                      anchors: dict | None = None) -> None:
         (self.lab_dir / "logs").mkdir(parents=True, exist_ok=True)
         for node, text in lab_configs(str(self.run_dir), str(self.pin_root), ipv4_transport_mags=set(ipv4_transport_mags),
-                                      trigger_packets=trigger_packets).items():
+                                      trigger_packets=trigger_packets, anchors=anchors).items():
             if only is None or node == only:
                 (self.lab_dir / f"{node}.toml").write_text(text)
 

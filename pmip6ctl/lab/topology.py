@@ -37,8 +37,8 @@ class Link:
         return str(net.network_address + (1 if side == "a" else 2))
 
 
-NODES = ("inet", "lma", "mag1", "mag2", "mag3", "nat", "cn", "mn1", "mn2")
-DAEMONS = {"lma": "lma", "mag1": "mag", "mag2": "mag", "mag3": "mag", "cn": "cn"}
+NODES = ("inet", "lma", "lma2", "mag1", "mag2", "mag3", "nat", "cn", "mn1", "mn2")
+DAEMONS = {"lma": "lma", "lma2": "lma", "mag1": "mag", "mag2": "mag", "mag3": "mag", "cn": "cn"}
 
 LINKS = (
     Link("inet", "mag1", "mag1", "tr0", "2001:db8:ffff:1::/64", "192.0.2.0/29"),
@@ -47,6 +47,7 @@ LINKS = (
     Link("inet", "lma", "lma", "tr0", "2001:db8:ffff:3::/64", "192.0.2.16/29"),
     Link("inet", "mag3", "mag3", "tr0", "2001:db8:ffff:4::/64", "192.0.2.24/29"),
     Link("inet", "cn", "cn", "eth0", "2001:db8:cc::/64", "203.0.113.0/29"),
+    Link("inet", "lma2", "lma2", "tr0", "2001:db8:ffff:5::/64", "192.0.2.32/29"),
 )
 ACCESS_LINKS = (
     Link("mn1", "eth0", "mag1", "acc1"),
@@ -55,7 +56,9 @@ ACCESS_LINKS = (
 )
 
 HNP_POOL = "2001:db8:100::/48"
-IPV4_HOA_POOL = "198.51.100.0/25"
+IPV4_HOA_POOL = "198.51.100.0/26"
+# The second LMA (scenario 2, `lab anchor mag2 lma2`) has pools of its own.
+POOLS = {"lma": (HNP_POOL, IPV4_HOA_POOL), "lma2": ("2001:db8:200::/48", "198.51.100.64/27")}
 ACCESS_GATEWAY6 = "fe80::1"              # every MAG's link-local address on its access links
 ACCESS_GATEWAY4 = "198.51.100.126"       # every MAG's IPv4 default-router address for MNs
 ACCESS_MTU = 1500
@@ -100,6 +103,7 @@ def gateway4(node: str) -> str:
 
 
 LMA6, LMA4 = address6("lma"), address4("lma")
+LMAS = ("lma", "lma2")
 DENIED_CN = "2001:db8:cc::99"            # the LMA's RO policy denies optimizing toward it
 
 # The management link: the host (root namespace) ⇄ pmip-inet, IPv6 only, so

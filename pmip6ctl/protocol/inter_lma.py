@@ -1,0 +1,191 @@
+"""The RO query between LMAs (draft scenario 2, which the draft leaves to "a
+later version"), sans-I/O. docs/protocol.md §8 describes the exchange.
+
+An LMA asked (LRI) about a CN it does not anchor asks its peer LMAs with
+the same LRI, authenticated with the Mobility Message Authentication option
+(RFC 4285, keyed from the peer table, as quick mode), and relays the first
+positive answer to the MAG, with the serving MAG's address (option 51, and
+option 32 when known). It caches that answer for its lifetime. A peer that
+answered remembers who asked, and when the CN's binding moves or ends it
+sends them an unsolicited LRA (U flag) naming the CN's prefix: the asker
+drops what it cached. A peer only answers from its own binding cache: a
+query is never relayed twice, so there are no loops.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from typing import Callable, Mapping
+
+from .. import security, wire
+from .common import Arrival, Send, earliest
+from .ro import PeerKey
+from .ro_query import named_addresses
+
+Address = IPv6Address | IPv4Address
+
+QUERY_TIMEOUT = 1.0        # how long the asking MAG waits for the peers, at most
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    mag: IPv6Address
+    mag_ipv4: IPv4Address | None
+    expires: float
+    peer: IPv6Address               # the LMA that anchors the CN
+
+
+@dataclass
+class PendingQuery:
+    """A MAG's LRI waiting for the peers' answers."""
+    lri: wire.LocalizedRoutingInitiation
+    arrival: Arrival
+    cn: Address
+    asked: set[IPv6Address]
+    sequences: dict[int, IPv6Address]
+    deadline: float
+
+
+@dataclass(frozen=True)
+class Relayed:
+    """For the log and the counters: how a query was settled."""
+    cn: Address
+    outcome: str                    # answered_by_peer, answered_from_cache, no_peer_anchors_it, ...
+
+
+@dataclass
+class InterLmaQuery:
+    address: IPv6Address
+    peers: Mapping[IPv6Address, PeerKey]
+    cache: dict[Address, CachedAnswer] = field(default_factory=dict)
+    pending: list[PendingQuery] = field(default_factory=list)
+    askers: dict[IPv6Network | IPv4Address, set[IPv6Address]] = field(default_factory=dict)
+    _sequence: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    # --- a MAG asked about a CN we do not anchor -------------------------------------------
+    def ask_peers(self, lri: wire.LocalizedRoutingInitiation, arrival: Arrival, now: float) -> list | None:
+        """What to do with a MAG's query for a foreign CN: an LRA from the
+        cache, LRIs to the peers, or None when there is nobody to ask."""
+        _, cn = named_addresses(lri)
+        cached = self.cache.get(cn)
+        if cached is not None and cached.expires > now:
+            return [self._answer(lri, arrival, cached), Relayed(cn, "answered_from_cache")]
+        self.cache.pop(cn, None)
+        if not self.peers or cn is None:
+            return None
+        query = PendingQuery(lri, arrival, cn, set(self.peers), {}, now + QUERY_TIMEOUT)
+        actions = []
+        for peer, key in self.peers.items():
+            sequence = next(self._sequence) & 0xFFFF
+            query.sequences[sequence] = peer
+            forwarded = wire.LocalizedRoutingInitiation(sequence=sequence, lifetime=lri.lifetime,
+                                                        options=[o for o in lri.options
+                                                                 if not isinstance(o, wire.MobilityMessageAuthentication)])
+            actions.append(Send(security.sign_mma(forwarded, key.spi, key.key, self.address, peer), self.address, peer))
+        self.pending.append(query)
+        return actions
+
+    # --- answers and notices from a peer LMA ------------------------------------------------
+    def on_peer_lra(self, lra: wire.LocalizedRoutingAck, arrival: Arrival, now: float) -> list:
+        key = self.peers.get(arrival.src)
+        if key is None or not security.verify_mma(lra, {key.spi: key.key}, arrival.src, arrival.dst):
+            return [Relayed(None, "unauthenticated_peer_answer")]
+        if lra.unsolicited:
+            return self._on_notice(lra, arrival.src)
+        query = next((q for q in self.pending if q.sequences.get(lra.sequence) == arrival.src), None)
+        if query is None:
+            return []
+        query.asked.discard(arrival.src)
+        if lra.status == wire.LRAStatus.SUCCESS:
+            mag = wire.find_option(lra, wire.MAGIPv6Address)
+            if mag is not None:
+                ipv4 = wire.find_option(lra, wire.IPv4CareofAddress)
+                answer = CachedAnswer(mag.address, ipv4.address if ipv4 else None, now + lra.lifetime, arrival.src)
+                self.cache[query.cn] = answer
+                self.pending.remove(query)
+                return [self._answer(query.lri, query.arrival, answer), Relayed(query.cn, "answered_by_peer")]
+        if not query.asked:
+            self.pending.remove(query)
+            return [self._refuse(query), Relayed(query.cn, "no_peer_anchors_it")]
+        return []
+
+    def on_timer(self, now: float) -> list:
+        actions = []
+        for query in [q for q in self.pending if q.deadline <= now]:
+            self.pending.remove(query)
+            actions += [self._refuse(query), Relayed(query.cn, "peers_did_not_answer")]
+        for cn in [cn for cn, answer in self.cache.items() if answer.expires <= now]:
+            del self.cache[cn]
+        return actions
+
+    def next_deadline(self) -> float | None:
+        return earliest(*(q.deadline for q in self.pending), *(a.expires for a in self.cache.values()))
+
+    def _on_notice(self, lra: wire.LocalizedRoutingAck, peer: IPv6Address) -> list:
+        """The peer's CN moved or left: forget what we cached from it."""
+        prefix = wire.find_option(lra, wire.CNHomeNetworkPrefix)
+        address = wire.find_option(lra, wire.CNIPv4HomeAddress)
+        stale = [cn for cn, a in self.cache.items() if a.peer == peer and (
+            (prefix and isinstance(cn, IPv6Address) and cn in IPv6Network(f"{prefix.prefix}/{prefix.prefix_length}"))
+            or (address and cn == address.address))]
+        for cn in stale:
+            del self.cache[cn]
+        return [Relayed(cn, "cache_invalidated_by_peer") for cn in stale]
+
+    # --- a peer LMA asked us ---------------------------------------------------------------------
+    def answer_peer(self, lri: wire.LocalizedRoutingInitiation, arrival: Arrival,
+                    binding_for: Callable[[Address], object | None]) -> list:
+        """Answer a peer's query from our own binding cache only."""
+        key = self.peers.get(arrival.src)
+        if key is None or not security.verify_mma(lri, {key.spi: key.key}, arrival.src, arrival.dst):
+            return [Relayed(None, "unauthenticated_peer_query")]
+        _, cn = named_addresses(lri)
+        serving = binding_for(cn) if cn is not None else None
+        options = []
+        if serving is None:
+            status = wire.LRAStatus.MN_NOT_ATTACHED
+        else:
+            status = wire.LRAStatus.SUCCESS
+            options.append(wire.MAGIPv6Address(serving.proxy_coa))
+            ipv4 = serving.ipv4_proxy_coa or (serving.mag_ipv4.address if serving.mag_ipv4 else None)
+            if ipv4 is not None:
+                options.append(wire.IPv4CareofAddress(ipv4))
+            self.askers.setdefault(serving.hnp, set()).add(arrival.src)
+        lra = wire.LocalizedRoutingAck(sequence=lri.sequence, status=status,
+                                       lifetime=lri.lifetime if serving else 0, options=options)
+        return [Send(security.sign_mma(lra, key.spi, key.key, self.address, arrival.src), self.address, arrival.src),
+                Relayed(cn, "answered_peer" if serving else "not_anchored_here")]
+
+    def binding_changed(self, hnp: IPv6Network, ipv4_hoa: IPv4Address | None) -> list:
+        """A binding some peer asked about moved or ended: notify the askers."""
+        askers = self.askers.pop(hnp, set())
+        actions = []
+        for peer in askers:
+            key = self.peers.get(peer)
+            if key is None:
+                continue
+            options = [wire.CNHomeNetworkPrefix(hnp.prefixlen, hnp.network_address)]
+            if ipv4_hoa is not None:
+                options.append(wire.CNIPv4HomeAddress(32, ipv4_hoa))
+            notice = wire.LocalizedRoutingAck(sequence=next(self._sequence) & 0xFFFF,
+                                              status=wire.LRAStatus.MN_NOT_ATTACHED, lifetime=0,
+                                              unsolicited=True, options=options)
+            actions.append(Send(security.sign_mma(notice, key.spi, key.key, self.address, peer), self.address, peer))
+        return actions
+
+    # --- answering the MAG ---------------------------------------------------------------------------
+    def _answer(self, lri, arrival: Arrival, answer: CachedAnswer) -> Send:
+        options = [wire.MAGIPv6Address(answer.mag)]
+        if answer.mag_ipv4 is not None:
+            options.append(wire.IPv4CareofAddress(answer.mag_ipv4))
+        lra = wire.LocalizedRoutingAck(sequence=lri.sequence, status=wire.LRAStatus.SUCCESS,
+                                       lifetime=lri.lifetime, options=options)
+        return Send(lra, self.address, arrival.src, ipv4_dst=arrival.ipv4_src, ipv4_src=arrival.ipv4_dst)
+
+    def _refuse(self, query: PendingQuery) -> Send:
+        lra = wire.LocalizedRoutingAck(sequence=query.lri.sequence, status=wire.LRAStatus.MN_NOT_ATTACHED,
+                                       lifetime=0)
+        return Send(lra, self.address, query.arrival.src, ipv4_dst=query.arrival.ipv4_src,
+                    ipv4_src=query.arrival.ipv4_dst)
