@@ -62,6 +62,7 @@ class MagDaemon(Daemon):
         self.ndp = NdpSocket()
         self._loop.add_reader(self.ndp.fileno(), self._on_router_solicitation)
         self.access = {self.netlink.ifindex(name): name for name in c.interfaces.access}
+        self.netlink.watch_links(lambda ifname, up: self._loop.call_soon_threadsafe(self.on_link, ifname, up))
         overhead = TUNNEL_OVERHEAD["ipv6"]       # RO may use IPv6 outer headers even over IPv4 transport
         self.ra_mtu = c.mag.advertise_mtu or min(self.netlink.mtu(n) for n in c.interfaces.access) - overhead
 
@@ -214,6 +215,16 @@ class MagDaemon(Daemon):
             else:
                 log.info("router solicitation from %s on %s: attaching %s", rs.mac, link, mn_id)
                 self.apply(self.core.attach(mn_id, link, time.time(), mac=rs.mac))
+
+    def on_link(self, ifname: str, up: bool) -> None:
+        """An access link lost its carrier: the MNs on it left (RFC 5213
+        §6.9.1.2 detach detection from the link layer)."""
+        if up or ifname not in self.config.interfaces.access:
+            return
+        now = time.time()
+        for entry in [e for e in self.core.entries.values() if e.link == ifname]:
+            log.info("%s left: %s lost its carrier", entry.mn_id, ifname)
+            self.apply(self.core.detach(entry.mn_id, now))
 
     def advertise(self, entry, withdraw: bool = False) -> None:
         """An RA for the MN's home network prefix on its link (valid lifetime

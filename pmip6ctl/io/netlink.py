@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address, IPv6Address
 
@@ -101,6 +102,29 @@ class Netlink:
         self.ipr.neigh("replace", dst=str(addr), lladdr=mac, ifindex=self.ifindex(ifname),
                        state=0x80,  # NUD_PERMANENT
                        family=socket.AF_INET6 if addr.version == 6 else socket.AF_INET)
+
+    # --- link state ----------------------------------------------------------------------
+    @staticmethod
+    def watch_links(callback) -> threading.Thread:
+        """Calls callback(ifname, up) from a thread of its own whenever a
+        link's carrier comes or goes (an MN leaving its access link)."""
+        def watch():
+            ipr = IPRoute()
+            ipr.bind()
+            known: dict[str, bool] = {}
+            while True:
+                for msg in ipr.get():
+                    if msg.get("event") != "RTM_NEWLINK":
+                        continue
+                    ifname = msg.get_attr("IFLA_IFNAME")
+                    up = msg.get_attr("IFLA_OPERSTATE") == "UP" and bool(msg.get_attr("IFLA_CARRIER"))
+                    if known.get(ifname) != up:
+                        known[ifname] = up
+                        callback(ifname, up)
+
+        thread = threading.Thread(target=watch, name="link-watch", daemon=True)
+        thread.start()
+        return thread
 
     # --- veths (the CN agent's egress pair) ----------------------------------------
     @_on_worker

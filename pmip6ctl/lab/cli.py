@@ -95,6 +95,23 @@ def anchor(prefix, lma):
     click.echo(f"MAG2 registers with {lma}")
 
 
+@lab.command()
+@click.argument("mn", type=click.Choice(["mn1", "mn2"]))
+@click.argument("mag", type=click.Choice(["mag1", "mag2", "mag3"]))
+@click.pass_obj
+def move(prefix, mn, mag):
+    """Hand MN over to MAG: it leaves its access link and appears on the
+    other (MAG3, or back to its home MAG). Route optimization follows."""
+    lab = _lab(prefix)
+    if not lab.namespaces():
+        raise click.ClickException("the lab is down: pmip6ctl lab up")
+    try:
+        lab.move(mn, mag)
+    except LabError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{mn} is at {mag}")
+
+
 @lab.command(name="prometheus")
 @click.pass_obj
 def prometheus_config(prefix):

@@ -84,7 +84,8 @@ MAGS = ("mag1", "mag2", "mag3")
 def mag_config(name: str, run_dir: str, pin_root: str, *, ipv4_transport: bool = False,
                trigger_packets: int = 0, lma: str = "lma") -> str:
     text = _common(name, "mag", ["tr0"], t.address6(name), t.address4(name), run_dir, pin_root)
-    text = text.replace("{access}", 'access = ["acc1"]\n')
+    access = ", ".join(f'"{link.b_if}"' for link in t.ACCESS_LINKS if link.b == name)
+    text = text.replace("{access}", f"access = [{access}]\n")
     mn_ids = "\n".join(f'"{mac}" = "{mn}@lab.example"' for mn, mac in t.MN_MACS.items())
     return text + f"""
 [mag]

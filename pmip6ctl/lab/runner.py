@@ -88,7 +88,7 @@ class Lab:
                 net.ip(node, f"addr add {link.addr6(side)}/64 dev {ifname} nodad",
                        f"addr add {link.addr4(side)}/{link.v4.split('/')[1]} dev {ifname}")
         for link in t.ACCESS_LINKS:
-            mac = t.MN_MACS[link.a] if link.a_if == "eth0" else t.SECOND_MAC
+            mac = t.MN_MACS[link.a] if link.a_if == "eth0" else t.SECOND_MACS[link.a]
             net.veth(link.a, link.a_if, link.b, link.b_if, mac_a=mac)
             net.ip(link.b, f"addr add {t.ACCESS_GATEWAY6}/64 dev {link.b_if} nodad",
                    f"addr add {t.ACCESS_GATEWAY4}/32 dev {link.b_if}")
@@ -96,10 +96,16 @@ class Lab:
         for node in ("inet", "lma", "lma2", "mag1", "mag2", "mag3", "nat"):
             net.router(node)
         for mn in ("mn1", "mn2"):
-            for ifname in ("eth0", "eth1") if mn == "mn1" else ("eth0",):
+            for ifname in ("eth0", "eth1"):
+                # keep_addr_on_down: an MN that moves keeps its address (and its
+                # TCP connections) while its old link is down. accept_dad 0: on
+                # a point-to-point access link with a prefix of its own (RFC 5213
+                # §6.2) the MN cannot collide, and DAD would hold its first
+                # Router Solicitation back for a second after every move.
                 settings = {f"net__ipv6__conf__{ifname}__{k}": v for k, v in
                             (("accept_ra", 1), ("router_solicitation_delay", 0),
-                             ("router_solicitation_interval", 1), ("optimistic_dad", 1))}
+                             ("router_solicitation_interval", 1), ("accept_dad", 0),
+                             ("keep_addr_on_down", 1))}
                 net.sysctl(mn, **settings)
         # The core: routes to the MN pools via the LMA, to MAG2's inside via the NAT.
         nat_link, _ = t.link_of("nat")
@@ -302,6 +308,30 @@ class Lab:
         self.net.ip(mn, f"link set {ifname} mtu {mtu}", f"addr replace {hoa}/32 dev {ifname}",
                     f"route replace {t.ACCESS_GATEWAY4}/32 dev {ifname}",
                     f"route replace 0.0.0.0/0 via {t.ACCESS_GATEWAY4} dev {ifname}")
+
+    def where(self, mn: str) -> str:
+        """The MAG the MN is attached to now (by which of its links is up)."""
+        up = "state UP" in self.sh(mn, "ip", "link", "show", "eth1")
+        return t.AWAY_MAG if up and self.second_link_is_the_mn(mn) else t.HOME_MAG[mn]
+
+    def second_link_is_the_mn(self, mn: str) -> bool:
+        return t.MN_MACS[mn] in self.sh(mn, "ip", "link", "show", "eth1")
+
+    def move(self, mn: str, to: str) -> None:
+        """Handover: the MN leaves its access link (its MAG sees the carrier
+        go and detaches it) and appears on the other, at MAG3 or back home,
+        where its Router Solicitation attaches it with the same identity."""
+        home = t.HOME_MAG[mn]
+        if to not in (home, t.AWAY_MAG):
+            raise LabError(f"{mn} can move between {home} and {t.AWAY_MAG}, not to {to}")
+        if to == self.where(mn):
+            return
+        if to == t.AWAY_MAG:
+            self.link_down(mn, "eth0")
+            self.net.ip(mn, f"link set eth1 address {t.MN_MACS[mn]}", "link set eth1 up")
+        else:
+            self.net.ip(mn, "link set eth1 down", f"link set eth1 address {t.SECOND_MACS[mn]}")
+            self.link_up(mn, "eth0")
 
     # --- down / status ---------------------------------------------------------------------------
     def down(self, quiet: bool = False) -> list[str]:

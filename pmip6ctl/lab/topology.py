@@ -52,8 +52,11 @@ LINKS = (
 ACCESS_LINKS = (
     Link("mn1", "eth0", "mag1", "acc1"),
     Link("mn2", "eth0", "mag2", "acc1"),
-    Link("mn1", "eth1", "mag3", "acc1"),     # down until MN1 moves (handover)
+    Link("mn1", "eth1", "mag3", "acc1"),     # down until MN1 moves there (handover)
+    Link("mn2", "eth1", "mag3", "acc2"),     # down until MN2 moves there
 )
+HOME_MAG = {"mn1": "mag1", "mn2": "mag2"}
+AWAY_MAG = "mag3"
 
 HNP_POOL = "2001:db8:100::/48"
 IPV4_HOA_POOL = "198.51.100.0/26"
@@ -63,9 +66,11 @@ ACCESS_GATEWAY6 = "fe80::1"              # every MAG's link-local address on its
 ACCESS_GATEWAY4 = "198.51.100.126"       # every MAG's IPv4 default-router address for MNs
 ACCESS_MTU = 1500
 MN_MACS = {"mn1": "02:00:00:00:01:10", "mn2": "02:00:00:00:02:10"}
-# mn1's second interface has a MAC of its own: at MAG3 it is a third MN,
-# registered over IPv4 transport, until `lab move` makes it MN1 (handover).
-SECOND_MAC = "02:00:00:00:01:11"
+# The MNs' second interfaces (toward MAG3) have MACs of their own: mn1's is
+# a third MN, "MN3", registered over IPv4 transport; `lab move` gives an MN's
+# second interface the MN's own MAC, so that MAG3 sees the same MN arrive.
+SECOND_MACS = {"mn1": "02:00:00:00:01:11", "mn2": "02:00:00:00:02:11"}
+SECOND_MAC = SECOND_MACS["mn1"]
 IPV4_TRANSPORT_MAGS = frozenset({"mag3"})
 
 # The NAT scenario (`lab nat on`): pmip-nat masquerades MAG2's IPv4 side, and

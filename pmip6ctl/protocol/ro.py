@@ -237,9 +237,18 @@ class RoInitiator:
         if attempt is None:
             return []
         actions = []
-        if attempt.established and attempt.peer is not None and self._can_sign_deregistration(attempt, now):
-            attempt.sequence = self._next_sequence()
-            actions.append(self._binding_update(attempt, now, lifetime=0))
+        if attempt.established and attempt.peer is not None:
+            if self._can_sign_deregistration(attempt, now):
+                attempt.sequence = self._next_sequence()
+                actions.append(self._binding_update(attempt, now, lifetime=0))
+            else:
+                # No fresh token to sign a deregistration with: a Binding
+                # Error tells the peer all the same (RFC 6275 §9.3.3), so that
+                # it stops sending toward us at once.
+                be = wire.BindingError(
+                    status=wire.BindingErrorStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS_DESTINATION_OPTION,
+                    home_address=mapped(pair.local))
+                actions.append(self._to_peer(attempt, be))
         if attempt.established:
             actions.append(RoRemoved(pair, attempt.peer, "initiator", reason))
         return actions
@@ -513,7 +522,10 @@ class RoInitiator:
         actions = []
         for attempt in [a for a in self.attempts.values() if a.phase != Phase.BACKOFF
                         and a.peer == arrival.src and mapped(a.pair.local) == be.home_address]:
-            actions += self._lose(attempt, now, "binding error from the peer")
+            # The peer lost the pair (its CN moved or left): no fault of the
+            # attempt, so no backoff: the flow's next trigger starts afresh
+            # (handover with RO active, toward the CN's new MAG).
+            actions += self._fail(attempt, now, "binding error from the peer", penalize=False)
         return actions
 
     def _refresh(self, attempt: Attempt, now: float) -> list:
@@ -548,16 +560,21 @@ class RoInitiator:
         attempt.retransmission.stop()
         return []
 
-    def _fail(self, attempt: Attempt, now: float, reason: str, long: bool = False) -> list:
+    def _fail(self, attempt: Attempt, now: float, reason: str, long: bool = False, penalize: bool = True) -> list:
+        """Back to the LMA path; retry after a backoff that doubles with each
+        failure (penalize=False: no failure of ours, retry at once)."""
         attempt.retransmission.stop()
         actions = []
         if attempt.established:
             actions.append(RoRemoved(attempt.pair, attempt.peer, "initiator", reason))
-        attempt.failures += 1
-        factor = 16 if long else 2 ** min(attempt.failures - 1, 4)
         attempt.phase, attempt.established = Phase.BACKOFF, False
         attempt.expires = attempt.refresh_at = None
-        attempt.retry_at = now + self.policy.retry_interval * factor
+        if penalize:
+            attempt.failures += 1
+            factor = 16 if long else 2 ** min(attempt.failures - 1, 4)
+            attempt.retry_at = now + self.policy.retry_interval * factor
+        else:
+            attempt.retry_at = now
         attempt.last_failure = reason
         attempt.note(now, f"failed: {reason}")
         actions.append(RoFailed(attempt.pair, reason, attempt.retry_at))
