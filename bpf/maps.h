@@ -77,6 +77,10 @@ struct ro_key {
 struct ro_entry {
     __u32 tunnel_id;        /* toward the RO peer (MAG2, MAG1 or a CN) */
     __u32 flags;
+    __u32 also_from_tunnel; /* 0, or a second tunnel the peer may use: when both MAGs
+                             * started RO for the pair over different transports,
+                             * each sends through its own exchange's tunnel */
+    __u32 reserved;
     __u64 expires_ns;       /* CLOCK_MONOTONIC; 0 = no expiry. The data plane itself
                              * drops a lapsed binding, so the flow falls back to the
                              * LMA path even when no daemon is there to remove it. */

@@ -110,7 +110,7 @@ static __always_inline int ro_peer_may_send(struct xdp_md *ctx, __u32 prog, cons
 {
     struct ro_entry *ro = lookup_ro(&tun->inner.dst, &tun->inner.src);
 
-    if (ro && ro->tunnel_id == peer->tunnel_id) {
+    if (ro && (ro->tunnel_id == peer->tunnel_id || (ro->also_from_tunnel && ro->also_from_tunnel == peer->tunnel_id))) {
         if (ro->flags & RO_RX_ONLY)
             ro->flags &= ~RO_RX_ONLY;
         return 1;

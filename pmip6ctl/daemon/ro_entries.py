@@ -2,9 +2,12 @@
 and the CN agent.
 
 A pair may be held by both roles at once (both MAGs saw the flow and both
-started RO): the entry stays while either role holds it. The tunnel toward
-the peer is shared by every pair with that peer, and its peer entry lets the
-peer's tunnelled traffic in (PeerKind.RO)."""
+started RO): the entry stays while either role holds it. Each role keeps the
+tunnel its own exchange set up — the two MAGs may have chosen different
+transports (an IPv4-transport MAG answers over IPv4 a peer that reached it
+over IPv6) — so that the peer entries of both let the peer's tunnelled
+traffic in (PeerKind.RO); our own traffic takes the initiator's tunnel. A
+tunnel is shared by every pair with that peer."""
 
 from __future__ import annotations
 
@@ -20,15 +23,38 @@ log = logging.getLogger("pmip6ctl.ro")
 
 
 @dataclass
-class InstalledPair:
-    pair: RoPair
+class RoleBinding:
     peer: object
     tunnel_id: int
     expires: float
+
+
+@dataclass
+class InstalledPair:
+    pair: RoPair
     mode: str
-    transport: str = "ipv6"
-    roles: set[str] = field(default_factory=set)
+    by_role: dict[str, RoleBinding] = field(default_factory=dict)
     installed: float = field(default_factory=time.time)
+
+    @property
+    def roles(self) -> set[str]:
+        return set(self.by_role)
+
+    @property
+    def sending(self) -> RoleBinding:
+        return self.by_role.get("initiator") or self.by_role["responder"]
+
+    @property
+    def peer(self):
+        return self.sending.peer
+
+    @property
+    def tunnel_id(self) -> int:
+        return self.sending.tunnel_id
+
+    @property
+    def expires(self) -> float:
+        return max(binding.expires for binding in self.by_role.values())
 
 
 class RoEntries:
@@ -51,44 +77,51 @@ class RoEntries:
         return Tunnel(Encap.IP4, self.local_ipv4, endpoint.address)
 
     def install(self, action: RoInstalled) -> InstalledPair:
-        pair = action.pair
-        user = f"ro {pair}"
-        tunnel_id = self.tunnels.acquire(self.tunnel_for(action), user, PeerKind.RO)
-        current = self.pairs.get(pair)
-        if current is not None and current.tunnel_id != tunnel_id:
-            self.tunnels.release(current.tunnel_id, user)
-        entry = current or InstalledPair(pair, action.peer, tunnel_id, action.expires, action.mode)
-        entry.peer, entry.tunnel_id, entry.mode = action.peer, tunnel_id, action.mode
-        entry.transport = self.tunnels.tunnel(tunnel_id).encap.name.lower()
-        entry.expires = max(action.expires, entry.expires) if current else action.expires
-        entry.roles.add(action.role)
-        self.pairs[pair] = entry
-        # the XDP programs drop the entry themselves once its lifetime is over
-        expires_ns = time.monotonic_ns() + int(max(entry.expires - time.time(), 0) * 1e9)
-        # The responder installs before its BA reaches the initiator: it sends
-        # nothing into the tunnel until the initiator's first packet arrives
-        # there, else its packets would meet a peer that does not know it yet.
-        self.tables.set_ro(pair.local, pair.remote, tunnel_id, expires_ns,
-                           rx_only="initiator" not in entry.roles)
-        log.info("RO %s via %s (%s, %s, %d s)", pair, action.peer, action.role, action.mode, action.lifetime)
+        pair, role = action.pair, action.role
+        tunnel_id = self.tunnels.acquire(self.tunnel_for(action), self._user(pair, role), PeerKind.RO)
+        entry = self.pairs.setdefault(pair, InstalledPair(pair, action.mode))
+        previous = entry.by_role.get(role)
+        if previous is not None and previous.tunnel_id != tunnel_id:
+            self.tunnels.release(previous.tunnel_id, self._user(pair, role))
+        entry.by_role[role] = RoleBinding(action.peer, tunnel_id, action.expires)
+        entry.mode = action.mode
+        self._program(entry)
+        log.info("RO %s via %s (%s, %s, %d s)", pair, action.peer, role, action.mode, action.lifetime)
         return entry
 
     def remove(self, pair: RoPair, role: str, reason: str) -> bool:
         """True when the entry is gone from the data plane."""
         entry = self.pairs.get(pair)
-        if entry is None:
+        binding = entry.by_role.pop(role, None) if entry else None
+        if binding is None:
             return False
-        entry.roles.discard(role)
-        if entry.roles:
+        if entry.by_role:
+            self._program(entry)     # onto the other role's tunnel before this one may go
+            self.tunnels.release(binding.tunnel_id, self._user(pair, role))
             return False
         del self.pairs[pair]
         self.tables.remove_ro(pair.local, pair.remote)
-        self.tunnels.release(entry.tunnel_id, f"ro {pair}")
+        self.tunnels.release(binding.tunnel_id, self._user(pair, role))
         log.info("RO %s removed (%s): back to the LMA path", pair, reason)
         return True
+
+    def _program(self, entry: InstalledPair) -> None:
+        # the XDP programs drop the entry themselves once its lifetime is over
+        expires_ns = time.monotonic_ns() + int(max(entry.expires - time.time(), 0) * 1e9)
+        # The responder installs before its BA reaches the initiator: it sends
+        # nothing into the tunnel until the initiator's first packet arrives
+        # there, else its packets would meet a peer that does not know it yet.
+        other_tunnels = {b.tunnel_id for b in entry.by_role.values()} - {entry.tunnel_id}
+        self.tables.set_ro(entry.pair.local, entry.pair.remote, entry.tunnel_id, expires_ns,
+                           rx_only="initiator" not in entry.roles, also_from_tunnel=min(other_tunnels, default=0))
+
+    @staticmethod
+    def _user(pair: RoPair, role: str) -> str:
+        return f"ro {pair} ({role})"
 
     def rows(self) -> list[dict]:
         now = time.time()
         return [{"local": str(e.pair.local), "remote": str(e.pair.remote), "peer": str(e.peer),
-                 "tunnel": e.tunnel_id, "transport": e.transport, "mode": e.mode, "roles": sorted(e.roles),
-                 "expires_in": round(e.expires - now, 1)} for e in self.pairs.values()]
+                 "tunnel": e.tunnel_id, "transport": self.tunnels.tunnel(e.tunnel_id).encap.name.lower(),
+                 "mode": e.mode, "roles": sorted(e.roles), "expires_in": round(e.expires - now, 1)}
+                for e in self.pairs.values()]

@@ -79,6 +79,7 @@ class RoEntry:
     remote: IPAddress
     tunnel_id: int
     expires_ns: int = 0          # time.monotonic_ns() deadline; 0 = none
+    also_from_tunnel: int = 0    # a second tunnel the peer may send through; 0 = none
 
 
 @dataclass(frozen=True)
@@ -203,17 +204,21 @@ class Tables:
         _set_addr(key.remote, remote)
         return key
 
-    def set_ro(self, local, remote, tunnel_id: int, expires_ns: int = 0, rx_only: bool = False) -> None:
+    def set_ro(self, local, remote, tunnel_id: int, expires_ns: int = 0, rx_only: bool = False,
+               also_from_tunnel: int = 0) -> None:
         """expires_ns: a time.monotonic_ns() deadline after which the data
         plane itself ignores the entry (0: never). rx_only: accept the peer's
         traffic but send nothing until its first packet arrives (RO_RX_ONLY);
-        an entry the data plane already confirmed stays confirmed."""
+        an entry the data plane already confirmed stays confirmed.
+        also_from_tunnel: a second tunnel whose peer's traffic the entry
+        accepts (the peer's own RO exchange chose another transport)."""
         key = self._ro_key(local, remote)
         current = self.ro_table.get(key)
         if current is not None and current.tunnel_id == tunnel_id and not current.flags & RO_RX_ONLY:
             rx_only = False
         leaf = self.ro_table.Leaf()
         leaf.tunnel_id = tunnel_id
+        leaf.also_from_tunnel = also_from_tunnel
         leaf.expires_ns = expires_ns
         leaf.flags = RO_RX_ONLY if rx_only else 0
         self.ro_table[key] = leaf
@@ -241,7 +246,8 @@ class Tables:
 
     def list_ro(self) -> list[RoEntry]:
         return [
-            RoEntry(_get_addr(key.local), _get_addr(key.remote), leaf.tunnel_id, leaf.expires_ns)
+            RoEntry(_get_addr(key.local), _get_addr(key.remote), leaf.tunnel_id, leaf.expires_ns,
+                    leaf.also_from_tunnel)
             for key, leaf in self.ro_table.items()
         ]
 

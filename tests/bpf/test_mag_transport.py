@@ -166,3 +166,44 @@ def test_a_responders_entry_sends_only_once_the_initiator_has_spoken(mag):
     assert first.action == "redirect"                                                            # accepted
     assert after.packet == toward_next_hop(mag.mac("out0"), outer6(LOCAL6, PEER6, hop(reply)))   # RO now
     assert mag.tables.ro_flags(MN6, CN6) == 0
+
+
+def test_a_pair_both_mags_optimized_over_different_transports_accepts_both_tunnels(mag):
+    """MAG2 reached us over IPv6 while our own exchange ran over IPv4 (we
+    are an IPv4-transport MAG): the pair keeps both roles' tunnels, takes
+    the initiator's for our traffic, accepts the peer's through either, and
+    falls back to the other one when a role ends (sending into it once the
+    peer has used it, as any responder's entry)."""
+    from ipaddress import IPv4Address, IPv6Address
+
+    from pmip6ctl.daemon.ro_entries import RoEntries
+    from pmip6ctl.daemon.tunnels import TunnelRegistry
+    from pmip6ctl.protocol.common import UdpEndpoint
+    from pmip6ctl.protocol.ro import RoInstalled, RoPair
+
+    from .conftest import PEER4
+    from .packets import from_mn, toward_next_hop
+    serve_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
+    entries = RoEntries(mag.tables, TunnelRegistry(mag.tables), IPv6Address(LOCAL6), IPv4Address(LOCAL4))
+    pair = RoPair(IPv6Address(MN6), IPv6Address(CN6))
+
+    def installed(role, peer_ipv4):
+        return RoInstalled(pair, IPv6Address(PEER6), peer_ipv4, expires=2e9, lifetime=400, mode="rr", role=role)
+
+    entries.install(installed("initiator", UdpEndpoint(IPv4Address(PEER4), 0)))
+    entries.install(installed("responder", None))
+    from_peer6 = from_next_hop(outer6(PEER6, LOCAL6, tcp6(CN6, MN6)))
+    from_peer4 = from_next_hop(outer4(PEER4, LOCAL4, tcp6(CN6, MN6)))
+    reply = tcp6(MN6, CN6)
+
+    accepted = [mag.run(TRANSPORT, frame, "out0").action for frame in (from_peer6, from_peer4)]
+    sent_with_both = mag.run("xdp_mag_access", from_mn(reply), "in0").packet
+    entries.remove(pair, "initiator", "test")
+    accepted_after = [mag.run(TRANSPORT, frame, "out0").action for frame in (from_peer6, from_peer4)]
+    sent_as_responder = mag.run("xdp_mag_access", from_mn(reply), "in0").packet
+
+    assert accepted == ["redirect", "redirect"]
+    assert sent_with_both == toward_next_hop(mag.mac("out0"), outer4(LOCAL4, PEER4, hop(reply)))
+    assert sent_as_responder == toward_next_hop(mag.mac("out0"), outer6(LOCAL6, PEER6, hop(reply)))
+    assert accepted_after == ["redirect", "drop"]
+    assert [str(p.address) for p in mag.tables.list_peers()] == [LMA6, PEER6]

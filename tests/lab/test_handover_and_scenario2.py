@@ -123,6 +123,14 @@ def test_handover_with_ro_active_keeps_tcp_going_and_leaves_no_stale_entry(lab, 
         other_mag = t.HOME_MAG[stayer]
         wait_for(lambda: established(lab, t.AWAY_MAG, mover_addr, other_addr), what="RO with MAG3")
         assert established(lab, other_mag, other_addr, mover_addr)["peer"] == t.address6(t.AWAY_MAG)
+        # both MAGs optimized the pair (MAG3 over IPv4, the other over IPv6):
+        # each accepts the other's tunnel, and nothing is lost or refused
+        before = {node: counters(lab, node) for node in ("mag1", "mag2", "mag3")}
+        assert ping(lab, "mn1", mn2, count=20) == 20
+        refused = {node: {reason: n for (program, reason), n in counters(lab, node).items()
+                          if reason.startswith("drop") and n != before[node].get((program, reason), 0)}
+                   for node in before}
+        assert refused == {"mag1": {}, "mag2": {}, "mag3": {}}
         # no stale entry anywhere: the old MAG holds nothing for the pair, nobody points at it
         entries = all_ro_entries(lab)
         assert entries[home] == []
