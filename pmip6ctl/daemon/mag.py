@@ -62,6 +62,8 @@ class MagDaemon(Daemon):
         self.ndp = NdpSocket()
         self._loop.add_reader(self.ndp.fileno(), self._on_router_solicitation)
         self.access = {self.netlink.ifindex(name): name for name in c.interfaces.access}
+        # the RA's source link-layer address; looked up once, not on the RA's critical path
+        self.access_macs = {name: self.netlink.mac(name) for name in c.interfaces.access}
         self.netlink.watch_links(lambda ifname, up: self._loop.call_soon_threadsafe(self.on_link, ifname, up))
         overhead = TUNNEL_OVERHEAD["ipv6"]       # RO may use IPv6 outer headers even over IPv4 transport
         self.ra_mtu = c.mag.advertise_mtu or min(self.netlink.mtu(n) for n in c.interfaces.access) - overhead
@@ -219,7 +221,13 @@ class MagDaemon(Daemon):
     def on_link(self, ifname: str, up: bool) -> None:
         """An access link lost its carrier: the MNs on it left (RFC 5213
         §6.9.1.2 detach detection from the link layer)."""
-        if up or ifname not in self.config.interfaces.access:
+        if ifname not in self.config.interfaces.access:
+            return
+        try:
+            self.access_macs[ifname] = self.netlink.mac(ifname)
+        except LookupError:
+            pass                                   # the link is gone; so are its MNs, below
+        if up:
             return
         now = time.time()
         for entry in [e for e in self.core.entries.values() if e.link == ifname]:
@@ -236,7 +244,7 @@ class MagDaemon(Daemon):
             if not any(e.link == entry.link and e.mn_id != entry.mn_id and e.state == core.BindingState.REGISTERED
                        for e in self.core.entries.values()):
                 lifetimes["router_lifetime"] = 0
-        ra = build_router_advertisement([entry.hnp], self.ra_mtu, mac=self.netlink.mac(entry.link), **lifetimes)
+        ra = build_router_advertisement([entry.hnp], self.ra_mtu, mac=self.access_macs[entry.link], **lifetimes)
         try:
             self.ndp.send_advertisement(ra, self.netlink.ifindex(entry.link))
             self.metrics.count_message("ra", "out")

@@ -7,6 +7,7 @@ MN1⇄CN flows through the LMA, and the LMA's counters prove it."""
 from __future__ import annotations
 
 import re
+import threading
 import time
 
 import click
@@ -25,8 +26,9 @@ def forwarded_by(lab: Lab, node: str) -> int:
     return sum(c["packets"] for c in lab.client(node).call("counters") if c["verdict"] == "redirect")
 
 
-def ping(lab: Lab, src: str, dst: str, count: int = 5, source: str | None = None) -> tuple[int, int, float | None]:
-    out = lab.net.sh_ok(src, "ping", "-c", str(count), "-i", "0.05", "-W", "1",
+def ping(lab: Lab, src: str, dst: str, count: int = 5, source: str | None = None,
+         interval: float = 0.05) -> tuple[int, int, float | None]:
+    out = lab.net.sh_ok(src, "ping", "-c", str(count), "-i", str(interval), "-W", "1",
                         *(["-I", source] if source else []), dst)
     sent, received = map(int, re.search(r"(\d+) packets transmitted, (\d+) received", out).groups())
     rtt = re.search(r"= [\d.]+/([\d.]+)/", out)
@@ -143,6 +145,66 @@ def counters_of(lab: Lab, node: str) -> dict[str, int]:
     return totals
 
 
+def scenario_2(lab: Lab, mns: dict[str, dict]) -> None:
+    """MAG2 re-anchors MN2 at pmip-lma2: LMA1 must ask LMA2 where MN2 is."""
+    say("scenario 2: MN2 re-anchored at a second LMA (pmip-lma2), which LMA1 asks for MAG2's address")
+    lab.set_anchor("lma2")
+    try:
+        mn2 = wait(lambda: lab.mn_current_address("mn2"), timeout=20)
+        if not mn2:
+            click.echo("  MN2 got no address from LMA2's pool")
+            return
+        click.echo(f"  MN2 now {mn2}, anchored at lma2; MN1 → MN2 goes LMA1 → Internet → LMA2 until optimized")
+        before = forwarded_by(lab, "lma2")
+        optimize(lab, "route optimization across two LMAs (LRI relayed LMA1 → LMA2, authenticated with "
+                      "RFC 4285)", mns["mn1"]["ipv6"], mn2, "mag2")
+        relayed = [r for r in lab.client("lma").call("signaling") if r["type"] == "lri" and r["direction"] == "relay"]
+        click.echo("  LMA1's inter-LMA queries: " + ", ".join(f"{r['result']} {r['count']}" for r in relayed))
+        click.echo(f"  packets LMA2 forwarded during the scenario: {forwarded_by(lab, 'lma2') - before} "
+                   "(before RO and the HoTI/HoT)")
+    finally:
+        lab.set_anchor("lma")
+        lab.wait_mn_address("mn2")
+        wait(lambda: lab.mn_current_address("mn2"), timeout=20)
+        lab.configure_mn_ipv4("mn2", mns["mn2"]["ipv4"])
+
+
+def handover(lab: Lab, mns: dict[str, dict]) -> None:
+    """MN1 moves to MAG3 and back while it pings MN2 every 2 ms, with the
+    MAGs optimizing every flow they see (bench/handover.py times it)."""
+    say("handover with RO active: MN1 moves MAG1 → MAG3 → MAG1 while it pings MN2 every 2 ms")
+    mn1, mn2 = mns["mn1"]["ipv6"], mns["mn2"]["ipv6"]
+    mags = ("mag1", "mag2", "mag3")
+    for node in mags:
+        lab.client(node).call("ro_settings", trigger_packets=1)
+    try:
+        ping(lab, "mn1", mn2, count=3)
+        wait(lambda: (r := ro_row(lab, "mag1", mn1, mn2)) and r.get("roles"))
+        rows = []
+        for target in ("mag3", "mag1"):
+            result = {}
+            pinger = threading.Thread(target=lambda: result.update(ping=ping(lab, "mn1", mn2, count=1000, interval=0.002)))
+            pinger.start()
+            time.sleep(0.5)
+            lab.move("mn1", target)
+            pinger.join(timeout=30)
+            sent, received, _ = result.get("ping", (0, 0, None))
+            row = wait(lambda: (r := ro_row(lab, target, mn1, mn2)) and r.get("roles") and r) or {}
+            rows.append({"move": f"to {target}", "lost": f"{sent - received} of {sent}",
+                         "peer": row.get("peer", "-"), "transport": row.get("transport", "-"),
+                         "setup": f"{row['timeline'][-1][0]:.1f} ms" if row.get("timeline") else "-",
+                         "old": len(lab.client("mag1" if target == "mag3" else "mag3").call("ro_list"))})
+        click.echo(render_table(rows, [("move", "move"), ("lost", "pings lost"), ("peer", "optimized again, to"),
+                                       ("transport", "tunnel"), ("setup", "RO setup after the trigger"),
+                                       ("old", "RO entries left at the old MAG")]))
+        click.echo("  the old MAG saw the carrier go, deregistered MN1 and ended its RO pairs (BU lifetime 0 "
+                   "or BE);\n  the new MAG's PBU moved the LMA path, and its data plane triggered RO again")
+    finally:
+        lab.move("mn1", "mag1")
+        for node in mags:
+            lab.client(node).call("ro_settings", trigger_packets=0)
+
+
 def run_demo(lab: Lab, keep: bool = True) -> None:
     if not lab.namespaces():
         say("bringing the lab up")
@@ -186,6 +248,8 @@ def run_demo(lab: Lab, keep: bool = True) -> None:
         lab.set_nat(False)
         lab.wait_mn_address("mn2")
         lab.configure_mn_ipv4("mn2", mns["mn2"]["ipv4"])
+    scenario_2(lab, mns)
+    handover(lab, mns)
     say("where to look next")
     click.echo("  pmip6ctl --node mag1 bindings | counters | peers      (any node: lma, mag1, mag2, mag3, cn)")
     click.echo(f"  pmip6ctl --node mag1 ro start {mn1} {mn2}   then: ro list, ro show, ro stop")

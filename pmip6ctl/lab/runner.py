@@ -8,6 +8,7 @@ safe after an `up` that failed half-way."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -298,6 +299,18 @@ class Lab:
                 return addresses[0]
             time.sleep(0.1)
         raise LabError(f"{mn} got no address by SLAAC within {timeout:.0f} s")
+
+    def mn_current_address(self, mn: str) -> str | None:
+        """The MN's address in the prefix its binding holds now (after a
+        re-anchoring its link may still hold the old prefix's address)."""
+        mag = self.where(mn)
+        entry = next((b for b in self.client(mag).call("bindings")
+                      if b["mn_id"] == f"{mn}@lab.example" and b["hnp"]), None)
+        if entry is None:
+            return None
+        prefix = ipaddress.ip_network(entry["hnp"])
+        return next((a for a in self.mn_addresses(mn, "eth1" if mag == t.AWAY_MAG else "eth0")
+                     if ipaddress.ip_address(a) in prefix), None)
 
     def configure_mn_ipv4(self, mn: str, hoa: str, ifname: str = "eth0") -> None:
         """RFC 5844 leaves IPv4 address delivery to DHCP; the lab configures

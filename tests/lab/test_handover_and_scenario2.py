@@ -23,21 +23,11 @@ def lmas_forwarded(lab) -> int:
     return sum(c["packets"] for node in t.LMAS for c in lab.client(node).call("counters") if c["verdict"] == "redirect")
 
 
-def current_address(lab, mn: str) -> str:
-    """The MN's address in the prefix its binding holds now."""
-    import ipaddress
-    mag = lab.where(mn)
-    entry = next(b for b in lab.client(mag).call("bindings") if b["mn_id"] == f"{mn}@lab.example")
-    prefix = ipaddress.ip_network(entry["hnp"])
-    return next(a for a in lab.mn_addresses(mn, "eth1" if mag == t.AWAY_MAG else "eth0")
-                if ipaddress.ip_address(a) in prefix)
-
-
 @pytest.fixture
 def scenario2(lab):
-    lab.set_anchor("lma2")
+    assert lab_cli("anchor", "lma2").output == "MAG2 registers with lma2\n"
     wait_for(lambda: binding(lab, "lma2", "mn2@lab.example"), what="MN2 anchored at LMA2")
-    address = wait_for(lambda: current_address(lab, "mn2"), what="MN2's address from LMA2's pool")
+    address = wait_for(lambda: lab.mn_current_address("mn2"), what="MN2's address from LMA2's pool")
     try:
         yield address
     finally:
@@ -96,6 +86,20 @@ def transfer_while(lab, src: str, dst: str, target: str, action, seconds: float 
     return results["iperf"], results["ping"]
 
 
+def lab_cli(*args: str):
+    """`pmip6ctl lab ...`, as an operator runs it."""
+    from click.testing import CliRunner
+
+    from pmip6ctl.cli import main
+    return CliRunner().invoke(main, ["lab", *args])
+
+
+def test_lab_move_names_the_links_an_mn_can_take(lab):
+    refused = lab_cli("move", "mn1", "mag2")
+    assert refused.exit_code == 1 and "mn1 can move between mag1 and mag3, not to mag2" in refused.output
+    assert lab_cli("move", "mn1", "mag1").output == "mn1 is at mag1\n"     # already there: nothing to do
+
+
 @pytest.fixture
 def triggers(lab):
     for node in ("mag1", "mag2", "mag3"):
@@ -114,7 +118,7 @@ def test_handover_with_ro_active_keeps_tcp_going_and_leaves_no_stale_entry(lab, 
     home = t.HOME_MAG[mover]
 
     try:
-        result, (sent, received) = transfer_while(lab, "mn1", "mn2", mn2, lambda: lab.move(mover, t.AWAY_MAG))
+        result, (sent, received) = transfer_while(lab, "mn1", "mn2", mn2, lambda: lab_cli("move", mover, t.AWAY_MAG))
         print(f"\n{mover} moved during the transfer: {sent - received} of {sent} pings (5 ms apart) lost")
         assert result["end"]["sum_received"]["bytes"] > 1_000_000 and "error" not in result
         # optimized again, now with MAG3
@@ -140,7 +144,7 @@ def test_handover_with_ro_active_keeps_tcp_going_and_leaves_no_stale_entry(lab, 
         assert lab.client(home).call("tables")["mobile_nodes"] == []      # the old MAG forgot the MN
         assert binding(lab, "lma", f"{mover}@lab.example")["mag"] == t.address6(t.AWAY_MAG)
     finally:
-        lab.move(mover, home)
+        assert lab_cli("move", mover, home).exit_code == 0
         wait_for(lambda: (b := binding(lab, "lma", f"{mover}@lab.example")) and b["mag"] == t.address6(home),
                  what=f"{mover} back home")
         lab.configure_mn_ipv4(mover, lab.mns[mover]["ipv4"])
