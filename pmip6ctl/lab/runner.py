@@ -108,6 +108,11 @@ class Lab:
                              ("router_solicitation_interval", 1), ("accept_dad", 0),
                              ("keep_addr_on_down", 1))}
                 net.sysctl(mn, **settings)
+            # Between links, what an MN sends is lost, as over a radio in an L2
+            # handover. Without a last-resort route, sends would fail with
+            # ENETUNREACH, which a real MN does not see, and applications
+            # would back off (ping pauses 10 ms after a failed send).
+            net.ip(mn, "route add blackhole ::/0 metric 65535", "route add blackhole 0.0.0.0/0 metric 65535")
         # The core: routes to the MN pools via the LMA, to MAG2's inside via the NAT.
         nat_link, _ = t.link_of("nat")
         mag2_link, _ = t.link_of("mag2")
@@ -299,6 +304,22 @@ class Lab:
                 return addresses[0]
             time.sleep(0.1)
         raise LabError(f"{mn} got no address by SLAAC within {timeout:.0f} s")
+
+    def tcp_transfer(self, client: str, server: str, target: str, seconds: float = 2,
+                     bind: str | None = None) -> dict:
+        """An iperf3 TCP transfer from client to an iperf3 server in the
+        server's namespace, at target; returns iperf3's JSON result."""
+        listener = subprocess.Popen(["nsenter", f"--net=/run/netns/{self.ns(server)}", "iperf3", "-s", "-1"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.3)
+            argv = ["iperf3", "-c", target, "-t", str(seconds), "-J", *(["-B", bind] if bind else [])]
+            return json.loads(self.net.sh_ok(client, *argv))
+        finally:
+            try:
+                listener.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                listener.kill()
 
     def mn_current_address(self, mn: str) -> str | None:
         """The MN's address in the prefix its binding holds now (after a

@@ -4,7 +4,6 @@ MN1 and MN2 attached as it found them."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import time
@@ -54,19 +53,7 @@ def delta(after: dict, before: dict, program: str, reason: str) -> int:
 
 def iperf(lab, client_ns: str, server_ns: str, target: str, seconds: float = 2, bind: str | None = None) -> dict:
     """A TCP transfer with iperf3; returns its JSON result."""
-    server = subprocess.Popen(["nsenter", f"--net=/run/netns/{lab.ns(server_ns)}", "iperf3", "-s", "-1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.3)
-        argv = ["iperf3", "-c", target, "-t", str(seconds), "-J"]
-        if bind:
-            argv += ["-B", bind]
-        return json.loads(lab.net.sh_ok(client_ns, *argv))
-    finally:
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    return lab.tcp_transfer(client_ns, server_ns, target, seconds, bind)
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.1, what: str = "condition"):
