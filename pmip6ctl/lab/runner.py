@@ -29,6 +29,9 @@ RUN_DIR = Path("/run/pmip6ctl")
 DEFAULT_PREFIX = "pmip-"
 
 
+VOID_MAC = "02:00:00:00:00:05"     # the MNs' last-resort next hop, on a link to nowhere
+
+
 class Lab:
     def __init__(self, prefix: str = DEFAULT_PREFIX, progress: Callable[[str], None] = lambda s: None):
         self.net = NetLab(prefix=prefix)
@@ -109,10 +112,15 @@ class Lab:
                              ("keep_addr_on_down", 1))}
                 net.sysctl(mn, **settings)
             # Between links, what an MN sends is lost, as over a radio in an L2
-            # handover. Without a last-resort route, sends would fail with
-            # ENETUNREACH, which a real MN does not see, and applications
-            # would back off (ping pauses 10 ms after a failed send).
-            net.ip(mn, "route add blackhole ::/0 metric 65535", "route add blackhole 0.0.0.0/0 metric 65535")
+            # handover: last-resort routes into a veth that leads nowhere. With
+            # no route at all (or a blackhole one) sends would fail locally,
+            # which a real MN does not see, and applications would back off
+            # (ping pauses 10 ms after a failed send).
+            net.ip(mn, "link add void0 type veth peer name void1", "link set void0 up", "link set void1 up",
+                   f"neigh add fe80::5 lladdr {VOID_MAC} dev void0 nud permanent",
+                   f"neigh add 169.254.0.5 lladdr {VOID_MAC} dev void0 nud permanent",
+                   "route add ::/0 via fe80::5 dev void0 metric 65535",
+                   "route add 0.0.0.0/0 via 169.254.0.5 dev void0 onlink metric 65535")
         # The core: routes to the MN pools via the LMA, to MAG2's inside via the NAT.
         nat_link, _ = t.link_of("nat")
         mag2_link, _ = t.link_of("mag2")

@@ -59,6 +59,12 @@ def test_scenario_2_the_lmas_ask_each_other_and_traffic_bypasses_both(lab, clean
     assert lmas_forwarded(lab) == before                            # neither LMA forwarded any of it
     assert packets_with(lma1_link.path, mn1, mn2) == 0 and packets_with(lma2_link.path, mn1, mn2) == 0
 
+    # MN2 leaves: LMA2 tells LMA1, which forgets the answer it cached
+    lab.client("mag2").call("detach", mn_id="mn2@lab.example")
+    wait_for(lambda: ("lri", "relay", "cache_invalidated_by_peer") in
+             {(r["type"], r["direction"], r["result"]) for r in lab.client("lma").call("signaling")},
+             what="LMA2's notice at LMA1")
+
 
 def all_ro_entries(lab) -> dict[str, list]:
     return {node: lab.client(node).call("tables")["ro_entries"] for node in ("mag1", "mag2", "mag3")}
