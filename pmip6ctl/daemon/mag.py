@@ -64,7 +64,7 @@ class MagDaemon(Daemon):
         self.access = {self.netlink.ifindex(name): name for name in c.interfaces.access}
         # the RA's source link-layer address; looked up once, not on the RA's critical path
         self.access_macs = {name: self.netlink.mac(name) for name in c.interfaces.access}
-        self.netlink.watch_links(lambda ifname, up: self._loop.call_soon_threadsafe(self.on_link, ifname, up))
+        self.netlink.watch_links(lambda *change: self._loop.call_soon_threadsafe(self.on_link, *change))
         overhead = TUNNEL_OVERHEAD["ipv6"]       # RO may use IPv6 outer headers even over IPv4 transport
         self.ra_mtu = c.mag.advertise_mtu or min(self.netlink.mtu(n) for n in c.interfaces.access) - overhead
 
@@ -218,15 +218,15 @@ class MagDaemon(Daemon):
                 log.info("router solicitation from %s on %s: attaching %s", rs.mac, link, mn_id)
                 self.apply(self.core.attach(mn_id, link, time.time(), mac=rs.mac))
 
-    def on_link(self, ifname: str, up: bool) -> None:
+    def on_link(self, ifname: str, up: bool, mac: str | None = None) -> None:
         """An access link lost its carrier: the MNs on it left (RFC 5213
-        §6.9.1.2 detach detection from the link layer)."""
+        §6.9.1.2 detach detection from the link layer). The MAC comes with
+        the event (a re-created link has a new one): no netlink round trip
+        in the loop just as an MN attaches."""
         if ifname not in self.config.interfaces.access:
             return
-        try:
-            self.access_macs[ifname] = self.netlink.mac(ifname)
-        except LookupError:
-            pass                                   # the link is gone; so are its MNs, below
+        if mac:
+            self.access_macs[ifname] = mac
         if up:
             return
         now = time.time()

@@ -5,21 +5,34 @@ them from anyone else's.
 pyroute2's synchronous IPRoute runs its own asyncio loop, which cannot
 nest in the daemon's: every call goes to one worker thread that owns the
 IPRoute (same process, so the same network namespace) and the caller waits
-for the answer, a few milliseconds."""
+for the answer, a few milliseconds.
+
+Routes are the exception: a MAG installs two before it may send an MN its
+Router Advertisement, so that path is on the handover's clock. We encode
+them with pyroute2's rtmsg and send them on a plain rtnetlink socket of our
+own, and wait for the kernel's acknowledgement: ~0.1 ms instead of 1-8 ms
+through the worker under load."""
 
 from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import socket
+import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address, IPv6Address
 
 from pyroute2 import IPRoute
+from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NLMSG_ERROR
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import RTM_DELROUTE, RTM_NEWROUTE
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 RTPROT_PMIP6 = 186          # an unassigned rtnetlink protocol number, ours
+RT_TABLE_MAIN, RTN_UNICAST, RT_SCOPE_UNIVERSE, RT_SCOPE_NOWHERE = 254, 1, 0, 255   # NOWHERE: any, to delete
+ESRCH = 3
 
 
 def _on_worker(method):
@@ -33,10 +46,15 @@ class Netlink:
     def __init__(self):
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
         self.ipr = self._worker.submit(IPRoute).result()
+        self._routes = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        self._routes.bind((0, 0))
+        self._routes_lock = threading.Lock()
+        self._sequence = 0
 
     def close(self) -> None:
         self._worker.submit(self.ipr.close).result()
         self._worker.shutdown()
+        self._routes.close()
 
     # --- links ---------------------------------------------------------------
     @staticmethod
@@ -64,26 +82,40 @@ class Netlink:
         return [ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) for a in self.ipr.get_addr()]
 
     # --- routes ------------------------------------------------------------------
-    @_on_worker
     def replace_route(self, destination, *, ifname: str | None = None, gateway=None) -> None:
-        net = ipaddress.ip_network(destination)
-        spec = {"dst": str(net), "proto": RTPROT_PMIP6,
-                "family": socket.AF_INET6 if net.version == 6 else socket.AF_INET}
-        if ifname:
-            spec["oif"] = self.ifindex(ifname)
+        attrs = [("RTA_OIF", self.ifindex(ifname))] if ifname else []
         if gateway is not None:
-            spec["gateway"] = str(gateway)
-        self.ipr.route("replace", **spec)
+            attrs.append(("RTA_GATEWAY", str(gateway)))
+        self._route_request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, destination, attrs)
 
-    @_on_worker
     def delete_route(self, destination) -> None:
-        net = ipaddress.ip_network(destination)
         try:
-            self.ipr.route("del", dst=str(net), proto=RTPROT_PMIP6,
-                           family=socket.AF_INET6 if net.version == 6 else socket.AF_INET)
+            self._route_request(RTM_DELROUTE, 0, destination, [], scope=RT_SCOPE_NOWHERE)
         except NetlinkError as exc:
-            if exc.code != 3:              # ESRCH: already gone
+            if exc.code != ESRCH:              # already gone
                 raise
+
+    def _route_request(self, kind: int, flags: int, destination, attrs: list, scope=RT_SCOPE_UNIVERSE) -> None:
+        net = ipaddress.ip_network(destination)
+        msg = rtmsg()
+        msg["family"] = socket.AF_INET6 if net.version == 6 else socket.AF_INET
+        msg["dst_len"], msg["table"], msg["proto"] = net.prefixlen, RT_TABLE_MAIN, RTPROT_PMIP6
+        msg["scope"], msg["type"] = scope, RTN_UNICAST
+        msg["attrs"] = [("RTA_DST", str(net.network_address)), *attrs]
+        with self._routes_lock:
+            self._sequence += 1
+            msg["header"].update(type=kind, flags=NLM_F_REQUEST | NLM_F_ACK | flags,
+                                 sequence_number=self._sequence)
+            msg.encode()
+            self._routes.send(msg.data)
+            while True:                        # the acknowledgement: an NLMSG_ERROR, error 0 on success
+                reply = self._routes.recv(65536)
+                _, kind_of_reply, _, sequence = struct.unpack_from("=IHHI", reply)
+                if kind_of_reply == NLMSG_ERROR and sequence == self._sequence:
+                    error = -struct.unpack_from("=i", reply, 16)[0]
+                    if error:
+                        raise NetlinkError(error, f"{os.strerror(error)}: route {net}")
+                    return
 
     @_on_worker
     def our_routes(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -106,8 +138,9 @@ class Netlink:
     # --- link state ----------------------------------------------------------------------
     @staticmethod
     def watch_links(callback) -> threading.Thread:
-        """Calls callback(ifname, up) from a thread of its own whenever a
-        link's carrier comes or goes (an MN leaving its access link)."""
+        """Calls callback(ifname, up, mac) from a thread of its own whenever a
+        link's carrier comes or goes (an MN leaving its access link), with
+        the link's MAC address as the same message tells it."""
         def watch():
             ipr = IPRoute()
             ipr.bind()
@@ -120,7 +153,7 @@ class Netlink:
                     up = msg.get_attr("IFLA_OPERSTATE") == "UP" and bool(msg.get_attr("IFLA_CARRIER"))
                     if known.get(ifname) != up:
                         known[ifname] = up
-                        callback(ifname, up)
+                        callback(ifname, up, msg.get_attr("IFLA_ADDRESS"))
 
         thread = threading.Thread(target=watch, name="link-watch", daemon=True)
         thread.start()

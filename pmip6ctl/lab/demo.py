@@ -14,6 +14,7 @@ import click
 
 from ..tables_fmt import render_table
 from . import topology as t
+from .probe import SteadyPing
 from .runner import Lab
 
 
@@ -196,18 +197,16 @@ def handover(lab: Lab, mns: dict[str, dict]) -> None:
 def move_during_traffic(lab: Lab, mn1: str, mn2: str, target: str) -> dict:
     old = lab.where("mn1")
     result = {}
-    traffic = [threading.Thread(target=lambda: result.update(ping=ping(lab, "mn1", mn2, count=1500, interval=0.002))),
-               threading.Thread(target=lambda: result.update(tcp=lab.tcp_transfer("mn1", "mn2", mn2, seconds=3)))]
-    for thread in traffic:
-        thread.start()
+    transfer = threading.Thread(target=lambda: result.update(tcp=lab.tcp_transfer("mn1", "mn2", mn2, seconds=3)))
+    transfer.start()
+    pinger = SteadyPing(lab.ns("mn1"), mn2, count=1500, interval=0.002).start()
     time.sleep(1.0)
     lab.move("mn1", target)
     moved = time.monotonic()
     row = wait(lambda: (r := ro_row(lab, target, mn1, mn2)) and r.get("roles") and r, timeout=5, interval=0.002) or {}
     back = (time.monotonic() - moved) * 1000 if row else None
-    for thread in traffic:
-        thread.join(timeout=30)
-    sent, received, _ = result.get("ping", (0, 0, None))
+    sent, received = pinger.result()
+    transfer.join(timeout=30)
     tcp = result.get("tcp", {}).get("end", {})
     megabytes = tcp.get("sum_received", {}).get("bytes", 0) / 1e6
     return {"move": f"{old} → {target}", "lost": f"{sent - received} of {sent}",

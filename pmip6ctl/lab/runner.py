@@ -368,12 +368,11 @@ class Lab:
             raise LabError(f"{mn} can move between {home} and {t.AWAY_MAG}, not to {to}")
         if to == self.where(mn):
             return
+        # one `ip` batch: the MN is off both links for one netlink round trip, not two process starts
         if to == t.AWAY_MAG:
-            self.link_down(mn, "eth0")
-            self.net.ip(mn, f"link set eth1 address {t.MN_MACS[mn]}", "link set eth1 up")
+            self.net.ip(mn, "link set eth0 down", f"link set eth1 address {t.MN_MACS[mn]}", "link set eth1 up")
         else:
-            self.net.ip(mn, "link set eth1 down", f"link set eth1 address {t.SECOND_MACS[mn]}")
-            self.link_up(mn, "eth0")
+            self.net.ip(mn, "link set eth1 down", f"link set eth1 address {t.SECOND_MACS[mn]}", "link set eth0 up")
 
     # --- down / status ---------------------------------------------------------------------------
     def down(self, quiet: bool = False) -> list[str]:

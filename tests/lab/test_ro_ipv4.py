@@ -28,11 +28,13 @@ def start(lab, node: str, mn: str, cn: str) -> dict:
     return wait_for(lambda: established(lab, node, mn, cn), timeout=10, what=f"RO {mn} ⇄ {cn}")
 
 
-def lossless_pings_during(lab, src: str, dst: str, action, count: int = 150) -> tuple[str, str]:
+def lossless_pings_during(lab, src: str, dst: str, action, count: int = 150, bind: str | None = None
+                          ) -> tuple[str, str]:
     result = {}
+    source = ["-I", bind] if bind else []
 
     def pinger():
-        out = lab.net.sh_ok(src, "ping", "-c", str(count), "-i", "0.01", "-W", "2", dst)
+        out = lab.net.sh_ok(src, "ping", *source, "-c", str(count), "-i", "0.01", "-W", "2", dst)
         result["ping"] = re.search(r"(\d+) packets transmitted, (\d+) received", out).groups()
 
     thread = threading.Thread(target=pinger)
@@ -98,8 +100,10 @@ def mn3(lab):
 def test_ipv6_mns_are_optimized_over_ipv4_only_transport(lab, clean_ro, mn3, tmp_path):
     mn2 = lab.mns["mn2"]["ipv6"]
     with Capture(lab, "inet", tmp_path / "setup.pcap", "udp port 5436", interface="mag3") as setup:
-        row = start(lab, "mag3", mn3, mn2)
+        sent, received = lossless_pings_during(lab, "mn1", mn2, lambda: start(lab, "mag3", mn3, mn2), bind=mn3)
         setup.stop()
+    assert sent == received
+    row = established(lab, "mag3", mn3, mn2)
     assert row["transport"] == "ip4"
     assert established(lab, "mag2", mn2, mn3)["transport"] == "ip4"
     # fig. 6/7: BU and BA as IPv4 (proxy CoA ⇄ proxy CoA) / UDP 5436 / IPv6 / MH
@@ -141,7 +145,9 @@ def test_through_the_nat_udp_encapsulation_keepalives_and_fallback(lab, clean_ro
     mn1, mn2 = lab.mns["mn1"]["ipv6"], lab.mns["mn2"]["ipv6"]
     lab.client("mag2").call("ro_settings", lifetime=30)
     # MAG2, behind the NAT, starts: MAG1 sees the NAT's address, not the IPv4 CoA in the BU
-    row = start(lab, "mag2", mn2, mn1)
+    sent, received = lossless_pings_during(lab, "mn2", mn1, lambda: start(lab, "mag2", mn2, mn1))
+    assert sent == received
+    row = established(lab, "mag2", mn2, mn1)
     assert row["transport"] == "udp4"
     assert established(lab, "mag1", mn1, mn2)["transport"] == "udp4"
     assert any("NAT on the path" in what for _, what in row["timeline"])

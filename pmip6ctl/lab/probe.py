@@ -1,0 +1,81 @@
+"""A fixed-pace IPv6 echo sender, for measuring handovers.
+
+iputils ping cannot keep a pace below 10 ms while replies are missing: with
+replies outstanding it polls up to MININTERVAL (10 ms) before it sends again
+(ping_common.c, main_loop). Around a move a `-i 0.001` ping thus slows to
+100 per second and both understates the loss and delays the MN's first
+packet on the new link. SteadyPing sends on a fixed schedule, whatever
+comes back, and counts the replies.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import struct
+import threading
+import time
+
+from .. import netns
+
+ECHO_REQUEST, ECHO_REPLY = 128, 129
+PAYLOAD = bytes(range(56))
+
+
+class SteadyPing:
+    """`count` echo requests to `destination`, one every `interval` seconds,
+    sent from namespace `namespace`; replies are awaited `linger` seconds
+    after the last request."""
+
+    def __init__(self, namespace: str, destination: str, count: int, interval: float, linger: float = 1.0):
+        self.destination, self.count, self.interval, self.linger = destination, count, interval, linger
+        self.identifier = random.getrandbits(16)
+        self.replies: set[int] = set()
+        self.sent = 0
+        with netns.entered(namespace):
+            self.sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        self.sock.settimeout(0.05)
+        self._sending_done = threading.Event()
+        self._sender = threading.Thread(target=self._send, daemon=True)
+        self._receiver = threading.Thread(target=self._receive, daemon=True)
+
+    def start(self) -> SteadyPing:
+        self._receiver.start()
+        self._sender.start()
+        return self
+
+    def result(self) -> tuple[int, int]:
+        """Waits for the run to end: (sent, received)."""
+        self._sender.join()
+        self._receiver.join()
+        self.sock.close()
+        return self.sent, len(self.replies)
+
+    def _send(self) -> None:
+        began = time.perf_counter()
+        for sequence in range(self.count):
+            delay = began + sequence * self.interval - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            # the kernel fills in the ICMPv6 checksum of a raw socket (RFC 3542 §3.1)
+            request = struct.pack("!BBHHH", ECHO_REQUEST, 0, 0, self.identifier, sequence) + PAYLOAD
+            try:
+                self.sock.sendto(request, (self.destination, 0))
+            except OSError:
+                pass                # no route for now: sent and lost, as over a radio
+            self.sent += 1
+        self._sending_done.set()
+
+    def _receive(self) -> None:
+        deadline = None
+        while deadline is None or time.monotonic() < deadline:
+            if deadline is None and self._sending_done.is_set():
+                deadline = time.monotonic() + self.linger
+            try:
+                message = self.sock.recv(2048)
+            except TimeoutError:
+                continue
+            if len(message) >= 8 and message[0] == ECHO_REPLY:
+                identifier, sequence = struct.unpack_from("!HH", message, 4)
+                if identifier == self.identifier:
+                    self.replies.add(sequence)
