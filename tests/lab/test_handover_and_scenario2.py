@@ -3,14 +3,13 @@ different LMAs, and handover of either end while its flow is optimized."""
 
 from __future__ import annotations
 
-import re
-import subprocess
 import threading
 import time
 
 import pytest
 
 from pmip6ctl.lab import topology as t
+from pmip6ctl.lab.probe import SteadyPing
 
 from .conftest import binding, counters, delta, established, iperf, ping, wait_for
 from .test_ro import clean_ro, lma_forwarded, packets_with  # noqa: F401  (clean_ro is a fixture)
@@ -71,25 +70,18 @@ def all_ro_entries(lab) -> dict[str, list]:
 
 
 def transfer_while(lab, src: str, dst: str, target: str, action, seconds: float = 6) -> tuple[dict, tuple[int, int]]:
-    """A TCP transfer and a 5-ms ping, both from src to target, with action()
-    in the middle; returns iperf's result and (pings sent, replies)."""
+    """A TCP transfer and a fixed-pace ping every 5 ms, both from src to
+    target, with action() in the middle; returns iperf's result and (pings
+    sent, replies)."""
     results = {}
-
-    def transfer():
-        results["iperf"] = iperf(lab, src, dst, target, seconds=seconds)
-
-    def pinger():
-        out = lab.net.sh_ok(src, "ping", "-c", str(int(seconds * 150)), "-i", "0.005", "-W", "2", target)
-        results["ping"] = tuple(map(int, re.search(r"(\d+) packets transmitted, (\d+) received", out).groups()))
-
-    threads = [threading.Thread(target=transfer), threading.Thread(target=pinger)]
-    for thread in threads:
-        thread.start()
+    transfer = threading.Thread(target=lambda: results.update(iperf=iperf(lab, src, dst, target, seconds=seconds)))
+    transfer.start()
+    pinger = SteadyPing(lab.ns(src), target, count=int(seconds * 150), interval=0.005).start()
     time.sleep(1.5)
     action()
-    for thread in threads:
-        thread.join(timeout=seconds + 30)
-    return results["iperf"], results["ping"]
+    pings = pinger.result()
+    transfer.join(timeout=seconds + 30)
+    return results["iperf"], pings
 
 
 def lab_cli(*args: str):
