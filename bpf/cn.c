@@ -12,8 +12,6 @@ int xdp_cn(struct xdp_md *ctx)
     struct peer *peer;
     int verdict, rc;
 
-    if (read_ip_header(ctx, prog, &tun.outer, &verdict))
-        return verdict;
     rc = read_tunnel(ctx, prog, &tun, &verdict);
     if (rc < 0)
         return verdict;

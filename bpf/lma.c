@@ -14,8 +14,6 @@ int xdp_lma(struct xdp_md *ctx)
     int decapsulated = 0;
     int verdict, rc;
 
-    if (read_ip_header(ctx, prog, &tun.outer, &verdict))
-        return verdict;
     rc = read_tunnel(ctx, prog, &tun, &verdict);
     if (rc < 0)
         return verdict;

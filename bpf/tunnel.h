@@ -84,11 +84,16 @@ static __always_inline int read_ip_header(struct xdp_md *ctx, __u32 prog, struct
     return 0;
 }
 
-/* The transport side's next step: is this a tunnel packet? TUNNEL_FOUND or
+/* The transport side's first step: the outer headers into tun->outer
+ * (read_ip_header), then is this a tunnel packet? TUNNEL_FOUND or
  * TUNNEL_NONE to go on; -1 when the frame is done with (*verdict set). */
 static __always_inline int read_tunnel(struct xdp_md *ctx, __u32 prog, struct tunnel_info *tun, int *verdict)
 {
-    int rc = parse_tunnel((void *)(long)ctx->data_end, tun);
+    int rc;
+
+    if (read_ip_header(ctx, prog, &tun->outer, verdict))
+        return -1;
+    rc = parse_tunnel((void *)(long)ctx->data_end, tun);
 
     if (rc == TUNNEL_MALFORMED) {
         *verdict = finish(ctx, prog, REASON_DROP_MALFORMED);
