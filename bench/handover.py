@@ -42,7 +42,7 @@ from scapy.utils import rdpcap  # noqa: E402
 from pmip6ctl.lab import topology as t  # noqa: E402
 from pmip6ctl.lab.demo import attach_mobile_nodes  # noqa: E402
 from pmip6ctl.lab.probe import SteadyPing  # noqa: E402
-from pmip6ctl.lab.runner import Lab  # noqa: E402
+from pmip6ctl.lab.runner import Lab, poll  # noqa: E402
 
 MAGS = ("mag1", "mag2", "mag3")
 
@@ -55,15 +55,6 @@ def percentile(values, p):
 def summary(values) -> dict:
     return {"p50": statistics.median(values) if values else None, "p90": percentile(values, 90),
             "max": max(values) if values else None, "n": len(values)}
-
-
-def wait(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def capture(namespace: str, interface: str, pcap: Path, expression: str) -> subprocess.Popen:
@@ -117,7 +108,7 @@ def run_moves(lab: Lab, moves: int, mode: str | None) -> dict:
         target = "mag3" if lab.where("mn1") == "mag1" else "mag1"
         if mode:      # settle: the flow optimized before the move
             lab.net.sh_ok("mn1", "ping", "-c", "3", "-i", "0.01", mn2)
-            wait(lambda: lab.client(lab.where("mn1")).call("tables")["ro_entries"])
+            poll(lambda: lab.client(lab.where("mn1")).call("tables")["ro_entries"], interval=0.01)
         workdir = Path(tempfile.mkdtemp())
         transport_pcap, access_pcap = workdir / "transport.pcap", workdir / "access.pcap"
         captures = [capture(lab.ns("inet"), target, transport_pcap, "ip6 or ip"),

@@ -15,7 +15,7 @@ import click
 from ..tables_fmt import render_table
 from . import topology as t
 from .probe import SteadyPing
-from .runner import Lab
+from .runner import Lab, poll
 
 
 def say(text: str) -> None:
@@ -70,16 +70,6 @@ def traffic_through_the_lma(lab: Lab, mns: dict[str, dict]) -> None:
     click.echo("  path: MN1 → MAG1 ⇒ (tunnel) ⇒ LMA ⇒ (tunnel) ⇒ MAG2 → MN2;  MN1 → MAG1 ⇒ LMA → inet → CN")
 
 
-def wait(predicate, timeout: float = 10.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return None
-
-
 def ro_row(lab: Lab, node: str, local: str, remote: str) -> dict | None:
     return next((r for r in lab.client(node).call("ro_list") if (r["local"], r["remote"]) == (local, remote)), None)
 
@@ -94,7 +84,7 @@ def optimize(lab: Lab, title: str, mn: str, cn: str, peer_node: str, mode: str =
     via_lma_before = forwarded_by(lab, "lma") - before
 
     lab.client(initiator).call("ro_start", mn=mn, cn=cn)
-    row = wait(lambda: (r := ro_row(lab, initiator, mn, cn)) and r.get("roles") and r)
+    row = poll(lambda: (r := ro_row(lab, initiator, mn, cn)) and r.get("roles") and r)
     if not row:
         row = ro_row(lab, initiator, mn, cn) or {}
         click.echo(f"  route optimization did not complete: {row.get('last_failure') or row.get('phase')}")
@@ -151,7 +141,7 @@ def scenario_2(lab: Lab, mns: dict[str, dict]) -> None:
     say("scenario 2: MN2 re-anchored at a second LMA (pmip-lma2), which LMA1 asks for MAG2's address")
     lab.set_anchor("lma2")
     try:
-        mn2 = wait(lambda: lab.mn_current_address("mn2"), timeout=20)
+        mn2 = poll(lambda: lab.mn_current_address("mn2"), timeout=20)
         if not mn2:
             click.echo("  MN2 got no address from LMA2's pool")
             return
@@ -166,7 +156,7 @@ def scenario_2(lab: Lab, mns: dict[str, dict]) -> None:
     finally:
         lab.set_anchor("lma")
         lab.wait_mn_address("mn2")
-        wait(lambda: lab.mn_current_address("mn2"), timeout=20)
+        poll(lambda: lab.mn_current_address("mn2"), timeout=20)
         lab.configure_mn_ipv4("mn2", mns["mn2"]["ipv4"])
 
 
@@ -181,7 +171,7 @@ def handover(lab: Lab, mns: dict[str, dict]) -> None:
         lab.client(node).call("ro_settings", trigger_packets=1)
     try:
         ping(lab, "mn1", mn2, count=3)
-        wait(lambda: (r := ro_row(lab, "mag1", mn1, mn2)) and r.get("roles"))
+        poll(lambda: (r := ro_row(lab, "mag1", mn1, mn2)) and r.get("roles"))
         rows = [move_during_traffic(lab, mn1, mn2, target) for target in ("mag3", "mag1")]
         click.echo(render_table(rows, [("move", "move"), ("lost", "pings lost"), ("back", "optimized again after"),
                                        ("peer", "new path, to"), ("transport", "tunnel"), ("tcp", "TCP transfer"),
@@ -203,7 +193,7 @@ def move_during_traffic(lab: Lab, mn1: str, mn2: str, target: str) -> dict:
     time.sleep(1.0)
     lab.move("mn1", target)
     moved = time.monotonic()
-    row = wait(lambda: (r := ro_row(lab, target, mn1, mn2)) and r.get("roles") and r, timeout=5, interval=0.002) or {}
+    row = poll(lambda: (r := ro_row(lab, target, mn1, mn2)) and r.get("roles") and r, timeout=5, interval=0.002) or {}
     back = (time.monotonic() - moved) * 1000 if row else None
     sent, received = pinger.result()
     transfer.join(timeout=30)

@@ -32,6 +32,17 @@ DEFAULT_PREFIX = "pmip-"
 VOID_MAC = "02:00:00:00:00:05"     # the MNs' last-resort next hop, on a link to nowhere
 
 
+def poll(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """predicate()'s first true value within timeout seconds, else None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return None
+
+
 class Lab:
     def __init__(self, prefix: str = DEFAULT_PREFIX, progress: Callable[[str], None] = lambda s: None):
         self.net = NetLab(prefix=prefix)
@@ -305,13 +316,10 @@ class Lab:
         return [line.split()[3].split("/")[0] for line in out.splitlines()]
 
     def wait_mn_address(self, mn: str, timeout: float = 20.0, ifname: str = "eth0") -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            addresses = self.mn_addresses(mn, ifname)
-            if addresses:
-                return addresses[0]
-            time.sleep(0.1)
-        raise LabError(f"{mn} got no address by SLAAC within {timeout:.0f} s")
+        addresses = poll(lambda: self.mn_addresses(mn, ifname), timeout, interval=0.1)
+        if not addresses:
+            raise LabError(f"{mn} got no address by SLAAC within {timeout:.0f} s")
+        return addresses[0]
 
     def tcp_transfer(self, client: str, server: str, target: str, seconds: float = 2,
                      bind: str | None = None) -> dict:

@@ -12,7 +12,7 @@ import pytest
 
 from pmip6ctl.lab import topology as t
 from pmip6ctl.lab.demo import attach_mobile_nodes
-from pmip6ctl.lab.runner import Lab
+from pmip6ctl.lab.runner import Lab, poll
 
 
 @pytest.fixture(scope="session")
@@ -57,13 +57,10 @@ def iperf(lab, client_ns: str, server_ns: str, target: str, seconds: float = 2, 
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    value = poll(predicate, timeout, interval)
+    if not value:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return value
 
 
 def binding(lab, node: str, mn_id: str) -> dict | None:
