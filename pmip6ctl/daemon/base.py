@@ -9,22 +9,25 @@ commands. The core itself never sees a socket."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
 
 from .. import statefile, wire
-from ..dataplane import Dataplane, DataplaneSettings, FlowEvent, PuntEvent
-from ..io.control import ControlServer
+from ..dataplane import Dataplane, DataplaneSettings, Encap, FlowEvent, PuntEvent, Tunnel
+from ..io.control import CommandError, ControlServer
 from ..io.netlink import Netlink
-from ..dataplane import Encap, Tunnel
 from ..io.frames import inner_ipv6, ipv4_header
 from ..io.signaling import IPPROTO_MH, MhSocket, UdpSignalingSocket, parse_ipv6_packet
 from ..io.tunnel_sender import TunnelSender
 from ..metrics import DataplaneCollector, Metrics
 from ..protocol.common import Arrival, Send
+from ..protocol.ro import RoPair, RoRejected
 from .tunnels import TunnelRegistry
 
 log = logging.getLogger("pmip6ctl.daemon")
@@ -56,6 +59,14 @@ def status_label(status: int, codes=wire.Status) -> str:
         return f"status_{status}"
 
 
+def pair_from(args: dict, local: str = "mn", remote: str = "cn") -> RoPair:
+    """The RO pair a control command names."""
+    try:
+        return RoPair(ipaddress.ip_address(args[local]), ipaddress.ip_address(args[remote]))
+    except (KeyError, ValueError) as exc:
+        raise CommandError(f"need an MN and a CN address: {exc}") from None
+
+
 def result_label(msg: wire.Message) -> str:
     """The outcome a message carries, for the signaling counters."""
     if isinstance(msg, wire.BindingError):
@@ -74,7 +85,6 @@ class Raw4Signaling:
     a raw socket is the only way in without a sit device."""
 
     def __init__(self):
-        import socket
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, 41)
         self.sock.setblocking(False)
 
@@ -144,6 +154,10 @@ class Daemon:
         return None
 
     def apply_action(self, action) -> None:
+        if isinstance(action, RoRejected):           # the MAG's and the CN agent's responders
+            log.warning("RO message from %s rejected: %s", action.peer, action.reason)
+            self.metrics.count_message("ro", "in", action.reason.replace(" ", "_").replace("-", "_"))
+            return
         raise NotImplementedError(f"{self.role} daemon cannot apply {action!r}")
 
     def on_dataplane_event(self, event: FlowEvent | PuntEvent) -> None:
@@ -390,7 +404,7 @@ class Daemon:
     # --- common control commands -------------------------------------------------------------
     def status(self) -> dict:
         return {"node": self.node, "role": self.role, "uptime": round(time.time() - self.started, 1),
-                "pid": __import__("os").getpid(), "pin_dir": str(self.dataplane.settings.pin_dir),
+                "pid": os.getpid(), "pin_dir": str(self.dataplane.settings.pin_dir),
                 "attached": [{"program": f, "interface": i} for f, i in self.attachments()],
                 "metrics": "{}:{}".format(*self.config.metrics.listen)}
 

@@ -8,17 +8,14 @@ veth, whose far end runs xdp_cn_egress to encapsulate them toward the MAG."""
 from __future__ import annotations
 
 import ipaddress
-import logging
 import subprocess
 import time
 
 from ..io.control import CommandError
 from ..protocol import ro
 from ..protocol.common import earliest
-from .base import Daemon, message_kind
+from .base import Daemon, message_kind, pair_from
 from .ro_entries import RoEntries
-
-log = logging.getLogger("pmip6ctl.cn")
 
 EGRESS_GATEWAY = ipaddress.IPv6Address("fe80::1")      # next hop on the egress veth
 
@@ -77,9 +74,6 @@ class CnDaemon(Daemon):
         elif isinstance(action, ro.RoRemoved):
             if self.ro_entries.remove(action.pair, action.role, action.reason):
                 self.netlink.delete_route(f"{action.pair.remote}/128")
-        elif isinstance(action, ro.RoRejected):
-            log.warning("RO message from %s rejected: %s", action.peer, action.reason)
-            self.metrics.count_message("ro", "in", action.reason.replace(" ", "_").replace("-", "_"))
         else:
             super().apply_action(action)
 
@@ -88,10 +82,7 @@ class CnDaemon(Daemon):
             self.apply([self.responder.binding_error(event.src, event.peer)])
 
     def ro_stop_command(self, args: dict) -> dict:
-        try:
-            pair = ro.RoPair(ipaddress.ip_address(args["cn"]), ipaddress.ip_address(args["mn"]))
-        except (KeyError, ValueError) as exc:
-            raise CommandError(f"need an MN and a CN address: {exc}") from None
+        pair = pair_from(args, local="cn", remote="mn")
         actions = self.responder.remove(pair, "stopped by the operator")
         if not actions:
             raise CommandError(f"no route optimization for {pair}")

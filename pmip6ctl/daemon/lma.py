@@ -6,14 +6,13 @@ from __future__ import annotations
 import logging
 import time
 
-from ..dataplane import Encap, PeerKind, Tunnel
 from .. import wire
+from ..dataplane import Encap, PeerKind, Tunnel
 from ..protocol import lma as core
-from ..protocol.common import earliest
+from ..protocol.common import PMIP6_UDP_PORT, earliest
 from ..protocol.inter_lma import InterLmaQuery, Relayed
 from ..protocol.ro import PeerKey
 from ..protocol.ro_query import answer_lri
-from ..protocol.common import PMIP6_UDP_PORT
 from ..protocol.pools import AddressPool, PrefixPool
 from ..statefile import from_jsonable
 from .base import Daemon, status_label

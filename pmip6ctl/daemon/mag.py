@@ -4,10 +4,9 @@ drives the data plane and the routes for them."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
-
-import ipaddress
 
 from .. import wire
 from ..dataplane import Encap, FlowEvent, PeerKind, PuntEvent, Tunnel
@@ -18,7 +17,7 @@ from ..protocol import mag as core
 from ..protocol import ro
 from ..protocol.common import PMIP6_UDP_PORT, Arrival, Send, UdpEndpoint, earliest
 from ..statefile import from_jsonable
-from .base import Daemon, message_kind, status_label
+from .base import Daemon, message_kind, pair_from, status_label
 from .ro_entries import RoEntries
 
 log = logging.getLogger("pmip6ctl.mag")
@@ -33,12 +32,13 @@ class MagDaemon(Daemon):
     def setup(self) -> None:
         c = self.config
         t = c.timers
+        ipv4_transport = c.mag.transport == "ipv4"
         self.core = core.MobileAccessGateway(core.MagPolicy(
             proxy_coa=c.addresses.ipv6,
             ipv4_proxy_coa=c.addresses.ipv4,
             lma_address=c.mag.lma,
             lma_ipv4=c.mag.lma_ipv4,
-            ipv4_transport=c.mag.transport == "ipv4",
+            ipv4_transport=ipv4_transport,
             lifetime=c.mag.lifetime,
             refresh_fraction=t.refresh_fraction,
             initial_bindack_timeout=t.initial_bindack_timeout,
@@ -52,8 +52,8 @@ class MagDaemon(Daemon):
             proxy_coa=c.addresses.ipv6, lma_address=c.mag.lma, lifetime=c.ro.lifetime, mode=c.ro.mode,
             peer_keys=keys, refresh_fraction=t.refresh_fraction, initial_timeout=t.initial_bindack_timeout,
             max_timeout=t.max_bindack_timeout, retry_interval=c.ro.retry_interval,
-            lma_ipv4=UdpEndpoint(c.mag.lma_ipv4) if c.mag.transport == "ipv4" else None,
-            ipv4_proxy_coa=c.addresses.ipv4, ipv4_transport=c.mag.transport == "ipv4"))
+            lma_ipv4=UdpEndpoint(c.mag.lma_ipv4) if ipv4_transport else None,
+            ipv4_proxy_coa=c.addresses.ipv4, ipv4_transport=ipv4_transport))
         self.responder = ro.RoResponder(ro.ResponderPolicy(
             address=c.addresses.ipv6, serves=self.serves, max_lifetime=c.ro.lifetime, peer_keys=keys,
             nat_keepalive=c.ro.nat_keepalive))
@@ -135,9 +135,6 @@ class MagDaemon(Daemon):
         elif isinstance(action, ro.RoFailed):
             log.info("RO %s failed: %s (retry after %.0f s)", action.pair, action.reason, action.retry_at - time.time())
             self.metrics.ro_attempts.labels(self.node, self.config.ro.mode, "failed").inc()
-        elif isinstance(action, ro.RoRejected):
-            log.warning("RO message from %s rejected: %s", action.peer, action.reason)
-            self.metrics.count_message("ro", "in", action.reason.replace(" ", "_").replace("-", "_"))
         else:
             super().apply_action(action)
 
@@ -356,14 +353,8 @@ class MagDaemon(Daemon):
             row.setdefault("phase", "established" if row.get("roles") else "-")
         return sorted(rows.values(), key=lambda r: (r["local"], r["remote"]))
 
-    def pair_from(self, args: dict) -> ro.RoPair:
-        try:
-            return ro.RoPair(ipaddress.ip_address(args["mn"]), ipaddress.ip_address(args["cn"]))
-        except (KeyError, ValueError) as exc:
-            raise CommandError(f"need an MN and a CN address: {exc}") from None
-
     def ro_start_command(self, args: dict) -> dict:
-        pair = self.pair_from(args)
+        pair = pair_from(args)
         entry = self.entry_for(pair.local)
         if entry is None:
             raise CommandError(f"{pair.local} belongs to no MN registered here")
@@ -372,7 +363,7 @@ class MagDaemon(Daemon):
                     {"local": str(pair.local), "remote": str(pair.remote), "phase": "-"})
 
     def ro_stop_command(self, args: dict) -> dict:
-        pair = self.pair_from(args)
+        pair = pair_from(args)
         now = time.time()
         actions = self.initiator.stop(pair, now) + self.responder.remove(pair, "stopped by the operator")
         if not actions and pair not in self.ro_entries.pairs:

@@ -38,13 +38,8 @@ class TunnelRegistry:
         if users is None:
             return
         users.discard(user)
-        if users:
-            return
-        tunnel = next(t for t, i in self._ids.items() if i == tunnel_id)
-        self.tables.remove_peer(tunnel.remote, port=self._peer_port(tunnel))
-        self.tables.remove_tunnel(tunnel_id)
-        del self._ids[tunnel], self._users[tunnel_id]
-        self._kinds.pop(tunnel_id, None)
+        if not users:
+            self._remove(tunnel_id)
 
     def release_user(self, user: str) -> None:
         for tunnel_id in [i for i, users in self._users.items() if user in users]:
@@ -53,8 +48,14 @@ class TunnelRegistry:
     def forget_unused(self) -> None:
         """After a restart and state restore: drop adopted tunnels nobody claimed."""
         for tunnel_id in [i for i, users in self._users.items() if not users]:
-            self._users[tunnel_id].add("_")
-            self.release(tunnel_id, "_")
+            self._remove(tunnel_id)
+
+    def _remove(self, tunnel_id: int) -> None:
+        tunnel = self.tunnel(tunnel_id)
+        self.tables.remove_peer(tunnel.remote, port=self._peer_port(tunnel))
+        self.tables.remove_tunnel(tunnel_id)
+        del self._ids[tunnel], self._users[tunnel_id]
+        self._kinds.pop(tunnel_id, None)
 
     def tunnel(self, tunnel_id: int) -> Tunnel | None:
         return next((t for t, i in self._ids.items() if i == tunnel_id), None)
