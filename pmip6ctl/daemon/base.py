@@ -267,10 +267,8 @@ class Daemon:
             msg = wire.decode(data, arrival.checksum_src, arrival.checksum_dst)
         except wire.UnknownMessageType as exc:
             self.metrics.count_message(f"type_{exc.mh_type}", "in", "unknown_type")
-            self.apply([Send(wire.BindingError(status=wire.BindingErrorStatus.UNRECOGNIZED_MH_TYPE,
-                                               home_address=arrival.src),
-                             src=arrival.dst, dst=arrival.src, ipv4_dst=arrival.ipv4_src,
-                             ipv4_src=arrival.ipv4_dst)])
+            self.apply([arrival.reply(wire.BindingError(status=wire.BindingErrorStatus.UNRECOGNIZED_MH_TYPE,
+                                                        home_address=arrival.src), arrival.dst)])
             return
         except wire.ChecksumError as exc:
             self.metrics.count_message("unknown", "in", "bad_checksum")

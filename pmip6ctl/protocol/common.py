@@ -55,6 +55,11 @@ class Arrival:
     def checksum_dst(self) -> IPv6Address:
         return self.proxy_dst or self.dst
 
+    def reply(self, message: Message, src: IPv6Address, dst: IPv6Address | None = None) -> Send:
+        """message from src back to the sender (or to dst), by the same
+        transport: over IPv4/UDP to the address and port it came from."""
+        return Send(message, src, dst or self.src, ipv4_dst=self.ipv4_src, ipv4_src=self.ipv4_dst)
+
 
 @dataclass(frozen=True)
 class Send:
@@ -94,11 +99,6 @@ class Retransmission:
 
     def stop(self) -> None:
         self.due = None
-
-    @property
-    def exhausted(self) -> bool:
-        """The last wait was already at the cap."""
-        return self.timeout >= self.maximum
 
 
 def earliest(*deadlines: float | None) -> float | None:

@@ -22,7 +22,7 @@ from typing import Callable, Mapping
 from .. import security, wire
 from .common import Arrival, Send, earliest
 from .ro import PeerKey
-from .ro_query import named_addresses
+from .ro_query import mag_address_options, named_addresses, serving_mag_options
 
 Address = IPv6Address | IPv4Address
 
@@ -148,10 +148,7 @@ class InterLmaQuery:
             status = wire.LRAStatus.MN_NOT_ATTACHED
         else:
             status = wire.LRAStatus.SUCCESS
-            options.append(wire.MAGIPv6Address(serving.proxy_coa))
-            ipv4 = serving.ipv4_proxy_coa or (serving.mag_ipv4.address if serving.mag_ipv4 else None)
-            if ipv4 is not None:
-                options.append(wire.IPv4CareofAddress(ipv4))
+            options = serving_mag_options(serving)
             self.askers.setdefault(serving.hnp, set()).add(arrival.src)
         lra = wire.LocalizedRoutingAck(sequence=lri.sequence, status=status,
                                        lifetime=lri.lifetime if serving else 0, options=options)
@@ -177,15 +174,11 @@ class InterLmaQuery:
 
     # --- answering the MAG ---------------------------------------------------------------------------
     def _answer(self, lri, arrival: Arrival, answer: CachedAnswer) -> Send:
-        options = [wire.MAGIPv6Address(answer.mag)]
-        if answer.mag_ipv4 is not None:
-            options.append(wire.IPv4CareofAddress(answer.mag_ipv4))
         lra = wire.LocalizedRoutingAck(sequence=lri.sequence, status=wire.LRAStatus.SUCCESS,
-                                       lifetime=lri.lifetime, options=options)
-        return Send(lra, self.address, arrival.src, ipv4_dst=arrival.ipv4_src, ipv4_src=arrival.ipv4_dst)
+                                       lifetime=lri.lifetime, options=mag_address_options(answer.mag, answer.mag_ipv4))
+        return arrival.reply(lra, self.address)
 
     def _refuse(self, query: PendingQuery) -> Send:
         lra = wire.LocalizedRoutingAck(sequence=query.lri.sequence, status=wire.LRAStatus.MN_NOT_ATTACHED,
                                        lifetime=0)
-        return Send(lra, self.address, query.arrival.src, ipv4_dst=query.arrival.ipv4_src,
-                    ipv4_src=query.arrival.ipv4_dst)
+        return query.arrival.reply(lra, self.address)

@@ -48,6 +48,12 @@ def mapped(address: Address) -> IPv6Address:
     return IPv6Address(f"::ffff:{address}") if isinstance(address, IPv4Address) else address
 
 
+def no_binding_error(mn_address: Address) -> wire.BindingError:
+    """RFC 6275 §9.3.3: no binding for this home address (status 1)."""
+    return wire.BindingError(status=wire.BindingErrorStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS_DESTINATION_OPTION,
+                             home_address=mapped(mn_address))
+
+
 @dataclass(frozen=True)
 class RoPair:
     """A route-optimized pair seen from one node: local is the address served
@@ -173,7 +179,6 @@ class Attempt:
     kbm: bytes | None = None
     retransmission: Retransmission = field(default_factory=Retransmission)
     established: bool = False             # an entry is installed (first install done)
-    lifetime: int = 0
     expires: float | None = None
     refresh_at: float | None = None
     failures: int = 0
@@ -245,10 +250,7 @@ class RoInitiator:
                 # No fresh token to sign a deregistration with: a Binding
                 # Error tells the peer all the same (RFC 6275 §9.3.3), so that
                 # it stops sending toward us at once.
-                be = wire.BindingError(
-                    status=wire.BindingErrorStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS_DESTINATION_OPTION,
-                    home_address=mapped(pair.local))
-                actions.append(self._to_peer(attempt, be))
+                actions.append(self._to_peer(attempt, no_binding_error(pair.local)))
         if attempt.established:
             actions.append(RoRemoved(pair, attempt.peer, "initiator", reason))
         return actions
@@ -276,7 +278,7 @@ class RoInitiator:
         actions = []
         for attempt in list(self.attempts.values()):
             if attempt.expires is not None and now >= attempt.expires:
-                actions += self._lose(attempt, now, "lifetime expired")
+                actions += self._fail(attempt, now, "lifetime expired")    # the binding is gone: LMA path
             elif attempt.retransmission.due is not None and now >= attempt.retransmission.due:
                 actions += self._retransmit(attempt, now)
             elif attempt.phase == Phase.ESTABLISHED and attempt.refresh_at is not None and now >= attempt.refresh_at:
@@ -496,7 +498,7 @@ class RoInitiator:
         attempt.retransmission.stop()
         first = not attempt.established
         attempt.phase, attempt.established, attempt.failures = Phase.ESTABLISHED, True, 0
-        attempt.lifetime, attempt.expires = granted, sent + granted
+        attempt.expires = sent + granted
         attempt.refresh_at = sent + granted * self.policy.refresh_fraction
         nat = wire.find_option(ba, wire.NATDetection)
         attempt.nat = nat is not None
@@ -579,10 +581,6 @@ class RoInitiator:
         attempt.note(now, f"failed: {reason}")
         actions.append(RoFailed(attempt.pair, reason, attempt.retry_at))
         return actions
-
-    def _lose(self, attempt: Attempt, now: float, reason: str) -> list:
-        """The installed binding is gone: back to the LMA path."""
-        return self._fail(attempt, now, reason)
 
     def _can_sign_deregistration(self, attempt: Attempt, now: float) -> bool:
         """A home keygen token still fresh (RFC 6275 §5.2.7); a refresh's RR
@@ -673,10 +671,7 @@ class RoResponder:
         return [RoRemoved(pair, binding.peer, "responder", reason)] if binding else []
 
     def binding_error(self, mn_address: Address, peer: IPv6Address) -> Send:
-        """RFC 6275 §9.3.3: no binding for this home address (status 1)."""
-        be = wire.BindingError(status=wire.BindingErrorStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS_DESTINATION_OPTION,
-                               home_address=mapped(mn_address))
-        return Send(be, self.policy.address, peer)
+        return Send(no_binding_error(mn_address), self.policy.address, peer)
 
     # --- return routability (RFC 6275 §9.4) ------------------------------------------
     def _on_hoti(self, hoti: wire.HomeTestInit, arrival: Arrival, now: float) -> list:
@@ -707,7 +702,7 @@ class RoResponder:
             # §2.1.1.2: it came through the LMA over IPv4 transport; so goes the
             # CoT, through the CN's tunnel to the LMA, to MAG1's proxy CoA
             return [SendHomePath(cot, src=self.policy.address, dst=careof, anchor=_unmapped(arrival.dst))]
-        return [Send(cot, self.policy.address, careof, ipv4_dst=arrival.ipv4_src, ipv4_src=arrival.ipv4_dst)]
+        return [arrival.reply(cot, self.policy.address, careof)]
 
     # --- the RO binding update (draft §2.3, RFC 6275 §9.5) ------------------------------
     def _on_bu(self, bu: wire.BindingUpdate, arrival: Arrival, now: float) -> list:
@@ -796,7 +791,7 @@ class RoResponder:
             ba = security.sign_mma(ba, key.spi, key.key, arrival.dst, peer)
         elif kbm is not None:
             ba = security.sign_binding_update(ba, kbm, peer, arrival.dst)
-        return Send(ba, arrival.dst, peer, ipv4_dst=arrival.ipv4_src, ipv4_src=arrival.ipv4_dst)
+        return arrival.reply(ba, arrival.dst, peer)
 
     def _on_be(self, be: wire.BindingError, arrival: Arrival) -> list:
         """MAG1 has no binding for that MN any more: drop ours."""

@@ -27,6 +27,18 @@ def named_addresses(lri: wire.LocalizedRoutingInitiation) -> tuple[Address | Non
     return mn, cn
 
 
+def mag_address_options(mag: IPv6Address, mag_ipv4: IPv4Address | None) -> list:
+    """An LRA's answer: the serving MAG's IPv6 address (option 51) and its
+    IPv4 address (option 32) when it has one."""
+    return [wire.MAGIPv6Address(mag)] + ([wire.IPv4CareofAddress(mag_ipv4)] if mag_ipv4 is not None else [])
+
+
+def serving_mag_options(binding) -> list:
+    """mag_address_options for the MAG a binding-cache entry names."""
+    ipv4 = binding.ipv4_proxy_coa or (binding.mag_ipv4.address if binding.mag_ipv4 else None)
+    return mag_address_options(binding.proxy_coa, ipv4)
+
+
 def answer_lri(lri: wire.LocalizedRoutingInitiation, arrival: Arrival, lma_address: IPv6Address,
                binding_for: Callable[[Address], object | None],
                allowed: Callable[[Address, Address], bool]) -> tuple[Send, str]:
@@ -35,7 +47,7 @@ def answer_lri(lri: wire.LocalizedRoutingInitiation, arrival: Arrival, lma_addre
     options: list = []
     if mn is None or cn is None:
         status, outcome = wire.LRAStatus.LOCALIZED_ROUTING_NOT_ALLOWED, "malformed_query"
-    elif binding_for(mn) is None or binding_for(mn).proxy_coa != arrival.src:
+    elif (owner := binding_for(mn)) is None or owner.proxy_coa != arrival.src:
         # only the MN's own MAG may ask about its flows
         status, outcome = wire.LRAStatus.LOCALIZED_ROUTING_NOT_ALLOWED, "not_the_serving_mag"
     elif not allowed(mn, cn):
@@ -46,11 +58,8 @@ def answer_lri(lri: wire.LocalizedRoutingInitiation, arrival: Arrival, lma_addre
             status, outcome = wire.LRAStatus.MN_NOT_ATTACHED, "cn_not_anchored"
         else:
             status, outcome = wire.LRAStatus.SUCCESS, "answered"
-            options.append(wire.MAGIPv6Address(serving.proxy_coa))
-            ipv4 = serving.ipv4_proxy_coa or (serving.mag_ipv4.address if serving.mag_ipv4 else None)
-            if ipv4 is not None:
-                options.append(wire.IPv4CareofAddress(ipv4))
+            options = serving_mag_options(serving)
     lra = wire.LocalizedRoutingAck(sequence=lri.sequence, status=status,
                                    lifetime=lri.lifetime if status == wire.LRAStatus.SUCCESS else 0,
                                    options=options)
-    return Send(lra, lma_address, arrival.src, ipv4_dst=arrival.ipv4_src, ipv4_src=arrival.ipv4_dst), outcome
+    return arrival.reply(lra, lma_address), outcome
