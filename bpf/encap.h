@@ -57,6 +57,12 @@ static __always_inline struct ethhdr *grow_head(struct xdp_md *ctx, int outer_le
     return eth;
 }
 
+/* Octets the outer headers of tunnel t take. */
+static __always_inline __u32 tunnel_outer_len(const struct tunnel *t)
+{
+    return t->type == ENCAP_IP6 ? OUTER_IP6_LEN : t->type == ENCAP_UDP4 ? OUTER_UDP4_LEN : OUTER_IP4_LEN;
+}
+
 static __always_inline int push_ip6_outer(struct xdp_md *ctx, const struct tunnel *t,
                                           __u16 inner_eth_proto, __u16 inner_len, __u8 hop_limit)
 {
@@ -81,7 +87,7 @@ static __always_inline int push_ip4_outer(struct xdp_md *ctx, const struct tunne
                                           __u16 inner_eth_proto, __u16 inner_len, __u8 ttl)
 {
     int with_udp = t->type == ENCAP_UDP4;
-    int outer_len = with_udp ? OUTER_UDP4_LEN : OUTER_IP4_LEN;
+    int outer_len = tunnel_outer_len(t);
     struct ethhdr *eth = grow_head(ctx, outer_len, ETH_P_IP);
     struct iphdr *ip4;
 

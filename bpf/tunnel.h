@@ -155,8 +155,7 @@ static __always_inline int encap_and_forward(struct xdp_md *ctx, __u32 prog, str
         return finish(ctx, prog, REASON_DROP_NO_TUNNEL);
     if (decrement && !decrement_hop_limit(ip, (void *)(long)ctx->data_end))
         return finish(ctx, prog, REASON_PASS_HOP_LIMIT);
-    outer_total = ip->total_len + (t->type == ENCAP_IP6 ? OUTER_IP6_LEN
-                                   : t->type == ENCAP_IP4 ? OUTER_IP4_LEN : OUTER_UDP4_LEN);
+    outer_total = ip->total_len + tunnel_outer_len(t);
     if (encapsulate(ctx, t, ip, cfg ? cfg->hop_limit : 64) != ENCAP_OK)
         return finish(ctx, prog, REASON_DROP_NO_HEADROOM);
     return forward_tunnelled(ctx, prog, reason, tunnel_id, t->generation, outer_total);

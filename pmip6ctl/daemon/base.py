@@ -22,7 +22,7 @@ from .. import statefile, wire
 from ..dataplane import Dataplane, DataplaneSettings, Encap, FlowEvent, PuntEvent, Tunnel
 from ..io.control import CommandError, ControlServer
 from ..io.netlink import Netlink
-from ..io.frames import inner_ipv6, ipv4_header
+from ..io.frames import inner_ipv6, ipv4_header, split_ipv4
 from ..io.signaling import IPPROTO_MH, MhSocket, UdpSignalingSocket, parse_ipv6_packet
 from ..io.tunnel_sender import TunnelSender
 from ..metrics import DataplaneCollector, Metrics
@@ -97,9 +97,8 @@ class Raw4Signaling:
                 packet = self.sock.recv(65535)
             except BlockingIOError:
                 return None
-            ihl = (packet[0] & 0x0F) * 4 if packet else 0
             try:
-                src, dst, next_header, mh = parse_ipv6_packet(packet[ihl:])
+                src, dst, next_header, mh = parse_ipv6_packet(split_ipv4(packet)[3])
             except ValueError:
                 continue                  # tunnelled data the kernel was handed: not ours
             if next_header == IPPROTO_MH:
@@ -368,10 +367,6 @@ class Daemon:
                     self.apply(self.on_timer(now))
                 except Exception:
                     log.exception("timer processing failed; the daemon goes on")
-
-    def wake_timers(self) -> None:
-        if self._timer_wakeup:
-            self._timer_wakeup.set()
 
     # --- data-plane events -------------------------------------------------------------
     def _poll_events(self) -> None:

@@ -41,10 +41,6 @@ class TunnelRegistry:
         if not users:
             self._remove(tunnel_id)
 
-    def release_user(self, user: str) -> None:
-        for tunnel_id in [i for i, users in self._users.items() if user in users]:
-            self.release(tunnel_id, user)
-
     def forget_unused(self) -> None:
         """After a restart and state restore: drop adopted tunnels nobody claimed."""
         for tunnel_id in [i for i, users in self._users.items() if not users]:
@@ -59,9 +55,6 @@ class TunnelRegistry:
 
     def tunnel(self, tunnel_id: int) -> Tunnel | None:
         return next((t for t, i in self._ids.items() if i == tunnel_id), None)
-
-    def users(self, tunnel_id: int) -> set[str]:
-        return set(self._users.get(tunnel_id, ()))
 
     def items(self):
         return [(i, t, sorted(self._users[i])) for t, i in sorted(self._ids.items(), key=lambda kv: kv[1])]

@@ -238,6 +238,7 @@ class Tables:
             _set_addr(keys[i].local, entry.local)
             _set_addr(keys[i].remote, entry.remote)
             leaves[i].tunnel_id = entry.tunnel_id
+            leaves[i].also_from_tunnel = entry.also_from_tunnel
             leaves[i].expires_ns = entry.expires_ns
         self.ro_table.items_update_batch(keys, leaves)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from ..protocol.common import UdpEndpoint
+from ..wire.checksum import internet_checksum
 from .signaling import IPPROTO_MH, ipv6_packet, parse_ipv6_packet
 
 ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
@@ -26,7 +27,8 @@ class PuntedMessage:
     ipv4_wrapper: tuple[IPv4Address, IPv4Address] | None = None   # fig. 2/3: (src, dst) of the IPv4 header inside
 
 
-def _ipv4_header(packet: bytes) -> tuple[IPv4Address, IPv4Address, int, bytes]:
+def split_ipv4(packet: bytes) -> tuple[IPv4Address, IPv4Address, int, bytes]:
+    """An IPv4 packet's source, destination, protocol and payload; ValueError if malformed."""
     if len(packet) < 20 or packet[0] >> 4 != 4:
         raise ValueError("not an IPv4 header")
     ihl = (packet[0] & 0x0F) * 4
@@ -47,7 +49,7 @@ def parse_punted_frame(frame: bytes) -> PuntedMessage:
     if ethertype == ETH_P_IPV6:
         outer_src, _dst, proto, inner = parse_ipv6_packet(packet)
     elif ethertype == ETH_P_IP:
-        outer_src, _dst, proto, inner = _ipv4_header(packet)
+        outer_src, _dst, proto, inner = split_ipv4(packet)
         if proto == IPPROTO_UDP:
             if len(inner) < 8:
                 raise ValueError("truncated UDP header")
@@ -58,7 +60,7 @@ def parse_punted_frame(frame: bytes) -> PuntedMessage:
         raise ValueError(f"ethertype 0x{ethertype:04x} is not IP")
     wrapper = None
     if proto == IPPROTO_IPIP:
-        v4_src, v4_dst, v4_proto, inner = _ipv4_header(inner)
+        v4_src, v4_dst, v4_proto, inner = split_ipv4(inner)
         if v4_proto != IPPROTO_IPV6:
             raise ValueError("IPv4 inside the tunnel carries no IPv6")
         wrapper = (v4_src, v4_dst)
@@ -78,11 +80,8 @@ def ipv4_header(src: IPv4Address, dst: IPv4Address, proto: int, payload_len: int
     """An IPv4 header with its checksum (for the draft's fig. 2-3 wrapping)."""
     header = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + payload_len, 0, 0x4000, ttl, proto, 0,
                                    src.packed, dst.packed))
-    total = sum(struct.unpack("!10H", header))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    struct.pack_into("!H", header, 10, ~total & 0xFFFF)
+    struct.pack_into("!H", header, 10, internet_checksum(bytes(header)))
     return bytes(header)
 
 
-__all__ = ["PuntedMessage", "parse_punted_frame", "inner_ipv6", "ipv4_header", "UdpEndpoint"]
+__all__ = ["PuntedMessage", "parse_punted_frame", "inner_ipv6", "ipv4_header", "split_ipv4", "UdpEndpoint"]

@@ -12,7 +12,6 @@ Both hand the daemon (octets of the MH, Arrival) and take a protocol Send.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import struct
 from ipaddress import IPv4Address, IPv6Address
@@ -25,7 +24,7 @@ IPV6_CHECKSUM = 7
 IPV6_RECVPKTINFO = 49
 IPV6_PKTINFO = 50
 IP_PKTINFO = 8                             # Linux; the socket module lacks it
-_PKTINFO = struct.Struct("=16sI")          # struct in6_pktinfo
+IN6_PKTINFO = struct.Struct("=16sI")          # struct in6_pktinfo
 _IPV6_HEADER = struct.Struct("!IHBB16s16s")
 
 
@@ -41,19 +40,19 @@ class MhSocket:
 
     def receive(self) -> tuple[bytes, Arrival] | None:
         try:
-            data, ancdata, _flags, addr = self.sock.recvmsg(65535, socket.CMSG_SPACE(_PKTINFO.size))
+            data, ancdata, _flags, addr = self.sock.recvmsg(65535, socket.CMSG_SPACE(IN6_PKTINFO.size))
         except BlockingIOError:
             return None
         dst = IPv6Address("::")
         for level, kind, value in ancdata:
-            if level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO and len(value) >= _PKTINFO.size:
-                dst = IPv6Address(_PKTINFO.unpack_from(value)[0])
+            if level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO and len(value) >= IN6_PKTINFO.size:
+                dst = IPv6Address(IN6_PKTINFO.unpack_from(value)[0])
         src = IPv6Address(addr[0].split("%")[0])
         return data, Arrival(src=src, dst=dst)
 
     def send(self, send: Send) -> None:
         payload = encode(send.message, send.src, send.dst)
-        pktinfo = _PKTINFO.pack(send.src.packed, 0)
+        pktinfo = IN6_PKTINFO.pack(send.src.packed, 0)
         self.sock.sendmsg([payload], [(socket.IPPROTO_IPV6, IPV6_PKTINFO, pktinfo)], 0, (str(send.dst), 0))
 
     def close(self) -> None:
@@ -114,7 +113,3 @@ class UdpSignalingSocket:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def is_ipv6(address) -> bool:
-    return isinstance(ipaddress.ip_address(address), IPv6Address)

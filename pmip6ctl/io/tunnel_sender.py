@@ -14,10 +14,9 @@ import socket
 import struct
 
 from ..dataplane import Encap, Tunnel
-from .signaling import IPV6_PKTINFO, UdpSignalingSocket
+from .signaling import IN6_PKTINFO, IP_PKTINFO, IPV6_PKTINFO, UdpSignalingSocket
 
 SO_ATTACH_FILTER = 26
-IP_PKTINFO = 8
 # classic BPF, one instruction: ret #0 (accept nothing)
 _DROP_ALL = (ctypes.c_ubyte * 8).from_buffer_copy(struct.pack("HBBI", 0x06, 0, 0, 0))
 
@@ -42,7 +41,7 @@ class TunnelSender:
     def send(self, tunnel: Tunnel, inner: bytes) -> None:
         proto = 41 if inner[0] >> 4 == 6 else 4
         if tunnel.encap == Encap.IP6:
-            pktinfo = struct.pack("=16sI", tunnel.local.packed, 0)
+            pktinfo = IN6_PKTINFO.pack(tunnel.local.packed, 0)
             self._socket(socket.AF_INET6, proto).sendmsg(
                 [inner], [(socket.IPPROTO_IPV6, IPV6_PKTINFO, pktinfo)], 0, (str(tunnel.remote), 0))
         elif tunnel.encap == Encap.IP4:

@@ -62,7 +62,7 @@ class NetLab:
     def sh_ok(self, short: str, *argv: str) -> str:
         """Like sh, but returns the output whatever the exit status (ping
         with losses exits 1 and still says how many replies came)."""
-        proc = subprocess.run([*netns.nsenter_prefix(self.ns(short)), *argv], text=True, capture_output=True)
+        proc = netns.run(self.ns(short), *argv, check=False)
         return proc.stdout + proc.stderr
 
     def sysctl(self, short: str, **settings: str | int) -> None:

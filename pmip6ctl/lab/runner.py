@@ -288,10 +288,7 @@ class Lab:
         if pid is None:
             return
         os.killpg(pid, sig)
-        deadline = time.monotonic() + timeout
-        while self.pid(node) is not None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if self.pid(node) is not None:
+        if not poll(lambda: self.pid(node) is None, timeout):
             os.killpg(pid, signal.SIGKILL)
 
     def restart_daemon(self, node: str) -> None:
@@ -325,7 +322,7 @@ class Lab:
                      bind: str | None = None) -> dict:
         """An iperf3 TCP transfer from client to an iperf3 server in the
         server's namespace, at target; returns iperf3's JSON result."""
-        listener = subprocess.Popen(["nsenter", f"--net=/run/netns/{self.ns(server)}", "iperf3", "-s", "-1"],
+        listener = subprocess.Popen([*netns.nsenter_prefix(self.ns(server)), "iperf3", "-s", "-1"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             time.sleep(0.3)
@@ -361,11 +358,9 @@ class Lab:
 
     def where(self, mn: str) -> str:
         """The MAG the MN is attached to now (by which of its links is up)."""
-        up = "state UP" in self.sh(mn, "ip", "link", "show", "eth1")
-        return t.AWAY_MAG if up and self.second_link_is_the_mn(mn) else t.HOME_MAG[mn]
-
-    def second_link_is_the_mn(self, mn: str) -> bool:
-        return t.MN_MACS[mn] in self.sh(mn, "ip", "link", "show", "eth1")
+        eth1 = self.sh(mn, "ip", "link", "show", "eth1")
+        # eth1 up with the MN's own MAC (not the second identity's): the MN is at MAG3
+        return t.AWAY_MAG if "state UP" in eth1 and t.MN_MACS[mn] in eth1 else t.HOME_MAG[mn]
 
     def move(self, mn: str, to: str) -> None:
         """Handover: the MN leaves its access link (its MAG sees the carrier

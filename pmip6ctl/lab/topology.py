@@ -81,17 +81,15 @@ NAT_UDP_TIMEOUT = 6
 NAT_KEEPALIVE = 2
 
 
-def link_of(node: str, ifname: str | None = None) -> tuple[Link, str]:
+def link_of(node: str) -> tuple[Link, str]:
     """The transport link of node (and which side it is)."""
     for link in LINKS:
-        if link.b == node and (ifname is None or link.b_if == ifname):
+        if link.b == node:
             return link, "b"
     raise KeyError(node)
 
 
 def address6(node: str) -> str:
-    if node == "cn":
-        return link_of("cn")[0].addr6("b")
     return link_of(node)[0].addr6("b")
 
 
