@@ -261,13 +261,13 @@ class MagDaemon(Daemon):
         tunnel_id = self.tunnels.acquire(self.lma_tunnel(entry), entry.mn_id, PeerKind.LMA)
         previous = self.installed.get(entry.mn_id)
         self.installed[entry.mn_id] = tunnel_id
-        if previous is not None and previous != tunnel_id:
-            self.tunnels.release(previous, entry.mn_id)
         self.tables.set_mn(entry.hnp, tunnel_id)
         self.netlink.replace_route(entry.hnp, ifname=entry.link)
         if entry.ipv4_hoa:
             self.tables.set_mn(f"{entry.ipv4_hoa}/32", tunnel_id)
             self.netlink.replace_route(f"{entry.ipv4_hoa}/32", ifname=entry.link)
+        if previous is not None and previous != tunnel_id:     # only once nothing points at it
+            self.tunnels.release(previous, entry.mn_id)
         self.advertise(entry)
         self.keep_nat_mapping(time.time())           # schedules the keepalives when a NAT was seen
         log.info("%s registered: %s%s on %s", entry.mn_id, entry.hnp,

@@ -81,11 +81,11 @@ class RoEntries:
         tunnel_id = self.tunnels.acquire(self.tunnel_for(action), self._user(pair, role), PeerKind.RO)
         entry = self.pairs.setdefault(pair, InstalledPair(pair, action.mode))
         previous = entry.by_role.get(role)
-        if previous is not None and previous.tunnel_id != tunnel_id:
-            self.tunnels.release(previous.tunnel_id, self._user(pair, role))
         entry.by_role[role] = RoleBinding(action.peer, tunnel_id, action.expires)
         entry.mode = action.mode
         self._program(entry)
+        if previous is not None and previous.tunnel_id != tunnel_id:     # only once the entry left it
+            self.tunnels.release(previous.tunnel_id, self._user(pair, role))
         log.info("RO %s via %s (%s, %s, %d s)", pair, action.peer, role, action.mode, action.lifetime)
         return entry
 
