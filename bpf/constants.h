@@ -14,6 +14,10 @@
 /* UDP port for IPv4 transport and NAT traversal (RFC 5844, RFC 5555). */
 #define PMIP6_UDP_PORT 5436
 
+/* The Mobility Header's protocol number (RFC 6275 §6.1; linux/in6.h has the
+ * same definition, which C allows to repeat). */
+#define IPPROTO_MH     135
+
 /* Kinds of authorised tunnel peer (struct peer.kind). */
 #define PEER_LMA       1   /* the MAG's LMA */
 #define PEER_MAG       2   /* a MAG holding a binding at this LMA */
@@ -63,5 +67,10 @@
 #define OUTER_IP6_LEN  40
 #define OUTER_IP4_LEN  20
 #define OUTER_UDP4_LEN 28
+
+/* Sizes of the perf-buffer records (bpf/events.h), checked on both sides:
+ * by _Static_assert in C and by pmip6ctl/dataplane/loader.py in Python. */
+#define SIZEOF_EVENT_HEADER 16  /* struct event_header */
+#define SIZEOF_FLOW_EVENT   72  /* struct flow_event */
 
 #endif

@@ -22,6 +22,9 @@ struct flow_event {
     __u64 packets;
 };
 
+_Static_assert(sizeof(struct event_header) == SIZEOF_EVENT_HEADER, "SIZEOF_EVENT_HEADER in constants.h");
+_Static_assert(sizeof(struct flow_event) == SIZEOF_FLOW_EVENT, "SIZEOF_FLOW_EVENT in constants.h");
+
 static __always_inline struct dp_config *dp_config(void)
 {
     __u32 zero = 0;

@@ -10,6 +10,11 @@
 #define VERDICT_drop     XDP_DROP
 #define VERDICT_punt     XDP_DROP
 
+/* The counter layouts, [program][reason] and [program][event kind];
+ * pmip6ctl/defs.py stats_key() and event_stats_key() read them back. */
+#define STATS_KEY(prog, reason)     ((prog) * REASON_COUNT + (reason))
+#define EVENT_STATS_KEY(prog, kind) ((prog) * EVENT_KIND_COUNT + (kind))
+
 #define PMIP6_REASON_VERDICT(name, verdict, help) case REASON_##name: return VERDICT_##verdict;
 
 static __always_inline int verdict_of(__u32 reason)
@@ -22,7 +27,7 @@ static __always_inline int verdict_of(__u32 reason)
 
 static __always_inline void count(struct xdp_md *ctx, __u32 prog, __u32 reason)
 {
-    __u32 key = prog * REASON_COUNT + reason;
+    __u32 key = STATS_KEY(prog, reason);
     struct counter *c = stats.lookup(&key);
 
     if (c) {
@@ -40,7 +45,7 @@ static __always_inline int finish(struct xdp_md *ctx, __u32 prog, __u32 reason)
 
 static __always_inline void count_event(__u32 prog, __u32 type)
 {
-    __u32 key = prog * EVENT_KIND_COUNT + type;
+    __u32 key = EVENT_STATS_KEY(prog, type);
     __u64 *n = event_stats.lookup(&key);
 
     if (n)

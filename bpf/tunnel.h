@@ -9,10 +9,6 @@
 #include "forward.h"
 #include "events.h"
 
-#ifndef IPPROTO_MH
-#define IPPROTO_MH 135
-#endif
-
 static __always_inline struct mn_entry *lookup_mn(const union ip_addr *addr)
 {
     struct prefix_key key = { .prefixlen = 128 };

@@ -33,7 +33,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .dataplane import defs
+from . import defs
 from .security import MAX_RR_BINDING_LIFETIME
 
 __all__ = [

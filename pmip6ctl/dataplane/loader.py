@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import defs
+from .. import defs
 from .tables import Tables, unpack_address
 
 log = logging.getLogger("pmip6ctl.dataplane")

@@ -12,7 +12,7 @@ import os
 import struct
 from pathlib import Path
 
-from . import defs
+from .. import defs
 from .tables import Counter, sum_counters
 from .testrun import _lib
 
@@ -67,7 +67,7 @@ def read_counters(pin_dir: Path) -> list[Counter]:
         buf = ctypes.create_string_buffer(_COUNTER.size * ncpu)
         for prog_id in sorted(programs):
             for reason in reasons:
-                k = ctypes.c_uint32(prog_id * len(reasons) + reason.index)
+                k = ctypes.c_uint32(defs.stats_key(prog_id, reason.index))
                 if lib.bpf_map_lookup_elem(fd, ctypes.byref(k), buf) != 0:
                     raise OSError(ctypes.get_errno(), f"cannot read {pin_dir / 'stats'}")
                 rows.append([_COUNTER.unpack_from(buf.raw, i * _COUNTER.size) for i in range(ncpu)])

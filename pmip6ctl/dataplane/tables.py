@@ -14,7 +14,7 @@ import socket
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from . import defs
+from .. import defs
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -306,7 +306,7 @@ class Tables:
         rows = []
         for prog_id in sorted(programs):
             for reason in reasons:
-                key = self.stats.Key(prog_id * len(reasons) + reason.index)
+                key = self.stats.Key(defs.stats_key(prog_id, reason.index))
                 rows.append([(v.packets, v.bytes) for v in self.stats.getvalue(key)])
         totals = sum_counters(rows)
         result = []
@@ -320,11 +320,10 @@ class Tables:
 
     def event_counts(self) -> dict[tuple[str, str], int]:
         kinds = defs.event_kinds()
-        count = defs.constants()["EVENT_KIND_COUNT"]
         result = {}
         for prog_id, prog in defs.programs().items():
             for kind_id, kind in kinds.items():
-                values = self.event_stats.getvalue(self.event_stats.Key(prog_id * count + kind_id))
+                values = self.event_stats.getvalue(self.event_stats.Key(defs.event_stats_key(prog_id, kind_id)))
                 result[(prog, kind)] = sum(int(v) for v in values)
         return result
 

@@ -24,7 +24,7 @@ from pmip6ctl.config import (
     load_config,
     parse_config,
 )
-from pmip6ctl.dataplane import defs
+from pmip6ctl import defs
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "examples"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.toml"))

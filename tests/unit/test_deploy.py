@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from pmip6ctl.config import KNOWN_KEYS, parse_config
-from pmip6ctl.dataplane import defs
+from pmip6ctl import defs
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -20,7 +20,7 @@ def bpf_dir() -> Path:
     installed share directory."""
     candidates = [
         os.environ.get("PMIP6_BPF_DIR"),
-        Path(__file__).resolve().parents[2] / "bpf",          # the source tree (editable install)
+        Path(__file__).resolve().parents[1] / "bpf",          # the source tree (editable install)
         Path(sys.prefix) / "share/pmip6ctl/bpf",              # pip install (pyproject data-files)
         "/usr/share/pmip6ctl/bpf",
         "/usr/local/share/pmip6ctl/bpf",
@@ -91,3 +91,14 @@ ROLE_PROGRAMS: dict[str, tuple[tuple[str, str], ...]] = {
     "lma": (("lma.c", "xdp_lma"),),
     "cn": (("cn.c", "xdp_cn"), ("cn.c", "xdp_cn_egress")),
 }
+
+
+def stats_key(prog_id: int, reason_index: int) -> int:
+    """The key of the per-CPU counter of (program, reason) in the `stats`
+    map: the layout STATS_KEY() in bpf/stats.h writes."""
+    return prog_id * len(reasons()) + reason_index
+
+
+def event_stats_key(prog_id: int, kind_id: int) -> int:
+    """The key of (program, event kind) in `event_stats` (EVENT_STATS_KEY())."""
+    return prog_id * constants()["EVENT_KIND_COUNT"] + kind_id
