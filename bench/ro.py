@@ -6,9 +6,9 @@
    capture at the router's end of it, one clock), over N runs triggered by the data plane
    (threshold 1). Target p50 ≤ 10 ms, p99 ≤ 50 ms.
 2. Control-plane throughput on one core: RO set-ups per second for 1,000
-   MN–CN pairs, the initiator, the LMA's query answer and the responder
-   exchanging real encoded messages (no sockets), against the same pairs
-   left on the LMA path (0 set-ups: the harness alone) as the baseline.
+   MN–CN pairs, MAG1's and MAG2's node cores and the LMA's exchanging real
+   encoded messages (no sockets), against the same pairs left on the LMA
+   path (0 set-ups: the harness alone) as the baseline.
    Target ≥ 2,000 set-ups/s.
 
     .venv/bin/python bench/ro.py [--runs 100] [--pairs 1000] [--skip-lab] [--json]
@@ -35,8 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pmip6ctl import netns, wire  # noqa: E402
 from pmip6ctl.protocol import ro  # noqa: E402
-from pmip6ctl.protocol.common import Arrival, Send  # noqa: E402
-from pmip6ctl.protocol.ro_query import answer_lri  # noqa: E402
+from pmip6ctl.protocol.binding_cache import BindingCacheEntry, LmaPolicy  # noqa: E402
+from pmip6ctl.protocol.binding_update_list import BindingState, BindingUpdateListEntry  # noqa: E402
+from pmip6ctl.protocol.lma import LmaNode, LmaNodePolicy  # noqa: E402
+from pmip6ctl.protocol.mag import MagNode, MagNodePolicy  # noqa: E402
+from pmip6ctl.protocol.pools import PrefixPool  # noqa: E402
+from pmip6ctl.protocol.vocabulary import Role  # noqa: E402
+from pmip6ctl.transport import Arrival, Send, SendHomePath  # noqa: E402
 
 MARK = b"pmip6-ro-bench"
 
@@ -127,57 +132,56 @@ def lab_setup_times(runs: int) -> dict:
 
 
 # --- 2. control-plane throughput ----------------------------------------------------------
-class Binding:
-    def __init__(self, proxy_coa):
-        self.proxy_coa = proxy_coa
-        self.ipv4_proxy_coa = None
-        self.mag_ipv4 = None
-
-
 def control_plane(pairs: int, optimize: bool) -> tuple[float, int]:
-    """Seconds to run `pairs` flow triggers through the cores, and how many
-    RO bindings resulted. optimize=False: the LMA-path baseline."""
+    """Seconds to run `pairs` flow triggers through the node cores the daemons
+    run (MAG1's and MAG2's MagNode, the LmaNode), and how many RO bindings
+    resulted. optimize=False: the LMA-path baseline."""
     mag1, mag2, lma = (ipaddress.IPv6Address(a) for a in ("2001:db8:ffff:1::2", "2001:db8:ffff:2::2",
                                                             "2001:db8:ffff:3::2"))
-    mns = [ipaddress.IPv6Address(int(ipaddress.IPv6Address("2001:db8:100::")) + (i << 64) + 1) for i in range(pairs)]
-    cns = [ipaddress.IPv6Address(int(ipaddress.IPv6Address("2001:db8:200::")) + (i << 64) + 1) for i in range(pairs)]
-    bindings = {**{a: Binding(mag1) for a in mns}, **{a: Binding(mag2) for a in cns}}
-
-    def binding_for(address):
-        return bindings.get(ipaddress.IPv6Address(int(address) | 1))
-
-    initiator = ro.RoInitiator(ro.InitiatorPolicy(proxy_coa=mag1, lma_address=lma))
-    responder = ro.RoResponder(ro.ResponderPolicy(address=mag2, serves=lambda a: True))
-    installed = 0
+    mn_hnps = [ipaddress.IPv6Network((int(ipaddress.IPv6Address("2001:db8:100::")) + (i << 64), 64))
+               for i in range(pairs)]
+    cn_hnps = [ipaddress.IPv6Network((int(ipaddress.IPv6Address("2001:db8:200::")) + (i << 64), 64))
+               for i in range(pairs)]
     now = time.time()
+
+    def entry(mn_id, hnp):
+        return BindingUpdateListEntry(mn_id, "acc1", state=BindingState.REGISTERED, hnp=hnp, lifetime=10**7,
+                                      expires=now + 10**7, registered=now)
+
+    def anchored(mn_id, hnp, mag):
+        return BindingCacheEntry(mn_id=mn_id, hnp=hnp, proxy_coa=mag, lifetime=10**7, expires=now + 10**7,
+                                 sequence=1, access_technology_type=3, handoff_indicator=1, registered=now)
+
+    nodes = {}
+    for name, address, hnps in (("mag1", mag1, mn_hnps), ("mag2", mag2, cn_hnps)):
+        nodes[address] = MagNode(MagNodePolicy.build(name=name, proxy_coa=address, lma=lma))
+        nodes[address].restore([entry(f"{name}-{i}", hnp) for i, hnp in enumerate(hnps)], now)
+    nodes[lma] = LmaNode(LmaNodePolicy(binding_cache=LmaPolicy(
+        address=lma, hnp_pool=PrefixPool(ipaddress.IPv6Network("2001:db8::/32")))))
+    nodes[lma].restore([anchored(f"mn-{i}", hnp, mag1) for i, hnp in enumerate(mn_hnps)]
+                       + [anchored(f"cn-{i}", hnp, mag2) for i, hnp in enumerate(cn_hnps)], now)
+    installed = 0
     queue: deque = deque()
 
-    def deliver(action):
+    def deliver(origin, actions):
         nonlocal installed
-        if isinstance(action, (Send, ro.SendHomePath)):
-            data = wire.encode(action.message, action.src, action.dst)
-            queue.append((data, action.src, action.dst))
-        elif isinstance(action, ro.RoInstalled) and action.role == "initiator":
-            installed += 1
+        for action in actions:
+            if isinstance(action, Send):
+                queue.append((action.dst, wire.encode(action.message, action.src, action.dst), action, False))
+            elif isinstance(action, SendHomePath):       # through the LMA tunnels to the other MAG
+                other = mag2 if origin == mag1 else mag1
+                queue.append((other, wire.encode(action.message, action.src, action.dst), action, True))
+            elif isinstance(action, ro.RoInstalled) and action.role is Role.INITIATOR:
+                installed += 1
 
     started = time.perf_counter()
-    for mn, cn in zip(mns, cns):
+    for hnp, cn_hnp in zip(mn_hnps, cn_hnps):
         if optimize:
-            for action in initiator.start(mn, cn, now):
-                deliver(action)
+            deliver(mag1, nodes[mag1].flow_seen(hnp[1], cn_hnp[1], now))
         while queue:
-            data, src, dst = queue.popleft()
-            msg = wire.decode(data, src, dst)
-            arrival = Arrival(src, dst)
-            if dst == lma:
-                send, _ = answer_lri(msg, arrival, lma, binding_for, lambda m, c: True)
-                actions = [send]
-            elif isinstance(msg, (wire.HomeTestInit, wire.CareofTestInit, wire.BindingUpdate)):
-                actions = responder.receive(msg, arrival, now)
-            else:
-                actions = initiator.receive(msg, arrival, now)
-            for action in actions:
-                deliver(action)
+            to, data, action, home_path = queue.popleft()
+            msg = wire.decode(data, action.src, action.dst)
+            deliver(to, nodes[to].receive(msg, Arrival(action.src, action.dst, home_path=home_path), now))
     return time.perf_counter() - started, installed
 
 

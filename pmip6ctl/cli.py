@@ -21,6 +21,7 @@ import click
 
 from . import __version__
 from .io.control import CommandError, ControlClient
+from .security import MAX_RR_BINDING_LIFETIME
 from .tables_fmt import render_table
 
 RUN_DIR = Path("/run/pmip6ctl")
@@ -381,7 +382,8 @@ def ro_stop(obj: Context, mn, cn, as_json):
               help="Start RO once a flow has sent this many packets (0: only `ro start`).")
 @click.option("--mode", type=click.Choice(["rr", "quick"]),
               help="Return routability, or quick mode with peers that share a key (draft §2.2).")
-@click.option("--lifetime", type=click.IntRange(4, 420), help="Lifetime asked for new RO bindings, seconds.")
+@click.option("--lifetime", type=click.IntRange(4, MAX_RR_BINDING_LIFETIME),
+              help="Lifetime asked for new RO bindings, seconds.")
 @json_option
 @click.pass_obj
 def ro_settings(obj: Context, trigger_packets, mode, lifetime, as_json):

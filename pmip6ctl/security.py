@@ -176,3 +176,17 @@ def verify_mma(msg: Message, keys: Mapping[int, bytes], src: IPv6Address, dst: I
         return False
     expected = mma_authenticator(key, _mma_mobility_data(msg, src, dst))
     return hmac.compare_digest(expected, option.authenticator)
+
+
+@dataclasses.dataclass(frozen=True)
+class PeerKey:
+    """A peer authentication database entry (draft §2.2, RFC 4285): the SPI
+    and key one peer shares with us."""
+    spi: int
+    key: bytes = dataclasses.field(repr=False)
+
+    def sign(self, msg: Message, src: IPv6Address, dst: IPv6Address) -> Message:
+        return sign_mma(msg, self.spi, self.key, src, dst)
+
+    def verify(self, msg: Message, src: IPv6Address, dst: IPv6Address) -> bool:
+        return verify_mma(msg, {self.spi: self.key}, src, dst)

@@ -1,9 +1,7 @@
-"""The CN agent (draft §4, scenario 3): an RO-capable correspondent outside
-the PMIPv6 domain. It answers the proxy RR for its own address as an RFC
-6275 correspondent (its own Kcn and nonces), accepts the MAG's RO BU, and
-drives its data plane: xdp_cn decapsulates the MAG's IPv6-in-IPv6 on the
-network interface, and replies to an optimized MN leave through the egress
-veth, whose far end runs xdp_cn_egress to encapsulate them toward the MAG."""
+"""The CN agent daemon: CnNode (protocol/cn.py) with its I/O (draft §4,
+scenario 3). xdp_cn decapsulates the MAG's IPv6-in-IPv6 on the network
+interface, and replies to an optimized MN leave through the egress veth,
+whose far end runs xdp_cn_egress to encapsulate them toward the MAG."""
 
 from __future__ import annotations
 
@@ -13,8 +11,9 @@ import time
 
 from ..io.control import CommandError
 from ..protocol import ro
-from ..protocol.common import earliest
-from .base import Daemon, message_kind, pair_from
+from ..protocol.cn import CnNode, CnNodePolicy
+from ..security import PeerKey
+from .base import Daemon, pair_from
 from .ro_entries import RoEntries
 
 EGRESS_GATEWAY = ipaddress.IPv6Address("fe80::1")      # next hop on the egress veth
@@ -41,31 +40,19 @@ class CnDaemon(Daemon):
         with open(f"/proc/sys/net/ipv6/conf/{self.egress_peer}/forwarding", "w") as f:
             f.write("1")
         self.netlink.replace_neighbour(EGRESS_GATEWAY, self.netlink.mac(self.egress_peer), self.egress)
-        self.tables.set_tx_ports(self.netlink.ifindexes())
-        keys = {p.address: ro.PeerKey(p.spi, p.key) for p in c.peers if p.quick_mode}
-        self.responder = ro.RoResponder(ro.ResponderPolicy(
-            address=c.addresses.ipv6, serves=self.serves, home_path=False, max_lifetime=c.ro.lifetime,
-            peer_keys=keys, nat_keepalive=c.ro.nat_keepalive))
+        self.tables.set_tx_ports(self.netlink.ifindexes())     # the veth pair made just now
+        keys = {p.address: PeerKey(p.spi, p.key) for p in c.peers if p.quick_mode}
+        self.node = CnNode(CnNodePolicy(
+            address=c.addresses.ipv6, ipv4_address=c.addresses.ipv4,
+            responder=ro.ResponderPolicy(address=c.addresses.ipv6, serves=lambda a: False, home_path=False,
+                                         max_lifetime=c.ro.lifetime, peer_keys=keys,
+                                         nat_keepalive=c.ro.nat_keepalive)))
         self.ro_entries = RoEntries(self.tables, self.tunnels, c.addresses.ipv6, c.addresses.ipv4)
         self.open_signaling(c.addresses.ipv4)
-
-    def serves(self, address) -> bool:
-        return address in (self.config.addresses.ipv6, self.config.addresses.ipv4)
 
     def attachments(self):
         return ([("xdp_cn", i) for i in self.config.interfaces.transport]
                 + [("xdp_cn_egress", self.egress_peer)])
-
-    def receive(self, msg, arrival, now):
-        if message_kind(msg) in ("hoti", "coti", "ro_bu", "be"):
-            return self.responder.receive(msg, arrival, now)
-        return []
-
-    def on_timer(self, now):
-        return self.responder.on_timer(now)
-
-    def next_deadline(self):
-        return earliest(self.responder.next_deadline())
 
     def apply_action(self, action) -> None:
         if isinstance(action, ro.RoInstalled):
@@ -79,11 +66,11 @@ class CnDaemon(Daemon):
 
     def on_dataplane_event(self, event) -> None:
         if getattr(event, "kind", None) == "no_ro_binding" and event.peer is not None:
-            self.apply([self.responder.binding_error(event.src, event.peer)])
+            self.apply(self.node.missing_binding(event.src, event.dst, event.peer, time.time()))
 
     def ro_stop_command(self, args: dict) -> dict:
         pair = pair_from(args, local="cn", remote="mn")
-        actions = self.responder.remove(pair, "stopped by the operator")
+        actions = self.node.stop_ro(pair, time.time())
         if not actions:
             raise CommandError(f"no route optimization for {pair}")
         self.apply(actions)
@@ -93,7 +80,7 @@ class CnDaemon(Daemon):
         return {"ro_list": lambda args: self.ro_entries.rows(), "ro_stop": self.ro_stop_command,
                 "bindings": lambda args: [
                     {"mn_id": str(b.pair.remote), "state": "ro", "mag": str(b.peer), "lifetime": b.lifetime,
-                     "expires_in": round(b.expires - time.time(), 1)} for b in self.responder.bindings.values()]}
+                     "expires_in": round(b.expires - time.time(), 1)} for b in self.node.responder.bindings.values()]}
 
     def gauges(self):
-        yield ("pmip6_bindings", "Bindings held, by kind", {"kind": "ro_responder"}, len(self.responder.bindings))
+        yield ("pmip6_bindings", "Bindings held, by kind", {"kind": "ro_responder"}, len(self.node.responder.bindings))

@@ -1,29 +1,29 @@
-"""The MAG daemon: detects MNs on its access links (Router Solicitations),
-registers them with the LMA through the binding-update-list core, and
-drives the data plane and the routes for them."""
+"""The MAG daemon: MagNode (protocol/mag.py) with its I/O. It hears Router
+Solicitations and carrier changes on the access links, punted mobility
+messages and flow triggers from the data plane, signaling from the
+sockets, and applies what the node returns: the MN's routes and map
+entries, Router Advertisements, RO entries, messages."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 
-from .. import wire
-from ..dataplane import Encap, FlowEvent, PeerKind, PuntEvent, Tunnel
+from ..dataplane import FlowEvent, PeerKind, PuntEvent
 from ..io.control import CommandError
-from ..io.frames import parse_punted_frame
+from ..io.frames import punted_arrival
 from ..io.ndp import NdpSocket, build_router_advertisement
-from ..protocol import mag as core
-from ..protocol import ro
-from ..protocol.common import PMIP6_UDP_PORT, Arrival, Send, UdpEndpoint, earliest
+from ..io.netlink import LinkEvent
+from ..protocol import mag, ro
+from ..protocol.binding_update_list import BindingUpdateListEntry, RegistrationRejected
+from ..protocol.vocabulary import Role, StopReason, status_label
+from ..security import PeerKey
 from ..statefile import from_jsonable
-from .base import Daemon, message_kind, pair_from, status_label
+from ..transport import Encap
+from .base import Daemon, pair_from
 from .ro_entries import RoEntries
 
 log = logging.getLogger("pmip6ctl.mag")
-
-# Octets the largest tunnel header we may push takes from the MN's MTU.
-TUNNEL_OVERHEAD = {"ipv6": 40, "ipv4": 28}
 
 
 class MagDaemon(Daemon):
@@ -32,289 +32,142 @@ class MagDaemon(Daemon):
     def setup(self) -> None:
         c = self.config
         t = c.timers
-        ipv4_transport = c.mag.transport == "ipv4"
-        self.core = core.MobileAccessGateway(core.MagPolicy(
-            proxy_coa=c.addresses.ipv6,
-            ipv4_proxy_coa=c.addresses.ipv4,
-            lma_address=c.mag.lma,
-            lma_ipv4=c.mag.lma_ipv4,
-            ipv4_transport=ipv4_transport,
-            lifetime=c.mag.lifetime,
-            refresh_fraction=t.refresh_fraction,
-            initial_bindack_timeout=t.initial_bindack_timeout,
-            max_bindack_timeout=t.max_bindack_timeout,
-            request_ipv4=c.mag.request_ipv4,
-        ))
+        self.node = mag.MagNode(mag.MagNodePolicy.build(
+            name=self.node_name, proxy_coa=c.addresses.ipv6, ipv4_proxy_coa=c.addresses.ipv4, lma=c.mag.lma,
+            lma_ipv4=c.mag.lma_ipv4, ipv4_transport=c.mag.transport == "ipv4", lifetime=c.mag.lifetime,
+            refresh_fraction=t.refresh_fraction, initial_bindack_timeout=t.initial_bindack_timeout,
+            max_bindack_timeout=t.max_bindack_timeout, request_ipv4=c.mag.request_ipv4, ro_enabled=c.ro.enabled,
+            ro_mode=c.ro.mode, ro_lifetime=c.ro.lifetime, ro_retry_interval=c.ro.retry_interval,
+            peer_keys={p.address: PeerKey(p.spi, p.key) for p in c.peers if p.quick_mode},
+            nat_keepalive=c.ro.nat_keepalive, mn_ids=c.mag.mn_ids))
         self.installed: dict[str, int] = {}      # mn_id -> tunnel id toward the LMA
         self.open_signaling(c.addresses.ipv4)
-        keys = {p.address: ro.PeerKey(p.spi, p.key) for p in c.peers if p.quick_mode}
-        self.initiator = ro.RoInitiator(ro.InitiatorPolicy(
-            proxy_coa=c.addresses.ipv6, lma_address=c.mag.lma, lifetime=c.ro.lifetime, mode=c.ro.mode,
-            peer_keys=keys, refresh_fraction=t.refresh_fraction, initial_timeout=t.initial_bindack_timeout,
-            max_timeout=t.max_bindack_timeout, retry_interval=c.ro.retry_interval,
-            lma_ipv4=UdpEndpoint(c.mag.lma_ipv4) if ipv4_transport else None,
-            ipv4_proxy_coa=c.addresses.ipv4, ipv4_transport=ipv4_transport))
-        self.responder = ro.RoResponder(ro.ResponderPolicy(
-            address=c.addresses.ipv6, serves=self.serves, max_lifetime=c.ro.lifetime, peer_keys=keys,
-            nat_keepalive=c.ro.nat_keepalive))
         self.ro_entries = RoEntries(self.tables, self.tunnels, c.addresses.ipv6, c.addresses.ipv4)
-        self.lma_keepalive_at: float | None = None
         self.ndp = NdpSocket()
         self._loop.add_reader(self.ndp.fileno(), self._on_router_solicitation)
         self.access = {self.netlink.ifindex(name): name for name in c.interfaces.access}
         # the RA's source link-layer address; looked up once, not on the RA's critical path
         self.access_macs = {name: self.netlink.mac(name) for name in c.interfaces.access}
-        self.netlink.watch_links(lambda *change: self._loop.call_soon_threadsafe(self.on_link, *change))
-        overhead = TUNNEL_OVERHEAD["ipv6"]       # RO may use IPv6 outer headers even over IPv4 transport
-        self.ra_mtu = c.mag.advertise_mtu or min(self.netlink.mtu(n) for n in c.interfaces.access) - overhead
+        # RO may use IPv6 outer headers even over IPv4 transport: leave room for the largest
+        self.ra_mtu = c.mag.advertise_mtu or min(self.netlink.mtu(n) for n in c.interfaces.access) - Encap.IP6.outer_len
 
     def attachments(self):
         c = self.config.interfaces
         return [("xdp_mag_access", i) for i in c.access] + [("xdp_mag_transport", i) for i in c.transport]
 
-    # --- the cores -------------------------------------------------------------------
-    def receive(self, msg, arrival, now):
-        """PBAs go to the binding update list; RO messages to the initiator
-        (answers to what we asked for our MNs) or the responder (questions
-        about our CNs)."""
-        kind = message_kind(msg)
-        if kind == "pba":
-            return self.core.receive(msg, arrival, now)
-        if kind in ("lra", "hot", "cot", "ro_ba"):
-            return self.initiator.receive(msg, arrival, now)
-        if kind in ("hoti", "coti", "ro_bu"):
-            return self.responder.receive(msg, arrival, now)
-        if kind == "be":
-            return self.initiator.receive(msg, arrival, now) + self.responder.receive(msg, arrival, now)
-        return []
-
-    def on_timer(self, now):
-        return (self.core.on_timer(now) + self.initiator.on_timer(now) + self.responder.on_timer(now)
-                + self.keep_nat_mapping(now))
-
-    def next_deadline(self):
-        return earliest(self.core.next_deadline(), self.initiator.next_deadline(), self.responder.next_deadline(),
-                        self.lma_keepalive_at)
-
-    def keep_nat_mapping(self, now: float) -> list:
-        """Behind a NAT toward the LMA (its PBA carried NAT Detection): a
-        Heartbeat in UDP at the refresh time keeps the NAT's mapping, and so
-        the LMA's downlink tunnel, alive while no MN sends (RFC 5844 §4.1,
-        RFC 5555 §4.1, RFC 5847)."""
-        refresh = [e.nat_refresh for e in self.core.entries.values()
-                   if e.state == core.BindingState.REGISTERED and e.nat_detected and e.nat_refresh]
-        if not refresh:
-            self.lma_keepalive_at = None
-            return []
-        if self.lma_keepalive_at is None:
-            self.lma_keepalive_at = now + min(refresh)
-            return []
-        if now < self.lma_keepalive_at:
-            return []
-        self.lma_keepalive_at = now + min(refresh)
-        c = self.config
-        return [Send(wire.Heartbeat(unsolicited=False, response=False, sequence=int(now) & 0xFFFFFFFF),
-                     c.addresses.ipv6, c.mag.lma, ipv4_dst=UdpEndpoint(c.mag.lma_ipv4), ipv4_src=c.addresses.ipv4)]
-
+    # --- what the node asks for ------------------------------------------------------
     def apply_action(self, action) -> None:
-        if isinstance(action, core.MobileNodeRegistered):
-            self.install(action.entry)
-        elif isinstance(action, core.MobileNodeDeregistered):
-            self.uninstall(action.entry)
-        elif isinstance(action, core.RegistrationRejected):
-            log.warning("the LMA rejected %s: %s", action.entry.mn_id, status_label(action.status))
-        elif isinstance(action, ro.SendHomePath):
-            self.send_home_path(action)
+        if isinstance(action, mag.InstallMobileNode):
+            self.install(action)
+        elif isinstance(action, mag.RemoveMobileNode):
+            self.uninstall(action)
+        elif isinstance(action, mag.Advertise):
+            self.advertise(action)
         elif isinstance(action, ro.RoInstalled):
             self.ro_entries.install(action)
             if action.setup_seconds is not None:
-                self.metrics.ro_setup.labels(self.node, action.mode).observe(action.setup_seconds)
-                self.metrics.ro_attempts.labels(self.node, action.mode, "established").inc()
+                self.metrics.ro_setup.labels(self.node_name, action.mode).observe(action.setup_seconds)
+                self.metrics.ro_attempts.labels(self.node_name, action.mode, "established").inc()
         elif isinstance(action, ro.RoRemoved):
             self.ro_entries.remove(action.pair, action.role, action.reason)
-        elif isinstance(action, ro.RoFailed):
-            log.info("RO %s failed: %s (retry after %.0f s)", action.pair, action.reason, action.retry_at - time.time())
-            self.metrics.ro_attempts.labels(self.node, self.config.ro.mode, "failed").inc()
+        elif isinstance(action, RegistrationRejected):
+            log.warning("the LMA rejected %s: %s", action.entry.mn_id, status_label(action.status))
+        elif isinstance(action, mag.MobileNodeAttaching):
+            log.info("router solicitation from %s on %s: attaching %s", action.mac, action.link, action.mn_id)
+        elif isinstance(action, mag.MobileNodeLeft):
+            log.info("%s left: %s lost its carrier", action.mn_id, action.link)
         else:
             super().apply_action(action)
 
-    # --- route optimization -----------------------------------------------------------
-    def entry_for(self, address) -> core.BindingUpdateListEntry | None:
-        """The registered MN that address belongs to."""
-        address = ipaddress.ip_address(address)
-        for entry in self.core.entries.values():
-            if entry.state != core.BindingState.REGISTERED:
-                continue
-            if (entry.hnp and address.version == 6 and address in entry.hnp) or entry.ipv4_hoa == address:
-                return entry
-        return None
+    def install(self, action: mag.InstallMobileNode) -> None:
+        tunnel_id = self.tunnels.acquire(action.tunnel, action.mn_id, PeerKind.LMA)
+        previous = self.installed.get(action.mn_id)
+        self.installed[action.mn_id] = tunnel_id
+        self.tables.set_mn(action.hnp, tunnel_id)
+        self.netlink.replace_route(action.hnp, ifname=action.link)
+        if action.ipv4_hoa:
+            self.tables.set_mn(f"{action.ipv4_hoa}/32", tunnel_id)
+            self.netlink.replace_route(f"{action.ipv4_hoa}/32", ifname=action.link)
+        if previous is not None and previous != tunnel_id:     # only once nothing points at it
+            self.tunnels.release(previous, action.mn_id)
+        log.info("%s registered: %s%s on %s", action.mn_id, action.hnp,
+                 f", {action.ipv4_hoa}" if action.ipv4_hoa else "", action.link)
 
-    def serves(self, address) -> bool:
-        return self.entry_for(address) is not None
+    def uninstall(self, action: mag.RemoveMobileNode) -> None:
+        for prefix in ([action.hnp] if action.hnp else []) + ([f"{action.ipv4_hoa}/32"] if action.ipv4_hoa else []):
+            self.tables.remove_mn(prefix)
+            self.netlink.delete_route(prefix)
+        tunnel_id = self.installed.pop(action.mn_id, None)
+        if tunnel_id is not None:
+            self.tunnels.release(tunnel_id, action.mn_id)
+        log.info("%s deregistered", action.mn_id)
 
-    def home_tunnel(self, address):
-        entry = self.entry_for(address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address)
-                               and address.ipv4_mapped else address)
-        return self.tunnels.tunnel(self.installed.get(entry.mn_id, 0)) if entry else None
-
-    def on_dataplane_event(self, event) -> None:
-        now = time.time()
-        if isinstance(event, PuntEvent):
-            self.on_punted(event)
-        elif event.kind == "flow_trigger":
-            self.on_flow_trigger(event, now)
-        elif event.kind == "no_ro_binding" and event.peer is not None:
-            # RFC 6275 §9.3.3: tell the peer we hold no binding. A BE names the
-            # initiating side's MN, which is the inner destination when the peer
-            # was the responder and the inner source when it was the initiator:
-            # with no state left to tell, name both (the peer ignores the other).
-            self.apply([self.responder.binding_error(event.dst, event.peer),
-                        self.responder.binding_error(event.src, event.peer)])
-
-    def on_punted(self, event: PuntEvent) -> None:
+    def advertise(self, action: mag.Advertise) -> None:
+        lifetimes = {}
+        if action.withdraw:
+            lifetimes = {"valid_lifetime": 0, "preferred_lifetime": 0}
+            if action.last_router:
+                lifetimes["router_lifetime"] = 0
+        ra = build_router_advertisement([action.prefix], self.ra_mtu, mac=self.access_macs[action.link], **lifetimes)
         try:
-            punted = parse_punted_frame(event.frame)
-        except ValueError as exc:
-            self.metrics.count_message("punted", "in", "malformed")
-            log.warning("undecodable punted frame: %s", exc)
-            return
-        if punted.ipv4_wrapper is not None:
-            # fig. 2/3: the IPv4 header names MN and CN, the IPv6 one the proxy CoAs
-            src4, dst4 = punted.ipv4_wrapper
-            arrival = Arrival(src=ipaddress.IPv6Address(f"::ffff:{src4}"), dst=ipaddress.IPv6Address(f"::ffff:{dst4}"),
-                              proxy_src=punted.src, proxy_dst=punted.dst, home_path=True)
-        else:
-            arrival = Arrival(src=punted.src, dst=punted.dst, home_path=True)
-        self.handle_signaling(punted.mh, arrival)
+            self.ndp.send_advertisement(ra, self.netlink.ifindex(action.link))
+            self.metrics.count_message("ra", "out")
+        except (OSError, LookupError) as exc:
+            log.warning("cannot send an RA on %s: %s", action.link, exc)
 
-    def on_flow_trigger(self, event: FlowEvent, now: float) -> None:
-        """The data plane saw an MN→destination flow pass the threshold."""
-        entry = self.entry_for(event.src)
-        if entry is None or not self.config.ro.enabled or event.dst.is_multicast or event.dst.is_link_local:
-            return
-        pair = ro.RoPair(event.src, event.dst)
-        if pair in self.ro_entries.pairs:
-            return                        # optimized already (perhaps as the responder)
-        self.apply(self.initiator.start(event.src, event.dst, now, mn_prefix=entry.hnp))
-
-    # --- attach detection -------------------------------------------------------------------
-    def mn_id_for(self, mac: str | None, link: str) -> str:
-        return self.config.mn_id(mac) if mac else f"{link}@{self.node}"
-
+    # --- what the access links, the data plane and the operator report ----------------------
     def _on_router_solicitation(self) -> None:
         while (rs := self.ndp.receive()) is not None:
             link = self.access.get(rs.ifindex)
             if link is None:
                 continue
             self.metrics.count_message("rs", "in")
-            mn_id = self.mn_id_for(rs.mac, link)
-            entry = self.core.entries.get(mn_id)
-            if entry is not None and entry.state == core.BindingState.REGISTERED and entry.link == link:
-                self.advertise(entry)              # a solicited RA for a known MN
-            else:
-                log.info("router solicitation from %s on %s: attaching %s", rs.mac, link, mn_id)
-                self.apply(self.core.attach(mn_id, link, time.time(), mac=rs.mac))
+            self.apply(self.node.router_solicitation(link, rs.mac, time.time()))
 
-    def on_link(self, ifname: str, up: bool, mac: str | None = None) -> None:
+    def on_link(self, event: LinkEvent) -> None:
         """An access link lost its carrier: the MNs on it left (RFC 5213
-        §6.9.1.2 detach detection from the link layer). The MAC comes with
-        the event (a re-created link has a new one): no netlink round trip
-        in the loop just as an MN attaches."""
-        if ifname not in self.config.interfaces.access:
+        §6.9.1.2). The MAC comes with the event (a re-created link has a
+        new one): no netlink round trip in the loop just as an MN attaches."""
+        if event.ifname not in self.config.interfaces.access:
             return
-        if mac:
-            self.access_macs[ifname] = mac
-        if up:
-            return
+        if event.mac:
+            self.access_macs[event.ifname] = event.mac
+        self.access = {i: name for i, name in self.access.items() if name != event.ifname}
+        if not event.deleted:
+            self.access[event.ifindex] = event.ifname     # a re-created link has a new ifindex
+        if not event.up:
+            self.apply(self.node.link_down(event.ifname, time.time()))
+
+    def on_dataplane_event(self, event) -> None:
         now = time.time()
-        for entry in [e for e in self.core.entries.values() if e.link == ifname]:
-            log.info("%s left: %s lost its carrier", entry.mn_id, ifname)
-            self.apply(self.core.detach(entry.mn_id, now))
-
-    def advertise(self, entry, withdraw: bool = False) -> None:
-        """An RA for the MN's home network prefix on its link (valid lifetime
-        0 withdraws it, RFC 4862 §5.5.3). We stop being the default router
-        only when no other registered MN shares the link."""
-        lifetimes = {}
-        if withdraw:
-            lifetimes = {"valid_lifetime": 0, "preferred_lifetime": 0}
-            if not any(e.link == entry.link and e.mn_id != entry.mn_id and e.state == core.BindingState.REGISTERED
-                       for e in self.core.entries.values()):
-                lifetimes["router_lifetime"] = 0
-        ra = build_router_advertisement([entry.hnp], self.ra_mtu, mac=self.access_macs[entry.link], **lifetimes)
-        try:
-            self.ndp.send_advertisement(ra, self.netlink.ifindex(entry.link))
-            self.metrics.count_message("ra", "out")
-        except OSError as exc:
-            log.warning("cannot send an RA on %s: %s", entry.link, exc)
-
-    # --- data plane --------------------------------------------------------------------------
-    def lma_tunnel(self, entry) -> Tunnel:
-        c = self.config
-        if c.mag.transport == "ipv4":
-            if entry.nat_detected:
-                return Tunnel(Encap.UDP4, c.addresses.ipv4, c.mag.lma_ipv4, PMIP6_UDP_PORT, PMIP6_UDP_PORT)
-            return Tunnel(Encap.IP4, c.addresses.ipv4, c.mag.lma_ipv4)
-        return Tunnel(Encap.IP6, c.addresses.ipv6, c.mag.lma)
-
-    def install(self, entry) -> None:
-        tunnel_id = self.tunnels.acquire(self.lma_tunnel(entry), entry.mn_id, PeerKind.LMA)
-        previous = self.installed.get(entry.mn_id)
-        self.installed[entry.mn_id] = tunnel_id
-        self.tables.set_mn(entry.hnp, tunnel_id)
-        self.netlink.replace_route(entry.hnp, ifname=entry.link)
-        if entry.ipv4_hoa:
-            self.tables.set_mn(f"{entry.ipv4_hoa}/32", tunnel_id)
-            self.netlink.replace_route(f"{entry.ipv4_hoa}/32", ifname=entry.link)
-        if previous is not None and previous != tunnel_id:     # only once nothing points at it
-            self.tunnels.release(previous, entry.mn_id)
-        self.advertise(entry)
-        self.keep_nat_mapping(time.time())           # schedules the keepalives when a NAT was seen
-        log.info("%s registered: %s%s on %s", entry.mn_id, entry.hnp,
-                 f", {entry.ipv4_hoa}" if entry.ipv4_hoa else "", entry.link)
-
-    def uninstall(self, entry) -> None:
-        self.apply(self.stop_route_optimization(entry))
-        if entry.hnp:
-            self.tables.remove_mn(entry.hnp)
-            self.netlink.delete_route(entry.hnp)
-            self.advertise(entry, withdraw=True)
-        if entry.ipv4_hoa:
-            self.tables.remove_mn(f"{entry.ipv4_hoa}/32")
-            self.netlink.delete_route(f"{entry.ipv4_hoa}/32")
-        tunnel_id = self.installed.pop(entry.mn_id, None)
-        if tunnel_id is not None:
-            self.tunnels.release(tunnel_id, entry.mn_id)
-        log.info("%s deregistered", entry.mn_id)
-
-    def stop_route_optimization(self, entry) -> list:
-        """An MN that leaves takes its RO bindings along, on both sides."""
-        now = time.time()
-        actions = []
-        for pair in {*self.initiator.attempts, *self.ro_entries.pairs, *self.responder.bindings}:
-            if (entry.hnp and isinstance(pair.local, ipaddress.IPv6Address) and pair.local in entry.hnp) \
-                    or pair.local == entry.ipv4_hoa:
-                actions += self.initiator.stop(pair, now, "mn detached")
-                actions += self.responder.cn_detached(pair.local)
-        return actions
+        if isinstance(event, PuntEvent):
+            try:
+                mh, arrival = punted_arrival(event.frame)
+            except ValueError as exc:
+                self.metrics.count_message("punted", "in", "malformed")
+                log.warning("undecodable punted frame: %s", exc)
+                return
+            self.handle_signaling(mh, arrival)
+        elif event.kind == "flow_trigger":
+            self.apply(self.node.flow_seen(event.src, event.dst, now))
+        elif event.kind == "no_ro_binding" and event.peer is not None:
+            self.apply(self.node.missing_binding(event.src, event.dst, event.peer, now))
 
     # --- state ---------------------------------------------------------------------------------
     def snapshot(self) -> dict:
-        return {"entries": list(self.core.entries.values())}
+        return {"entries": list(self.node.bul.entries.values())}
 
     def restore(self, state: dict) -> None:
-        entries = [from_jsonable(core.BindingUpdateListEntry, e) for e in state.get("entries", [])]
-        self.core.restore(entries)
-        for entry in entries:
-            if entry.state == core.BindingState.REGISTERED and entry.hnp:
-                self.install(entry)
+        entries = [from_jsonable(BindingUpdateListEntry, e) for e in state.get("entries", [])]
+        for action in self.node.restore(entries, time.time()):
+            self._apply_one(action)
 
     # --- operator view and commands ----------------------------------------------------------------
     def binding_rows(self) -> list[dict]:
         now = time.time()
         rows = []
-        for e in sorted(self.core.entries.values(), key=lambda e: e.mn_id):
-            rows.append({"mn_id": e.mn_id, "state": e.state.name.lower(), "hnp": str(e.hnp) if e.hnp else None,
+        for e in sorted(self.node.bul.entries.values(), key=lambda e: e.mn_id):
+            rows.append({"mn_id": e.mn_id, "state": e.state.value, "hnp": str(e.hnp) if e.hnp else None,
                          "ipv4_hoa": str(e.ipv4_hoa) if e.ipv4_hoa else None, "link": e.link, "mac": e.mac,
                          "mag": str(self.config.addresses.ipv6), "transport": self.config.mag.transport,
                          "lifetime": e.lifetime, "expires_in": round(e.expires - now, 1) if e.expires else None,
@@ -326,26 +179,23 @@ class MagDaemon(Daemon):
         if link not in self.config.interfaces.access:
             raise CommandError(f"{link!r} is not one of this MAG's access links ({', '.join(self.config.interfaces.access)})")
         mn_id = args["mn_id"]
-        self.apply(self.core.attach(mn_id, link, time.time(), mac=args.get("mac")))
-        return {"mn_id": mn_id, "state": self.core.entries[mn_id].state.name.lower()}
+        self.apply(self.node.attach(mn_id, link, time.time(), mac=args.get("mac")))
+        return {"mn_id": mn_id, "state": self.node.bul.entries[mn_id].state.value}
 
     def detach_command(self, args: dict) -> dict:
-        mn_id = args["mn_id"]
-        if mn_id not in self.core.entries:
-            raise CommandError(f"{mn_id} is not attached here")
-        self.apply(self.core.detach(mn_id, time.time()))
-        return {"mn_id": mn_id}
+        self.apply(self.node.detach(args["mn_id"], time.time()))
+        return {"mn_id": args["mn_id"]}
 
     def ro_rows(self) -> list[dict]:
         """Every pair we know of: installed entries and attempts in progress."""
         rows = {(r["local"], r["remote"]): r for r in self.ro_entries.rows()}
-        for pair, attempt in self.initiator.attempts.items():
+        for pair, attempt in self.node.initiator.attempts.items():
             row = rows.setdefault((str(pair.local), str(pair.remote)), {
                 "local": str(pair.local), "remote": str(pair.remote),
-                "peer": str(attempt.peer) if attempt.peer else None, "roles": []})
+                "peer": str(attempt.peer.address) if attempt.peer else None, "roles": []})
             start = attempt.timeline[0][0] if attempt.timeline else attempt.started
-            row.update({"phase": attempt.phase.value, "mode": attempt.mode,
-                        "scenario": "outside" if attempt.outside else "domain",
+            row.update({"phase": attempt.phase.value, "mode": attempt.mode.value,
+                        "scenario": "outside" if attempt.peer and attempt.peer.outside else "domain",
                         "last_failure": attempt.last_failure or None,
                         "retry_in": round(attempt.retry_at - time.time(), 1) if attempt.retry_at else None,
                         "timeline": [[round((t - start) * 1000, 2), what] for t, what in attempt.timeline]})
@@ -355,26 +205,22 @@ class MagDaemon(Daemon):
 
     def ro_start_command(self, args: dict) -> dict:
         pair = pair_from(args)
-        entry = self.entry_for(pair.local)
-        if entry is None:
-            raise CommandError(f"{pair.local} belongs to no MN registered here")
-        self.apply(self.initiator.start(pair.local, pair.remote, time.time(), mn_prefix=entry.hnp, operator=True))
+        self.apply(self.node.start_ro(pair.local, pair.remote, time.time()))
         return next((r for r in self.ro_rows() if (r["local"], r["remote"]) == (str(pair.local), str(pair.remote))),
                     {"local": str(pair.local), "remote": str(pair.remote), "phase": "-"})
 
     def ro_stop_command(self, args: dict) -> dict:
         pair = pair_from(args)
-        now = time.time()
-        actions = self.initiator.stop(pair, now) + self.responder.remove(pair, "stopped by the operator")
+        actions = self.node.stop_ro(pair, time.time())
         if not actions and pair not in self.ro_entries.pairs:
             raise CommandError(f"no route optimization for {pair}")
         self.apply(actions)
-        for role in ("initiator", "responder"):
-            self.ro_entries.remove(pair, role, "stopped by the operator")
+        for role in Role:                  # entries the data plane holds without the node knowing them
+            self.ro_entries.remove(pair, role, StopReason.STOPPED)
         return {"local": str(pair.local), "remote": str(pair.remote), "phase": "stopped"}
 
     def ro_settings_command(self, args: dict) -> dict:
-        """Change the RO trigger threshold or mode of a running MAG."""
+        """Change the RO trigger threshold, mode or lifetime of a running MAG."""
         if args.get("trigger_packets") is not None:
             packets = int(args["trigger_packets"])
             if packets < 0:
@@ -382,36 +228,29 @@ class MagDaemon(Daemon):
             config = self.tables.get_config()
             config["ro_trigger_packets"] = packets
             self.tables.set_config(**config)
-        if args.get("mode") is not None:
-            if args["mode"] not in ("rr", "quick"):
-                raise CommandError("mode is rr or quick")
-            self.initiator.policy.mode = args["mode"]
-        if args.get("lifetime") is not None:
-            lifetime = int(args["lifetime"])
-            if not 4 <= lifetime <= 420:
-                raise CommandError("an RO lifetime is 4 to 420 s (MAX_RR_BINDING_LIFETIME)")
-            self.initiator.policy.lifetime = lifetime
+        lifetime = args.get("lifetime")
+        self.node.configure_ro(mode=args.get("mode"), lifetime=int(lifetime) if lifetime is not None else None)
+        policy = self.node.initiator.policy
         return {"trigger_packets": self.tables.get_config()["ro_trigger_packets"],
-                "mode": self.initiator.policy.mode, "lifetime": self.initiator.policy.lifetime,
-                "quick_mode_peers": sorted(str(a) for a in self.initiator.policy.peer_keys)}
+                "mode": policy.mode.value, "lifetime": policy.lifetime,
+                "quick_mode_peers": sorted(str(a) for a in policy.peer_keys)}
 
     def control_handlers(self):
         return {"bindings": lambda args: self.binding_rows(),
-                "attach": self.attach_command, "detach": self.detach_command,
-                "ro_list": lambda args: self.ro_rows(), "ro_start": self.ro_start_command,
-                "ro_stop": self.ro_stop_command, "ro_settings": self.ro_settings_command}
+                "attach": self.attach_command, "detach": self.command(self.detach_command),
+                "ro_list": lambda args: self.ro_rows(), "ro_start": self.command(self.ro_start_command),
+                "ro_stop": self.ro_stop_command, "ro_settings": self.command(self.ro_settings_command)}
 
     def gauges(self):
         roles = {}
         for entry in self.ro_entries.pairs.values():
             for role in entry.roles:
                 roles[role] = roles.get(role, 0) + 1
-        for role in ("initiator", "responder"):
+        for role in Role:
             yield ("pmip6_bindings", "Bindings held, by kind", {"kind": f"ro_{role}"}, roles.get(role, 0))
         states = {}
-        for e in self.core.entries.values():
-            states[e.state.name.lower()] = states.get(e.state.name.lower(), 0) + 1
+        for e in self.node.bul.entries.values():
+            states[e.state.value] = states.get(e.state.value, 0) + 1
         for state, n in states.items():
             yield ("pmip6_mobile_nodes", "Mobile nodes in the binding update list, by state", {"state": state}, n)
-        yield ("pmip6_bindings", "Bindings held, by kind", {"kind": "pmip"},
-               states.get("registered", 0))
+        yield ("pmip6_bindings", "Bindings held, by kind", {"kind": "pmip"}, states.get("registered", 0))

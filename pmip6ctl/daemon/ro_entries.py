@@ -15,9 +15,10 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from ..dataplane import Encap, PeerKind, Tunnel
-from ..protocol.common import PMIP6_UDP_PORT
+from ..dataplane import PeerKind
+from ..transport import PMIP6_UDP_PORT, Encap, Tunnel
 from ..protocol.ro import RoInstalled, RoPair
+from ..protocol.vocabulary import Mode, Role
 
 log = logging.getLogger("pmip6ctl.ro")
 
@@ -32,17 +33,17 @@ class RoleBinding:
 @dataclass
 class InstalledPair:
     pair: RoPair
-    mode: str
-    by_role: dict[str, RoleBinding] = field(default_factory=dict)
+    mode: Mode
+    by_role: dict[Role, RoleBinding] = field(default_factory=dict)
     installed: float = field(default_factory=time.time)
 
     @property
-    def roles(self) -> set[str]:
+    def roles(self) -> set[Role]:
         return set(self.by_role)
 
     @property
     def sending(self) -> RoleBinding:
-        return self.by_role.get("initiator") or self.by_role["responder"]
+        return self.by_role.get(Role.INITIATOR) or self.by_role[Role.RESPONDER]
 
     @property
     def peer(self):
@@ -89,7 +90,7 @@ class RoEntries:
         log.info("RO %s via %s (%s, %s, %d s)", pair, action.peer, role, action.mode, action.lifetime)
         return entry
 
-    def remove(self, pair: RoPair, role: str, reason: str) -> bool:
+    def remove(self, pair: RoPair, role: Role, reason) -> bool:
         """True when the entry is gone from the data plane."""
         entry = self.pairs.get(pair)
         binding = entry.by_role.pop(role, None) if entry else None
@@ -113,10 +114,10 @@ class RoEntries:
         # there, else its packets would meet a peer that does not know it yet.
         other_tunnels = {b.tunnel_id for b in entry.by_role.values()} - {entry.tunnel_id}
         self.tables.set_ro(entry.pair.local, entry.pair.remote, entry.tunnel_id, expires_ns,
-                           rx_only="initiator" not in entry.roles, also_from_tunnel=min(other_tunnels, default=0))
+                           rx_only=Role.INITIATOR not in entry.roles, also_from_tunnel=min(other_tunnels, default=0))
 
     @staticmethod
-    def _user(pair: RoPair, role: str) -> str:
+    def _user(pair: RoPair, role: Role) -> str:
         return f"ro {pair} ({role})"
 
     def rows(self) -> list[dict]:

@@ -8,7 +8,8 @@ restarted daemon keeps the ids the data plane is using."""
 
 from __future__ import annotations
 
-from ..dataplane import Encap, PeerKind, Tables, Tunnel
+from ..dataplane import PeerKind, Tables
+from ..transport import Encap, Tunnel
 
 
 class TunnelRegistry:
@@ -52,6 +53,10 @@ class TunnelRegistry:
         self.tables.remove_tunnel(tunnel_id)
         del self._ids[tunnel], self._users[tunnel_id]
         self._kinds.pop(tunnel_id, None)
+
+    def id_of(self, tunnel: Tunnel) -> int:
+        """The id of a tunnel in use (KeyError when nobody acquired it)."""
+        return self._ids[tunnel]
 
     def tunnel(self, tunnel_id: int) -> Tunnel | None:
         return next((t for t, i in self._ids.items() if i == tunnel_id), None)

@@ -80,8 +80,22 @@ class PuntEvent:
     frame: bytes
 
 
-_EVENT_HEADER = struct.Struct("=IIII")
-_FLOW_BODY = struct.Struct("=16s16s16sQ")
+_EVENT_HEADER = struct.Struct("=IIII")            # struct event_header, bpf/events.h
+_FLOW_BODY = struct.Struct("=16s16s16sQ")         # the rest of struct flow_event
+
+
+def check_event_layouts() -> None:
+    """The record layouts here against the sizes bpf/constants.h states
+    (events.h asserts the same sizes of its structs at compile time)."""
+    sizes = defs.constants()
+    mine = {"SIZEOF_EVENT_HEADER": _EVENT_HEADER.size, "SIZEOF_FLOW_EVENT": _EVENT_HEADER.size + _FLOW_BODY.size}
+    wrong = {name: (size, sizes[name]) for name, size in mine.items() if size != sizes[name]}
+    if wrong:
+        raise DataplaneError("event record layouts out of step with bpf/constants.h: " + ", ".join(
+            f"{name} is {size} here, {theirs} there" for name, (size, theirs) in wrong.items()))
+
+
+check_event_layouts()
 
 
 def decode_event(raw: bytes) -> FlowEvent | PuntEvent:

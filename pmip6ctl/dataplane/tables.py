@@ -15,14 +15,9 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from .. import defs
+from ..transport import Encap, Tunnel
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-class Encap(enum.IntEnum):
-    IP6 = defs.constants()["ENCAP_IP6"]
-    IP4 = defs.constants()["ENCAP_IP4"]
-    UDP4 = defs.constants()["ENCAP_UDP4"]
 
 
 RO_RX_ONLY = defs.constants()["RO_RX_ONLY"]
@@ -52,25 +47,6 @@ def _set_addr(field, addr: IPAddress | str) -> None:
 
 def _get_addr(field) -> IPAddress:
     return unpack_address(ctypes.string_at(ctypes.addressof(field), 16))
-
-
-@dataclass(frozen=True)
-class Tunnel:
-    """Outer headers toward one peer. For UDP4, sport/dport are host-order
-    ports (dport is the peer's, or its NAT mapping's)."""
-    encap: Encap
-    local: IPAddress
-    remote: IPAddress
-    sport: int = 0
-    dport: int = 0
-
-    def __post_init__(self):
-        local, remote = ipaddress.ip_address(self.local), ipaddress.ip_address(self.remote)
-        object.__setattr__(self, "local", local)
-        object.__setattr__(self, "remote", remote)
-        want = 6 if self.encap == Encap.IP6 else 4
-        if local.version != want or remote.version != want:
-            raise ValueError(f"{self.encap.name} tunnel needs IPv{want} endpoints, got {local} -> {remote}")
 
 
 @dataclass(frozen=True)
@@ -292,11 +268,15 @@ class Tables:
         return [unpack_address(bytes(key.b)) for key in self.local_addrs.keys()]
 
     def set_tx_ports(self, ifindexes: Iterable[int]) -> None:
-        """Every interface a redirect may leave through (xdp-forward's devmap,
+        """Interfaces a redirect may leave through (xdp-forward's devmap,
         keyed by ifindex; larger ifindexes fall back to bpf_redirect)."""
         for ifindex in ifindexes:
             if ifindex < self.tx_ports.max_entries:
                 self.tx_ports[self.tx_ports.Key(ifindex)] = ctypes.c_int(ifindex)
+
+    def remove_tx_port(self, ifindex: int) -> None:
+        if ifindex < self.tx_ports.max_entries:
+            self._delete(self.tx_ports, self.tx_ports.Key(ifindex))
 
     # --- counters ---------------------------------------------------------------
     def counters(self) -> list[Counter]:

@@ -8,9 +8,9 @@ import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
-from ..protocol.common import UdpEndpoint
+from ..transport import IPPROTO_MH, Arrival
 from ..wire.checksum import internet_checksum
-from .signaling import IPPROTO_MH, ipv6_packet, parse_ipv6_packet
+from .signaling import ipv6_packet, parse_ipv6_packet, split_ipv4
 
 ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
 IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_UDP = 4, 41, 17
@@ -25,17 +25,6 @@ class PuntedMessage:
     outer_src: IPv6Address | IPv4Address
     outer_port: int | None      # UDP source port when the tunnel was IPv4/UDP
     ipv4_wrapper: tuple[IPv4Address, IPv4Address] | None = None   # fig. 2/3: (src, dst) of the IPv4 header inside
-
-
-def split_ipv4(packet: bytes) -> tuple[IPv4Address, IPv4Address, int, bytes]:
-    """An IPv4 packet's source, destination, protocol and payload; ValueError if malformed."""
-    if len(packet) < 20 or packet[0] >> 4 != 4:
-        raise ValueError("not an IPv4 header")
-    ihl = (packet[0] & 0x0F) * 4
-    total = struct.unpack_from("!H", packet, 2)[0]
-    if ihl < 20 or total < ihl or total > len(packet):
-        raise ValueError("inconsistent IPv4 lengths")
-    return IPv4Address(packet[12:16]), IPv4Address(packet[16:20]), packet[9], packet[ihl:total]
 
 
 def parse_punted_frame(frame: bytes) -> PuntedMessage:
@@ -72,8 +61,31 @@ def parse_punted_frame(frame: bytes) -> PuntedMessage:
     return PuntedMessage(mh, src, dst, outer_src, port, wrapper)
 
 
+def punted_arrival(frame: bytes) -> tuple[bytes, Arrival]:
+    """The MH octets of a punted frame and how they arrived: along the home
+    path. For the fig. 2/3 layering the IPv4 header names MN and CN (as
+    IPv4-mapped src/dst), the IPv6 header the proxy CoAs."""
+    punted = parse_punted_frame(frame)
+    if punted.ipv4_wrapper is not None:
+        src4, dst4 = punted.ipv4_wrapper
+        return punted.mh, Arrival(src=IPv6Address(f"::ffff:{src4}"), dst=IPv6Address(f"::ffff:{dst4}"),
+                                  proxy_src=punted.src, proxy_dst=punted.dst, home_path=True)
+    return punted.mh, Arrival(src=punted.src, dst=punted.dst, home_path=True)
+
+
 def inner_ipv6(src: IPv6Address, dst: IPv6Address, mh: bytes) -> bytes:
     return ipv6_packet(src, dst, mh)
+
+
+def home_path_packet(src: IPv6Address, dst: IPv6Address, mh: bytes,
+                     wrap_ipv4: tuple[IPv4Address, IPv4Address] | None = None) -> bytes:
+    """What goes into the LMA tunnel for a home-path message: IPv6/MH, or
+    the draft's fig. 2 IPv4 / IPv6 / MH."""
+    packet = inner_ipv6(src, dst, mh)
+    if wrap_ipv4 is not None:
+        src4, dst4 = wrap_ipv4
+        packet = ipv4_header(src4, dst4, IPPROTO_IPV6, len(packet)) + packet
+    return packet
 
 
 def ipv4_header(src: IPv4Address, dst: IPv4Address, proto: int, payload_len: int, ttl: int = 64) -> bytes:
@@ -84,4 +96,5 @@ def ipv4_header(src: IPv4Address, dst: IPv4Address, proto: int, payload_len: int
     return bytes(header)
 
 
-__all__ = ["PuntedMessage", "parse_punted_frame", "inner_ipv6", "ipv4_header", "split_ipv4", "UdpEndpoint"]
+__all__ = ["PuntedMessage", "home_path_packet", "inner_ipv6", "ipv4_header", "parse_punted_frame", "punted_arrival",
+           "split_ipv4"]

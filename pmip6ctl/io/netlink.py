@@ -22,6 +22,7 @@ import socket
 import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from pyroute2 import IPRoute
@@ -33,6 +34,16 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg
 RTPROT_PMIP6 = 186          # an unassigned rtnetlink protocol number, ours
 RT_TABLE_MAIN, RTN_UNICAST, RT_SCOPE_UNIVERSE, RT_SCOPE_NOWHERE = 254, 1, 0, 255   # NOWHERE: any, to delete
 ESRCH = 3
+
+
+@dataclass(frozen=True)
+class LinkEvent:
+    """A link appeared, went (deleted), or its carrier changed (up)."""
+    ifname: str
+    ifindex: int
+    up: bool
+    mac: str | None
+    deleted: bool = False
 
 
 def _on_worker(method):
@@ -138,22 +149,27 @@ class Netlink:
     # --- link state ----------------------------------------------------------------------
     @staticmethod
     def watch_links(callback) -> threading.Thread:
-        """Calls callback(ifname, up, mac) from a thread of its own whenever a
-        link's carrier comes or goes (an MN leaving its access link), with
-        the link's MAC address as the same message tells it."""
+        """Calls callback(LinkEvent) from a thread of its own whenever a link
+        appears, goes, or its carrier comes or goes (an MN leaving its access
+        link), with the link's MAC address as the same message tells it."""
         def watch():
             ipr = IPRoute()
             ipr.bind()
-            known: dict[str, bool] = {}
+            known: dict[int, bool] = {}
             while True:
                 for msg in ipr.get():
-                    if msg.get("event") != "RTM_NEWLINK":
+                    event = msg.get("event")
+                    if event not in ("RTM_NEWLINK", "RTM_DELLINK"):
                         continue
-                    ifname = msg.get_attr("IFLA_IFNAME")
+                    ifindex, ifname = msg["index"], msg.get_attr("IFLA_IFNAME")
+                    if event == "RTM_DELLINK":
+                        known.pop(ifindex, None)
+                        callback(LinkEvent(ifname, ifindex, False, None, deleted=True))
+                        continue
                     up = msg.get_attr("IFLA_OPERSTATE") == "UP" and bool(msg.get_attr("IFLA_CARRIER"))
-                    if known.get(ifname) != up:
-                        known[ifname] = up
-                        callback(ifname, up, msg.get_attr("IFLA_ADDRESS"))
+                    if known.get(ifindex) != up:
+                        known[ifindex] = up
+                        callback(LinkEvent(ifname, ifindex, up, msg.get_attr("IFLA_ADDRESS")))
 
         thread = threading.Thread(target=watch, name="link-watch", daemon=True)
         thread.start()

@@ -7,7 +7,9 @@ the daemon instead of vanishing in the kernel.
 UdpSignalingSocket: RFC 5844 IPv4 transport, IPv6/MH inside IPv4/UDP port
 5436; the IPv6 header is ours to build and to parse.
 
-Both hand the daemon (octets of the MH, Arrival) and take a protocol Send.
+Raw4Signaling: IPv4 protocol 41 carrying IPv6/MH addressed to this node.
+
+Each hands the daemon (octets of the MH, Arrival); the first two take a Send.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ import socket
 import struct
 from ipaddress import IPv4Address, IPv6Address
 
-from ..protocol.common import PMIP6_UDP_PORT, Arrival, Send, UdpEndpoint
+from ..transport import IPPROTO_MH, PMIP6_UDP_PORT, Arrival, Send, UdpEndpoint
 from ..wire import encode
 
-IPPROTO_MH = 135
 IPV6_CHECKSUM = 7
 IPV6_RECVPKTINFO = 49
 IPV6_PKTINFO = 50
@@ -113,3 +114,44 @@ class UdpSignalingSocket:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class Raw4Signaling:
+    """IPv4 protocol 41 carrying IPv6/MH for this node: what the LMA's IPv4
+    tunnel delivers to a MAG's own proxy CoA (a CoT over IPv4 transport,
+    draft §2.1.1.2). The XDP program passes such frames to the stack, and
+    a raw socket is the only way in without a sit device."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, 41)
+        self.sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def receive(self) -> tuple[bytes, Arrival] | None:
+        while True:
+            try:
+                packet = self.sock.recv(65535)
+            except BlockingIOError:
+                return None
+            try:
+                src, dst, next_header, mh = parse_ipv6_packet(split_ipv4(packet)[3])
+            except ValueError:
+                continue                  # tunnelled data the kernel was handed: not ours
+            if next_header == IPPROTO_MH:
+                return mh, Arrival(src=src, dst=dst, home_path=True)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def split_ipv4(packet: bytes) -> tuple[IPv4Address, IPv4Address, int, bytes]:
+    """An IPv4 packet's source, destination, protocol and payload; ValueError if malformed."""
+    if len(packet) < 20 or packet[0] >> 4 != 4:
+        raise ValueError("not an IPv4 header")
+    ihl = (packet[0] & 0x0F) * 4
+    total = struct.unpack_from("!H", packet, 2)[0]
+    if ihl < 20 or total < ihl or total > len(packet):
+        raise ValueError("inconsistent IPv4 lengths")
+    return IPv4Address(packet[12:16]), IPv4Address(packet[16:20]), packet[9], packet[ihl:total]

@@ -13,7 +13,7 @@ import ctypes
 import socket
 import struct
 
-from ..dataplane import Encap, Tunnel
+from ..transport import Encap, Tunnel
 from .signaling import IN6_PKTINFO, IP_PKTINFO, IPV6_PKTINFO, UdpSignalingSocket
 
 SO_ATTACH_FILTER = 26

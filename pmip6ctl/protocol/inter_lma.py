@@ -19,10 +19,13 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import Callable, Mapping
 
-from .. import security, wire
-from .common import Arrival, Send, earliest
-from .ro import PeerKey
+from .. import wire
+from ..actions import Notification
+from ..security import PeerKey
+from .common import earliest
+from ..transport import Arrival, Send
 from .ro_query import mag_address_options, named_addresses, serving_mag_options
+from .vocabulary import RelayOutcome
 
 Address = IPv6Address | IPv4Address
 
@@ -43,16 +46,15 @@ class PendingQuery:
     lri: wire.LocalizedRoutingInitiation
     arrival: Arrival
     cn: Address
-    asked: set[IPv6Address]
-    sequences: dict[int, IPv6Address]
+    sequences: dict[int, IPv6Address]   # of the LRIs still unanswered, and the peer each went to
     deadline: float
 
 
 @dataclass(frozen=True)
-class Relayed:
+class Relayed(Notification):
     """For the log and the counters: how a query was settled."""
-    cn: Address
-    outcome: str                    # answered_by_peer, answered_from_cache, no_peer_anchors_it, ...
+    cn: Address | None
+    outcome: RelayOutcome
 
 
 @dataclass
@@ -71,11 +73,11 @@ class InterLmaQuery:
         _, cn = named_addresses(lri)
         cached = self.cache.get(cn)
         if cached is not None and cached.expires > now:
-            return [self._answer(lri, arrival, cached), Relayed(cn, "answered_from_cache")]
+            return [self._answer(lri, arrival, cached), Relayed(cn, RelayOutcome.ANSWERED_FROM_CACHE)]
         self.cache.pop(cn, None)
         if not self.peers or cn is None:
             return None
-        query = PendingQuery(lri, arrival, cn, set(self.peers), {}, now + QUERY_TIMEOUT)
+        query = PendingQuery(lri, arrival, cn, {}, now + QUERY_TIMEOUT)
         actions = []
         for peer, key in self.peers.items():
             sequence = next(self._sequence) & 0xFFFF
@@ -83,21 +85,21 @@ class InterLmaQuery:
             forwarded = wire.LocalizedRoutingInitiation(sequence=sequence, lifetime=lri.lifetime,
                                                         options=[o for o in lri.options
                                                                  if not isinstance(o, wire.MobilityMessageAuthentication)])
-            actions.append(Send(security.sign_mma(forwarded, key.spi, key.key, self.address, peer), self.address, peer))
+            actions.append(Send(key.sign(forwarded, self.address, peer), self.address, peer))
         self.pending.append(query)
         return actions
 
     # --- answers and notices from a peer LMA ------------------------------------------------
     def on_peer_lra(self, lra: wire.LocalizedRoutingAck, arrival: Arrival, now: float) -> list:
         key = self.peers.get(arrival.src)
-        if key is None or not security.verify_mma(lra, {key.spi: key.key}, arrival.src, arrival.dst):
-            return [Relayed(None, "unauthenticated_peer_answer")]
+        if key is None or not key.verify(lra, arrival.src, arrival.dst):
+            return [Relayed(None, RelayOutcome.UNAUTHENTICATED_PEER_ANSWER)]
         if lra.unsolicited:
             return self._on_notice(lra, arrival.src)
         query = next((q for q in self.pending if q.sequences.get(lra.sequence) == arrival.src), None)
         if query is None:
             return []
-        query.asked.discard(arrival.src)
+        del query.sequences[lra.sequence]
         if lra.status == wire.LRAStatus.SUCCESS:
             mag = wire.find_option(lra, wire.MAGIPv6Address)
             if mag is not None:
@@ -105,17 +107,17 @@ class InterLmaQuery:
                 answer = CachedAnswer(mag.address, ipv4.address if ipv4 else None, now + lra.lifetime, arrival.src)
                 self.cache[query.cn] = answer
                 self.pending.remove(query)
-                return [self._answer(query.lri, query.arrival, answer), Relayed(query.cn, "answered_by_peer")]
-        if not query.asked:
+                return [self._answer(query.lri, query.arrival, answer), Relayed(query.cn, RelayOutcome.ANSWERED_BY_PEER)]
+        if not query.sequences:
             self.pending.remove(query)
-            return [self._refuse(query), Relayed(query.cn, "no_peer_anchors_it")]
+            return [self._refuse(query), Relayed(query.cn, RelayOutcome.NO_PEER_ANCHORS_IT)]
         return []
 
     def on_timer(self, now: float) -> list:
         actions = []
         for query in [q for q in self.pending if q.deadline <= now]:
             self.pending.remove(query)
-            actions += [self._refuse(query), Relayed(query.cn, "peers_did_not_answer")]
+            actions += [self._refuse(query), Relayed(query.cn, RelayOutcome.PEERS_DID_NOT_ANSWER)]
         for cn in [cn for cn, answer in self.cache.items() if answer.expires <= now]:
             del self.cache[cn]
         return actions
@@ -132,15 +134,15 @@ class InterLmaQuery:
             or (address and cn == address.address))]
         for cn in stale:
             del self.cache[cn]
-        return [Relayed(cn, "cache_invalidated_by_peer") for cn in stale]
+        return [Relayed(cn, RelayOutcome.CACHE_INVALIDATED_BY_PEER) for cn in stale]
 
     # --- a peer LMA asked us ---------------------------------------------------------------------
     def answer_peer(self, lri: wire.LocalizedRoutingInitiation, arrival: Arrival,
                     binding_for: Callable[[Address], object | None]) -> list:
         """Answer a peer's query from our own binding cache only."""
         key = self.peers.get(arrival.src)
-        if key is None or not security.verify_mma(lri, {key.spi: key.key}, arrival.src, arrival.dst):
-            return [Relayed(None, "unauthenticated_peer_query")]
+        if key is None or not key.verify(lri, arrival.src, arrival.dst):
+            return [Relayed(None, RelayOutcome.UNAUTHENTICATED_PEER_QUERY)]
         _, cn = named_addresses(lri)
         serving = binding_for(cn) if cn is not None else None
         options = []
@@ -152,8 +154,8 @@ class InterLmaQuery:
             self.askers.setdefault(serving.hnp, set()).add(arrival.src)
         lra = wire.LocalizedRoutingAck(sequence=lri.sequence, status=status,
                                        lifetime=lri.lifetime if serving else 0, options=options)
-        return [Send(security.sign_mma(lra, key.spi, key.key, self.address, arrival.src), self.address, arrival.src),
-                Relayed(cn, "answered_peer" if serving else "not_anchored_here")]
+        return [Send(key.sign(lra, self.address, arrival.src), self.address, arrival.src),
+                Relayed(cn, RelayOutcome.ANSWERED_PEER if serving else RelayOutcome.NOT_ANCHORED_HERE)]
 
     def binding_changed(self, hnp: IPv6Network, ipv4_hoa: IPv4Address | None) -> list:
         """A binding some peer asked about moved or ended: notify the askers."""
@@ -169,7 +171,7 @@ class InterLmaQuery:
             notice = wire.LocalizedRoutingAck(sequence=next(self._sequence) & 0xFFFF,
                                               status=wire.LRAStatus.MN_NOT_ATTACHED, lifetime=0,
                                               unsolicited=True, options=options)
-            actions.append(Send(security.sign_mma(notice, key.spi, key.key, self.address, peer), self.address, peer))
+            actions.append(Send(key.sign(notice, self.address, peer), self.address, peer))
         return actions
 
     # --- answering the MAG ---------------------------------------------------------------------------

@@ -1,326 +1,395 @@
-"""The mobile access gateway's binding update list (RFC 5213 §6; IPv4, RFC 5844).
+"""MagNode: the whole mobile access gateway, sans-I/O.
 
-Sans-I/O: ``attach`` and ``detach`` (from the access links or the operator),
-``receive`` (a decoded Proxy Binding Acknowledgement) and ``on_timer`` return
-what to do: PBUs to send and the MN's routes to install or remove.
+It combines the binding update list (binding_update_list.py: PBU/PBA with
+the LMA), the RO initiator for the MNs attached here and the RO responder
+for the CNs attached here (ro/), and holds the rules that join them:
 
-Sequence numbers come from one counter for the whole MAG, so a mobile node
-that detaches and attaches again never reuses one the LMA still remembers.
+- which core a message goes to (a table keyed by message type);
+- who an MN is (its Router Solicitation's link-layer address, through the
+  configured MN-ID table) and when an RS is an attach or asks for an RA;
+- that an MN that leaves (detach, carrier loss, a failed refresh) takes its
+  RO pairs along on both sides: a deregistration BU or a Binding Error, so
+  that each peer falls back to the LMA path at once;
+- which flows start RO (a registered MN, unicast, not optimized yet);
+- the answer to RO traffic for a pair we do not hold (Binding Errors);
+- which tunnel carries an MN's traffic and its home-path signaling (RFC
+  5844 §4: IPv4/UDP when the LMA saw a NAT), and the NAT keepalive toward
+  the LMA (RFC 5555 §4.1).
+
+The daemon (daemon/mag.py) applies what it returns: routes, map entries,
+Router Advertisements, sockets.
 """
 
 from __future__ import annotations
 
-import copy
-import enum
+import dataclasses
+import os
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from typing import Callable, Mapping
 
-from ..wire import (AccessTechnologyType, AccessTechnologyTypeValue, BAFlags, BindingAck, BindingUpdate, BUFlags,
-                    HandoffIndicator, HandoffIndicatorValue, HomeNetworkPrefix, IPv4CareofAddress,
-                    IPv4HomeAddressReply, IPv4HomeAddressRequest, Message, MobileNodeIdentifier, NATDetection,
-                    Status, Timestamp, find_option)
-from .common import PMIP6_UDP_PORT, Arrival, Retransmission, Send, UdpEndpoint, earliest, sequence_greater
+from .. import wire
+from ..actions import Command, Notification
+from ..security import MAX_RR_BINDING_LIFETIME
+from ..transport import PMIP6_UDP_PORT, Arrival, Encap, Send, SendHomePath, Tunnel, UdpEndpoint
+from .binding_update_list import (BindingState, BindingUpdateList, BindingUpdateListEntry, MagPolicy,
+                                  MobileNodeDeregistered, MobileNodeRegistered)
+from .common import earliest
+from .index import PrefixIndex
+from .node import Node, NodeError, NotSent, with_state_change
+from .ro import Address, InitiatorPolicy, ResponderPolicy, RoInitiator, RoPair, RoResponder, no_binding_error
+from .vocabulary import Mode, StopReason, acknowledges_route_optimization, message_kind
 
-ALL_ZERO_PREFIX = IPv6Network("::/0")  # HNP option asking the LMA to assign (RFC 5213 §6.9.1.1)
-ALL_ZERO_IPV4 = IPv4Address(0)  # IPv4 HoA Request asking the LMA to assign (RFC 5844 §3.3.1)
-MAX_LIFETIME_UNITS = 0xFFFF  # the Lifetime field, 4-second units
-DEREGISTRATION_ATTEMPTS = 3
-# PBAs answer one of the last few transmissions of a request; older ones are stale.
-OUTSTANDING_TRANSMISSIONS = 8
+
+# --- what the MAG asks its daemon to do ---------------------------------------------------
+
+@dataclass(frozen=True)
+class InstallMobileNode(Command):
+    """Point the MN's prefix and IPv4 home address at its tunnel to the LMA,
+    and route them onto its access link."""
+    mn_id: str
+    link: str
+    hnp: IPv6Network
+    ipv4_hoa: IPv4Address | None
+    tunnel: Tunnel
+
+
+@dataclass(frozen=True)
+class RemoveMobileNode(Command):
+    """Take the MN's prefix and IPv4 home address out of the data plane and
+    the routes; release its tunnel."""
+    mn_id: str
+    link: str
+    hnp: IPv6Network | None
+    ipv4_hoa: IPv4Address | None
+
+
+@dataclass(frozen=True)
+class Advertise(Command):
+    """A Router Advertisement on an access link with the MN's home network
+    prefix (RFC 5213 §6.9.1.1). withdraw: valid lifetime 0 (RFC 4862
+    §5.5.3); last_router: no other registered MN shares the link, so the
+    router lifetime goes to 0 as well."""
+    link: str
+    prefix: IPv6Network
+    withdraw: bool = False
+    last_router: bool = False
+
+
+@dataclass(frozen=True)
+class MobileNodeAttaching(Notification):
+    """A Router Solicitation named an MN that is not registered on that link."""
+    mn_id: str
+    link: str
+    mac: str | None
+
+
+@dataclass(frozen=True)
+class MobileNodeLeft(Notification):
+    """The MN's access link lost its carrier (RFC 5213 §6.9.1.2 detach detection)."""
+    mn_id: str
+    link: str
+
+
+# --- the node --------------------------------------------------------------------------------
+
+def _serves_nothing(address: Address) -> bool:
+    return False
 
 
 @dataclass(kw_only=True)
-class MagPolicy:
-    proxy_coa: IPv6Address
-    ipv4_proxy_coa: IPv4Address | None = None
-    lma_address: IPv6Address
-    lma_ipv4: IPv4Address | None = None
-    ipv4_transport: bool = False  # PBUs over IPv4/UDP 5436 (RFC 5844 §4)
-    lifetime: int = 3600  # requested, seconds
-    refresh_fraction: float = 0.8  # refresh when this share of the granted lifetime has passed
-    initial_bindack_timeout: float = 1.0  # RFC 6275 §13 InitialBindackTimeoutFirstReg
-    max_bindack_timeout: float = 32.0  # RFC 6275 §13 MAX_BINDACK_TIMEOUT
-    access_technology_type: int = AccessTechnologyTypeValue.IEEE_802_3
-    request_ipv4: bool = True
+class MagNodePolicy:
+    name: str                                              # this MAG's node name
+    registration: MagPolicy
+    initiator: InitiatorPolicy
+    responder: ResponderPolicy                             # its `serves` is the node's own
+    ro_enabled: bool = True
+    # Link-layer address (lower case) -> NAI; an MN not listed is "<mac>@<name>".
+    mn_ids: Mapping[str, str] = field(default_factory=dict)
 
-    def __post_init__(self):
-        if self.ipv4_transport and (self.lma_ipv4 is None or self.ipv4_proxy_coa is None):
-            raise ValueError("IPv4 transport needs lma_ipv4 and ipv4_proxy_coa")
-
-
-@dataclass
-class Transmission:
-    """One PBU of a request: RFC 6275 §11.8 gives each retransmission a new
-    sequence number, and the PBA may answer any of them."""
-
-    sequence: int
-    sent: float
-
-
-class BindingState(enum.Enum):
-    REGISTERING = "registering"  # no binding yet (or it ran out): PBUs outstanding
-    REGISTERED = "registered"  # the MN's routes are up; refreshed before expiry
-    DEREGISTERING = "deregistering"  # detached: a deregistration PBU outstanding
-    FAILED = "failed"  # the LMA refused; nothing more until the MN attaches again
-
-
-@dataclass
-class BindingUpdateListEntry:
-    """RFC 5213 §6.1, one mobile node attached to this MAG."""
-
-    mn_id: str  # NAI
-    link: str  # access interface
-    mac: str | None = None
-    state: BindingState = BindingState.REGISTERING
-    hnp: IPv6Network | None = None
-    ipv4_hoa: IPv4Address | None = None
-    sequence: int = 0  # of the last PBU sent
-    lifetime: int = 0  # granted, seconds
-    expires: float | None = None
-    refresh_at: float | None = None
-    registered: float | None = None  # first successful registration
-    retransmission: Retransmission = field(default_factory=Retransmission)
-    last_status: int | None = None
-    nat_detected: bool = False
-    nat_refresh: int | None = None  # seconds, from the NAT Detection option
-    handoff_indicator: int = HandoffIndicatorValue.NEW_INTERFACE  # of the attachment (RFC 5213 §8.4)
-    # The PBUs of the request awaiting its PBA, oldest first.
-    outstanding: list[Transmission] = field(default_factory=list)
+    @classmethod
+    def build(cls, *, name: str, proxy_coa: IPv6Address, lma: IPv6Address, ipv4_proxy_coa: IPv4Address | None = None,
+              lma_ipv4: IPv4Address | None = None, ipv4_transport: bool = False, lifetime: int = 3600,
+              refresh_fraction: float = 0.8, initial_bindack_timeout: float = 1.0,
+              max_bindack_timeout: float = 32.0, request_ipv4: bool = True, ro_enabled: bool = True,
+              ro_mode: Mode = Mode.RR, ro_lifetime: int = MAX_RR_BINDING_LIFETIME, ro_retry_interval: float = 30.0,
+              peer_keys: Mapping | None = None, nat_keepalive: int = 20,
+              mn_ids: Mapping[str, str] | None = None) -> MagNodePolicy:
+        """One policy from the flat settings a config file gives."""
+        keys = dict(peer_keys or {})
+        return cls(
+            name=name, ro_enabled=ro_enabled, mn_ids=dict(mn_ids or {}),
+            registration=MagPolicy(
+                proxy_coa=proxy_coa, ipv4_proxy_coa=ipv4_proxy_coa, lma_address=lma, lma_ipv4=lma_ipv4,
+                ipv4_transport=ipv4_transport, lifetime=lifetime, refresh_fraction=refresh_fraction,
+                initial_bindack_timeout=initial_bindack_timeout, max_bindack_timeout=max_bindack_timeout,
+                request_ipv4=request_ipv4),
+            initiator=InitiatorPolicy(
+                proxy_coa=proxy_coa, lma_address=lma, lifetime=ro_lifetime, mode=Mode(ro_mode), peer_keys=keys,
+                refresh_fraction=refresh_fraction, initial_timeout=initial_bindack_timeout,
+                max_timeout=max_bindack_timeout, retry_interval=ro_retry_interval,
+                lma_ipv4=UdpEndpoint(lma_ipv4) if ipv4_transport else None, ipv4_proxy_coa=ipv4_proxy_coa,
+                ipv4_transport=ipv4_transport),
+            responder=ResponderPolicy(address=proxy_coa, serves=_serves_nothing, max_lifetime=ro_lifetime,
+                                      peer_keys=keys, nat_keepalive=nat_keepalive))
 
 
-@dataclass(frozen=True)
-class MobileNodeRegistered:
-    """Install the MN's routes (its HNP and IPv4 HoA, through the LMA tunnel)."""
+class MagNode(Node):
+    role = "mag"
 
-    entry: BindingUpdateListEntry
-
-
-@dataclass(frozen=True)
-class MobileNodeDeregistered:
-    """Remove the MN's routes for entry's HNP and IPv4 HoA."""
-
-    entry: BindingUpdateListEntry
-
-
-@dataclass(frozen=True)
-class RegistrationRejected:
-    entry: BindingUpdateListEntry
-    status: int
-
-
-class MobileAccessGateway:
-    def __init__(self, policy: MagPolicy):
+    def __init__(self, policy: MagNodePolicy, random: Callable[[int], bytes] = os.urandom,
+                 responder_random: Callable[[int], bytes] | None = None, kcn: bytes | None = None):
         self.policy = policy
-        self.entries: dict[str, BindingUpdateListEntry] = {}
-        self._sequence = 0
+        self.bul = BindingUpdateList(policy.registration)
+        self.initiator = RoInitiator(policy.initiator, random=random)
+        self.responder = RoResponder(dataclasses.replace(policy.responder, serves=self.serves), kcn=kcn,
+                                     random=responder_random or random)
+        self.lma_keepalive_at: float | None = None
+        self._by_address: PrefixIndex[str] = PrefixIndex()      # registered MNs' HNPs and IPv4 HoAs -> MN-ID
 
-    # --- Events -------------------------------------------------------------
+    # --- who is attached here ----------------------------------------------------------
+    def mn_id_for(self, mac: str | None, link: str) -> str:
+        """The NAI of the MN behind a Router Solicitation: from the MN-ID
+        table by its link-layer address, else named after it."""
+        if not mac:
+            return f"{link}@{self.policy.name}"
+        mac = mac.lower()
+        return self.policy.mn_ids.get(mac, f"{mac}@{self.policy.name}")
 
-    def attach(self, mn_id: str, link: str, now: float, mac: str | None = None, handoff: bool = False) -> list:
-        """The MN appeared on an access link: register it (RFC 5213 §6.9.1.1)."""
-        entry = self.entries.get(mn_id)
-        active = (BindingState.REGISTERING, BindingState.REGISTERED)
-        if entry is not None and entry.link == link and entry.state in active:
-            return []
-        actions = []
-        if entry is not None and entry.state is BindingState.REGISTERED:
-            actions.append(MobileNodeDeregistered(_snapshot(entry)))  # its routes on the old link
-        if entry is not None and entry.state in active:
-            indicator = HandoffIndicatorValue.HANDOFF_BETWEEN_INTERFACES
-        elif handoff:
-            indicator = HandoffIndicatorValue.HANDOFF_BETWEEN_MAGS
-        else:
-            indicator = HandoffIndicatorValue.NEW_INTERFACE
-        entry = BindingUpdateListEntry(
-            mn_id, link, mac, handoff_indicator=indicator,
-            retransmission=Retransmission(self.policy.initial_bindack_timeout, self.policy.max_bindack_timeout))
-        self.entries[mn_id] = entry
-        return actions + self._request(entry, now)
+    def entry_for(self, address: Address) -> BindingUpdateListEntry | None:
+        """The registered MN that address belongs to (its HNP or IPv4 HoA)."""
+        if isinstance(address, IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        entry = self.bul.entries.get(self._by_address.lookup(address))
+        return entry if entry is not None and entry.state is BindingState.REGISTERED else None
+
+    def serves(self, address: Address) -> bool:
+        """The RO responder answers for MNs registered here, and no one else."""
+        return self.entry_for(address) is not None
+
+    def lma_tunnel(self, entry: BindingUpdateListEntry) -> Tunnel:
+        """The tunnel toward the LMA for this MN: IPv6-in-IPv6, or over IPv4
+        transport IPv4 (RFC 5844), in UDP when the LMA saw a NAT (§4)."""
+        p = self.policy.registration
+        if not p.ipv4_transport:
+            return Tunnel(Encap.IP6, p.proxy_coa, p.lma_address)
+        if entry.nat_detected:
+            return Tunnel(Encap.UDP4, p.ipv4_proxy_coa, p.lma_ipv4, PMIP6_UDP_PORT, PMIP6_UDP_PORT)
+        return Tunnel(Encap.IP4, p.ipv4_proxy_coa, p.lma_ipv4)
+
+    # --- inputs: signaling -------------------------------------------------------------------
+    def _on_binding_ack(self, ba: wire.BindingAck, arrival: Arrival, now: float) -> list:
+        if acknowledges_route_optimization(ba):
+            return self._ro(self.initiator.receive(ba, arrival, now), now)
+        return self._registration(self.bul.receive(ba, arrival, now), now, changed=True)
+
+    def _to_initiator(self, msg, arrival: Arrival, now: float) -> list:
+        return self._ro(self.initiator.receive(msg, arrival, now), now)
+
+    def _to_responder(self, msg, arrival: Arrival, now: float) -> list:
+        return self._ro(self.responder.receive(msg, arrival, now), now)
+
+    def _on_binding_error(self, be: wire.BindingError, arrival: Arrival, now: float) -> list:
+        """A BE may concern a pair we initiated or one we answered for."""
+        return self._ro(self.initiator.receive(be, arrival, now) + self.responder.receive(be, arrival, now), now)
+
+    _HANDLERS = {
+        wire.BindingAck: _on_binding_ack,
+        wire.LocalizedRoutingAck: _to_initiator,
+        wire.HomeTest: _to_initiator,
+        wire.CareofTest: _to_initiator,
+        wire.HomeTestInit: _to_responder,
+        wire.CareofTestInit: _to_responder,
+        wire.BindingUpdate: _to_responder,     # an RO BU; a PBU has no business here
+        wire.BindingError: _on_binding_error,
+    }
+
+    # --- inputs: access links and the operator ------------------------------------------------
+    def router_solicitation(self, link: str, mac: str | None, now: float) -> list:
+        """An RS on an access link: a solicited RA for an MN registered on
+        that link, else the MN attaches (RFC 5213 §6.9.1.1)."""
+        mn_id = self.mn_id_for(mac, link)
+        entry = self.bul.entries.get(mn_id)
+        if entry is not None and entry.state is BindingState.REGISTERED and entry.link == link:
+            return [Advertise(link, entry.hnp)]
+        return [MobileNodeAttaching(mn_id, link, mac)] + self.attach(mn_id, link, now, mac=mac)
+
+    def attach(self, mn_id: str, link: str, now: float, mac: str | None = None) -> list:
+        return self._registration(self.bul.attach(mn_id, link, now, mac=mac), now, changed=True)
 
     def detach(self, mn_id: str, now: float) -> list:
-        """The MN left: its routes go now, the LMA is told (RFC 5213 §6.9.1.3)."""
-        entry = self.entries.get(mn_id)
-        if entry is None or entry.state is BindingState.DEREGISTERING:
-            return []
-        actions = [MobileNodeDeregistered(_snapshot(entry))] if entry.state is BindingState.REGISTERED else []
-        entry.state = BindingState.DEREGISTERING
-        entry.refresh_at = entry.expires = None
-        return actions + self._request(entry, now)
+        if mn_id not in self.bul.entries:
+            raise NodeError(f"{mn_id} is not attached here")
+        return self._registration(self.bul.detach(mn_id, now), now, changed=True)
 
-    def receive(self, msg: Message, arrival: Arrival, now: float) -> list:
-        """A PBA for the request outstanding for its MN; anything else is ignored."""
-        if not isinstance(msg, BindingAck) or not msg.flags & BAFlags.P or arrival.src != self.policy.lma_address:
-            return []
-        entry = self.entries.get(_nai(find_option(msg, MobileNodeIdentifier)))
-        if entry is None or not entry.outstanding:
-            return []
-        if msg.status == Status.SEQUENCE_OUT_OF_WINDOW:
-            # RFC 6275 §11.7.3: carry on from the LMA's last accepted number
-            # (which is what this PBA carries), and send again at once.
-            if sequence_greater(msg.sequence, self._sequence):
-                self._sequence = msg.sequence
-            return self._request(entry, now)
-        sent = next((t.sent for t in entry.outstanding if t.sequence == msg.sequence), None)
-        if sent is None:
-            return []
-        if entry.state is BindingState.DEREGISTERING:
-            del self.entries[entry.mn_id]
-            return []
-        if msg.status >= 128:
-            return self._rejected(entry, msg.status)
-        return self._registered(entry, msg, sent, now)
-
-    def on_timer(self, now: float) -> list:
+    def link_down(self, link: str, now: float) -> list:
+        """An access link lost its carrier: the MNs on it left."""
         actions = []
-        for entry in list(self.entries.values()):
-            actions += self._expire(entry, now)
-            if entry.refresh_at is not None and entry.refresh_at <= now:
-                # RFC 5213 §6.9.1.2: extend the binding before it runs out.
-                entry.refresh_at = None
-                actions += self._request(entry, now)
-            elif entry.retransmission.due is not None and entry.retransmission.due <= now:
-                actions += self._retransmit(entry, now)
+        for entry in [e for e in self.bul.entries.values() if e.link == link]:
+            actions.append(MobileNodeLeft(entry.mn_id, link))
+            actions += self._registration(self.bul.detach(entry.mn_id, now), now, changed=True)
         return actions
+
+    def restore(self, entries: list[BindingUpdateListEntry], now: float) -> list:
+        """Take over the binding update list after a restart; the registered
+        MNs' routes and entries go back in."""
+        self.bul.restore(entries)
+        actions = []
+        for entry in entries:
+            if entry.state is BindingState.REGISTERED and entry.hnp:
+                self._index(entry)
+                actions += [self._install(entry), Advertise(entry.link, entry.hnp)]
+        self._schedule_lma_keepalive(now)
+        return actions
+
+    # --- inputs: the data plane ------------------------------------------------------------------
+    def flow_seen(self, src: Address, dst: Address, now: float) -> list:
+        """The data plane saw an MN→destination flow pass the trigger threshold."""
+        entry = self.entry_for(src)
+        if entry is None or not self.policy.ro_enabled or dst.is_multicast or dst.is_link_local:
+            return []
+        if RoPair(src, dst) in self.responder.bindings:
+            return []                      # optimized already, as the responder
+        return self._ro(self.initiator.start(src, dst, now, mn_prefix=entry.hnp), now)
+
+    def missing_binding(self, src: Address, dst: Address, peer: IPv6Address, now: float) -> list:
+        """RO-tunnelled traffic from peer for a pair we hold no entry for.
+        RFC 6275 §9.3.3: tell the peer we hold no binding. A BE names the
+        initiating side's MN, which is the inner destination when the peer
+        was the responder and the inner source when it was the initiator:
+        with no state left to tell, name both (the peer ignores the other)."""
+        address = self.policy.registration.proxy_coa
+        return [Send(no_binding_error(dst), address, peer), Send(no_binding_error(src), address, peer)]
+
+    # --- operator requests on route optimization --------------------------------------------------
+    def start_ro(self, local: Address, remote: Address, now: float) -> list:
+        entry = self.entry_for(local)
+        if entry is None:
+            raise NodeError(f"{local} belongs to no MN registered here")
+        return self._ro(self.initiator.start(local, remote, now, mn_prefix=entry.hnp, operator=True), now)
+
+    def stop_ro(self, pair: RoPair, now: float) -> list:
+        """Both roles' binding for the pair end: a deregistration (or BE) to the peer."""
+        return self._ro(self.initiator.stop(pair, now, StopReason.STOPPED)
+                        + self.responder.remove(pair, StopReason.STOPPED), now)
+
+    def configure_ro(self, mode: str | None = None, lifetime: int | None = None) -> None:
+        if mode is not None:
+            try:
+                self.initiator.policy.mode = Mode(mode)
+            except ValueError:
+                raise NodeError("mode is rr or quick") from None
+        if lifetime is not None:
+            if not 4 <= lifetime <= MAX_RR_BINDING_LIFETIME:
+                raise NodeError(f"an RO lifetime is 4 to {MAX_RR_BINDING_LIFETIME} s (MAX_RR_BINDING_LIFETIME)")
+            self.initiator.policy.lifetime = lifetime
+
+    # --- timers ------------------------------------------------------------------------------------
+    def on_timer(self, now: float) -> list:
+        actions = self._registration(self.bul.on_timer(now), now)
+        actions += self._ro(self.initiator.on_timer(now) + self.responder.on_timer(now), now)
+        return actions + self._lma_keepalive(now)
 
     def next_deadline(self) -> float | None:
-        return earliest(*(deadline for entry in self.entries.values()
-                          for deadline in (entry.retransmission.due, entry.refresh_at, entry.expires)))
+        return earliest(self.bul.next_deadline(), self.initiator.next_deadline(), self.responder.next_deadline(),
+                        self.lma_keepalive_at)
 
-    def restore(self, entries: list[BindingUpdateListEntry]) -> None:
-        """Take over the binding update list after a restart."""
-        for entry in entries:
-            self.entries[entry.mn_id] = entry
-            if sequence_greater(entry.sequence, self._sequence):
-                self._sequence = entry.sequence  # the next PBU is newer than any restored one
+    # --- the rules between the cores -------------------------------------------------------------
+    def _registration(self, actions: list, now: float, changed: bool = False) -> list:
+        """The binding update list's results, turned into the data plane's
+        and the access link's terms. An MN whose routes go takes its RO
+        bindings along."""
+        out = []
+        for action in actions:
+            if isinstance(action, MobileNodeRegistered):
+                self._index(action.entry)
+                out += [self._install(action.entry), Advertise(action.entry.link, action.entry.hnp)]
+            elif isinstance(action, MobileNodeDeregistered):
+                self._index(action.entry, remove=True)
+                out += self._uninstall(action.entry, now)
+            else:
+                out.append(action)
+        if actions:
+            self._schedule_lma_keepalive(now)
+        return with_state_change(out) if actions or changed else out
 
-    # --- Binding update list --------------------------------------------------
+    def _index(self, entry: BindingUpdateListEntry, remove: bool = False) -> None:
+        for prefix in (entry.hnp, entry.ipv4_hoa):
+            if prefix is not None:
+                if remove:
+                    self._by_address.remove(prefix, entry.mn_id)
+                else:
+                    self._by_address.add(prefix, entry.mn_id)
 
-    def _registered(self, entry: BindingUpdateListEntry, msg: BindingAck, sent: float, now: float) -> list:
-        option = find_option(msg, HomeNetworkPrefix)
-        hnp = _prefix(option)
-        # The lifetime counts from when the PBU left (RFC 6275 §11.7.3), so
-        # this view of the binding never outlives the LMA's.
-        expires = sent + msg.lifetime_seconds
-        if hnp is None or expires <= now:
-            return []  # no usable prefix, or a binding already over: keep asking
-        reply = find_option(msg, IPv4HomeAddressReply)
-        ipv4_hoa = reply.address if reply is not None and reply.status == 0 else None
+    def _install(self, entry: BindingUpdateListEntry) -> InstallMobileNode:
+        return InstallMobileNode(entry.mn_id, entry.link, entry.hnp, entry.ipv4_hoa, self.lma_tunnel(entry))
+
+    def _uninstall(self, entry: BindingUpdateListEntry, now: float) -> list:
+        actions = self._ro(self._end_route_optimization(entry, now), now)
+        actions.append(RemoveMobileNode(entry.mn_id, entry.link, entry.hnp, entry.ipv4_hoa))
+        if entry.hnp:
+            others = any(e.link == entry.link and e.mn_id != entry.mn_id and e.state is BindingState.REGISTERED
+                         for e in self.bul.entries.values())
+            actions.append(Advertise(entry.link, entry.hnp, withdraw=True, last_router=not others))
+        return actions
+
+    def _end_route_optimization(self, entry: BindingUpdateListEntry, now: float) -> list:
+        """An MN that leaves takes its RO bindings along, on both sides."""
+        def belongs(address: Address) -> bool:
+            return ((entry.hnp is not None and isinstance(address, IPv6Address) and address in entry.hnp)
+                    or address == entry.ipv4_hoa)
         actions = []
-        was_registered = entry.state is BindingState.REGISTERED
-        changed = (hnp, ipv4_hoa) != (entry.hnp, entry.ipv4_hoa)
-        if was_registered and changed:
-            actions.append(MobileNodeDeregistered(_snapshot(entry)))  # routes of the old prefix
-        nat = find_option(msg, NATDetection)
-        entry.retransmission.stop()
-        entry.outstanding.clear()
-        entry.state = BindingState.REGISTERED
-        entry.last_status = msg.status
-        entry.hnp, entry.ipv4_hoa = hnp, ipv4_hoa
-        entry.lifetime = msg.lifetime_seconds
-        entry.expires = expires
-        entry.refresh_at = sent + self.policy.refresh_fraction * msg.lifetime_seconds
-        entry.registered = entry.registered or now
-        entry.nat_detected = nat is not None
-        entry.nat_refresh = nat.refresh_time if nat else None
-        if not was_registered or changed:
-            actions.append(MobileNodeRegistered(_snapshot(entry)))
+        for pair in [p for p in {*self.initiator.attempts, *self.responder.bindings} if belongs(p.local)]:
+            actions += self.initiator.stop(pair, now, StopReason.MN_DETACHED)
+            actions += self.responder.cn_detached(pair.local)
         return actions
 
-    def _rejected(self, entry: BindingUpdateListEntry, status: int) -> list:
-        routes_up = entry.state is BindingState.REGISTERED
-        entry.retransmission.stop()
-        entry.outstanding.clear()
-        entry.state = BindingState.FAILED
-        entry.last_status = status
-        entry.refresh_at = entry.expires = None
-        actions = [RegistrationRejected(_snapshot(entry), status)]
-        if routes_up:
-            actions.append(MobileNodeDeregistered(_snapshot(entry)))
-        return actions
+    def _ro(self, actions: list, now: float) -> list:
+        """The RO cores' results, with each home-path message given the
+        tunnel of the MN it is anchored at."""
+        out = []
+        for action in actions:
+            if isinstance(action, SendHomePath):
+                entry = self.entry_for(action.anchored)
+                if entry is None:
+                    out.append(NotSent(message_kind(action.message), "no_home_tunnel", str(action.anchored)))
+                    continue
+                action = dataclasses.replace(action, tunnel=self.lma_tunnel(entry))
+            out.append(action)
+        return out
 
-    def _expire(self, entry: BindingUpdateListEntry, now: float) -> list:
-        """A binding whose refreshes went unanswered: its routes go, and the
-        MAG keeps trying to register the MN, which is still on its link."""
-        if entry.state is not BindingState.REGISTERED or entry.expires > now:
+    # --- NAT keepalive toward the LMA --------------------------------------------------------------
+    def _nat_refresh(self) -> int | None:
+        refresh = [e.nat_refresh for e in self.bul.entries.values()
+                   if e.state is BindingState.REGISTERED and e.nat_detected and e.nat_refresh]
+        return min(refresh) if refresh else None
+
+    def _schedule_lma_keepalive(self, now: float) -> None:
+        refresh = self._nat_refresh()
+        if refresh is None:
+            self.lma_keepalive_at = None
+        elif self.lma_keepalive_at is None:
+            self.lma_keepalive_at = now + refresh
+
+    def _lma_keepalive(self, now: float) -> list:
+        """Behind a NAT toward the LMA (its PBA carried NAT Detection): a
+        Heartbeat in UDP at the refresh time keeps the NAT's mapping, and so
+        the LMA's downlink tunnel, alive while no MN sends (RFC 5844 §4.1,
+        RFC 5555 §4.1, RFC 5847)."""
+        refresh = self._nat_refresh()
+        if refresh is None:
+            self.lma_keepalive_at = None
             return []
-        actions = [MobileNodeDeregistered(_snapshot(entry))]
-        entry.state = BindingState.REGISTERING
-        entry.hnp = entry.ipv4_hoa = None
-        entry.expires = entry.refresh_at = None
-        if entry.retransmission.due is None:
-            actions += self._request(entry, now)
-        return actions
-
-    # --- Proxy Binding Updates ----------------------------------------------
-
-    def _request(self, entry: BindingUpdateListEntry, now: float) -> list:
-        """Start a new request: the first PBU and its retransmission timer."""
-        entry.outstanding.clear()
-        entry.retransmission.start(now)
-        return [self._proxy_binding_update(entry, now)]
-
-    def _retransmit(self, entry: BindingUpdateListEntry, now: float) -> list:
-        """RFC 6275 §11.8: again, with a new sequence number, waiting twice as
-        long each time up to the cap, and then at the cap for as long as it
-        takes; a deregistration is given up after a few attempts."""
-        if entry.state is BindingState.DEREGISTERING and entry.retransmission.attempts >= DEREGISTRATION_ATTEMPTS:
-            del self.entries[entry.mn_id]
+        if self.lma_keepalive_at is None:
+            self.lma_keepalive_at = now + refresh
             return []
-        entry.retransmission.backoff(now)
-        return [self._proxy_binding_update(entry, now)]
-
-    def _proxy_binding_update(self, entry: BindingUpdateListEntry, now: float) -> Send:
-        """RFC 5213 §6.9.1.1-3, RFC 5844 §3.1.1: what the PBU carries follows
-        from the entry's state."""
-        lifetime = 0 if entry.state is BindingState.DEREGISTERING else self.policy.lifetime
-        # A refresh or the deregistration: the MN has not moved (RFC 5213 §8.4).
-        indicator = (entry.handoff_indicator if entry.state is BindingState.REGISTERING
-                     else HandoffIndicatorValue.HANDOFF_STATE_NOT_CHANGED)
-        hnp = entry.hnp or ALL_ZERO_PREFIX
-        options = [
-            MobileNodeIdentifier.from_nai(entry.mn_id),
-            HomeNetworkPrefix(hnp.prefixlen, hnp.network_address),
-            HandoffIndicator(indicator),
-            AccessTechnologyType(self.policy.access_technology_type),
-            Timestamp.from_unix(now),
-        ]
-        if entry.ipv4_hoa is not None:
-            options.append(IPv4HomeAddressRequest(entry.ipv4_hoa))
-        elif self.policy.request_ipv4:
-            options.append(IPv4HomeAddressRequest(ALL_ZERO_IPV4, prefix_length=0))
-        if self.policy.ipv4_proxy_coa is not None:
-            # Over IPv6 transport too: the LMA then knows our IPv4 proxy CoA and
-            # names it in its RO answers (option 32 in the LRA, DESIGN §2).
-            options.append(IPv4CareofAddress(self.policy.ipv4_proxy_coa))
-        self._sequence = (self._sequence + 1) % 0x10000
-        entry.sequence = self._sequence
-        entry.outstanding.append(Transmission(entry.sequence, now))
-        del entry.outstanding[:-OUTSTANDING_TRANSMISSIONS]
-        pbu = BindingUpdate(entry.sequence, BUFlags.A | BUFlags.H | BUFlags.P,
-                            min(lifetime // 4, MAX_LIFETIME_UNITS), options)
-        if not self.policy.ipv4_transport:
-            return Send(pbu, self.policy.proxy_coa, self.policy.lma_address)
-        return Send(pbu, self.policy.proxy_coa, self.policy.lma_address,
-                    ipv4_dst=UdpEndpoint(self.policy.lma_ipv4, PMIP6_UDP_PORT), ipv4_src=self.policy.ipv4_proxy_coa)
+        if now < self.lma_keepalive_at:
+            return []
+        self.lma_keepalive_at = now + refresh
+        p = self.policy.registration
+        return [Send(wire.Heartbeat(unsolicited=False, response=False, sequence=int(now) & 0xFFFFFFFF),
+                     p.proxy_coa, p.lma_address, ipv4_dst=UdpEndpoint(p.lma_ipv4), ipv4_src=p.ipv4_proxy_coa)]
 
 
-def _nai(option: MobileNodeIdentifier | None) -> str | None:
-    try:
-        return option.nai if option is not None else None
-    except UnicodeDecodeError:
-        return None
-
-
-def _prefix(option: HomeNetworkPrefix | None) -> IPv6Network | None:
-    """The prefix the LMA assigned; None when it is missing, all zero or malformed."""
-    if option is None or option.prefix.packed == bytes(16):
-        return None
-    try:
-        return IPv6Network((option.prefix, option.prefix_length), strict=False)
-    except ValueError:
-        return None
-
-
-def _snapshot(entry: BindingUpdateListEntry) -> BindingUpdateListEntry:
-    """The entry as it is now, for an action (the list entry itself changes on)."""
-    return copy.deepcopy(entry)
+__all__ = ["Advertise", "InstallMobileNode", "MagNode", "MagNodePolicy", "MobileNodeAttaching", "MobileNodeLeft",
+           "RemoveMobileNode"]

@@ -11,7 +11,8 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Callable
 
 from .. import wire
-from .common import Arrival, Send
+from ..transport import Arrival, Send
+from .vocabulary import QueryOutcome
 
 Address = IPv6Address | IPv4Address
 
@@ -41,23 +42,23 @@ def serving_mag_options(binding) -> list:
 
 def answer_lri(lri: wire.LocalizedRoutingInitiation, arrival: Arrival, lma_address: IPv6Address,
                binding_for: Callable[[Address], object | None],
-               allowed: Callable[[Address, Address], bool]) -> tuple[Send, str]:
-    """The LRA for lri, and a one-word outcome for the counters."""
+               allowed: Callable[[Address, Address], bool]) -> tuple[Send, QueryOutcome]:
+    """The LRA for lri, and how it was answered."""
     mn, cn = named_addresses(lri)
     options: list = []
     if mn is None or cn is None:
-        status, outcome = wire.LRAStatus.LOCALIZED_ROUTING_NOT_ALLOWED, "malformed_query"
+        status, outcome = wire.LRAStatus.LOCALIZED_ROUTING_NOT_ALLOWED, QueryOutcome.MALFORMED
     elif (owner := binding_for(mn)) is None or owner.proxy_coa != arrival.src:
         # only the MN's own MAG may ask about its flows
-        status, outcome = wire.LRAStatus.LOCALIZED_ROUTING_NOT_ALLOWED, "not_the_serving_mag"
+        status, outcome = wire.LRAStatus.LOCALIZED_ROUTING_NOT_ALLOWED, QueryOutcome.NOT_THE_SERVING_MAG
     elif not allowed(mn, cn):
-        status, outcome = wire.LRAStatus.LOCALIZED_ROUTING_NOT_ALLOWED, "denied_by_policy"
+        status, outcome = wire.LRAStatus.LOCALIZED_ROUTING_NOT_ALLOWED, QueryOutcome.DENIED_BY_POLICY
     else:
         serving = binding_for(cn)
         if serving is None:
-            status, outcome = wire.LRAStatus.MN_NOT_ATTACHED, "cn_not_anchored"
+            status, outcome = wire.LRAStatus.MN_NOT_ATTACHED, QueryOutcome.CN_NOT_ANCHORED
         else:
-            status, outcome = wire.LRAStatus.SUCCESS, "answered"
+            status, outcome = wire.LRAStatus.SUCCESS, QueryOutcome.ANSWERED
             options = serving_mag_options(serving)
     lra = wire.LocalizedRoutingAck(sequence=lri.sequence, status=status,
                                    lifetime=lri.lifetime if status == wire.LRAStatus.SUCCESS else 0,

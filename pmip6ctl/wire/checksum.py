@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from ipaddress import IPv6Address
 
-IPPROTO_MH = 135
+from .. import defs
+
+IPPROTO_MH = defs.constants()["IPPROTO_MH"]  # bpf/constants.h, shared with the XDP programs
 CHECKSUM_OFFSET = 4  # Payload Proto, Header Len, MH Type, Reserved, then Checksum
 
 

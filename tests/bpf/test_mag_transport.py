@@ -178,7 +178,7 @@ def test_a_pair_both_mags_optimized_over_different_transports_accepts_both_tunne
 
     from pmip6ctl.daemon.ro_entries import RoEntries
     from pmip6ctl.daemon.tunnels import TunnelRegistry
-    from pmip6ctl.protocol.common import UdpEndpoint
+    from pmip6ctl.transport import UdpEndpoint
     from pmip6ctl.protocol.ro import RoInstalled, RoPair
 
     from .conftest import PEER4

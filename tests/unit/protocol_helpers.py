@@ -1,26 +1,33 @@
 """Builders for the protocol core tests: policies in documentation address
-space, a PBU builder, and a "network" that passes every message through
-wire.encode and wire.decode (checksum included) on its way between cores;
-for route optimization, RoNetwork joins an RoInitiator, an RoResponder and
-the LMA's RO query answer under a fake clock."""
+space, a PBU builder, node cores with MNs already registered, and a
+"network" that passes every message through wire.encode and wire.decode
+(checksum included) on its way between cores. For route optimization,
+RoNetwork joins MAG1's MagNode, a peer (MAG2's MagNode or a CnNode) and the
+LmaNode under a fake clock: every message reaches the node it is addressed
+to through the node's own receive(), as in the daemons."""
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Callable
 
-from pmip6ctl.protocol.common import Arrival, Send, UdpEndpoint, earliest
-from pmip6ctl.protocol.lma import LmaPolicy, LocalMobilityAnchor
-from pmip6ctl.protocol.mag import MagPolicy, MobileAccessGateway
+from pmip6ctl.protocol.binding_cache import BindingCache, BindingCacheEntry, LmaPolicy
+from pmip6ctl.protocol.binding_update_list import (BindingState, BindingUpdateList, BindingUpdateListEntry,
+                                                   MagPolicy)
+from pmip6ctl.protocol.cn import CnNode, CnNodePolicy
+from pmip6ctl.protocol.common import earliest
+from pmip6ctl.protocol.lma import LmaNode, LmaNodePolicy
+from pmip6ctl.protocol.mag import MagNode, MagNodePolicy
 from pmip6ctl.protocol.pools import AddressPool, PrefixPool
-from pmip6ctl.protocol.ro import (InitiatorPolicy, PeerKey, ResponderPolicy, RoInitiator, RoPair, RoResponder,
-                                  SendHomePath)
-from pmip6ctl.protocol.ro_query import answer_lri
+from pmip6ctl.protocol.ro import InitiatorPolicy, ResponderPolicy, RoPair
+from pmip6ctl.protocol.vocabulary import StopReason
+from pmip6ctl.security import PeerKey
+from pmip6ctl.transport import Arrival, Send, SendHomePath, UdpEndpoint
 from pmip6ctl.wire import (AccessTechnologyType, BindingUpdate, BUFlags, HandoffIndicator, HomeNetworkPrefix,
-                           IPv4HomeAddressRequest, LocalizedRoutingInitiation, MobileNodeIdentifier, Timestamp,
-                           decode, encode)
+                           IPv4HomeAddressRequest, MobileNodeIdentifier, Timestamp, decode, encode)
 
 T0 = 1_700_000_000.0  # the fake clock starts here (wall-clock seconds)
 
@@ -46,8 +53,8 @@ def lma_policy(**changes) -> LmaPolicy:
     return LmaPolicy(**(fields | changes))
 
 
-def make_lma(**changes) -> LocalMobilityAnchor:
-    return LocalMobilityAnchor(lma_policy(**changes))
+def make_lma(**changes) -> BindingCache:
+    return BindingCache(lma_policy(**changes))
 
 
 def mag_policy(proxy_coa: IPv6Address = MAG1, ipv4_proxy_coa: IPv4Address = MAG1_4, **changes) -> MagPolicy:
@@ -55,8 +62,8 @@ def mag_policy(proxy_coa: IPv6Address = MAG1, ipv4_proxy_coa: IPv4Address = MAG1
     return MagPolicy(**(fields | changes))
 
 
-def make_mag(proxy_coa: IPv6Address = MAG1, ipv4_proxy_coa: IPv4Address = MAG1_4, **changes) -> MobileAccessGateway:
-    return MobileAccessGateway(mag_policy(proxy_coa, ipv4_proxy_coa, **changes))
+def make_mag(proxy_coa: IPv6Address = MAG1, ipv4_proxy_coa: IPv4Address = MAG1_4, **changes) -> BindingUpdateList:
+    return BindingUpdateList(mag_policy(proxy_coa, ipv4_proxy_coa, **changes))
 
 
 def pbu(mn_id: str | None = MN1, now: float = T0, *, sequence: int = 1, lifetime: int = 3600,
@@ -87,7 +94,7 @@ def carry(send: Send, nat: UdpEndpoint | None = None):
                             ipv4_dst=send.ipv4_dst.address)
 
 
-def to_lma(lma: LocalMobilityAnchor, message, now: float = T0, src: IPv6Address = MAG1, **arrival) -> list:
+def to_lma(lma: BindingCache, message, now: float = T0, src: IPv6Address = MAG1, **arrival) -> list:
     """Hand a message built in the test to the LMA, as if MAG `src` sent it."""
     return lma.receive(*carry(Send(message, src, LMA, **arrival)), now)
 
@@ -100,12 +107,17 @@ def of_type(actions, cls) -> list:
     return [a for a in actions if isinstance(a, cls)]
 
 
+def only(items):
+    (item,) = items
+    return item
+
+
 def only_send(actions) -> Send:
     (send,) = sends(actions)
     return send
 
 
-def exchange(mag: MobileAccessGateway, lma: LocalMobilityAnchor, actions, now: float = T0,
+def exchange(mag: BindingUpdateList, lma: BindingCache, actions, now: float = T0,
              nat: UdpEndpoint | None = None) -> tuple[list, list]:
     """Deliver the MAG's PBUs in `actions` to the LMA and its answers back.
     Returns (the LMA's actions, the MAG's actions)."""
@@ -144,6 +156,7 @@ OUTSIDE_CN = IPv6Address("2001:db8:ee::1")  # scenario 3: an RO-capable CN outsi
 KCN = bytes(range(1, 21))                   # the responder's node key, known to the tests
 QUICK_KEY = b"quick-mode key shared by MAG1 and MAG2"
 QUICK_SPI = 0x1001
+FOREVER = 10**7                             # seconds: bindings that outlive any test
 
 
 def seeded(seed: int = 1) -> Callable[[int], bytes]:
@@ -188,6 +201,69 @@ def quick_keys(peer: IPv6Address, spi: int = QUICK_SPI, key: bytes = QUICK_KEY) 
     return {peer: PeerKey(spi, key)}
 
 
+# --- node cores with their MNs registered ---------------------------------------------------------
+
+def registered(mn_id: str, hnp: IPv6Network | None, ipv4_hoa: IPv4Address | None = None, link: str = "acc1",
+               now: float = T0, **changes) -> BindingUpdateListEntry:
+    """A binding update list entry as a MAG holds it once the LMA accepted it."""
+    return BindingUpdateListEntry(mn_id, link, **(dict(state=BindingState.REGISTERED, hnp=hnp, ipv4_hoa=ipv4_hoa,
+                                                       lifetime=FOREVER, expires=now + FOREVER, registered=now)
+                                                  | changes))
+
+
+def anchored_entry(anchored: Anchored, mn_id: str, now: float = T0) -> BindingCacheEntry:
+    """An LMA binding cache entry for a stub."""
+    return BindingCacheEntry(mn_id=mn_id, hnp=anchored.hnp, ipv4_hoa=anchored.ipv4_hoa, proxy_coa=anchored.proxy_coa,
+                             mag_ipv4=anchored.mag_ipv4, ipv4_proxy_coa=anchored.ipv4_proxy_coa, lifetime=FOREVER,
+                             expires=now + FOREVER, sequence=1, access_technology_type=3, handoff_indicator=1,
+                             registered=now)
+
+
+MNS_AT_MAG1 = (registered("mn@example.org", FIRST_HNP, FIRST_HOA), registered("mn-b@example.org", SECOND_HNP))
+CNS_AT_MAG2 = (registered("cn@example.org", CN_HNP, CN4),)
+
+
+def mag_node(proxy_coa: IPv6Address = MAG1, ipv4_proxy_coa: IPv4Address | None = MAG1_4, *, name: str = "mag1",
+             initiator: InitiatorPolicy | None = None, responder: ResponderPolicy | None = None,
+             attached: tuple[BindingUpdateListEntry, ...] = (), random=None, responder_random=None,
+             kcn: bytes | None = None, now: float = T0, ro_enabled: bool = True, mn_ids=None,
+             **registration) -> MagNode:
+    """A MagNode whose MNs `attached` are registered already."""
+    policy = MagNodePolicy(
+        name=name, ro_enabled=ro_enabled, mn_ids=mn_ids or {},
+        registration=mag_policy(proxy_coa, ipv4_proxy_coa, **registration),
+        initiator=initiator or initiator_policy(proxy_coa=proxy_coa, ipv4_proxy_coa=ipv4_proxy_coa),
+        responder=responder or responder_policy(address=proxy_coa))
+    node = MagNode(policy, random=random or seeded(1), responder_random=responder_random, kcn=kcn)
+    node.restore([copy_entry(e) for e in attached], now)
+    return node
+
+
+def copy_entry(entry: BindingUpdateListEntry) -> BindingUpdateListEntry:
+    return copy.deepcopy(entry)
+
+
+def lma_node(*anchored: Anchored, allowed: Callable | None = None, peers=None, now: float = T0,
+             **changes) -> LmaNode:
+    """An LmaNode whose binding cache holds `anchored` (MN1 and MN_B at MAG1,
+    the CN at MAG2 by default)."""
+    policy = LmaNodePolicy(binding_cache=lma_policy(**(dict(hnp_pool=PrefixPool(IPv6Network("2001:db8::/32")))
+                                                       | changes)),
+                           ro_allowed=allowed or (lambda mn, cn: True), peers=peers or {})
+    node = LmaNode(policy)
+    entries = [anchored_entry(a, f"anchored-{i}@example.org", now)
+               for i, a in enumerate(anchored or (MN_AT_MAG1, MN_B_AT_MAG1, CN_AT_MAG2))]
+    _, refused = node.restore(entries, now)
+    assert not refused, refused
+    return node
+
+
+def cn_node(address: IPv6Address = OUTSIDE_CN, *, responder: ResponderPolicy | None = None, random=None,
+            kcn: bytes | None = None) -> CnNode:
+    return CnNode(CnNodePolicy(address=address, responder=responder or responder_policy(address=address)),
+                  random=random or seeded(1), kcn=kcn)
+
+
 @dataclass
 class Flight:
     """A message on its way: sent by `origin` (a node name), delivered at `due`."""
@@ -197,24 +273,35 @@ class Flight:
     action: Send | SendHomePath
 
 
-class RoNetwork:
-    """MAG1's RoInitiator, a RoResponder (MAG2 or a CN agent) and the LMA's
-    RO query answer, joined by a network with a fake clock.
+def node_addresses(node) -> set:
+    """The addresses a node core answers on."""
+    if isinstance(node, MagNode):
+        p = node.policy.registration
+        return {p.proxy_coa, p.ipv4_proxy_coa} - {None}
+    if isinstance(node, LmaNode):
+        p = node.policy.binding_cache
+        return {p.address, p.ipv4_address} - {None}
+    return {node.policy.address, node.policy.ipv4_address} - {None}
+
+
+class Domain:
+    """Node cores, by name, joined by a network with a fake clock.
 
     Every message goes through wire.encode and wire.decode with the checksum
-    of the addresses it travels with. A Send goes to the node owning its
-    destination; a SendHomePath (HoTI, HoT) crosses the LMA tunnels to the
-    other core, and arrives with its inner src/dst. `drop`, `delay` and
-    `hold` (callables of (origin, action)) lose, delay or set aside messages;
-    held ones wait in `held` until `release`d. `log` keeps every action any
-    node returned, in order, as (time, node, action); `traffic` every message
-    sent, as (time, origin, action, message as decoded, fate)."""
+    of the addresses it travels with, and reaches its node's receive(), as
+    the daemons hand it over. A message goes to the node whose own address it
+    is sent to, else to the MAG the LMA has a binding at for that address: a
+    SendHomePath (HoTI, HoT, a CoTI/CoT over IPv4 transport) crosses the LMA
+    tunnels and is punted there, arriving with its inner src/dst; one in an
+    IPv4 wrapper (fig. 3) is routed by its IPv4 destination. `drop`, `delay`
+    and `hold` (callables of (origin, action)) lose, delay or set aside
+    messages; held ones wait in `held` until `release`d. `log` keeps every
+    action any node returned, in order, as (time, node, action); `traffic`
+    every message sent, as (time, origin, action, message as decoded, fate)."""
 
-    def __init__(self, initiator: RoInitiator, responder: RoResponder, now: float = T0,
-                 binding_for: Callable | None = None, allowed: Callable | None = None):
-        self.initiator, self.responder = initiator, responder
-        self.binding_for = binding_for or binding_lookup(MN_AT_MAG1, MN_B_AT_MAG1, CN_AT_MAG2)
-        self.allowed = allowed or (lambda mn, cn: True)
+    def __init__(self, nodes: dict, now: float = T0):
+        self.nodes = dict(nodes)
+        self.lma = next(node for node in self.nodes.values() if isinstance(node, LmaNode))
         self.now = now
         self.flights: list[Flight] = []
         self.held: list[Flight] = []
@@ -225,13 +312,21 @@ class RoNetwork:
         self.hold = lambda origin, action: False
         self._order = 0
 
+    def binding_for(self, address):
+        return self.lma.cache.binding_for_address(address)
+
+    def name_at(self, address) -> str | None:
+        """The node answering on address, or the MAG the LMA anchors it at."""
+        address = address.ipv4_mapped or address if isinstance(address, IPv6Address) else address
+        for name, node in self.nodes.items():
+            if address in node_addresses(node):
+                return name
+        binding = self.binding_for(address)
+        if binding is not None:
+            return self.name_at(binding.proxy_coa)
+        return None
+
     # --- what the nodes do --------------------------------------------------------------
-    def start(self, local=MN, remote=CN, **kwargs) -> list:
-        return self.post("initiator", self.initiator.start(local, remote, self.now, **kwargs))
-
-    def stop(self, local=MN, remote=CN, reason: str = "stopped") -> list:
-        return self.post("initiator", self.initiator.stop(RoPair(local, remote), self.now, reason))
-
     def post(self, node: str, actions: list) -> list:
         for action in actions:
             self.log.append((self.now, node, action))
@@ -246,6 +341,10 @@ class RoNetwork:
                 elif fate == "sent":
                     self.flights.append(flight)
         return actions
+
+    def call(self, node: str, method: str, *args, **kwargs) -> list:
+        """One of a node's inputs (attach, flow_seen, link_down ...), now."""
+        return self.post(node, getattr(self.nodes[node], method)(*args, self.now, **kwargs))
 
     @staticmethod
     def decoded(action):
@@ -264,19 +363,14 @@ class RoNetwork:
 
     def destination(self, flight: Flight) -> str | None:
         action = flight.action
-        if isinstance(action, SendHomePath) or action.wrap_ipv4 is not None:
-            # inside the LMA tunnels (or routed to an address the LMA anchors), to the other end
-            return "responder" if flight.origin == "initiator" else "initiator"
-        if action.dst == LMA:
-            return "lma"
-        if action.dst == self.responder.policy.address and flight.origin == "initiator":
-            return "responder"
-        if flight.origin != "initiator":
-            served = self.binding_for(action.dst.ipv4_mapped or action.dst)
-            mag1 = self.initiator.policy.proxy_coa
-            if action.dst == mag1 or (served is not None and served.proxy_coa == mag1):
-                return "initiator"
-        return None                            # nobody there: lost
+        if getattr(action, "wrap_ipv4", None) is not None:
+            return self.name_at(action.wrap_ipv4[1])
+        if isinstance(action, SendHomePath):
+            # into the LMA tunnel, out toward the MAG serving the inner destination
+            return self.name_at(action.dst)
+        if action.ipv4_dst is not None:      # an address of no node: a NAT's, which forwards it on
+            return self.name_at(action.ipv4_dst.address) or self.name_at(action.dst)
+        return self.name_at(action.dst)
 
     def deliver(self, flight: Flight, message=None) -> list:
         """Hand a message to its node now; `message` overrides the decoded one
@@ -285,13 +379,7 @@ class RoNetwork:
         if node is None:
             return []
         message, arrival = message or self.decoded(flight.action)
-        if node == "lma":
-            if not isinstance(message, LocalizedRoutingInitiation):
-                return []
-            send, _ = answer_lri(message, arrival, LMA, self.binding_for, self.allowed)
-            return self.post("lma", [send])
-        core = self.initiator if node == "initiator" else self.responder
-        return self.post(node, core.receive(message, arrival, self.now))
+        return self.post(node, self.nodes[node].receive(message, arrival, self.now))
 
     def release(self, index: int = 0) -> list:
         """Deliver a held message now."""
@@ -304,17 +392,17 @@ class RoNetwork:
         until = self.now + seconds
         for _ in range(100_000):
             flight = min(self.flights, key=lambda f: (f.due, f.order), default=None)
-            timer = earliest(self.initiator.next_deadline(), self.responder.next_deadline())
+            timer = earliest(*(node.next_deadline() for node in self.nodes.values()))
             if flight is not None and flight.due <= until and (timer is None or flight.due <= timer):
                 self.flights.remove(flight)
                 self.now = max(self.now, flight.due)
                 self.deliver(flight)
             elif timer is not None and timer <= until:
                 self.now = max(self.now, timer)
-                for node, core in (("initiator", self.initiator), ("responder", self.responder)):
-                    deadline = core.next_deadline()
+                for name, node in self.nodes.items():
+                    deadline = node.next_deadline()
                     if deadline is not None and deadline <= self.now:
-                        self.post(node, core.on_timer(self.now))
+                        self.post(name, node.on_timer(self.now))
             else:
                 self.now = max(self.now, until)
                 return
@@ -339,3 +427,28 @@ class RoNetwork:
     def mark(self) -> tuple[int, int]:
         """Where the log and the traffic stand now (to look at what follows)."""
         return len(self.log), len(self.traffic)
+
+
+class RoNetwork(Domain):
+    """MAG1's MagNode ("initiator"), its RO peer ("responder": MAG2's MagNode
+    or a CnNode) and the LmaNode ("lma")."""
+
+    def __init__(self, mag1: MagNode, peer: MagNode | CnNode, lma: LmaNode, now: float = T0):
+        super().__init__({"initiator": mag1, "responder": peer, "lma": lma}, now)
+        self.mag1, self.peer = mag1, peer
+
+    @property
+    def initiator(self):
+        return self.mag1.initiator
+
+    @property
+    def responder(self):
+        return self.peer.responder
+
+    def start(self, local=MN, remote=CN, **kwargs) -> list:
+        """The initiator's own input (a trigger, or the operator's start with
+        operator=True)."""
+        return self.post("initiator", self.initiator.start(local, remote, self.now, **kwargs))
+
+    def stop(self, local=MN, remote=CN, reason: StopReason = StopReason.STOPPED) -> list:
+        return self.post("initiator", self.initiator.stop(RoPair(local, remote), self.now, reason))

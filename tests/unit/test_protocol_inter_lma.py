@@ -11,9 +11,9 @@ from protocol_helpers import (CN, CN4, CN_AT_MAG2, CN_HNP, FIRST_HNP, LMA, LMA4,
                               binding_lookup, carry)
 
 from pmip6ctl import security
-from pmip6ctl.protocol.common import Send, UdpEndpoint
+from pmip6ctl.transport import Send, UdpEndpoint
 from pmip6ctl.protocol.inter_lma import QUERY_TIMEOUT, InterLmaQuery, Relayed
-from pmip6ctl.protocol.ro import PeerKey
+from pmip6ctl.security import PeerKey
 from pmip6ctl.wire import (CNAddress, CNIPv4Address, HomeNetworkPrefix, IPv4CareofAddress, LocalizedRoutingAck,
                            LocalizedRoutingInitiation, LRAStatus, MAGIPv6Address, MobilityMessageAuthentication)
 

@@ -14,13 +14,15 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 from hypothesis import given, settings, strategies as st
-from protocol_helpers import (CN, CN4, CN_AT_MAG2, CN_HNP, FIRST_HNP, FIRST_HOA, KCN, LMA, MAG1, MAG1_4, MAG2, MAG2_4, MN,
-                              MN_AT_MAG1, MN_B, MN_B_AT_MAG1, OUTSIDE_CN, QUICK_KEY, QUICK_SPI, T0, Anchored,
-                              RoNetwork, binding_lookup, initiator_policy, quick_keys, responder_policy, seeded)
+from protocol_helpers import (CN, CN4, CN_AT_MAG2, CN_HNP, CNS_AT_MAG2, FIRST_HNP, FIRST_HOA, KCN, LMA, MAG1, MAG1_4, MAG2,
+                              MAG2_4, MN, MN_AT_MAG1, MN_B, MN_B_AT_MAG1, MNS_AT_MAG1, OUTSIDE_CN, QUICK_KEY, QUICK_SPI,
+                              T0, Anchored, RoNetwork, cn_node, initiator_policy, lma_node, mag_node, quick_keys,
+                              responder_policy, seeded)
 
-from pmip6ctl.protocol.common import Arrival, Send, UdpEndpoint
-from pmip6ctl.protocol.ro import (Phase, RoFailed, RoInitiator, RoInstalled, RoPair, RoRejected, RoRemoved,
-                                  RoResponder, SendHomePath)
+from pmip6ctl.transport import Arrival, Send, UdpEndpoint
+from pmip6ctl.protocol.ro import Phase, RoFailed, RoInstalled, RoPair, RoRejected, RoRemoved, RoResponder
+from pmip6ctl.protocol.vocabulary import FailReason, RejectReason, Role, StopReason
+from pmip6ctl.transport import SendHomePath
 from pmip6ctl.security import MAX_NONCE_LIFETIME
 from pmip6ctl.wire import (BAFlags, BindingAck, BindingAuthorizationData, BindingError, BindingUpdate, BUFlags,
                            CareofTest, CareofTestInit, CNAddress, CNHomeNetworkPrefix, CNIPv4Address, CNIPv4HomeAddress,
@@ -38,13 +40,24 @@ LIFETIME = 420                      # MAX_RR_BINDING_LIFETIME, the default
 RESPONDER_SEED = 1001
 
 
-def network(*, initiator=None, responder=None, hop=0.0, seed=1, **net) -> RoNetwork:
-    """MAG1 and MAG2 (defaults: RR mode, MAG2 serves CN, CN_OTHER and CN4), each
-    message taking `hop` seconds."""
-    ini = RoInitiator(initiator_policy(**(initiator or {})), random=seeded(seed))
-    res = RoResponder(responder_policy(**({"serves": (CN, CN_OTHER, CN4)} | (responder or {}))), kcn=KCN,
-                      random=seeded(RESPONDER_SEED))
-    result = RoNetwork(ini, res, **net)
+def network(*, initiator=None, responder=None, hop=0.0, seed=1, anchored=(), allowed=None,
+            cn_agent=False) -> RoNetwork:
+    """MAG1's and MAG2's node cores (defaults: RR mode, MN and MN_B attached
+    at MAG1; CN_HNP, so CN and CN_OTHER, and CN4 at MAG2, unless the
+    responder's `serves` is empty) and the LMA's (`anchored`: its binding
+    cache), each message taking `hop` seconds. cn_agent: the peer is a CN
+    agent for OUTSIDE_CN instead of MAG2."""
+    responder = dict(responder or {})
+    serves = responder.pop("serves", (CN,))
+    mag1 = mag_node(initiator=initiator_policy(**(initiator or {})), attached=MNS_AT_MAG1, random=seeded(seed))
+    if cn_agent:
+        peer = cn_node(OUTSIDE_CN, responder=responder_policy(address=OUTSIDE_CN, **responder), kcn=KCN,
+                       random=seeded(RESPONDER_SEED))
+    else:
+        peer = mag_node(MAG2, MAG2_4, name="mag2", responder=responder_policy(**responder),
+                        attached=CNS_AT_MAG2 if serves else (), kcn=KCN, random=seeded(seed + 1),
+                        responder_random=seeded(RESPONDER_SEED))
+    result = RoNetwork(mag1, peer, lma_node(*anchored, allowed=allowed))
     result.delay = lambda origin, action: hop
     return result
 
@@ -170,7 +183,7 @@ def test_full_return_routability_exchange_installs_the_pair_on_both_sides():
     assert installed == RoInstalled(PAIR, MAG2, None, t_bu + LIFETIME, LIFETIME, "rr", "initiator",
                                     setup_seconds=t_installed - T0)
     attempt = net.initiator.attempts[PAIR]
-    assert (attempt.phase, attempt.established, attempt.refresh_at) == (Phase.ESTABLISHED, True,
+    assert (attempt.phase, attempt.established, attempt.binding.refresh_at) == (Phase.ESTABLISHED, True,
                                                                         near(t_bu + 0.8 * LIFETIME))
     assert set(net.responder.bindings) == {REVERSED}
 
@@ -229,7 +242,7 @@ def test_a_bu_with_one_flipped_authenticator_bit_is_refused_and_nothing_installe
     flight = only(net.held)
     forged = tampered(flight.action, -1)           # the last bit of the authenticator
     actions = net.deliver(flight, forged)
-    assert actions == [RoRejected(REVERSED, MAG1, "bad binding authorization data")]
+    assert actions == [RoRejected(REVERSED, MAG1, RejectReason.BAD_AUTHORIZATION)]
     assert net.responder.bindings == {} and net.responder.next_deadline() is None
     assert not net.actions(cls=RoInstalled)
 
@@ -313,7 +326,7 @@ def test_a_bu_after_the_nonces_expired_gets_136_137_or_138_and_the_initiator_red
     net.run_until(held_bu.due + MAX_NONCE_LIFETIME + 1 - (31 if late is not None else 0))
     since, traffic = net.mark()
     actions = net.release(0)
-    assert actions[0] == RoRejected(REVERSED, MAG1, status.name.lower())
+    assert actions[0] == RoRejected(REVERSED, MAG1, RejectReason.EXPIRED_NONCE, status.name.lower())
     assert net.responder.bindings == {}
     ba = only(net.messages(BindingAck, since=traffic))
     # Without nonces there is no Kbm: this BA cannot carry a BAD (RFC 6275 §9.5.4).
@@ -342,7 +355,7 @@ def test_the_same_bu_twice_gets_157_and_changes_nothing():
     net.run(2)
     since, traffic = net.mark()
     second = net.deliver(flight)
-    assert second[0] == RoRejected(REVERSED, MAG1, "replayed or reordered binding update")
+    assert second[0] == RoRejected(REVERSED, MAG1, RejectReason.REPLAYED)
     assert net.responder.bindings == {REVERSED: binding}
     ba = only(net.messages(BindingAck, since=traffic))
     assert (ba.status, find_option(ba, ROAcknowledgement).status) == (157, 157)
@@ -358,7 +371,7 @@ def test_a_bu_whose_timestamp_is_outside_the_window_gets_156():
     assert [f.due - T0 for f in net.held] == [0, 1, 3, 7]
     since, traffic = net.mark()
     actions = net.release(0)                     # 8 s old: the window is 7 s
-    assert actions[0] == RoRejected(REVERSED, MAG1, "timestamp mismatch")
+    assert actions[0] == RoRejected(REVERSED, MAG1, RejectReason.TIMESTAMP_MISMATCH)
     ba = only(net.messages(BindingAck, since=traffic))
     assert ba.status == Status.TIMESTAMP_MISMATCH and isinstance(ba.options[-1], BindingAuthorizationData)
     net.run()
@@ -395,7 +408,7 @@ def test_an_unanswered_lri_is_resent_after_1_2_4_s_then_the_attempt_fails():
     assert len({m.sequence for _, _, m, _ in sent}) == 1
     ((t_failed, failed),) = timed(net, "initiator", RoFailed)
     assert t_failed == T0 + 15                   # 4 transmissions, the last one waited for 8 s
-    assert failed == RoFailed(PAIR, "no answer in phase query", t_failed + 30)
+    assert failed == RoFailed(PAIR, FailReason.NO_ANSWER, t_failed + 30, detail="in phase query")
 
 
 def test_a_flow_trigger_during_backoff_does_nothing_an_operator_start_restarts_at_once():
@@ -460,7 +473,8 @@ def test_an_unanswered_hoti_is_retransmitted_alone():
     assert [t - T0 for t, *_ in hotis] == [0, 1, 3, 7]
     assert len({m.home_init_cookie for _, _, m, _ in hotis}) == 1
     assert [t - T0 for t, *_ in cotis] == [0] and len(net.messages(CareofTest)) == 1
-    assert only(net.actions("initiator", RoFailed)).reason == "no answer in phase rr"
+    failed = only(net.actions("initiator", RoFailed))
+    assert (failed.reason, failed.detail) == (FailReason.NO_ANSWER, "in phase rr")
     assert not net.messages(BindingUpdate)
 
 
@@ -469,7 +483,7 @@ def test_an_unanswered_hoti_is_retransmitted_alone():
 def test_a_refresh_runs_a_new_rr_and_bu_while_the_binding_stays():
     net = network()
     established(net)
-    refresh_at = net.initiator.attempts[PAIR].refresh_at
+    refresh_at = net.initiator.attempts[PAIR].binding.refresh_at
     assert refresh_at == near(T0 + 0.8 * LIFETIME)
     net.run_until(refresh_at - 1)
     since, traffic = net.mark()
@@ -481,7 +495,7 @@ def test_a_refresh_runs_a_new_rr_and_bu_while_the_binding_stays():
     again = only(net.actions("initiator", RoInstalled, since=since))
     assert again.setup_seconds is None and again.expires == refresh_at + LIFETIME
     assert only(net.actions("responder", RoInstalled, since=since)).expires == refresh_at + LIFETIME
-    assert net.initiator.attempts[PAIR].refresh_at == near(refresh_at + 0.8 * LIFETIME)
+    assert net.initiator.attempts[PAIR].binding.refresh_at == near(refresh_at + 0.8 * LIFETIME)
 
 
 def test_an_unanswered_refresh_keeps_the_entry_until_it_expires_then_falls_back():
@@ -495,8 +509,8 @@ def test_an_unanswered_refresh_keeps_the_entry_until_it_expires_then_falls_back(
     net.run(1)
     ((t_removed, removed),) = timed(net, "initiator", RoRemoved)
     assert t_removed == installed.expires
-    assert removed == RoRemoved(PAIR, MAG2, "initiator", "lifetime expired")
-    assert only(net.actions("initiator", RoFailed)) == RoFailed(PAIR, "lifetime expired", installed.expires + 30)
+    assert removed == RoRemoved(PAIR, MAG2, Role.INITIATOR, FailReason.LIFETIME_EXPIRED)
+    assert only(net.actions("initiator", RoFailed)) == RoFailed(PAIR, FailReason.LIFETIME_EXPIRED, installed.expires + 30)
 
 
 def test_the_responder_removes_a_binding_when_its_lifetime_is_over():
@@ -509,7 +523,7 @@ def test_the_responder_removes_a_binding_when_its_lifetime_is_over():
     assert not net.actions("responder", RoRemoved)
     net.run(1)
     ((t_removed, removed),) = timed(net, "responder", RoRemoved)
-    assert (t_removed, removed) == (binding.expires, RoRemoved(REVERSED, MAG1, "responder", "lifetime expired"))
+    assert (t_removed, removed) == (binding.expires, RoRemoved(REVERSED, MAG1, Role.RESPONDER, StopReason.LIFETIME_EXPIRED))
     assert net.responder.bindings == {} and net.responder.next_deadline() is None
 
 
@@ -521,7 +535,7 @@ def test_the_initiators_lifetime_counts_from_when_its_bu_left():
     installed = established(net, seconds=1)
     binding = net.responder.bindings[REVERSED]
     assert installed.expires == T0 + LIFETIME == binding.expires
-    assert net.initiator.attempts[PAIR].refresh_at == near(T0 + 0.8 * LIFETIME)
+    assert net.initiator.attempts[PAIR].binding.refresh_at == near(T0 + 0.8 * LIFETIME)
 
 
 # --- Teardown ------------------------------------------------------------------------------------------------------
@@ -532,12 +546,12 @@ def test_stop_deregisters_and_both_sides_remove_the_binding():
     net.run(10)
     since, traffic = net.mark()
     actions = net.stop()
-    assert RoRemoved(PAIR, MAG2, "initiator", "stopped") in actions
+    assert RoRemoved(PAIR, MAG2, Role.INITIATOR, StopReason.STOPPED) in actions
     (_, send, bu, _), = net.sent(BindingUpdate, since=traffic)
     assert (send.src, send.dst, bu.lifetime, bu.flags) == (MAG1, MAG2, 0, BUFlags.A | BUFlags.P)
     net.run()
     assert net.actions("responder", RoRemoved, since=since) == [
-        RoRemoved(REVERSED, MAG1, "responder", "deregistered by the peer")]
+        RoRemoved(REVERSED, MAG1, Role.RESPONDER, StopReason.DEREGISTERED_BY_PEER)]
     ba = only(net.messages(BindingAck, since=traffic))
     assert (ba.status, ba.lifetime) == (0, 0)
     assert net.responder.bindings == {} and net.initiator.attempts == {}
@@ -570,8 +584,8 @@ def test_a_deregistration_needs_only_the_home_nonce():
     net.run_until(T0 + MAX_NONCE_LIFETIME + 1)   # the care-of nonce has expired, the home one not
     net.stop()
     net.run()
-    assert net.actions("responder", RoRemoved) == [RoRemoved(REVERSED, MAG1, "responder",
-                                                             "deregistered by the peer")]
+    assert net.actions("responder", RoRemoved) == [RoRemoved(REVERSED, MAG1, Role.RESPONDER,
+                                                             StopReason.DEREGISTERED_BY_PEER)]
 
 
 def test_stop_without_a_binding_sends_nothing():
@@ -594,7 +608,7 @@ def test_mn_detach_stops_every_pair_of_that_mn_and_only_those():
     since, traffic = net.mark()
     actions = net.post("initiator", net.initiator.mn_detached(MN, net.now))
     assert {a.pair for a in actions if isinstance(a, RoRemoved)} == {PAIR, RoPair(MN, CN_OTHER)}
-    assert all(a.reason == "mn detached" for a in actions if isinstance(a, RoRemoved))
+    assert all(a.reason == StopReason.MN_DETACHED for a in actions if isinstance(a, RoRemoved))
     assert {m.lifetime for m in net.messages(BindingUpdate, since=traffic)} == {0}
     net.run()
     assert set(net.responder.bindings) == {RoPair(CN, MN_B)}
@@ -607,7 +621,7 @@ def test_cn_detach_tells_mag1_with_a_binding_error_and_mag1_falls_back():
     established(net, MN_B, CN_OTHER)
     since, traffic = net.mark()
     actions = net.post("responder", net.responder.cn_detached(CN))
-    assert actions[0] == RoRemoved(REVERSED, MAG1, "responder", "cn detached")
+    assert actions[0] == RoRemoved(REVERSED, MAG1, Role.RESPONDER, StopReason.CN_DETACHED)
     be_send = actions[1]
     assert (be_send.src, be_send.dst) == (MAG2, MAG1)
     be = only(net.messages(BindingError, since=traffic))
@@ -616,8 +630,8 @@ def test_cn_detach_tells_mag1_with_a_binding_error_and_mag1_falls_back():
     # no backoff: the CN moved or left, which is no failure of the attempt;
     # the flow's next trigger looks for the CN's new MAG at once (handover)
     assert net.actions("initiator", since=since) == [
-        RoRemoved(PAIR, MAG2, "initiator", "binding error from the peer"),
-        RoFailed(PAIR, "binding error from the peer", net.now)]
+        RoRemoved(PAIR, MAG2, Role.INITIATOR, FailReason.BINDING_ERROR),
+        RoFailed(PAIR, FailReason.BINDING_ERROR, net.now)]
     assert net.initiator.start(MN, CN, net.now) != []                   # a flow trigger restarts it
     assert net.initiator.attempts[PAIR].failures == 0
     assert net.initiator.attempts[RoPair(MN_B, CN_OTHER)].established    # another MN's pair stays
@@ -659,7 +673,7 @@ def test_a_binding_error_for_a_pair_in_backoff_changes_nothing():
 # --- The LMA's answer decides the peer ----------------------------------------------------------------------------
 
 def cn_agent_network(**kwargs) -> RoNetwork:
-    return network(responder={"address": OUTSIDE_CN, "serves": (OUTSIDE_CN,), "home_path": False}, **kwargs)
+    return network(cn_agent=True, **kwargs)
 
 
 def test_a_cn_outside_the_domain_is_asked_directly_and_its_hot_comes_back_plainly():
@@ -678,7 +692,7 @@ def test_a_cn_outside_the_domain_is_asked_directly_and_its_hot_comes_back_plainl
     installed = only(net.actions("initiator", RoInstalled))
     assert (installed.pair, installed.peer) == (RoPair(MN, OUTSIDE_CN), OUTSIDE_CN)
     assert only(net.actions("responder", RoInstalled)).pair == RoPair(OUTSIDE_CN, MN)
-    assert net.initiator.attempts[RoPair(MN, OUTSIDE_CN)].outside
+    assert net.initiator.attempts[RoPair(MN, OUTSIDE_CN)].peer.outside
 
 
 def test_an_ipv4_cn_outside_the_domain_is_not_tried():
@@ -686,7 +700,7 @@ def test_an_ipv4_cn_outside_the_domain_is_not_tried():
     net.start(FIRST_HOA, OUTSIDE_CN4)
     net.run()
     ((t, failed),) = timed(net, "initiator", RoFailed)
-    assert failed == RoFailed(RoPair(FIRST_HOA, OUTSIDE_CN4), "the IPv4 CN is outside the domain", t + 16 * 30)
+    assert failed == RoFailed(RoPair(FIRST_HOA, OUTSIDE_CN4), FailReason.IPV4_CN_OUTSIDE, t + 16 * 30)
     assert not net.messages(HomeTestInit) and not net.messages(CareofTestInit)
 
 
@@ -695,15 +709,15 @@ def test_an_lra_128_fails_with_the_long_backoff():
     net.start()
     net.run()
     ((t, failed),) = timed(net, "initiator", RoFailed)
-    assert failed == RoFailed(PAIR, "the LMA refused RO (localized_routing_not_allowed)", t + 16 * 30)
+    assert failed == RoFailed(PAIR, FailReason.LMA_REFUSED, t + 16 * 30, detail="localized_routing_not_allowed")
 
 
 def test_an_lra_naming_our_own_proxy_coa_means_local_routing():
-    net = network(binding_for=binding_lookup(MN_AT_MAG1, Anchored(CN_HNP, MAG1)))
+    net = network(anchored=(MN_AT_MAG1, Anchored(CN_HNP, MAG1)))
     net.start()
     net.run()
     ((t, failed),) = timed(net, "initiator", RoFailed)
-    assert failed == RoFailed(PAIR, "the CN is attached here: local routing, no RO", t + 16 * 30)
+    assert failed == RoFailed(PAIR, FailReason.CN_ATTACHED_HERE, t + 16 * 30)
     assert not net.messages(CareofTestInit)
 
 
@@ -745,9 +759,9 @@ def test_quick_mode_binds_without_rr_and_authenticates_with_option_9():
 
 
 @pytest.mark.parametrize("responder_keys, reason", [
-    (quick_keys(MAG1, key=b"another key"), "bad quick-mode authenticator"),
-    (quick_keys(MAG1, spi=QUICK_SPI + 1), "bad quick-mode authenticator"),
-    ({}, "no key for this peer"),
+    (quick_keys(MAG1, key=b"another key"), RejectReason.BAD_QUICK_MODE_AUTHENTICATOR),
+    (quick_keys(MAG1, spi=QUICK_SPI + 1), RejectReason.BAD_QUICK_MODE_AUTHENTICATOR),
+    ({}, RejectReason.NO_KEY_FOR_PEER),
 ])
 def test_quick_mode_refuses_a_bu_it_cannot_authenticate(responder_keys, reason):
     net = quick_network(responder_keys=responder_keys)
@@ -779,11 +793,12 @@ def test_a_bu_for_a_cn_the_responder_does_not_serve_gets_129():
     net.start()
     net.run()
     rejected, _ = net.actions("responder")
-    assert rejected == RoRejected(REVERSED, MAG1, "cn not served here")
+    assert rejected == RoRejected(REVERSED, MAG1, RejectReason.CN_NOT_SERVED, "binding update")
     ba = only(net.messages(BindingAck))
     assert (ba.status, find_option(ba, ROAcknowledgement).status) == (129, 129)
     assert net.responder.bindings == {}
-    assert only(net.actions("initiator", RoFailed)).reason == "the peer refused the binding: admin_prohibited"
+    failed = only(net.actions("initiator", RoFailed))
+    assert (failed.reason, failed.detail) == (FailReason.PEER_REFUSED, "admin_prohibited")
 
 
 def test_an_rr_bu_for_a_cn_that_left_since_its_rr_gets_a_signed_129():
@@ -796,14 +811,15 @@ def test_an_rr_bu_for_a_cn_that_left_since_its_rr_gets_a_signed_129():
     net.run()
     ba = only(net.messages(BindingAck))
     assert ba.status == 129 and isinstance(ba.options[-1], BindingAuthorizationData)
-    assert only(net.actions("initiator", RoFailed)).reason == "the peer refused the binding: admin_prohibited"
+    failed = only(net.actions("initiator", RoFailed))
+    assert (failed.reason, failed.detail) == (FailReason.PEER_REFUSED, "admin_prohibited")
 
 
 def test_a_hoti_for_a_cn_not_served_here_is_refused():
     net = network(responder={"serves": ()})
     net.start()
     net.run()
-    assert RoRejected(REVERSED, MN, "hoti for a cn not served here") in net.actions("responder")
+    assert RoRejected(REVERSED, MN, RejectReason.CN_NOT_SERVED, "hoti") in net.actions("responder")
     assert not net.messages(HomeTest)
 
 
@@ -856,7 +872,7 @@ class Checked:
                     "responder": {"peer_keys": quick_keys(MAG1)}}
         self.net = network(initiator={"lifetime": 60} | keys["initiator"],
                            responder={"max_lifetime": 60} | keys["responder"],
-                           binding_for=binding_lookup(MN_AT_MAG1, MN_B_AT_MAG1, CN_AT_MAG2))
+                           anchored=(MN_AT_MAG1, MN_B_AT_MAG1, CN_AT_MAG2))
         self.net.hold = lambda origin, action: True
         self.accepted: dict[RoPair, float] = {}   # newest Timestamp accepted, per pair
         self.cn_left = False                        # MAG2 dropped bindings on its own (cn_detached)
@@ -1011,8 +1027,7 @@ def test_option_recovery_trusts_the_options_of_a_fig_2_hoti():
 
 def over_ipv4_network(nat=None) -> RoNetwork:
     net = network(initiator={"ipv4_transport": True},
-                  binding_for=binding_lookup(MN_AT_MAG1, MN_B_AT_MAG1,
-                                             Anchored(CN_HNP, MAG2, CN4, ipv4_proxy_coa=MAG2_4)))
+                  anchored=(MN_AT_MAG1, MN_B_AT_MAG1, Anchored(CN_HNP, MAG2, CN4, ipv4_proxy_coa=MAG2_4)))
     if nat is not None:
         original = net.decoded
 

@@ -8,7 +8,7 @@ import pytest
 from protocol_helpers import (CN, CN4, CN_AT_MAG2, CN_HNP, FIRST_HNP, FIRST_HOA, LMA, LMA4, MAG1, MAG1_4, MAG2,
                               MAG2_4, MN, MN_AT_MAG1, NAT, Anchored, binding_lookup, carry)
 
-from pmip6ctl.protocol.common import Send, UdpEndpoint
+from pmip6ctl.transport import Send, UdpEndpoint
 from pmip6ctl.protocol.ro_query import answer_lri, named_addresses
 from pmip6ctl.wire import (CNAddress, CNIPv4Address, HomeNetworkPrefix, IPv4CareofAddress, IPv4HomeAddress,
                            LocalizedRoutingAck, LocalizedRoutingInitiation, LRAStatus, MAGIPv6Address)

@@ -9,9 +9,9 @@ from protocol_helpers import (FIRST_HNP, FIRST_HOA, LMA, LMA4, MAG1, MAG1_4, MAG
                               SECOND_HNP, T0, carry, exchange, make_lma, make_mag, of_type, only_send, run_until,
                               sends)
 
-from pmip6ctl.protocol.common import PMIP6_UDP_PORT, Send, UdpEndpoint
-from pmip6ctl.protocol.lma import BindingRemoved, BindingUpdated
-from pmip6ctl.protocol.mag import BindingState, MobileNodeDeregistered, MobileNodeRegistered, RegistrationRejected
+from pmip6ctl.transport import PMIP6_UDP_PORT, Send, UdpEndpoint
+from pmip6ctl.protocol.binding_cache import BindingRemoved, BindingUpdated
+from pmip6ctl.protocol.binding_update_list import BindingState, MobileNodeDeregistered, MobileNodeRegistered, RegistrationRejected
 from pmip6ctl.protocol.pools import PrefixPool
 from pmip6ctl.wire import (AccessTechnologyType, BAFlags, BindingAck, BindingUpdate, BUFlags, HandoffIndicator,
                            HomeNetworkPrefix, IPv4CareofAddress, IPv4HomeAddressReply, IPv4HomeAddressRequest,

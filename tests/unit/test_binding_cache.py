@@ -8,8 +8,8 @@ import pytest
 from protocol_helpers import (FIRST_HNP, FIRST_HOA, LMA, LMA4, MAG1, MAG1_4, MAG2, MN1, MN2, NAT, SECOND_HNP,
                               T0, carry, make_lma, of_type, only_send, pbu, to_lma)
 
-from pmip6ctl.protocol.common import Send, UdpEndpoint
-from pmip6ctl.protocol.lma import BindingRemoved, BindingUpdated, PbuRejected
+from pmip6ctl.transport import Send, UdpEndpoint
+from pmip6ctl.protocol.binding_cache import BindingRemoved, BindingUpdated, PbuRejected
 from pmip6ctl.protocol.pools import AddressPool, PrefixPool
 from pmip6ctl.wire import (AccessTechnologyType, BAFlags, BindingAck, BUFlags, CNHomeNetworkPrefix,
                            HandoffIndicator, HomeNetworkPrefix, HomeTestInit, IPv4CareofAddress,

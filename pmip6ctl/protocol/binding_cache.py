@@ -1,0 +1,364 @@
+"""The local mobility anchor's binding cache (RFC 5213 §5; IPv4, RFC 5844).
+One of the cores LmaNode (protocol/lma.py) combines.
+
+Sans-I/O: ``receive`` takes a decoded Proxy Binding Update and returns what to
+do: binding changes for the data plane, then the Proxy Binding
+Acknowledgement. ``on_timer`` expires bindings. A bad PBU is answered with a
+reject status, never an exception.
+
+One mobility session per mobile node: the MN-ID (NAI) finds the binding cache
+entry, whatever the Handoff Indicator says, and a PBU's first HNP option is
+the one that counts (no multihoming, RFC 5213 §5.4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from itertools import chain
+
+from ..wire import (AccessTechnologyType, BAFlags, BindingAck, BindingUpdate, BUFlags,
+                    HandoffIndicator, HomeNetworkPrefix, IPv4CareofAddress,
+                    IPv4HomeAddressReply, IPv4HomeAddressRequest, Message, MobileNodeIdentifier, NATDetection,
+                    Status, Timestamp, find_option, find_options)
+from ..actions import Command, Notification
+from ..transport import Arrival, Send, UdpEndpoint
+from .common import earliest, sequence_greater
+from .index import PrefixIndex
+from .pools import AddressPool, PoolExhausted, PrefixPool
+from .vocabulary import names_a_correspondent
+
+NAI = 1  # MN-ID subtype, RFC 4283 §3
+ALL_ZERO_IPV4 = IPv4Address(0)
+
+
+@dataclass(kw_only=True)
+class LmaPolicy:
+    address: IPv6Address  # the LMA address (RFC 5213 §2.2)
+    ipv4_address: IPv4Address | None = None  # for RFC 5844 IPv4 transport
+    hnp_pool: PrefixPool
+    ipv4_pool: AddressPool | None = None  # None: no IPv4 home address service
+    max_lifetime: int = 3600  # seconds
+    timestamp_window: float = 7.0  # TimestampValidityWindow, RFC 5213 §9
+    min_delay_before_bce_delete: float = 10.0  # MinDelayBeforeBCEDelete, RFC 5213 §5.3.5
+    allowed_mags: set[IPv6Address] | None = None  # None: any MAG may register
+    nat_keepalive: int = 20  # NAT Detection refresh time, seconds (RFC 5555 §3.2.2)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BindingCacheEntry:
+    """RFC 5213 §5.1, one mobile node. Replaced, never changed in place."""
+
+    mn_id: str  # NAI
+    hnp: IPv6Network
+    ipv4_hoa: IPv4Address | None = None
+    proxy_coa: IPv6Address  # the serving MAG: the PBU's IPv6 source
+    mag_ipv4: UdpEndpoint | None = None  # the MAG's IPv4/UDP source as seen here (a NAT's mapping)
+    ipv4_proxy_coa: IPv4Address | None = None  # the MAG's own IPv4 address, option 32
+    nat_detected: bool = False
+    lifetime: int  # granted, seconds
+    expires: float
+    sequence: int  # of the last accepted PBU
+    timestamp: float = 0.0  # last accepted Timestamp option, unix seconds; 0.0 before any
+    access_technology_type: int
+    handoff_indicator: int
+    registered: float  # first registration
+
+
+@dataclass(frozen=True)
+class BindingUpdated(Command):
+    """Install the MN's tunnel to entry's MAG. When the tunnel moved (a
+    handover, or a new NAT mapping) previous_* say where it ran before;
+    None for a new binding or a refresh that changed nothing."""
+
+    entry: BindingCacheEntry
+    previous_proxy_coa: IPv6Address | None = None
+    previous_mag_ipv4: UdpEndpoint | None = None
+
+
+@dataclass(frozen=True)
+class BindingRemoved(Command):
+    """Remove the MN's tunnel: deregistered or expired."""
+
+    entry: BindingCacheEntry
+
+
+@dataclass(frozen=True)
+class PbuRejected(Notification):
+    """A PBU answered with a reject status, for counting by reason."""
+
+    mn_id: str | None
+    status: int
+    proxy_coa: IPv6Address
+
+
+class _Refused(Exception):
+    def __init__(self, status: Status):
+        self.status = status
+
+
+# RFC 5213 §5.3.1: a PBU without one of these is refused with its status.
+_REQUIRED_OPTIONS = (
+    (HomeNetworkPrefix, Status.MISSING_HOME_NETWORK_PREFIX_OPTION),
+    (HandoffIndicator, Status.MISSING_HANDOFF_INDICATOR_OPTION),
+    (AccessTechnologyType, Status.MISSING_ACCESS_TECH_TYPE_OPTION),
+)
+
+
+class BindingCache:
+    def __init__(self, policy: LmaPolicy):
+        self.policy = policy
+        self.bindings: dict[str, BindingCacheEntry] = {}
+        self._by_address: PrefixIndex[str] = PrefixIndex()      # HNPs and IPv4 HoAs -> MN-ID
+        # Deregistered entries wait MinDelayBeforeBCEDelete (RFC 5213 §5.3.5)
+        # with their prefix held, so that the PBU from the MN's next MAG still
+        # finds it; here `expires` is when the entry is deleted.
+        self._deregistered: dict[str, BindingCacheEntry] = {}
+
+    # --- Events -------------------------------------------------------------
+
+    def receive(self, msg: Message, arrival: Arrival, now: float) -> list:
+        if not isinstance(msg, BindingUpdate) or names_a_correspondent(msg):
+            return []  # not a PBU (an RO BU goes between MAGs)
+        mn_id = _mobile_node_identifier(msg)
+        known = self.bindings.get(mn_id) or self._deregistered.get(mn_id)
+        status = self._refusal(msg, arrival, mn_id, known, now)
+        if status is not None:
+            return self._reject(msg, arrival, mn_id, known, status, now)
+        if msg.lifetime == 0:
+            return self._deregister(msg, arrival, mn_id, now)
+        return self._register(msg, arrival, mn_id, known, now)
+
+    def on_timer(self, now: float) -> list:
+        self._delete_expired(self._deregistered, now)
+        expired = self._delete_expired(self.bindings, now)
+        for entry in expired:
+            self._unindex(entry)
+        return [BindingRemoved(entry) for entry in expired]
+
+    def next_deadline(self) -> float | None:
+        return earliest(*(entry.expires for entry in chain(self.bindings.values(), self._deregistered.values())))
+
+    # --- Lookups ------------------------------------------------------------
+
+    def binding_for_address(self, address: IPv6Address | IPv4Address) -> BindingCacheEntry | None:
+        """The binding whose HNP holds this IPv6 address, or whose IPv4 home
+        address it is."""
+        mn_id = self._by_address.lookup(address)
+        return self.bindings.get(mn_id) if mn_id is not None else None
+
+    def restore(self, entries: list[BindingCacheEntry]) -> list[BindingCacheEntry]:
+        """Rebuild the binding cache after a restart, holding each entry's
+        prefix and address in the pools. Returns the entries that could not
+        be restored (their prefix or address is not free in today's pools)."""
+        refused = []
+        for entry in entries:
+            if entry.mn_id not in self.bindings and self._reserve(entry):
+                self._bind(entry)
+            else:
+                refused.append(entry)
+        return refused
+
+    # --- Processing a PBU ---------------------------------------------------
+
+    def _refusal(self, msg: BindingUpdate, arrival: Arrival, mn_id: str | None,
+                 known: BindingCacheEntry | None, now: float) -> Status | None:
+        """The first reason, in RFC 5213 §5.3.1's order, to refuse the PBU."""
+        if not msg.flags & BUFlags.P:
+            return Status.PROXY_REG_NOT_ENABLED
+        if mn_id is None:
+            return Status.MISSING_MN_IDENTIFIER_OPTION
+        if self.policy.allowed_mags is not None and arrival.src not in self.policy.allowed_mags:
+            return Status.MAG_NOT_AUTHORIZED_FOR_PROXY_REG
+        for option, missing in _REQUIRED_OPTIONS:
+            if find_option(msg, option) is None:
+                return missing
+        timestamp = find_option(msg, Timestamp)
+        if timestamp is not None:  # RFC 5213 §5.5
+            if abs(now - timestamp.to_unix()) > self.policy.timestamp_window:
+                return Status.TIMESTAMP_MISMATCH
+            if known is not None and timestamp.to_unix() <= known.timestamp:
+                return Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED
+        elif (known is not None and known.proxy_coa == arrival.src
+              and not sequence_greater(msg.sequence, known.sequence)):
+            # RFC 6275 §9.5.1. Sequence numbers are counted by each MAG: a new
+            # MAG's first one says nothing about order (RFC 5213 §5.5).
+            return Status.SEQUENCE_OUT_OF_WINDOW
+        return None
+
+    def _register(self, msg: BindingUpdate, arrival: Arrival, mn_id: str,
+                  known: BindingCacheEntry | None, now: float) -> list:
+        try:
+            hnp = self._assign_prefix(mn_id, msg)
+            ipv4_hoa = self._assign_ipv4_home_address(mn_id, msg, known)
+        except _Refused as refused:
+            if known is None:
+                self._release(mn_id)  # undo what this PBU allocated
+            return self._reject(msg, arrival, mn_id, known, refused.status, now)
+        granted = min(msg.lifetime, self.policy.max_lifetime // 4) * 4
+        careof = find_option(msg, IPv4CareofAddress)
+        entry = BindingCacheEntry(
+            mn_id=mn_id, hnp=hnp, ipv4_hoa=ipv4_hoa, proxy_coa=arrival.src,
+            mag_ipv4=arrival.ipv4_src,
+            ipv4_proxy_coa=careof.address if careof else None,
+            # RFC 5844 §4: the MAG's own IPv4 address is not the source we see.
+            nat_detected=(arrival.over_ipv4 and careof is not None
+                          and careof.address != arrival.ipv4_src.address),
+            lifetime=granted, expires=now + granted, sequence=msg.sequence,
+            timestamp=_accepted_timestamp(msg, known),
+            access_technology_type=find_option(msg, AccessTechnologyType).access_technology_type,
+            handoff_indicator=find_option(msg, HandoffIndicator).handoff_indicator,
+            registered=known.registered if known else now)
+        self._deregistered.pop(mn_id, None)
+        self._bind(entry)
+        if known is not None and (known.proxy_coa, known.mag_ipv4) != (entry.proxy_coa, entry.mag_ipv4):
+            update = BindingUpdated(entry, known.proxy_coa, known.mag_ipv4)
+        else:
+            update = BindingUpdated(entry)
+        return [update] + self._acknowledge(msg, arrival, Status.ACCEPTED, now, granted=entry)
+
+    def _deregister(self, msg: BindingUpdate, arrival: Arrival, mn_id: str, now: float) -> list:
+        answer = self._acknowledge(msg, arrival, Status.ACCEPTED, now)
+        entry = self.bindings.get(mn_id)
+        if entry is None or entry.proxy_coa != arrival.src:
+            # No binding, or the MN has moved on and this is its previous MAG
+            # (RFC 5213 §5.3.5): nothing to remove. Answered all the same, so
+            # that the MAG stops retransmitting.
+            return answer
+        del self.bindings[mn_id]
+        self._unindex(entry)
+        self._deregistered[mn_id] = replace(
+            entry, lifetime=0, expires=now + self.policy.min_delay_before_bce_delete,
+            sequence=msg.sequence, timestamp=_accepted_timestamp(msg, entry))
+        # The tunnel goes now: RFC 5213 §5.3.5 drops the MN's traffic while waiting.
+        return [BindingRemoved(entry)] + answer
+
+    def _reject(self, msg: BindingUpdate, arrival: Arrival, mn_id: str | None,
+                known: BindingCacheEntry | None, status: Status, now: float) -> list:
+        # RFC 6275 §9.5.1: a sequence number refusal carries the last accepted one.
+        sequence = known.sequence if status == Status.SEQUENCE_OUT_OF_WINDOW else msg.sequence
+        return ([PbuRejected(mn_id, status, arrival.src)]
+                + self._acknowledge(msg, arrival, status, now, sequence=sequence))
+
+    def _assign_prefix(self, mn_id: str, msg: BindingUpdate) -> IPv6Network:
+        """RFC 5213 §5.3.2: an all-zero HNP asks the LMA to pick the MN's
+        prefix; a specific one must be the MN's, or free in the pool (a MAG
+        that outlived an LMA restart keeps its MN's prefix)."""
+        option = find_option(msg, HomeNetworkPrefix)
+        refusal = Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX
+        if option.prefix.packed == bytes(16):
+            return _take(self.policy.hnp_pool, mn_id, None, refusal)
+        try:
+            wanted = IPv6Network((option.prefix, option.prefix_length), strict=False)
+        except ValueError:  # prefix length beyond 128
+            raise _Refused(refusal) from None
+        return _take(self.policy.hnp_pool, mn_id, wanted, refusal)
+
+    def _assign_ipv4_home_address(self, mn_id: str, msg: BindingUpdate,
+                                  known: BindingCacheEntry | None) -> IPv4Address | None:
+        """RFC 5844 §3.1.2: 0.0.0.0 asks the LMA to pick; a binding keeps its
+        address when a refresh does not ask again."""
+        request = find_option(msg, IPv4HomeAddressRequest)
+        if request is None:
+            return known.ipv4_hoa if known else None
+        if self.policy.ipv4_pool is None:
+            raise _Refused(Status.NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE)
+        wanted = None if request.address == ALL_ZERO_IPV4 else request.address
+        return _take(self.policy.ipv4_pool, mn_id, wanted, Status.NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS)
+
+    def _acknowledge(self, msg: BindingUpdate, arrival: Arrival, status: Status, now: float, *,
+                     granted: BindingCacheEntry | None = None, sequence: int | None = None) -> list:
+        """The PBA (RFC 5213 §5.3.6): the PBU's options mirrored, and what
+        was granted when a registration is accepted."""
+        if status < 128 and not msg.flags & BUFlags.A:
+            return []  # RFC 6275 §9.5.1: acceptance is acknowledged only when asked
+        if granted is not None:
+            prefixes = [HomeNetworkPrefix(granted.hnp.prefixlen, granted.hnp.network_address)]
+        else:
+            prefixes = find_options(msg, HomeNetworkPrefix)
+        timestamp = find_option(msg, Timestamp)
+        if status == Status.TIMESTAMP_MISMATCH:
+            timestamp = Timestamp.from_unix(now)  # RFC 5213 §5.5: our time, for the MAG to compare
+        options = [option for option in [find_option(msg, MobileNodeIdentifier), *prefixes,
+                                         find_option(msg, HandoffIndicator),
+                                         find_option(msg, AccessTechnologyType), timestamp]
+                   if option is not None]
+        if granted is not None and granted.ipv4_hoa is not None and find_option(msg, IPv4HomeAddressRequest):
+            options.append(IPv4HomeAddressReply(0, granted.ipv4_hoa, self.policy.ipv4_pool.pool.prefixlen))
+        if granted is not None and granted.nat_detected:
+            options.append(NATDetection(self.policy.nat_keepalive))
+        flags = BAFlags.P if msg.flags & BUFlags.P else BAFlags(0)
+        pba = BindingAck(status, flags, msg.sequence if sequence is None else sequence,
+                         granted.lifetime // 4 if granted else 0, options)
+        if not arrival.over_ipv4:
+            return [Send(pba, self.policy.address, arrival.src)]
+        # RFC 5844 §4: back over IPv4/UDP to where the PBU came from.
+        return [Send(pba, self.policy.address, arrival.src, ipv4_dst=arrival.ipv4_src,
+                     ipv4_src=self.policy.ipv4_address or arrival.ipv4_dst)]
+
+    # --- The table and its index ----------------------------------------------
+    def _bind(self, entry: BindingCacheEntry) -> None:
+        known = self.bindings.get(entry.mn_id)
+        if known is not None:
+            self._unindex(known)
+        self.bindings[entry.mn_id] = entry
+        self._by_address.add(entry.hnp, entry.mn_id)
+        if entry.ipv4_hoa is not None:
+            self._by_address.add(entry.ipv4_hoa, entry.mn_id)
+
+    def _unindex(self, entry: BindingCacheEntry) -> None:
+        self._by_address.remove(entry.hnp, entry.mn_id)
+        if entry.ipv4_hoa is not None:
+            self._by_address.remove(entry.ipv4_hoa, entry.mn_id)
+
+    # --- Pools --------------------------------------------------------------
+
+    def _reserve(self, entry: BindingCacheEntry) -> bool:
+        pool = self.policy.ipv4_pool
+        if self.policy.hnp_pool.reserve(entry.mn_id, entry.hnp) and (
+                entry.ipv4_hoa is None or (pool is not None and pool.reserve(entry.mn_id, entry.ipv4_hoa))):
+            return True
+        self._release(entry.mn_id)
+        return False
+
+    def _release(self, mn_id: str) -> None:
+        self.policy.hnp_pool.release(mn_id)
+        if self.policy.ipv4_pool is not None:
+            self.policy.ipv4_pool.release(mn_id)
+
+    def _delete_expired(self, table: dict[str, BindingCacheEntry], now: float) -> list[BindingCacheEntry]:
+        expired = [entry for entry in table.values() if entry.expires <= now]
+        for entry in expired:
+            del table[entry.mn_id]
+            self._release(entry.mn_id)
+        return expired
+
+
+def _take(pool: PrefixPool | AddressPool, owner: str, wanted, not_authorized: Status):
+    """The owner's item from the pool: any (None), or the one wanted."""
+    if wanted is None:
+        try:
+            return pool.allocate(owner)
+        except PoolExhausted:
+            raise _Refused(Status.INSUFFICIENT_RESOURCES) from None
+    if not pool.reserve(owner, wanted):
+        raise _Refused(not_authorized)
+    return wanted
+
+
+def _mobile_node_identifier(msg: BindingUpdate) -> str | None:
+    """The NAI in the MN-ID option; None when there is no usable one."""
+    option = find_option(msg, MobileNodeIdentifier)
+    if option is None or option.subtype != NAI or not option.identifier:
+        return None
+    try:
+        return option.nai
+    except UnicodeDecodeError:
+        return None
+
+
+def _accepted_timestamp(msg: BindingUpdate, known: BindingCacheEntry | None) -> float:
+    timestamp = find_option(msg, Timestamp)
+    if timestamp is not None:
+        return timestamp.to_unix()
+    return known.timestamp if known else 0.0

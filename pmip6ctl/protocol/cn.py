@@ -1,0 +1,65 @@
+"""CnNode: the CN agent (draft §4, scenario 3), sans-I/O: an RO-capable
+correspondent outside the PMIPv6 domain. It answers the proxy RR for its own
+addresses as an RFC 6275 correspondent (its own Kcn and nonces), accepts a
+MAG's RO BU, and answers RO traffic for a pair it does not hold with a
+Binding Error. The daemon (daemon/cn.py) applies what it returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+from typing import Callable
+
+from .. import wire
+from ..transport import Arrival
+from .node import Node
+from .ro import Address, ResponderPolicy, RoPair, RoResponder
+from .vocabulary import StopReason
+
+
+@dataclass(kw_only=True)
+class CnNodePolicy:
+    address: IPv6Address                   # the CN's own address, which the RR tests
+    ipv4_address: IPv4Address | None = None
+    responder: ResponderPolicy             # its `serves` is the node's own; no home path here
+
+
+class CnNode(Node):
+    role = "cn"
+
+    def __init__(self, policy: CnNodePolicy, random: Callable[[int], bytes] = os.urandom, kcn: bytes | None = None):
+        self.policy = policy
+        self.responder = RoResponder(dataclasses.replace(policy.responder, address=policy.address,
+                                                         serves=self.serves, home_path=False),
+                                     kcn=kcn, random=random)
+
+    def serves(self, address: Address) -> bool:
+        """The agent answers for its own addresses only."""
+        return address in (self.policy.address, self.policy.ipv4_address)
+
+    def _to_responder(self, msg, arrival: Arrival, now: float) -> list:
+        return self.responder.receive(msg, arrival, now)
+
+    _HANDLERS = {
+        wire.HomeTestInit: _to_responder,
+        wire.CareofTestInit: _to_responder,
+        wire.BindingUpdate: _to_responder,
+        wire.BindingError: _to_responder,
+    }
+
+    def missing_binding(self, src: Address, dst: Address, peer: IPv6Address, now: float) -> list:
+        """RO-tunnelled traffic from peer for a pair we hold no entry for: the
+        MN is the inner source (RFC 6275 §9.3.3)."""
+        return [self.responder.binding_error(src, peer)]
+
+    def stop_ro(self, pair: RoPair, now: float) -> list:
+        return self.responder.remove(pair, StopReason.STOPPED)
+
+    def on_timer(self, now: float) -> list:
+        return self.responder.on_timer(now)
+
+    def next_deadline(self) -> float | None:
+        return self.responder.next_deadline()

@@ -1,0 +1,69 @@
+"""What every node core (MagNode, LmaNode, CnNode) shares.
+
+A node core is the whole protocol of one role, sans-I/O, in the shape of
+aioquic's connection and h11's Connection: fed decoded messages
+(`receive`), timer ticks (`on_timer`, due at `next_deadline()`) and the
+events its data plane and links report, it returns typed actions
+(pmip6ctl.actions): commands for the daemon to carry out, notifications to
+count. It owns the smaller cores it combines and holds every rule that
+joins them; the daemon around it only moves bytes and writes maps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+from .. import wire
+from ..actions import Command, Notification
+from ..transport import Arrival, Send, SendHomePath
+from .vocabulary import MessageKind
+
+
+class NodeError(ValueError):
+    """An operator request the node cannot carry out, in one line."""
+
+
+@dataclass(frozen=True)
+class StateChanged(Command):
+    """What the node keeps across a restart changed: save it now, before
+    the messages that follow tell anyone about it (a PBA is sent only for a
+    binding that is saved)."""
+
+
+def with_state_change(actions: list) -> list:
+    """actions with StateChanged before the first message they send."""
+    first = next((i for i, a in enumerate(actions) if isinstance(a, (Send, SendHomePath))), len(actions))
+    return actions[:first] + [StateChanged()] + actions[first:]
+
+
+@dataclass(frozen=True)
+class NotSent(Notification):
+    """A message the node meant to send but could not (counted, logged)."""
+    kind: MessageKind
+    reason: str                           # metric label, e.g. no_home_tunnel
+    detail: str = ""
+
+
+class Node:
+    """Dispatch by message type, and the answer to a message type nobody
+    here knows."""
+
+    role: ClassVar[str] = ""
+    _HANDLERS: ClassVar[dict[type, Callable]] = {}
+
+    def receive(self, msg: wire.Message, arrival: Arrival, now: float) -> list:
+        handler = self._HANDLERS.get(type(msg))
+        return handler(self, msg, arrival, now) if handler else []
+
+    def unknown_message(self, mh_type: int, arrival: Arrival, now: float) -> list:
+        """RFC 6275 §9.2: a Binding Error with status 2 (unrecognized MH type)
+        back to the sender."""
+        error = wire.BindingError(status=wire.BindingErrorStatus.UNRECOGNIZED_MH_TYPE, home_address=arrival.src)
+        return [arrival.reply(error, arrival.dst)]
+
+    def on_timer(self, now: float) -> list:
+        return []
+
+    def next_deadline(self) -> float | None:
+        return None

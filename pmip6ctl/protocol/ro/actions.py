@@ -1,0 +1,92 @@
+"""What the RO cores return, and the pair they talk about.
+
+Commands: RoInstalled and RoRemoved (the data plane's RO entry for a pair),
+besides the Send and SendHomePath of pmip6ctl.transport. Notifications:
+RoFailed (an initiator's attempt gave up) and RoRejected (a responder
+refused a message); they change nothing and are counted by reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+from ... import wire
+from ...actions import Command, Notification
+from ...transport import UdpEndpoint
+from ..vocabulary import FailReason, Mode, RejectReason, Role, StopReason
+
+Address = IPv6Address | IPv4Address
+
+
+def mapped(address: Address) -> IPv6Address:
+    """IPv4 addresses as IPv4-mapped IPv6, where an IPv6 address field must hold them."""
+    return IPv6Address(f"::ffff:{address}") if isinstance(address, IPv4Address) else address
+
+
+def unmapped(address: IPv6Address) -> Address:
+    return address.ipv4_mapped or address
+
+
+def no_binding_error(mn_address: Address) -> wire.BindingError:
+    """RFC 6275 §9.3.3: no binding for this home address (status 1)."""
+    return wire.BindingError(status=wire.BindingErrorStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS_DESTINATION_OPTION,
+                             home_address=mapped(mn_address))
+
+
+@dataclass(frozen=True)
+class RoPair:
+    """A route-optimized pair seen from one node: local is the address served
+    here (the MN at MAG1, the CN at MAG2 or the CN agent), remote the other."""
+    local: Address
+    remote: Address
+
+    def __str__(self) -> str:
+        return f"{self.local} ⇄ {self.remote}"
+
+
+@dataclass(frozen=True)
+class RoInstalled(Command):
+    """Install (or refresh) the RO entry: pair → tunnel to peer."""
+    pair: RoPair
+    peer: IPv6Address                     # MAG2's (MAG1's) proxy CoA, or the CN's address
+    peer_ipv4: UdpEndpoint | None         # set when the exchange ran over IPv4
+    expires: float
+    lifetime: int
+    mode: Mode
+    role: Role
+    setup_seconds: float | None = None    # initiator: from the trigger to now (first install only)
+    nat: bool = False                     # a NAT sits on the IPv4 path: tunnel in UDP to peer_ipv4
+
+
+@dataclass(frozen=True)
+class RoRemoved(Command):
+    """Remove the pair's RO entry for this role: back to the LMA path."""
+    pair: RoPair
+    peer: IPv6Address
+    role: Role
+    reason: FailReason | StopReason
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RoFailed(Notification):
+    """An attempt gave up; the flow stays on the LMA path until retry_at."""
+    pair: RoPair
+    reason: FailReason
+    retry_at: float
+    mode: Mode = Mode.RR
+    detail: str = ""                      # the status or phase behind the reason
+
+    @property
+    def text(self) -> str:
+        return f"{self.reason.text}: {self.detail}" if self.detail else self.reason.text
+
+
+@dataclass(frozen=True)
+class RoRejected(Notification):
+    """A message the responder refused (counted by reason; nothing installed)."""
+    pair: RoPair | None
+    peer: IPv6Address
+    reason: RejectReason
+    detail: str = ""

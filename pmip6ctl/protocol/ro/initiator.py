@@ -1,0 +1,593 @@
+"""The RO initiator at MAG1, for its MNs (draft §2.1.1, §2.2, §2.3), sans-I/O.
+
+    LRI → LMA                          which MAG serves the CN? (DESIGN §2: RFC 6705 messages)
+    LRA ← LMA                          0: MAG2's proxy CoA; 129: nobody (try the CN itself,
+                                       scenario 3); 128: policy says no
+    HoTI → along the home path         src MN-HoA, dst CN-HoA, through the LMA (RFC 6275 §5.2.5)
+    CoTI → MAG2 / the CN               src MAG1's proxy CoA, direct
+    HoT, CoT ←                         keygen tokens → Kbm
+    BU → MAG2 / the CN                 P flag, HNP = MN-HoA/128, CN-HNP = CN-HoA/128, Timestamp,
+                                       Nonce Indices, Binding Authorization Data (fig. 4)
+    BA ←                               RO Acknowledgement, Timestamp, BAD (fig. 5)
+
+In quick mode (draft §2.2) the RR is skipped and the BU/BA carry option 9
+(RFC 4285) keyed from the peer authentication database instead.
+
+Each pair's attempt moves through the phases of one transition table
+(_TRANSITIONS, after h11's _state.py); a move the table does not hold is a
+bug and raises IllegalTransition. Traffic never waits for any of this: until
+RoInstalled the flow keeps the LMA path, and it returns there on RoRemoved.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address, IPv6Address
+from typing import Callable, Mapping
+
+from ... import security, wire
+from ...security import PeerKey
+from ...transport import Arrival, Send, SendHomePath, UdpEndpoint
+from ..common import Retransmission, earliest
+from ..vocabulary import FailReason, Mode, Role, StopReason, status_label
+from .actions import Address, RoFailed, RoInstalled, RoPair, RoRemoved, mapped, no_binding_error
+
+RO_ACCEPTED_BELOW = 128                  # BA status < 128: accepted (RFC 6275 §6.1.8)
+EXPIRED_NONCE_STATUSES = {wire.Status.EXPIRED_HOME_NONCE_INDEX, wire.Status.EXPIRED_CAREOF_NONCE_INDEX,
+                          wire.Status.EXPIRED_BOTH_NONCE_INDEX}
+
+
+class Phase(enum.StrEnum):
+    QUERY = "query"                       # LRI sent
+    RETURN_ROUTABILITY = "rr"             # HoTI / CoTI sent
+    BINDING = "binding"                   # BU sent
+    ESTABLISHED = "established"           # the BA came; refreshed before the lifetime ends
+    BACKOFF = "backoff"                   # failed; retry later
+
+
+class Event(enum.Enum):
+    """What moves an attempt from one phase to the next."""
+    RR_STARTED = enum.auto()              # HoTI/CoTI sent: first time, after a refused nonce, or a refresh
+    BU_SENT = enum.auto()                 # the tokens (or a quick-mode key) are there: BU sent
+    BINDING_ACCEPTED = enum.auto()        # an authentic accepting BA
+    REFRESH_ABANDONED = enum.auto()       # a refresh went unanswered: the entry lives until it expires
+    FAILED = enum.auto()                  # back to the LMA path
+
+
+_TRANSITIONS: dict[Phase, dict[Event, Phase]] = {
+    Phase.QUERY: {Event.RR_STARTED: Phase.RETURN_ROUTABILITY, Event.BU_SENT: Phase.BINDING,
+                  Event.FAILED: Phase.BACKOFF},
+    Phase.RETURN_ROUTABILITY: {Event.BU_SENT: Phase.BINDING, Event.REFRESH_ABANDONED: Phase.ESTABLISHED,
+                               Event.FAILED: Phase.BACKOFF},
+    Phase.BINDING: {Event.BINDING_ACCEPTED: Phase.ESTABLISHED, Event.RR_STARTED: Phase.RETURN_ROUTABILITY,
+                    Event.REFRESH_ABANDONED: Phase.ESTABLISHED, Event.FAILED: Phase.BACKOFF},
+    Phase.ESTABLISHED: {Event.RR_STARTED: Phase.RETURN_ROUTABILITY, Event.BU_SENT: Phase.BINDING,
+                        Event.FAILED: Phase.BACKOFF},
+    Phase.BACKOFF: {},                    # a retry is a new attempt, in QUERY
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A phase change the transition table does not allow: a bug here."""
+
+
+@dataclass(kw_only=True)
+class InitiatorPolicy:
+    proxy_coa: IPv6Address
+    lma_address: IPv6Address
+    lifetime: int = security.MAX_RR_BINDING_LIFETIME
+    mode: Mode = Mode.RR                  # QUICK: quick mode with peers that have a key
+    peer_keys: Mapping[IPv6Address, PeerKey] = field(default_factory=dict)
+    refresh_fraction: float = 0.8
+    initial_timeout: float = 1.0
+    max_timeout: float = 32.0
+    max_transmissions: int = 4            # per message, before the attempt fails (1+2+4+8 s)
+    retry_interval: float = 30.0          # first retry after a failure, doubling up to 16×
+    lma_ipv4: UdpEndpoint | None = None   # send the LRI over IPv4 (RFC 5844 transport)
+    ipv4_proxy_coa: IPv4Address | None = None
+    # The MAGs reach each other over IPv4 only (draft §2.1.1.2, §2.3.2): the
+    # CoTI goes through the IPv4 tunnel to the LMA, the BU/BA between the
+    # IPv4 proxy CoAs inside UDP 5436 (fig. 6, 7).
+    ipv4_transport: bool = False
+
+    def __post_init__(self):
+        self.mode = Mode(self.mode)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Whom the binding is with, as the LMA's answer said."""
+    address: IPv6Address                  # MAG2's proxy CoA, or the CN itself (outside)
+    ipv4: IPv4Address | None = None       # MAG2's IPv4 proxy CoA, when the MAGs talk over IPv4
+    outside: bool = False                 # scenario 3: the peer is the CN itself
+
+    @property
+    def over_ipv4(self) -> bool:
+        """BU/BA between the MAGs' IPv4 proxy CoAs (fig. 6, 7)."""
+        return self.ipv4 is not None and not self.outside
+
+
+@dataclass
+class Tokens:
+    """One return routability round (RFC 6275 §5.2): the cookies we sent and
+    the keygen tokens that came back."""
+    home_cookie: bytes
+    careof_cookie: bytes
+    home_token: bytes | None = None
+    careof_token: bytes | None = None
+    home_nonce_index: int = 0
+    careof_nonce_index: int = 0
+    complete_at: float | None = None      # when the second token came
+
+    @property
+    def kbm(self) -> bytes | None:
+        if self.home_token is None or self.careof_token is None:
+            return None
+        return security.binding_management_key(self.home_token, self.careof_token)
+
+
+@dataclass(frozen=True)
+class Binding:
+    """The binding the peer granted: what the installed entry runs on."""
+    expires: float
+    refresh_at: float | None              # None once its refresh has been tried
+    nat: bool = False                     # the BA said a NAT is on the path (RFC 5555 NAT Detection)
+    keepalive_interval: float | None = None
+
+
+@dataclass
+class Attempt:
+    """One pair's RO state at the initiator."""
+    pair: RoPair
+    started: float                        # when this attempt (or refresh) began
+    triggered: float                      # when the flow asked for RO (for the set-up time)
+    mn_prefix: object = None              # the MN's home network prefix (for the LRI)
+    phase: Phase = Phase.QUERY
+    mode: Mode = Mode.RR
+    peer: Peer | None = None
+    lri_sequence: int = 0
+    tokens: Tokens | None = None
+    sequence: int = 0                     # of the outstanding BU
+    # When the outstanding BU left: its lifetime counts from then (RFC 6275 §11.1, §11.7.3).
+    bu_sent: float | None = None
+    retransmission: Retransmission = field(default_factory=Retransmission)
+    binding: Binding | None = None        # set while an entry is installed
+    keepalive_at: float | None = None
+    failures: int = 0
+    retry_at: float | None = None
+    last_failure: str = ""
+    # (time, what) of this attempt's signaling, for `ro show` and the demo
+    timeline: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def established(self) -> bool:
+        """An entry is installed (also while a refresh is in flight)."""
+        return self.binding is not None
+
+    @property
+    def expires(self) -> float | None:
+        return self.binding.expires if self.binding else None
+
+    def move(self, event: Event) -> None:
+        target = _TRANSITIONS[self.phase].get(event)
+        if target is None:
+            raise IllegalTransition(f"{self.pair}: {event.name} in phase {self.phase.value}")
+        if target is Phase.ESTABLISHED and self.binding is None:
+            raise IllegalTransition(f"{self.pair}: established without a binding")
+        self.phase = target
+
+    def note(self, now: float, what: str) -> None:
+        if len(self.timeline) < 40:
+            self.timeline.append((now, what))
+
+    @property
+    def next_deadline(self) -> float | None:
+        binding = self.binding
+        return earliest(self.retransmission.due,
+                        binding.refresh_at if binding and self.phase is Phase.ESTABLISHED else None,
+                        binding.expires if binding else None,
+                        self.retry_at if self.phase is Phase.BACKOFF else None,
+                        self.keepalive_at if binding else None)
+
+
+class RoInitiator:
+    def __init__(self, policy: InitiatorPolicy, random: Callable[[int], bytes] = os.urandom):
+        self.policy = policy
+        self.random = random
+        self.attempts: dict[RoPair, Attempt] = {}
+        self._sequence = random(1)[0]
+        # Pairs forgotten at their retry time keep their failure count for a
+        # while, so that the flow's next trigger backs off longer if it fails
+        # again: pair -> (failures, when to forget).
+        self._failures: dict[RoPair, tuple[int, float]] = {}
+
+    # --- inputs ------------------------------------------------------------------
+    def start(self, local: Address, remote: Address, now: float, mn_prefix=None, operator: bool = False) -> list:
+        """Begin RO for a flow local → remote (a data-plane trigger, or the
+        operator's `ro start`, which also cuts a backoff short)."""
+        pair = RoPair(local, remote)
+        attempt = self.attempts.get(pair)
+        if attempt is not None:
+            if attempt.phase is not Phase.BACKOFF or (not operator and now < attempt.retry_at):
+                return []
+        remembered, _ = self._failures.pop(pair, (0, None))
+        attempt = Attempt(pair, started=now, triggered=now, mn_prefix=mn_prefix,
+                          failures=attempt.failures if attempt else remembered)
+        self.attempts[pair] = attempt
+        return self._query(attempt, now)
+
+    def stop(self, pair: RoPair, now: float, reason: StopReason = StopReason.STOPPED) -> list:
+        """Tear the binding down (operator, MN detach): a deregistration BU
+        when the peer still holds state we can authenticate, then remove."""
+        attempt = self.attempts.pop(pair, None)
+        self._failures.pop(pair, None)
+        if attempt is None:
+            return []
+        if not attempt.established:
+            return []
+        if self._can_sign_deregistration(attempt, now):
+            attempt.sequence = self._next_sequence()
+            message = self._binding_update(attempt, now, lifetime=0)
+        else:
+            # No fresh token to sign a deregistration with: a Binding Error
+            # tells the peer all the same (RFC 6275 §9.3.3), so that it stops
+            # sending toward us at once.
+            message = self._to_peer(attempt, no_binding_error(pair.local))
+        return [message, RoRemoved(pair, attempt.peer.address, Role.INITIATOR, reason)]
+
+    def mn_detached(self, local: Address, now: float) -> list:
+        actions = []
+        for pair in [p for p in [*self.attempts, *self._failures] if p.local == local]:
+            actions += self.stop(pair, now, StopReason.MN_DETACHED)
+        return actions
+
+    def receive(self, msg: wire.Message, arrival: Arrival, now: float) -> list:
+        handler = self._HANDLERS.get(type(msg))
+        return handler(self, msg, arrival, now) if handler else []
+
+    def on_timer(self, now: float) -> list:
+        actions = []
+        for attempt in list(self.attempts.values()):
+            binding = attempt.binding
+            if binding is not None and now >= binding.expires:
+                actions += self._fail(attempt, now, FailReason.LIFETIME_EXPIRED)   # the binding is gone: LMA path
+            elif attempt.retransmission.due is not None and now >= attempt.retransmission.due:
+                actions += self._retransmit(attempt, now)
+            elif (attempt.phase is Phase.ESTABLISHED and binding.refresh_at is not None
+                  and now >= binding.refresh_at):
+                actions += self._refresh(attempt, now)
+            elif binding is not None and attempt.keepalive_at is not None and now >= attempt.keepalive_at:
+                attempt.keepalive_at = now + binding.keepalive_interval
+                actions.append(self._to_peer(attempt, wire.Heartbeat(unsolicited=False, response=False,
+                                                                     sequence=self._next_sequence())))
+            elif attempt.phase is Phase.BACKOFF and now >= attempt.retry_at:
+                # retry only when the flow asks again (start); forget idle pairs,
+                # but remember their failures as long as the longest backoff
+                del self.attempts[attempt.pair]
+                self._failures[attempt.pair] = (attempt.failures, now + self.policy.retry_interval * 16)
+        for pair, (_, forget) in list(self._failures.items()):
+            if now >= forget:
+                del self._failures[pair]
+        return actions
+
+    def next_deadline(self) -> float | None:
+        return earliest(*(a.next_deadline for a in self.attempts.values()),
+                        *(forget for _, forget in self._failures.values()))
+
+    # --- the query (LRI/LRA) -------------------------------------------------------
+    def _query(self, attempt: Attempt, now: float) -> list:
+        attempt.lri_sequence = self._next_sequence()
+        attempt.retransmission = self._retransmission(now)
+        attempt.note(now, "LRI → LMA (which MAG serves the CN?)")
+        return [self._lri(attempt)]
+
+    def _lri(self, attempt: Attempt) -> Send:
+        local, remote = attempt.pair.local, attempt.pair.remote
+        options = []
+        if isinstance(local, IPv4Address):
+            options.append(wire.IPv4HomeAddress(local))
+        elif attempt.mn_prefix is not None:
+            options.append(wire.HomeNetworkPrefix(attempt.mn_prefix.prefixlen, attempt.mn_prefix.network_address))
+        else:
+            options.append(wire.HomeNetworkPrefix(128, local))
+        options.append(wire.CNIPv4Address(remote) if isinstance(remote, IPv4Address) else wire.CNAddress(remote))
+        lri = wire.LocalizedRoutingInitiation(sequence=attempt.lri_sequence, lifetime=self.policy.lifetime,
+                                              options=options)
+        p = self.policy
+        return Send(lri, p.proxy_coa, p.lma_address, ipv4_dst=p.lma_ipv4,
+                    ipv4_src=p.ipv4_proxy_coa if p.lma_ipv4 else None)
+
+    def _on_lra(self, lra: wire.LocalizedRoutingAck, arrival: Arrival, now: float) -> list:
+        if arrival.src != self.policy.lma_address:
+            return []                     # only our LMA answers the query (it names the peer we trust)
+        attempt = next((a for a in self.attempts.values()
+                        if a.phase is Phase.QUERY and a.lri_sequence == lra.sequence), None)
+        if attempt is None:
+            return []
+        attempt.retransmission.stop()
+        attempt.note(now, f"LRA ← LMA: {status_label(lra.status, wire.LRAStatus)}")
+        p = self.policy
+        if lra.status == wire.LRAStatus.SUCCESS:
+            mag = wire.find_option(lra, wire.MAGIPv6Address)
+            if mag is None:
+                return self._fail(attempt, now, FailReason.NO_MAG_ADDRESS)
+            if mag.address == p.proxy_coa:
+                return self._fail(attempt, now, FailReason.CN_ATTACHED_HERE, long=True)
+            ipv4 = wire.find_option(lra, wire.IPv4CareofAddress)
+            peer = Peer(mag.address, ipv4.address if ipv4 and p.ipv4_transport else None)
+            if p.ipv4_transport and peer.ipv4 is None:
+                return self._fail(attempt, now, FailReason.PEER_WITHOUT_IPV4_COA, long=True)
+        elif lra.status == wire.LRAStatus.MN_NOT_ATTACHED:
+            # No LMA anchors the CN: try it as an RO-capable correspondent (scenario 3).
+            if isinstance(attempt.pair.remote, IPv4Address):
+                return self._fail(attempt, now, FailReason.IPV4_CN_OUTSIDE, long=True)
+            peer = Peer(attempt.pair.remote, outside=True)
+            attempt.note(now, "no LMA anchors the CN: RR with the CN itself (scenario 3)")
+        else:
+            return self._fail(attempt, now, FailReason.LMA_REFUSED, long=True,
+                              detail=status_label(lra.status, wire.LRAStatus))
+        if isinstance(attempt.pair.local, IPv4Address) and p.ipv4_proxy_coa is None:
+            return self._fail(attempt, now, FailReason.NO_IPV4_PROXY_COA, long=True)
+        attempt.peer = peer
+        quick = p.mode is Mode.QUICK and peer.address in p.peer_keys
+        attempt.mode = Mode.QUICK if quick else Mode.RR
+        if quick:
+            return self._bind(attempt, now)
+        return self._return_routability(attempt, now)
+
+    # --- return routability (HoTI/HoT, CoTI/CoT) ------------------------------------------
+    def _return_routability(self, attempt: Attempt, now: float) -> list:
+        attempt.move(Event.RR_STARTED)
+        # Draft §3: a different cookie for each MN and each attempt.
+        attempt.tokens = Tokens(self.random(8), self.random(8))
+        attempt.retransmission = self._retransmission(now)
+        coti_path = ("through the LMA" if self.policy.ipv4_transport or isinstance(attempt.pair.local, IPv4Address)
+                     else f"→ {attempt.peer.address}")
+        attempt.note(now, f"HoTI → home path via the LMA, CoTI {coti_path}")
+        return self._rr_messages(attempt)
+
+    def _rr_messages(self, attempt: Attempt) -> list:
+        local, remote = attempt.pair.local, attempt.pair.remote
+        tokens, peer = attempt.tokens, attempt.peer.address
+        p = self.policy
+        actions = []
+        if isinstance(local, IPv4Address):
+            # Fig. 2 and 3: IPv4 (MN or MAG1 → CN) / IPv6 (MAG1 pCoA → MAG2 pCoA) / MH,
+            # with the IPv4 addresses in options as well. The HoTI takes the IPv4
+            # MN's tunnel to the LMA; the CoTI is routed to the CN's address,
+            # which the LMA anchors, so it reaches MAG2 the same way.
+            if tokens.home_token is None:
+                hoti = wire.HomeTestInit(home_init_cookie=tokens.home_cookie,
+                                         options=[wire.IPv4HomeAddress(local), wire.CNIPv4Address(remote)])
+                actions.append(SendHomePath(hoti, src=p.proxy_coa, dst=peer, anchor=local,
+                                            wrap_ipv4=(local, remote)))
+            if tokens.careof_token is None:
+                coti = wire.CareofTestInit(careof_init_cookie=tokens.careof_cookie,
+                                           options=[wire.IPv4CareofAddress(p.ipv4_proxy_coa),
+                                                    wire.CNIPv4Address(remote)])
+                actions.append(Send(coti, p.proxy_coa, peer, wrap_ipv4=(p.ipv4_proxy_coa, remote)))
+            return actions
+        if tokens.home_token is None:
+            actions.append(SendHomePath(wire.HomeTestInit(home_init_cookie=tokens.home_cookie),
+                                        src=local, dst=remote))
+        if tokens.careof_token is None:
+            coti = wire.CareofTestInit(careof_init_cookie=tokens.careof_cookie)
+            if p.ipv4_transport:
+                # §2.1.1.2: into the IPv4 tunnel to the LMA, which routes it by
+                # its destination, the CN's address, to the CN's MAG
+                actions.append(SendHomePath(coti, src=p.proxy_coa, dst=remote, anchor=local))
+            else:
+                actions.append(Send(coti, p.proxy_coa, peer))
+        return actions
+
+    def _on_home_test(self, msg: wire.HomeTest, arrival: Arrival, now: float) -> list:
+        attempt = self._awaiting_token(lambda t: t.home_cookie == msg.home_init_cookie)
+        if attempt is None:
+            return []                     # stale, or a forged cookie: RFC 6275 §11.6.2
+        attempt.tokens.home_token, attempt.tokens.home_nonce_index = msg.home_keygen_token, msg.home_nonce_index
+        attempt.note(now, "HoT ← home path")
+        return self._tokens_arrived(attempt, now)
+
+    def _on_careof_test(self, msg: wire.CareofTest, arrival: Arrival, now: float) -> list:
+        attempt = self._awaiting_token(lambda t: t.careof_cookie == msg.careof_init_cookie)
+        if attempt is None:
+            return []
+        attempt.tokens.careof_token, attempt.tokens.careof_nonce_index = (msg.careof_keygen_token,
+                                                                          msg.careof_nonce_index)
+        attempt.note(now, f"CoT ← {attempt.peer.address}")
+        return self._tokens_arrived(attempt, now)
+
+    def _awaiting_token(self, cookie_matches: Callable[[Tokens], bool]) -> Attempt | None:
+        return next((a for a in self.attempts.values()
+                     if a.phase is Phase.RETURN_ROUTABILITY and cookie_matches(a.tokens)), None)
+
+    def _tokens_arrived(self, attempt: Attempt, now: float) -> list:
+        if attempt.tokens.kbm is None:
+            return []
+        attempt.tokens.complete_at = now
+        return self._bind(attempt, now)
+
+    # --- the binding (BU/BA) -----------------------------------------------------------------
+    def _bind(self, attempt: Attempt, now: float) -> list:
+        attempt.move(Event.BU_SENT)
+        attempt.sequence = self._next_sequence()
+        attempt.retransmission = self._retransmission(now)
+        auth = "option 9, quick mode" if attempt.mode is Mode.QUICK else "BAD from Kbm"
+        attempt.note(now, f"BU → {attempt.peer.address} ({auth})")
+        return [self._binding_update(attempt, now, lifetime=self.policy.lifetime)]
+
+    def _binding_update(self, attempt: Attempt, now: float, lifetime: int) -> Send:
+        local, remote = attempt.pair.local, attempt.pair.remote
+        options = [
+            wire.IPv4HomeAddress(local) if isinstance(local, IPv4Address) else wire.HomeNetworkPrefix(128, local),
+            wire.CNIPv4HomeAddress(32, remote) if isinstance(remote, IPv4Address)
+            else wire.CNHomeNetworkPrefix(128, remote),
+            wire.Timestamp.from_unix(now),
+        ]
+        p = self.policy
+        peer = attempt.peer.address
+        if attempt.peer.over_ipv4:
+            # the peer compares it with the source it sees: a NAT if they differ
+            options.insert(2, wire.IPv4CareofAddress(p.ipv4_proxy_coa))
+        bu = wire.BindingUpdate(sequence=attempt.sequence, flags=wire.BUFlags.A | wire.BUFlags.P,
+                                lifetime=lifetime // 4, options=options)
+        attempt.bu_sent = now
+        if attempt.mode is Mode.QUICK:
+            bu = p.peer_keys[peer].sign(bu, p.proxy_coa, peer)
+        else:
+            tokens = attempt.tokens
+            bu.options.append(wire.NonceIndices(tokens.home_nonce_index, tokens.careof_nonce_index))
+            # RFC 6275 §5.2.5: deleting a binding is keyed by the home keygen token alone
+            kbm = security.binding_management_key(tokens.home_token) if lifetime == 0 else tokens.kbm
+            bu = security.sign_binding_update(bu, kbm, p.proxy_coa, peer)
+        return self._to_peer(attempt, bu)
+
+    def _to_peer(self, attempt: Attempt, message: wire.Message) -> Send:
+        """Directly to the peer: IPv6, or IPv6/MH in UDP 5436 between the IPv4
+        proxy CoAs when the MAGs talk over IPv4 (fig. 6)."""
+        p, peer = self.policy, attempt.peer
+        if peer.over_ipv4:
+            return Send(message, p.proxy_coa, peer.address, ipv4_dst=UdpEndpoint(peer.ipv4),
+                        ipv4_src=p.ipv4_proxy_coa)
+        return Send(message, p.proxy_coa, peer.address)
+
+    def _on_ba(self, ba: wire.BindingAck, arrival: Arrival, now: float) -> list:
+        ack = wire.find_option(ba, wire.ROAcknowledgement) or wire.find_option(ba, wire.IPv4ROAcknowledgement)
+        if ack is None:
+            return []
+        attempt = next((a for a in self.attempts.values() if a.phase is Phase.BINDING
+                        and a.sequence == ba.sequence and a.peer.address == arrival.src), None)
+        if attempt is None:
+            return []
+        refused = ba.status >= RO_ACCEPTED_BELOW or ack.status >= RO_ACCEPTED_BELOW
+        status = ba.status if ba.status >= RO_ACCEPTED_BELOW else ack.status
+        attempt.note(now, f"BA ← {attempt.peer.address}: {status_label(status)}")
+        if refused and status in EXPIRED_NONCE_STATUSES and attempt.mode is Mode.RR:
+            # Without its nonces the peer has no Kbm, so this BA alone comes
+            # without a BAD (RFC 6275 §9.5.4); redo the RR (§11.7.3).
+            return self._return_routability(attempt, now)
+        if not self._authentic(ba, attempt):
+            return []                      # RFC 6275 §11.7.3: silently ignore; the BU will be resent
+        if refused:
+            return self._fail(attempt, now, FailReason.PEER_REFUSED, detail=status_label(status))
+        granted = min(ack.lifetime * 4, self.policy.lifetime)
+        # Counted from when the BU left, as MAG2 counts from when it arrived:
+        # our entry never outlives MAG2's binding (which alone lets our
+        # tunnelled packets in there, DESIGN §4).
+        sent = attempt.bu_sent if attempt.bu_sent is not None else now
+        if sent + granted <= now:
+            return []                      # over before it arrived: as good as lost
+        attempt.retransmission.stop()
+        first = not attempt.established
+        nat = wire.find_option(ba, wire.NATDetection)
+        # RFC 5555 §4.1: keep the NAT's mapping alive at the refresh time it gave
+        keepalive = max(float(nat.refresh_time), 1.0) if nat is not None else None
+        attempt.binding = Binding(expires=sent + granted, refresh_at=sent + granted * self.policy.refresh_fraction,
+                                  nat=nat is not None, keepalive_interval=keepalive)
+        attempt.keepalive_at = now + keepalive if keepalive else None
+        attempt.move(Event.BINDING_ACCEPTED)
+        attempt.failures = 0
+        if nat is not None:
+            attempt.note(now, f"NAT on the path: UDP encapsulation, keepalive every {nat.refresh_time} s")
+        attempt.note(now, f"RO entry installed for {granted} s")
+        return [RoInstalled(attempt.pair, attempt.peer.address, arrival.ipv4_src, attempt.binding.expires, granted,
+                            attempt.mode, Role.INITIATOR, setup_seconds=now - attempt.triggered if first else None,
+                            nat=attempt.binding.nat)]
+
+    def _authentic(self, ba: wire.BindingAck, attempt: Attempt) -> bool:
+        p, peer = self.policy, attempt.peer.address
+        if attempt.mode is Mode.QUICK:
+            return p.peer_keys[peer].verify(ba, peer, p.proxy_coa)
+        return security.verify_binding_authorization(ba, attempt.tokens.kbm, p.proxy_coa, peer)
+
+    def _on_be(self, be: wire.BindingError, arrival: Arrival, now: float) -> list:
+        """The peer has no binding for our MN (RFC 6275 §9.3.3): fall back."""
+        actions = []
+        for attempt in [a for a in self.attempts.values() if a.phase is not Phase.BACKOFF and a.peer is not None
+                        and a.peer.address == arrival.src and mapped(a.pair.local) == be.home_address]:
+            # The peer lost the pair (its CN moved or left): no fault of the
+            # attempt, so no backoff: the flow's next trigger starts afresh
+            # (handover with RO active, toward the CN's new MAG).
+            actions += self._fail(attempt, now, FailReason.BINDING_ERROR, penalize=False)
+        return actions
+
+    # --- refresh, retransmission, failure --------------------------------------------------------
+    def _refresh(self, attempt: Attempt, now: float) -> list:
+        """Before the lifetime ends: a fresh RR (tokens last 210 s, RFC 6275
+        §5.2.7) and BU, while the installed entry keeps forwarding."""
+        attempt.started = now
+        attempt.binding = replace(attempt.binding, refresh_at=None)
+        attempt.timeline = [(now, "refresh")]
+        if attempt.mode is Mode.QUICK:
+            return self._bind(attempt, now)
+        return self._return_routability(attempt, now)
+
+    def _retransmit(self, attempt: Attempt, now: float) -> list:
+        if attempt.retransmission.attempts >= self.policy.max_transmissions:
+            if attempt.established:
+                # A failed refresh: keep the entry until it expires, then fall back.
+                attempt.last_failure = f"refresh unanswered in phase {attempt.phase.value}"
+                attempt.retransmission.stop()
+                attempt.move(Event.REFRESH_ABANDONED)
+                return []
+            return self._fail(attempt, now, FailReason.NO_ANSWER, detail=f"in phase {attempt.phase.value}")
+        attempt.retransmission.backoff(now)
+        attempt.note(now, f"no answer: retransmission {attempt.retransmission.attempts} ({attempt.phase.value})")
+        if attempt.phase is Phase.QUERY:
+            return [self._lri(attempt)]
+        if attempt.phase is Phase.RETURN_ROUTABILITY:
+            return self._rr_messages(attempt)
+        # Phase.BINDING. RFC 6275 §11.8: a retransmitted BU carries a new sequence number
+        attempt.sequence = self._next_sequence()
+        return [self._binding_update(attempt, now, lifetime=self.policy.lifetime)]
+
+    def _fail(self, attempt: Attempt, now: float, reason: FailReason, long: bool = False, penalize: bool = True,
+              detail: str = "") -> list:
+        """Back to the LMA path; retry after a backoff that doubles with each
+        failure (penalize=False: no failure of ours, retry at once)."""
+        attempt.retransmission.stop()
+        actions = []
+        if attempt.established:
+            actions.append(RoRemoved(attempt.pair, attempt.peer.address, Role.INITIATOR, reason, detail))
+        attempt.move(Event.FAILED)
+        attempt.binding = None
+        attempt.keepalive_at = None
+        if penalize:
+            attempt.failures += 1
+            factor = 16 if long else 2 ** min(attempt.failures - 1, 4)
+            attempt.retry_at = now + self.policy.retry_interval * factor
+        else:
+            attempt.retry_at = now
+        failed = RoFailed(attempt.pair, reason, attempt.retry_at, attempt.mode, detail)
+        attempt.last_failure = failed.text
+        attempt.note(now, f"failed: {failed.text}")
+        actions.append(failed)
+        return actions
+
+    def _can_sign_deregistration(self, attempt: Attempt, now: float) -> bool:
+        """A home keygen token still fresh (RFC 6275 §5.2.7); a refresh's RR
+        that has not yet had its HoT back has none."""
+        if attempt.mode is Mode.QUICK:
+            return True
+        tokens = attempt.tokens
+        return (tokens is not None and tokens.home_token is not None and tokens.complete_at is not None
+                and now - tokens.complete_at < security.MAX_TOKEN_LIFETIME)
+
+    def _retransmission(self, now: float) -> Retransmission:
+        r = Retransmission(initial=self.policy.initial_timeout, maximum=self.policy.max_timeout)
+        r.start(now)
+        return r
+
+    def _next_sequence(self) -> int:
+        self._sequence = (self._sequence + 1) & 0xFFFF
+        return self._sequence
+
+    _HANDLERS = {
+        wire.LocalizedRoutingAck: _on_lra,
+        wire.HomeTest: _on_home_test,
+        wire.CareofTest: _on_careof_test,
+        wire.BindingAck: _on_ba,
+        wire.BindingError: _on_be,
+    }

@@ -1,0 +1,246 @@
+"""The RO responder, sans-I/O: at MAG2 for its attached CNs, and in the CN
+agent for the CN itself (draft §4). A stateless RR responder with its own
+Kcn and nonce table (RFC 6275 §5.2), and the RO binding cache that the
+initiators' BUs fill (the draft's entry: MN's HoA, MAG1's proxy CoA, CN's
+HoA, MAG2's proxy CoA).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
+from typing import Callable, Mapping
+
+from ... import security, wire
+from ...security import PeerKey
+from ...transport import Arrival, Send, SendHomePath, UdpEndpoint
+from ..common import earliest
+from ..vocabulary import Mode, RejectReason, Role, StopReason, status_label
+from .actions import Address, RoInstalled, RoPair, RoRejected, RoRemoved, mapped, no_binding_error, unmapped
+from .initiator import RO_ACCEPTED_BELOW
+
+
+@dataclass(kw_only=True)
+class ResponderPolicy:
+    address: IPv6Address                  # our proxy CoA (MAG2) or the CN's address (CN agent)
+    serves: Callable[[Address], bool]     # is this CN address ours to answer for?
+    home_path: bool = True                # MAG2: the HoT goes into the LMA tunnel; CN agent: plain
+    max_lifetime: int = security.MAX_RR_BINDING_LIFETIME
+    timestamp_window: float = 7.0         # RFC 5213 TimestampValidityWindow, for the RO BU too
+    peer_keys: Mapping[IPv6Address, PeerKey] = field(default_factory=dict)
+    nonce_rotation: float = 30.0
+    nat_keepalive: int = 20               # refresh time in our NAT Detection option (RFC 5555)
+
+
+@dataclass(frozen=True)
+class ResponderBinding:
+    pair: RoPair                          # local = the CN, remote = the MN
+    peer: IPv6Address                     # MAG1's proxy CoA
+    peer_ipv4: UdpEndpoint | None
+    expires: float
+    lifetime: int
+    timestamp: float
+    mode: Mode
+
+
+class RoResponder:
+    def __init__(self, policy: ResponderPolicy, kcn: bytes | None = None,
+                 random: Callable[[int], bytes] = os.urandom):
+        self.policy = policy
+        self.kcn = kcn or security.new_kcn()
+        self.nonces = security.NonceTable(rotation=policy.nonce_rotation, random=random)
+        self.bindings: dict[RoPair, ResponderBinding] = {}
+        self._last_timestamp: dict[RoPair, float] = {}
+
+    def receive(self, msg: wire.Message, arrival: Arrival, now: float) -> list:
+        handler = self._HANDLERS.get(type(msg))
+        return handler(self, msg, arrival, now) if handler else []
+
+    def on_timer(self, now: float) -> list:
+        self._forget_timestamps(now)
+        expired = [b for b in self.bindings.values() if now >= b.expires]
+        for binding in expired:
+            del self.bindings[binding.pair]
+        return [RoRemoved(b.pair, b.peer, Role.RESPONDER, StopReason.LIFETIME_EXPIRED) for b in expired]
+
+    def next_deadline(self) -> float | None:
+        return earliest(*(b.expires for b in self.bindings.values()))
+
+    def cn_detached(self, local: Address) -> list:
+        """Our CN left (detach, handover): drop its bindings and tell each
+        peer with a Binding Error, so it falls back at once."""
+        actions = []
+        for binding in [b for b in self.bindings.values() if b.pair.local == local]:
+            del self.bindings[binding.pair]
+            actions.append(RoRemoved(binding.pair, binding.peer, Role.RESPONDER, StopReason.CN_DETACHED))
+            actions.append(self.binding_error(binding.pair.remote, binding.peer))
+        return actions
+
+    def remove(self, pair: RoPair, reason: StopReason) -> list:
+        binding = self.bindings.pop(pair, None)
+        return [RoRemoved(pair, binding.peer, Role.RESPONDER, reason)] if binding else []
+
+    def binding_error(self, mn_address: Address, peer: IPv6Address) -> Send:
+        return Send(no_binding_error(mn_address), self.policy.address, peer)
+
+    # --- return routability (RFC 6275 §9.4) ------------------------------------------
+    def _on_hoti(self, hoti: wire.HomeTestInit, arrival: Arrival, now: float) -> list:
+        cn, mn = _ipv4_named(hoti, arrival)
+        if not self.policy.serves(cn):
+            return [RoRejected(RoPair(cn, mn), arrival.src, RejectReason.CN_NOT_SERVED, "hoti")]
+        index, nonce = self.nonces.current(now)
+        # docs/protocol.md §6: the MN's home address; for an IPv4 MN its 4 octets
+        token = security.home_keygen_token(self.kcn, mn, nonce)
+        hot = wire.HomeTest(home_nonce_index=index, home_init_cookie=hoti.home_init_cookie, home_keygen_token=token)
+        if arrival.proxy_src is not None:
+            # Fig. 2 answered in kind: IPv4 (CN → MN) / IPv6 (MAG2 → MAG1) / MH,
+            # into the CN's tunnel to the LMA
+            return [SendHomePath(hot, src=arrival.proxy_dst, dst=arrival.proxy_src, anchor=cn, wrap_ipv4=(cn, mn))]
+        if self.policy.home_path:
+            return [SendHomePath(hot, src=arrival.dst, dst=arrival.src)]
+        return [Send(hot, arrival.dst, arrival.src)]
+
+    def _on_coti(self, coti: wire.CareofTestInit, arrival: Arrival, now: float) -> list:
+        # The care-of address is the proxy CoA in the IPv6 header (for fig. 3
+        # the one inside the IPv4 wrapper): the RO BU comes from it.
+        careof = arrival.proxy_src or arrival.src
+        index, nonce = self.nonces.current(now)
+        token = security.careof_keygen_token(self.kcn, careof, nonce)
+        cot = wire.CareofTest(careof_nonce_index=index, careof_init_cookie=coti.careof_init_cookie,
+                              careof_keygen_token=token)
+        if arrival.proxy_src is None and arrival.home_path:
+            # §2.1.1.2: it came through the LMA over IPv4 transport; so goes the
+            # CoT, through the CN's tunnel to the LMA, to MAG1's proxy CoA
+            return [SendHomePath(cot, src=self.policy.address, dst=careof, anchor=unmapped(arrival.dst))]
+        return [arrival.reply(cot, self.policy.address, careof)]
+
+    # --- the RO binding update (draft §2.3, RFC 6275 §9.5) ------------------------------
+    def _on_bu(self, bu: wire.BindingUpdate, arrival: Arrival, now: float) -> list:
+        pair = _pair_of(bu)
+        if pair is None or not bu.flags & wire.BUFlags.P:
+            return []                      # not an RO BU: not ours
+        peer = arrival.src
+        stamp = wire.find_option(bu, wire.Timestamp)
+        mma = wire.find_option(bu, wire.MobilityMessageAuthentication)
+        kbm = None
+        if mma is not None:
+            key = self.policy.peer_keys.get(peer)
+            if key is None:
+                return [RoRejected(pair, peer, RejectReason.NO_KEY_FOR_PEER)]
+            if not key.verify(bu, peer, arrival.dst):
+                return [RoRejected(pair, peer, RejectReason.BAD_QUICK_MODE_AUTHENTICATOR)]
+            mode = Mode.QUICK
+        else:
+            indices = wire.find_option(bu, wire.NonceIndices)
+            if indices is None or not isinstance(bu.options[-1], wire.BindingAuthorizationData):
+                return [RoRejected(pair, peer, RejectReason.UNAUTHENTICATED)]
+            # RFC 6275 §6.2.6: deleting a binding ignores the care-of nonce index,
+            # and its Kbm is made of the home keygen token alone (§5.2.5).
+            deleting = bu.lifetime == 0
+            home_nonce = self.nonces.lookup(indices.home_nonce_index, now)
+            careof_nonce = None if deleting else self.nonces.lookup(indices.careof_nonce_index, now)
+            home_expired, careof_expired = home_nonce is None, careof_nonce is None and not deleting
+            if home_expired or careof_expired:
+                status = (wire.Status.EXPIRED_BOTH_NONCE_INDEX if home_expired and careof_expired
+                          else wire.Status.EXPIRED_HOME_NONCE_INDEX if home_expired
+                          else wire.Status.EXPIRED_CAREOF_NONCE_INDEX)
+                return [RoRejected(pair, peer, RejectReason.EXPIRED_NONCE, status_label(status)),
+                        self._ba(bu, pair, stamp, arrival, status, 0, None, now)]
+            kbm = security.binding_management_key(
+                security.home_keygen_token(self.kcn, pair.remote, home_nonce),
+                None if deleting else security.careof_keygen_token(self.kcn, peer, careof_nonce))
+            if not security.verify_binding_authorization(bu, kbm, peer, arrival.dst):
+                # RFC 6275 §9.5.1: silently drop
+                return [RoRejected(pair, peer, RejectReason.BAD_AUTHORIZATION)]
+            mode = Mode.RR
+        if not self.policy.serves(pair.local):
+            return [RoRejected(pair, peer, RejectReason.CN_NOT_SERVED, "binding update"),
+                    self._ba(bu, pair, stamp, arrival, wire.Status.ADMIN_PROHIBITED, 0, kbm, now, mode)]
+        if stamp is None or abs(stamp.to_unix() - now) > self.policy.timestamp_window:
+            return [RoRejected(pair, peer, RejectReason.TIMESTAMP_MISMATCH),
+                    self._ba(bu, pair, stamp, arrival, wire.Status.TIMESTAMP_MISMATCH, 0, kbm, now, mode)]
+        if stamp.to_unix() <= self._last_timestamp.get(pair, float("-inf")):
+            return [RoRejected(pair, peer, RejectReason.REPLAYED),
+                    self._ba(bu, pair, stamp, arrival, wire.Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED, 0, kbm, now,
+                             mode)]
+        self._forget_timestamps(now)
+        self._last_timestamp[pair] = stamp.to_unix()
+        lifetime = min(bu.lifetime * 4, self.policy.max_lifetime)
+        # RFC 5555 §4.1 style NAT detection: the IPv4 CoA the initiator put in
+        # the BU is not the source we see
+        coa = wire.find_option(bu, wire.IPv4CareofAddress)
+        nat = arrival.over_ipv4 and coa is not None and coa.address != arrival.ipv4_src.address
+        actions = []
+        if lifetime == 0:
+            actions += self.remove(pair, StopReason.DEREGISTERED_BY_PEER)
+        else:
+            binding = ResponderBinding(pair, peer, arrival.ipv4_src, now + lifetime, lifetime, stamp.to_unix(), mode)
+            self.bindings[pair] = binding
+            # installed before the BA leaves: MAG1's first optimized packet finds it
+            actions.append(RoInstalled(pair, peer, arrival.ipv4_src, binding.expires, lifetime, mode, Role.RESPONDER,
+                                       nat=nat))
+        actions.append(self._ba(bu, pair, stamp, arrival, wire.Status.ACCEPTED, lifetime, kbm, now, mode, nat=nat))
+        return actions
+
+    def _forget_timestamps(self, now: float) -> None:
+        """A Timestamp older than the window needs no remembering: a BU that
+        old fails the window check (156) anyway."""
+        for pair in [p for p, t in self._last_timestamp.items() if t < now - self.policy.timestamp_window]:
+            del self._last_timestamp[pair]
+
+    def _ba(self, bu: wire.BindingUpdate, pair: RoPair, stamp: wire.Timestamp | None, arrival: Arrival, status: int,
+            lifetime: int, kbm: bytes | None, now: float, mode: Mode | None = None, nat: bool = False) -> Send:
+        ack_cls = wire.IPv4ROAcknowledgement if isinstance(pair.local, IPv4Address) else wire.ROAcknowledgement
+        options = [ack_cls(status=0 if status < RO_ACCEPTED_BELOW else status, lifetime=lifetime // 4),
+                   stamp if stamp is not None else wire.Timestamp.from_unix(now)]
+        if nat:
+            options.append(wire.NATDetection(refresh_time=self.policy.nat_keepalive))
+        ba = wire.BindingAck(status=status, flags=wire.BAFlags.P, sequence=bu.sequence, lifetime=lifetime // 4,
+                             options=options)
+        peer = arrival.src
+        key = self.policy.peer_keys.get(peer)
+        if mode is Mode.QUICK and key is not None:
+            ba = key.sign(ba, arrival.dst, peer)
+        elif kbm is not None:
+            ba = security.sign_binding_update(ba, kbm, peer, arrival.dst)
+        return arrival.reply(ba, arrival.dst, peer)
+
+    def _on_be(self, be: wire.BindingError, arrival: Arrival, now: float) -> list:
+        """MAG1 has no binding for that MN any more: drop ours."""
+        actions = []
+        for binding in [b for b in self.bindings.values()
+                        if b.peer == arrival.src and mapped(b.pair.remote) == be.home_address]:
+            actions += self.remove(binding.pair, StopReason.BINDING_ERROR)
+        return actions
+
+    _HANDLERS = {
+        wire.HomeTestInit: _on_hoti,
+        wire.CareofTestInit: _on_coti,
+        wire.BindingUpdate: _on_bu,
+        wire.BindingError: _on_be,
+    }
+
+
+def _ipv4_named(hoti: wire.HomeTestInit, arrival: Arrival) -> tuple[Address, Address]:
+    """(CN, MN) of a HoTI. For fig. 2 the MAG "replaces the source and
+    destination address ... with IPv4 addresses in mobility option" (draft
+    §2.1.1.1); the IPv4 header around it says the same."""
+    if arrival.proxy_src is not None:
+        hoa = wire.find_option(hoti, wire.IPv4HomeAddress)
+        cn = wire.find_option(hoti, wire.CNIPv4Address)
+        return (cn.address if cn else unmapped(arrival.dst)), (hoa.address if hoa else unmapped(arrival.src))
+    return unmapped(arrival.dst), unmapped(arrival.src)
+
+
+def _pair_of(bu: wire.BindingUpdate) -> RoPair | None:
+    """(CN, MN) named by an RO BU's options, or None if it names no CN."""
+    cn6 = wire.find_option(bu, wire.CNHomeNetworkPrefix)
+    cn4 = wire.find_option(bu, wire.CNIPv4HomeAddress)
+    mn6 = wire.find_option(bu, wire.HomeNetworkPrefix)
+    mn4 = wire.find_option(bu, wire.IPv4HomeAddress)
+    cn = cn6.prefix if cn6 else cn4.address if cn4 else None
+    mn = mn4.address if (cn4 and mn4) else mn6.prefix if mn6 else mn4.address if mn4 else None
+    if cn is None or mn is None:
+        return None
+    return RoPair(local=cn, remote=mn)

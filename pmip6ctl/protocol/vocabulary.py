@@ -1,0 +1,206 @@
+"""The protocol's typed vocabulary: message kinds, RO modes and roles, and
+the reasons attempts fail, bindings end and messages are refused.
+
+Every enum here is a StrEnum whose values are the metric label values
+(`pmip6_signaling_messages_total{type=, result=}`, `pmip6_ro_attempts_total
+{mode=}`) and what the control socket's JSON carries. The sentence an
+operator reads in the log and in `ro show` is each member's `.text`.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from .. import wire
+
+
+class MessageKind(enum.StrEnum):
+    """A mobility message as this protocol names it: a PBU/PBA for proxy
+    registration (RFC 5213), an RO BU/BA for the draft's binding between
+    MAGs (docs/protocol.md §4), else RFC 6275's and RFC 6705's names."""
+    PBU = "pbu"
+    PBA = "pba"
+    BU = "bu"
+    BA = "ba"
+    RO_BU = "ro_bu"
+    RO_BA = "ro_ba"
+    HOTI = "hoti"
+    COTI = "coti"
+    HOT = "hot"
+    COT = "cot"
+    BE = "be"
+    HEARTBEAT = "heartbeat"
+    LRI = "lri"
+    LRA = "lra"
+    BRR = "brr"
+    EXPERIMENTAL = "experimental"
+    OTHER = "other"
+
+
+_KIND_OF_TYPE = {
+    wire.HomeTestInit: MessageKind.HOTI, wire.CareofTestInit: MessageKind.COTI, wire.HomeTest: MessageKind.HOT,
+    wire.CareofTest: MessageKind.COT, wire.BindingError: MessageKind.BE, wire.Heartbeat: MessageKind.HEARTBEAT,
+    wire.LocalizedRoutingInitiation: MessageKind.LRI, wire.LocalizedRoutingAck: MessageKind.LRA,
+    wire.BindingRefreshRequest: MessageKind.BRR, wire.ExperimentalMessage: MessageKind.EXPERIMENTAL,
+}
+
+
+def names_a_correspondent(bu: wire.BindingUpdate) -> bool:
+    """An RO Binding Update: it names a CN (docs/protocol.md §4)."""
+    return (wire.find_option(bu, wire.CNHomeNetworkPrefix) is not None
+            or wire.find_option(bu, wire.CNIPv4HomeAddress) is not None)
+
+
+def acknowledges_route_optimization(ba: wire.BindingAck) -> bool:
+    """An RO Binding Acknowledgement: it carries an RO Acknowledgement option."""
+    return (wire.find_option(ba, wire.ROAcknowledgement) is not None
+            or wire.find_option(ba, wire.IPv4ROAcknowledgement) is not None)
+
+
+def message_kind(msg: wire.Message) -> MessageKind:
+    if isinstance(msg, wire.BindingUpdate):
+        if names_a_correspondent(msg):
+            return MessageKind.RO_BU
+        return MessageKind.PBU if msg.flags & wire.BUFlags.P else MessageKind.BU
+    if isinstance(msg, wire.BindingAck):
+        if acknowledges_route_optimization(msg):
+            return MessageKind.RO_BA
+        return MessageKind.PBA if msg.flags & wire.BAFlags.P else MessageKind.BA
+    return _KIND_OF_TYPE.get(type(msg), MessageKind.OTHER)
+
+
+def status_label(status: int, codes: type[enum.IntEnum] = wire.Status) -> str:
+    """A status code as a label: its RFC name in lower case, else status_<n>."""
+    try:
+        return codes(status).name.lower()
+    except ValueError:
+        return f"status_{status}"
+
+
+def result_label(msg: wire.Message) -> str:
+    """The outcome a message carries, for the signaling counters."""
+    if isinstance(msg, wire.BindingError):
+        return status_label(msg.status, wire.BindingErrorStatus)
+    if isinstance(msg, wire.LocalizedRoutingAck):
+        return status_label(msg.status, wire.LRAStatus)
+    if isinstance(msg, wire.BindingAck):
+        return status_label(msg.status)
+    return "ok"
+
+
+class _Described(enum.StrEnum):
+    """A StrEnum whose members carry the sentence for the log."""
+
+    @property
+    def text(self) -> str:
+        return type(self)._TEXT.get(self, self.value.replace("_", " "))
+
+
+class Mode(enum.StrEnum):
+    RR = "rr"                             # return routability (draft §2.1)
+    QUICK = "quick"                       # quick mode with a shared key (draft §2.2)
+
+
+class Role(enum.StrEnum):
+    INITIATOR = "initiator"               # MAG1, for its MN
+    RESPONDER = "responder"               # MAG2 or the CN agent, for its CN
+
+
+class FailReason(_Described):
+    """Why an RO attempt at the initiator gave up (the flow stays on, or
+    returns to, the LMA path until a retry)."""
+    LIFETIME_EXPIRED = "lifetime_expired"
+    NO_MAG_ADDRESS = "lra_without_mag_address"
+    CN_ATTACHED_HERE = "cn_attached_here"
+    IPV4_CN_OUTSIDE = "ipv4_cn_outside_domain"
+    LMA_REFUSED = "lma_refused"
+    PEER_WITHOUT_IPV4_COA = "peer_without_ipv4_coa"
+    NO_IPV4_PROXY_COA = "no_ipv4_proxy_coa"
+    PEER_REFUSED = "peer_refused"
+    BINDING_ERROR = "binding_error_from_peer"
+    NO_ANSWER = "no_answer"
+
+
+FailReason._TEXT = {
+    FailReason.LIFETIME_EXPIRED: "lifetime expired",
+    FailReason.NO_MAG_ADDRESS: "LRA without the serving MAG's address",
+    FailReason.CN_ATTACHED_HERE: "the CN is attached here: local routing, no RO",
+    FailReason.IPV4_CN_OUTSIDE: "the IPv4 CN is outside the domain",
+    FailReason.LMA_REFUSED: "the LMA refused RO",
+    FailReason.PEER_WITHOUT_IPV4_COA: "over IPv4 transport, but the peer MAG has no IPv4 proxy CoA",
+    FailReason.NO_IPV4_PROXY_COA: "RO for an IPv4 MN needs our IPv4 proxy CoA (fig. 3)",
+    FailReason.PEER_REFUSED: "the peer refused the binding",
+    FailReason.BINDING_ERROR: "binding error from the peer",
+    FailReason.NO_ANSWER: "no answer",
+}
+
+
+class StopReason(_Described):
+    """Why an RO binding ended without a failure."""
+    STOPPED = "stopped"                           # by the operator
+    MN_DETACHED = "mn_detached"                   # our MN left (initiator)
+    CN_DETACHED = "cn_detached"                   # our CN left (responder)
+    DEREGISTERED_BY_PEER = "deregistered_by_peer"
+    BINDING_ERROR = "binding_error_from_peer"
+    LIFETIME_EXPIRED = "lifetime_expired"
+
+
+StopReason._TEXT = {
+    StopReason.STOPPED: "stopped by the operator",
+    StopReason.MN_DETACHED: "mn detached",
+    StopReason.CN_DETACHED: "cn detached",
+    StopReason.DEREGISTERED_BY_PEER: "deregistered by the peer",
+    StopReason.BINDING_ERROR: "binding error from the peer",
+    StopReason.LIFETIME_EXPIRED: "lifetime expired",
+}
+
+
+class RejectReason(_Described):
+    """Why an RO responder refused a message (nothing was installed)."""
+    CN_NOT_SERVED = "cn_not_served_here"
+    BAD_QUICK_MODE_AUTHENTICATOR = "bad_quick_mode_authenticator"
+    NO_KEY_FOR_PEER = "no_key_for_peer"
+    UNAUTHENTICATED = "unauthenticated_binding_update"
+    EXPIRED_NONCE = "expired_nonce_index"
+    BAD_AUTHORIZATION = "bad_binding_authorization_data"
+    TIMESTAMP_MISMATCH = "timestamp_mismatch"
+    REPLAYED = "replayed_binding_update"
+
+
+RejectReason._TEXT = {
+    RejectReason.CN_NOT_SERVED: "the CN is not served here",
+    RejectReason.BAD_QUICK_MODE_AUTHENTICATOR: "bad quick-mode authenticator",
+    RejectReason.NO_KEY_FOR_PEER: "no quick-mode key for this peer",
+    RejectReason.UNAUTHENTICATED: "unauthenticated binding update",
+    RejectReason.EXPIRED_NONCE: "expired nonce index",
+    RejectReason.BAD_AUTHORIZATION: "bad binding authorization data",
+    RejectReason.TIMESTAMP_MISMATCH: "timestamp mismatch",
+    RejectReason.REPLAYED: "replayed or reordered binding update",
+}
+
+
+class QueryOutcome(_Described):
+    """How the LMA answered an RO query (LRI) from a MAG."""
+    ANSWERED = "answered"
+    CN_NOT_ANCHORED = "cn_not_anchored"
+    NOT_THE_SERVING_MAG = "not_the_serving_mag"
+    DENIED_BY_POLICY = "denied_by_policy"
+    MALFORMED = "malformed_query"
+
+
+class RelayOutcome(_Described):
+    """How an inter-LMA query was settled (scenario 2, docs/protocol.md §8)."""
+    ASKING_PEERS = "asking_peers"
+    ANSWERED_BY_PEER = "answered_by_peer"
+    ANSWERED_FROM_CACHE = "answered_from_cache"
+    NO_PEER_ANCHORS_IT = "no_peer_anchors_it"
+    PEERS_DID_NOT_ANSWER = "peers_did_not_answer"
+    UNAUTHENTICATED_PEER_ANSWER = "unauthenticated_peer_answer"
+    UNAUTHENTICATED_PEER_QUERY = "unauthenticated_peer_query"
+    CACHE_INVALIDATED_BY_PEER = "cache_invalidated_by_peer"
+    ANSWERED_PEER = "answered_peer"
+    NOT_ANCHORED_HERE = "not_anchored_here"
+
+
+QueryOutcome._TEXT = {}
+RelayOutcome._TEXT = {}

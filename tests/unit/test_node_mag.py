@@ -1,0 +1,282 @@
+"""MagNode: the rules that join the binding update list, the RO initiator
+and the RO responder at a MAG, driven through the node's own inputs with a
+fake clock (Domain: every message encoded, decoded and handed to the
+receiving node's receive(), as the daemons do)."""
+
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
+
+import pytest
+from protocol_helpers import (CN, CN4, CN_HNP, CNS_AT_MAG2, FIRST_HNP, FIRST_HOA, KCN, LMA, LMA4, MAG1, MAG1_4, MAG2,
+                              MAG2_4, MN, MN_B, MNS_AT_MAG1, NAT, SECOND_HNP, T0, Domain, lma_node, lma_policy,
+                              mag_node, only, registered, seeded)
+
+from pmip6ctl.protocol.binding_update_list import BindingState
+from pmip6ctl.protocol.lma import InstallBinding, LmaNode, LmaNodePolicy, RouteMagAddress
+from pmip6ctl.protocol.mag import (Advertise, InstallMobileNode, MobileNodeAttaching, MobileNodeLeft,
+                                   RemoveMobileNode)
+from pmip6ctl.protocol.node import NodeError, StateChanged
+from pmip6ctl.protocol.ro import RoInstalled, RoPair, RoRemoved
+from pmip6ctl.protocol.vocabulary import FailReason, Role, StopReason
+from pmip6ctl.transport import Arrival, Encap, Send, SendHomePath, Tunnel, UdpEndpoint
+from pmip6ctl.wire import (BAFlags, BindingAck, BindingError, BindingErrorStatus, BindingUpdate, HandoffIndicator,
+                           Heartbeat, HomeTestInit, LocalizedRoutingInitiation, MobileNodeIdentifier,
+                           ROAcknowledgement, find_option)
+
+MAC1, MAC2, MAC3 = "02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:03"
+MN1_NAI = "mn1@example.org"
+CN_OTHER = IPv6Address("2001:db8:200::21")
+
+
+def registration_domain(**mag) -> Domain:
+    """MAG1, nothing attached, and an LMA with an empty binding cache."""
+    lma = LmaNode(LmaNodePolicy(binding_cache=lma_policy()))
+    return Domain({"mag1": mag_node(**({"mn_ids": {MAC1: MN1_NAI}} | mag)), "lma": lma})
+
+
+def ro_domain() -> Domain:
+    """MN and MN_B registered at MAG1, the CN prefix and CN4 at MAG2; the
+    LMA's binding cache says the same."""
+    return Domain({"mag1": mag_node(attached=MNS_AT_MAG1, random=seeded(1)),
+                   "mag2": mag_node(MAG2, MAG2_4, name="mag2", attached=CNS_AT_MAG2, kcn=KCN, random=seeded(2)),
+                   "lma": lma_node()})
+
+
+def of(d: Domain, node: str, cls, since: int = 0) -> list:
+    return d.actions(node, cls, since)
+
+
+# --- attach and detach -------------------------------------------------------------------------
+
+def test_an_rs_from_a_new_mn_registers_it_at_the_lma_then_the_ra_carries_its_prefix():
+    d = registration_domain()
+    actions = d.call("mag1", "router_solicitation", "acc1", MAC1)
+    assert actions[0] == MobileNodeAttaching(MN1_NAI, "acc1", MAC1)
+    pbu = only(a for a in actions if isinstance(a, Send)).message
+    assert isinstance(pbu, BindingUpdate) and find_option(pbu, MobileNodeIdentifier).nai == MN1_NAI
+    assert StateChanged() in actions
+    d.run(0.1)
+    entry = d.nodes["mag1"].bul.entries[MN1_NAI]
+    assert entry.state is BindingState.REGISTERED
+    assert of(d, "mag1", InstallMobileNode) == [
+        InstallMobileNode(MN1_NAI, "acc1", entry.hnp, entry.ipv4_hoa, Tunnel(Encap.IP6, MAG1, LMA))]
+    assert of(d, "mag1", Advertise) == [Advertise("acc1", entry.hnp)]
+    assert of(d, "lma", InstallBinding) == [
+        InstallBinding(MN1_NAI, entry.hnp, entry.ipv4_hoa, Tunnel(Encap.IP6, LMA, MAG1), MAG1)]
+    assert of(d, "lma", RouteMagAddress) == [RouteMagAddress(MAG1, Tunnel(Encap.IP6, LMA, MAG1))]
+
+
+def test_an_rs_from_a_registered_mn_on_its_link_is_answered_with_an_ra_alone():
+    d = registration_domain()
+    d.call("mag1", "router_solicitation", "acc1", MAC1)
+    d.run(0.1)
+    entry = d.nodes["mag1"].bul.entries[MN1_NAI]
+    assert d.call("mag1", "router_solicitation", "acc1", MAC1) == [Advertise("acc1", entry.hnp)]
+
+
+def test_an_mn_is_named_by_the_mn_id_table_else_after_its_link_layer_address():
+    d = registration_domain(name="mag7")
+    node = d.nodes["mag1"]
+    assert node.mn_id_for(MAC1.upper(), "acc1") == MN1_NAI
+    assert node.mn_id_for(MAC2, "acc1") == f"{MAC2}@mag7"
+    assert node.mn_id_for(None, "acc2") == "acc2@mag7"
+
+
+def test_an_rs_on_another_link_is_a_handoff_between_interfaces():
+    d = registration_domain()
+    d.call("mag1", "router_solicitation", "acc1", MAC1)
+    d.run(0.1)
+    hnp = d.nodes["mag1"].bul.entries[MN1_NAI].hnp
+    since, _ = d.mark()
+    actions = d.call("mag1", "router_solicitation", "acc2", MAC1)
+    assert RemoveMobileNode(MN1_NAI, "acc1", hnp, FIRST_HOA) in actions
+    assert Advertise("acc1", hnp, withdraw=True, last_router=True) in actions
+    pbu = only(a for a in actions if isinstance(a, Send)).message
+    assert find_option(pbu, HandoffIndicator).handoff_indicator == 2       # RFC 5213 §8.4
+    d.run(0.1)
+    assert of(d, "mag1", InstallMobileNode, since)[-1].link == "acc2"
+
+
+def test_carrier_loss_detaches_the_mns_of_that_link_and_the_last_one_withdraws_the_router():
+    d = registration_domain(mn_ids={MAC1: "a@example.org", MAC2: "b@example.org", MAC3: "c@example.org"})
+    for mac, link in ((MAC1, "acc1"), (MAC2, "acc1"), (MAC3, "acc2")):
+        d.call("mag1", "router_solicitation", link, mac)
+    d.run(0.1)
+    bul = d.nodes["mag1"].bul.entries
+    actions = d.call("mag1", "link_down", "acc1")
+    assert [a for a in actions if isinstance(a, MobileNodeLeft)] == [
+        MobileNodeLeft("a@example.org", "acc1"), MobileNodeLeft("b@example.org", "acc1")]
+    # the first to go leaves b on the link: the MAG stays its default router
+    assert [a for a in actions if isinstance(a, Advertise)] == [
+        Advertise("acc1", bul["a@example.org"].hnp, withdraw=True, last_router=False),
+        Advertise("acc1", bul["b@example.org"].hnp, withdraw=True, last_router=True)]
+    deregistrations = [a.message for a in actions if isinstance(a, Send)]
+    assert [m.lifetime for m in deregistrations] == [0, 0]
+    assert bul["c@example.org"].state is BindingState.REGISTERED
+    d.run(0.1)
+    assert set(bul) == {"c@example.org"}
+    assert set(d.nodes["lma"].bindings) == {"c@example.org"}
+
+
+def test_detaching_an_mn_that_is_not_here_is_an_operator_error():
+    d = registration_domain()
+    with pytest.raises(NodeError, match="not attached here"):
+        d.call("mag1", "detach", "nobody@example.org")
+
+
+def test_a_ba_with_an_ro_acknowledgement_never_completes_a_registration():
+    d = registration_domain()
+    d.hold = lambda origin, action: origin == "lma"          # the real PBA waits
+    d.call("mag1", "router_solicitation", "acc1", MAC1)
+    d.run(0.1)
+    pba = only(d.held)
+    forged = BindingAck(0, BAFlags.P, pba.action.message.sequence, 1000,
+                        [*pba.action.message.options, ROAcknowledgement(0, 1000)])
+    actions = d.nodes["mag1"].receive(forged, Arrival(LMA, MAG1), d.now)
+    assert actions == []                                      # the initiator knows no such BU: nothing
+    assert d.nodes["mag1"].bul.entries[MN1_NAI].state is BindingState.REGISTERING
+    d.release()
+    assert d.nodes["mag1"].bul.entries[MN1_NAI].state is BindingState.REGISTERED
+
+
+# --- route optimization across the cores -----------------------------------------------------------
+
+def test_a_flow_starts_ro_only_for_a_registered_mn_toward_a_unicast_address_not_optimized_yet():
+    d = ro_domain()
+    node = d.nodes["mag1"]
+    assert node.flow_seen(IPv6Address("2001:db8:999::1"), CN, d.now) == []      # no MN of ours
+    assert node.flow_seen(MN, IPv6Address("ff02::1"), d.now) == []
+    assert node.flow_seen(MN, IPv6Address("fe80::1"), d.now) == []
+    lri = only(node.flow_seen(MN, CN, d.now))
+    assert isinstance(lri.message, LocalizedRoutingInitiation) and lri.dst == LMA
+    assert node.flow_seen(MN, CN, d.now) == []                                  # in progress already
+
+
+def test_a_flow_the_mag_holds_as_the_responder_is_not_started_again():
+    d = ro_domain()
+    d.call("mag2", "flow_seen", CN, MN)                 # MAG2 optimizes CN → MN first
+    d.run(1)
+    assert RoPair(MN, CN) in d.nodes["mag1"].responder.bindings
+    assert d.call("mag1", "flow_seen", MN, CN) == []
+
+
+def test_ro_with_ro_disabled_never_starts():
+    d = Domain({"mag1": mag_node(attached=MNS_AT_MAG1, ro_enabled=False), "lma": lma_node()})
+    assert d.call("mag1", "flow_seen", MN, CN) == []
+
+
+def test_home_path_messages_take_the_tunnel_of_the_mn_they_are_anchored_at():
+    d = ro_domain()
+    d.call("mag1", "flow_seen", MN, CN)
+    d.run(1)
+    hoti = only(a for a in of(d, "mag1", SendHomePath) if isinstance(a.message, HomeTestInit))
+    assert hoti.tunnel == Tunnel(Encap.IP6, MAG1, LMA)
+    hot = only(of(d, "mag2", SendHomePath))
+    assert hot.tunnel == Tunnel(Encap.IP6, MAG2, LMA)
+    assert only(of(d, "mag1", RoInstalled)).pair == RoPair(MN, CN)
+
+
+def test_over_ipv4_transport_behind_a_nat_the_home_path_is_the_udp_tunnel():
+    node = mag_node(ipv4_transport=True, attached=(registered("mn@example.org", FIRST_HNP, FIRST_HOA,
+                                                             nat_detected=True, nat_refresh=20),))
+    assert node.lma_tunnel(node.bul.entries["mn@example.org"]) == Tunnel(Encap.UDP4, MAG1_4, LMA4, 5436, 5436)
+    plain = mag_node(ipv4_transport=True, attached=(registered("mn@example.org", FIRST_HNP),))
+    assert plain.lma_tunnel(plain.bul.entries["mn@example.org"]) == Tunnel(Encap.IP4, MAG1_4, LMA4)
+
+
+def test_an_mn_that_leaves_takes_its_ro_bindings_along_on_both_sides():
+    d = ro_domain()
+    d.call("mag1", "flow_seen", MN, CN)            # MAG1 initiates for MN
+    d.call("mag2", "flow_seen", CN_OTHER, MN)      # and answers for MN as MAG2's CN_OTHER's correspondent
+    d.call("mag1", "flow_seen", MN_B, CN)          # another MN's pair, which stays
+    d.run(1)
+    mag1, mag2 = d.nodes["mag1"], d.nodes["mag2"]
+    assert mag1.initiator.attempts[RoPair(MN, CN)].established
+    assert RoPair(MN, CN_OTHER) in mag1.responder.bindings
+    since, _ = d.mark()
+    actions = d.call("mag1", "detach", "mn@example.org")
+    removed = [a for a in actions if isinstance(a, RoRemoved)]
+    assert removed == [RoRemoved(RoPair(MN, CN), MAG2, Role.INITIATOR, StopReason.MN_DETACHED),
+                       RoRemoved(RoPair(MN, CN_OTHER), MAG2, Role.RESPONDER, StopReason.CN_DETACHED)] or \
+        removed == [RoRemoved(RoPair(MN, CN_OTHER), MAG2, Role.RESPONDER, StopReason.CN_DETACHED),
+                    RoRemoved(RoPair(MN, CN), MAG2, Role.INITIATOR, StopReason.MN_DETACHED)]
+    to_peer = [a.message for a in actions if isinstance(a, Send) and a.dst == MAG2]
+    assert any(isinstance(m, BindingUpdate) and m.lifetime == 0 for m in to_peer)     # the deregistration BU
+    assert any(isinstance(m, BindingError) and m.home_address == CN_OTHER for m in to_peer)
+    # the RO entries go before the MN's own
+    assert actions.index(removed[-1]) < actions.index(only(a for a in actions if isinstance(a, RemoveMobileNode)))
+    d.run(1)
+    # MAG2 falls back at once, on both of its sides
+    assert RoPair(CN, MN) not in mag2.responder.bindings
+    attempt = mag2.initiator.attempts.get(RoPair(CN_OTHER, MN))
+    assert attempt is None or not attempt.established
+    assert {(a.pair, a.reason) for a in of(d, "mag2", RoRemoved, since)} == {
+        (RoPair(CN, MN), StopReason.DEREGISTERED_BY_PEER), (RoPair(CN_OTHER, MN), FailReason.BINDING_ERROR)}
+    assert mag1.initiator.attempts[RoPair(MN_B, CN)].established
+
+
+def test_ro_traffic_for_a_pair_we_do_not_hold_gets_a_binding_error_naming_both_ends():
+    node = mag_node(attached=MNS_AT_MAG1)
+    first, second = node.missing_binding(CN, MN, MAG2, T0)
+    assert (first.src, first.dst, second.src, second.dst) == (MAG1, MAG2, MAG1, MAG2)
+    assert (first.message.status, first.message.home_address, second.message.home_address) == (
+        BindingErrorStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS_DESTINATION_OPTION, MN, CN)
+
+
+def test_an_unknown_mobility_header_type_gets_a_binding_error_status_2():
+    node = mag_node()
+    (send,) = node.unknown_message(99, Arrival(MN, MAG1), T0)
+    assert (send.src, send.dst, send.message.status, send.message.home_address) == (
+        MAG1, MN, BindingErrorStatus.UNRECOGNIZED_MH_TYPE, MN)
+
+
+# --- the operator ---------------------------------------------------------------------------------
+
+def test_ro_start_needs_an_mn_registered_here():
+    node = mag_node(attached=MNS_AT_MAG1)
+    with pytest.raises(NodeError, match="belongs to no MN registered here"):
+        node.start_ro(IPv6Address("2001:db8:999::1"), CN, T0)
+    assert isinstance(only(node.start_ro(MN, CN, T0)).message, LocalizedRoutingInitiation)
+
+
+@pytest.mark.parametrize("settings, error", [({"mode": "fast"}, "mode is rr or quick"),
+                                             ({"lifetime": 421}, "4 to 420 s"), ({"lifetime": 3}, "4 to 420 s")])
+def test_ro_settings_are_checked(settings, error):
+    node = mag_node()
+    with pytest.raises(NodeError, match=error):
+        node.configure_ro(**settings)
+    node.configure_ro(mode="quick", lifetime=60)
+    assert (node.initiator.policy.mode, node.initiator.policy.lifetime) == ("quick", 60)
+
+
+# --- the NAT keepalive toward the LMA (RFC 5555 §4.1) ------------------------------------------------
+
+def test_behind_a_nat_the_node_keeps_the_lmas_mapping_alive_at_the_refresh_time():
+    lma = LmaNode(LmaNodePolicy(binding_cache=lma_policy(nat_keepalive=20)))
+    d = Domain({"mag1": mag_node(ipv4_transport=True, mn_ids={MAC1: MN1_NAI}), "lma": lma})
+    original = d.decoded
+
+    def through_nat(action):
+        message, arrival = original(action)
+        if isinstance(action, Send) and action.ipv4_dst is not None and action.src == MAG1:
+            arrival = Arrival(arrival.src, arrival.dst, ipv4_src=NAT, ipv4_dst=arrival.ipv4_dst)
+        return message, arrival
+    d.decoded = through_nat
+    d.call("mag1", "router_solicitation", "acc1", MAC1)
+    d.run(0.1)
+    registered_at = d.now
+    entry = d.nodes["mag1"].bul.entries[MN1_NAI]
+    assert (entry.nat_detected, entry.nat_refresh) == (True, 20)
+    assert of(d, "mag1", InstallMobileNode)[0].tunnel == Tunnel(Encap.UDP4, MAG1_4, LMA4, 5436, 5436)
+    assert of(d, "lma", InstallBinding)[0].tunnel == Tunnel(Encap.UDP4, LMA4, NAT.address, 5436, NAT.port)
+    d.run(61)
+    beats = [(t, a) for t, n, a in d.log if n == "mag1" and isinstance(a, Send) and isinstance(a.message, Heartbeat)]
+    assert [round(t - registered_at) for t, _ in beats] == [20, 40, 60]
+    assert all(a.ipv4_dst == UdpEndpoint(LMA4) and a.dst == LMA for _, a in beats)
+
+
+def test_without_a_nat_there_is_no_keepalive():
+    d = registration_domain(ipv4_transport=True)
+    d.call("mag1", "router_solicitation", "acc1", MAC1)
+    d.run(100)
+    assert d.nodes["mag1"].lma_keepalive_at is None
+    assert not [a for a in d.actions("mag1", Send) if isinstance(a.message, Heartbeat)]
