@@ -1,10 +1,11 @@
 /* Checksums. The outer IPv4 header checksum must be computed here: veths
- * carry no offload for it. (A helper named csum_fold would clash with the
- * kernel headers bcc pulls in.) */
+ * carry no offload for it. (Every helper of ours carries the pmip_ prefix:
+ * bcc compiles them in one unit with the kernel headers, where csum_fold,
+ * for one, already exists.) */
 #ifndef PMIP6_CHECKSUM_H
 #define PMIP6_CHECKSUM_H
 
-static __always_inline __u16 fold_checksum(__u32 sum)
+static __always_inline __u16 pmip_fold_checksum(__u32 sum)
 {
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
@@ -12,7 +13,7 @@ static __always_inline __u16 fold_checksum(__u32 sum)
 }
 
 /* RFC 791 header checksum over a 20-octet header (the only kind we build). */
-static __always_inline __u16 ip4_header_checksum(const struct iphdr *ip4)
+static __always_inline __u16 pmip_ip4_header_checksum(const struct iphdr *ip4)
 {
     const __u16 *word = (const __u16 *)ip4;
     __u32 sum = 0;
@@ -20,12 +21,12 @@ static __always_inline __u16 ip4_header_checksum(const struct iphdr *ip4)
 #pragma unroll
     for (int i = 0; i < (int)(sizeof(*ip4) / 2); i++)
         sum += word[i];
-    return fold_checksum(sum);
+    return pmip_fold_checksum(sum);
 }
 
 /* Decrements the TTL and patches the checksum incrementally (RFC 1624), as
  * the kernel's ip_decrease_ttl does. */
-static __always_inline void ip4_decrease_ttl(struct iphdr *ip4)
+static __always_inline void pmip_ip4_decrease_ttl(struct iphdr *ip4)
 {
     __u32 check = ip4->check;
 

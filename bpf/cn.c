@@ -12,20 +12,20 @@ int xdp_cn(struct xdp_md *ctx)
     struct peer *peer;
     int verdict, rc;
 
-    rc = read_tunnel(ctx, prog, &tun, &verdict);
+    rc = pmip_read_tunnel(ctx, prog, &tun, &verdict);
     if (rc < 0)
         return verdict;
-    if (rc == TUNNEL_NONE || !is_local_address(&tun.outer.dst))
-        return finish(ctx, prog, REASON_PASS_LOCAL);
+    if (rc == TUNNEL_NONE || !pmip_is_local_address(&tun.outer.dst))
+        return pmip_finish(ctx, prog, REASON_PASS_LOCAL);
 
-    peer = lookup_peer(&tun);
+    peer = pmip_lookup_peer(&tun);
     if (!peer)
-        return finish(ctx, prog, REASON_DROP_UNKNOWN_PEER);
-    if (!ro_peer_may_send(ctx, prog, &tun, peer))
-        return finish(ctx, prog, REASON_DROP_NO_RO_BINDING);
-    if (decapsulate(ctx, tun.outer_len, tun.inner.eth_proto))
-        return finish(ctx, prog, REASON_DROP_MALFORMED);
-    return finish(ctx, prog, REASON_PASS_DECAP_LOCAL);
+        return pmip_finish(ctx, prog, REASON_DROP_UNKNOWN_PEER);
+    if (!pmip_ro_peer_may_send(ctx, prog, &tun, peer))
+        return pmip_finish(ctx, prog, REASON_DROP_NO_RO_BINDING);
+    if (pmip_decapsulate(ctx, tun.outer_len, tun.inner.eth_proto))
+        return pmip_finish(ctx, prog, REASON_DROP_MALFORMED);
+    return pmip_finish(ctx, prog, REASON_PASS_DECAP_LOCAL);
 }
 
 int xdp_cn_egress(struct xdp_md *ctx)
@@ -35,14 +35,14 @@ int xdp_cn_egress(struct xdp_md *ctx)
     struct ro_entry *ro;
     int verdict;
 
-    if (read_ip_header(ctx, prog, &ip, &verdict))
+    if (pmip_read_ip_header(ctx, prog, &ip, &verdict))
         return verdict;
-    if (is_link_scoped(&ip))
-        return finish(ctx, prog, REASON_PASS_LOCAL);
+    if (pmip_is_link_scoped(&ip))
+        return pmip_finish(ctx, prog, REASON_PASS_LOCAL);
 
-    ro = ro_to_send(&ip.src, &ip.dst);
+    ro = pmip_ro_to_send(&ip.src, &ip.dst);
     if (!ro)    /* the route to the MN outlived its binding: drop, the agent removes it */
-        return finish(ctx, prog, REASON_DROP_NO_RO_BINDING);
+        return pmip_finish(ctx, prog, REASON_DROP_NO_RO_BINDING);
     /* The CN originates these packets: no hop-limit decrement. */
-    return encap_and_forward(ctx, prog, &ip, ro->tunnel_id, REASON_FWD_ENCAP_RO, 0);
+    return pmip_encap_and_forward(ctx, prog, &ip, ro->tunnel_id, REASON_FWD_ENCAP_RO, 0);
 }

@@ -60,7 +60,10 @@
 #define MAX_FLOWS           65536
 #endif
 #ifndef MAX_PORTS
-#define MAX_PORTS           256   /* interfaces with ifindex below this use the devmap */
+#define MAX_PORTS           1024  /* interfaces a redirect may leave through (tx_ports) */
+#endif
+#ifndef MAX_LOCAL_ADDRS
+#define MAX_LOCAL_ADDRS     256   /* this node's own addresses (local_addrs) */
 #endif
 
 /* Outer header sizes. */

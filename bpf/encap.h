@@ -1,6 +1,6 @@
 /* Tunnel encapsulation and decapsulation. The outer header of each
- * encapsulation is built in exactly one place: push_ip6_outer() or
- * push_ip4_outer() (which adds the UDP header for NAT traversal). */
+ * encapsulation is built in exactly one place: pmip_push_ip6_outer() or
+ * pmip_push_ip4_outer() (which adds the UDP header for NAT traversal). */
 #ifndef PMIP6_ENCAP_H
 #define PMIP6_ENCAP_H
 
@@ -11,14 +11,14 @@
 #define ENCAP_OK      0
 #define ENCAP_NO_ROOM 1
 
-static __always_inline __u8 tunnel_proto(__u16 inner_eth_proto)
+static __always_inline __u8 pmip_tunnel_proto(__u16 inner_eth_proto)
 {
     return inner_eth_proto == ETH_P_IPV6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
 }
 
 /* Router duty before forwarding into or out of a tunnel (RFC 2473 §3.1):
  * returns 0 when the hop limit expires here. */
-static __always_inline int decrement_hop_limit(struct ip_info *ip, void *data_end)
+static __always_inline int pmip_decrement_hop_limit(struct ip_info *ip, void *data_end)
 {
     if (ip->hop_limit <= 1)
         return 0;
@@ -31,7 +31,7 @@ static __always_inline int decrement_hop_limit(struct ip_info *ip, void *data_en
         struct iphdr *ip4 = ip->hdr;
         if ((void *)(ip4 + 1) > data_end)
             return 0;
-        ip4_decrease_ttl(ip4);
+        pmip_ip4_decrease_ttl(ip4);
     }
     ip->hop_limit--;
     return 1;
@@ -39,7 +39,7 @@ static __always_inline int decrement_hop_limit(struct ip_info *ip, void *data_en
 
 /* Grows the head by outer_len and moves the Ethernet header to the front.
  * Returns the new Ethernet header, or NULL when there is no headroom. */
-static __always_inline struct ethhdr *grow_head(struct xdp_md *ctx, int outer_len, __u16 outer_eth_proto)
+static __always_inline struct ethhdr *pmip_grow_head(struct xdp_md *ctx, int outer_len, __u16 outer_eth_proto)
 {
     struct ethhdr saved;
     struct ethhdr *eth = (void *)(long)ctx->data;
@@ -58,15 +58,15 @@ static __always_inline struct ethhdr *grow_head(struct xdp_md *ctx, int outer_le
 }
 
 /* Octets the outer headers of tunnel t take. */
-static __always_inline __u32 tunnel_outer_len(const struct tunnel *t)
+static __always_inline __u32 pmip_tunnel_outer_len(const struct tunnel *t)
 {
     return t->type == ENCAP_IP6 ? OUTER_IP6_LEN : t->type == ENCAP_UDP4 ? OUTER_UDP4_LEN : OUTER_IP4_LEN;
 }
 
-static __always_inline int push_ip6_outer(struct xdp_md *ctx, const struct tunnel *t,
+static __always_inline int pmip_push_ip6_outer(struct xdp_md *ctx, const struct tunnel *t,
                                           __u16 inner_eth_proto, __u16 inner_len, __u8 hop_limit)
 {
-    struct ethhdr *eth = grow_head(ctx, OUTER_IP6_LEN, ETH_P_IPV6);
+    struct ethhdr *eth = pmip_grow_head(ctx, OUTER_IP6_LEN, ETH_P_IPV6);
     struct ipv6hdr *ip6;
 
     if (!eth)
@@ -76,19 +76,19 @@ static __always_inline int push_ip6_outer(struct xdp_md *ctx, const struct tunne
         return ENCAP_NO_ROOM;
     *(__be32 *)ip6 = bpf_htonl(0x60000000);   /* version 6, traffic class 0, flow label 0 */
     ip6->payload_len = bpf_htons(inner_len);
-    ip6->nexthdr = tunnel_proto(inner_eth_proto);
+    ip6->nexthdr = pmip_tunnel_proto(inner_eth_proto);
     ip6->hop_limit = hop_limit;
     __builtin_memcpy(&ip6->saddr, &t->local, sizeof(ip6->saddr));
     __builtin_memcpy(&ip6->daddr, &t->remote, sizeof(ip6->daddr));
     return ENCAP_OK;
 }
 
-static __always_inline int push_ip4_outer(struct xdp_md *ctx, const struct tunnel *t,
+static __always_inline int pmip_push_ip4_outer(struct xdp_md *ctx, const struct tunnel *t,
                                           __u16 inner_eth_proto, __u16 inner_len, __u8 ttl)
 {
     int with_udp = t->type == ENCAP_UDP4;
-    int outer_len = tunnel_outer_len(t);
-    struct ethhdr *eth = grow_head(ctx, outer_len, ETH_P_IP);
+    int outer_len = pmip_tunnel_outer_len(t);
+    struct ethhdr *eth = pmip_grow_head(ctx, outer_len, ETH_P_IP);
     struct iphdr *ip4;
 
     if (!eth)
@@ -103,11 +103,11 @@ static __always_inline int push_ip4_outer(struct xdp_md *ctx, const struct tunne
     ip4->id = 0;
     ip4->frag_off = bpf_htons(0x4000);        /* DF: XDP cannot fragment, so never ask a router to */
     ip4->ttl = ttl;
-    ip4->protocol = with_udp ? IPPROTO_UDP : tunnel_proto(inner_eth_proto);
+    ip4->protocol = with_udp ? IPPROTO_UDP : pmip_tunnel_proto(inner_eth_proto);
     ip4->saddr = t->local.w[3];
     ip4->daddr = t->remote.w[3];
     ip4->check = 0;
-    ip4->check = ip4_header_checksum(ip4);
+    ip4->check = pmip_ip4_header_checksum(ip4);
     if (with_udp) {
         struct udphdr *udp = (void *)(ip4 + 1);
         if ((void *)(udp + 1) > (void *)(long)ctx->data_end)
@@ -121,16 +121,16 @@ static __always_inline int push_ip4_outer(struct xdp_md *ctx, const struct tunne
 }
 
 /* Encapsulates the IP packet described by inner into tunnel t. */
-static __always_inline int encapsulate(struct xdp_md *ctx, const struct tunnel *t,
+static __always_inline int pmip_encapsulate(struct xdp_md *ctx, const struct tunnel *t,
                                        const struct ip_info *inner, __u8 hop_limit)
 {
     if (t->type == ENCAP_IP6)
-        return push_ip6_outer(ctx, t, inner->eth_proto, inner->total_len, hop_limit);
-    return push_ip4_outer(ctx, t, inner->eth_proto, inner->total_len, hop_limit);
+        return pmip_push_ip6_outer(ctx, t, inner->eth_proto, inner->total_len, hop_limit);
+    return pmip_push_ip4_outer(ctx, t, inner->eth_proto, inner->total_len, hop_limit);
 }
 
 /* Removes outer_len octets of outer headers that follow the Ethernet header. */
-static __always_inline int decapsulate(struct xdp_md *ctx, __u32 outer_len, __u16 inner_eth_proto)
+static __always_inline int pmip_decapsulate(struct xdp_md *ctx, __u32 outer_len, __u16 inner_eth_proto)
 {
     struct ethhdr saved;
     struct ethhdr *eth = (void *)(long)ctx->data;
@@ -148,11 +148,11 @@ static __always_inline int decapsulate(struct xdp_md *ctx, __u32 outer_len, __u1
     return 0;
 }
 
-/* What a tunnelled frame carries, found by parse_tunnel(). */
+/* What a tunnelled frame carries, found by pmip_parse_tunnel(). */
 struct tunnel_info {
     struct ip_info outer;
     struct ip_info inner;
-    __u32 outer_len;        /* outer IP header + UDP, the octets decapsulate() removes */
+    __u32 outer_len;        /* outer IP header + UDP, the octets pmip_decapsulate() removes */
     __be16 sport;           /* UDP source port (NAT traversal), else 0 */
 };
 
@@ -163,9 +163,9 @@ struct tunnel_info {
 
 /* Recognises IPv6/IPv4-in-IPv6/IPv4 and IPv4/UDP 5436 tunnels; outer must be
  * parsed already. */
-static __always_inline int parse_tunnel(void *data_end, struct tunnel_info *tun)
+static __always_inline int pmip_parse_tunnel(void *data_end, struct tunnel_info *tun)
 {
-    void *payload = ip_payload(&tun->outer);
+    void *payload = pmip_ip_payload(&tun->outer);
     int rc;
 
     tun->sport = 0;
@@ -174,9 +174,9 @@ static __always_inline int parse_tunnel(void *data_end, struct tunnel_info *tun)
             return TUNNEL_FRAGMENT;
         tun->outer_len = tun->outer.hdr_len;
         if (tun->outer.l4proto == IPPROTO_IPV6)
-            rc = parse_ip6(payload, data_end, &tun->inner);
+            rc = pmip_parse_ip6(payload, data_end, &tun->inner);
         else
-            rc = parse_ip4(payload, data_end, &tun->inner);
+            rc = pmip_parse_ip4(payload, data_end, &tun->inner);
         return rc == PARSE_OK ? TUNNEL_FOUND : TUNNEL_MALFORMED;
     }
     if (tun->outer.l4proto == IPPROTO_UDP && tun->outer.eth_proto == ETH_P_IP) {
@@ -189,7 +189,7 @@ static __always_inline int parse_tunnel(void *data_end, struct tunnel_info *tun)
             return TUNNEL_FRAGMENT;
         tun->sport = udp->source;
         tun->outer_len = tun->outer.hdr_len + sizeof(*udp);
-        rc = parse_ip_any(udp + 1, data_end, &tun->inner);
+        rc = pmip_parse_ip_any(udp + 1, data_end, &tun->inner);
         return rc == PARSE_OK ? TUNNEL_FOUND : TUNNEL_MALFORMED;
     }
     return TUNNEL_NONE;

@@ -25,7 +25,7 @@ struct flow_event {
 _Static_assert(sizeof(struct event_header) == SIZEOF_EVENT_HEADER, "SIZEOF_EVENT_HEADER in constants.h");
 _Static_assert(sizeof(struct flow_event) == SIZEOF_FLOW_EVENT, "SIZEOF_FLOW_EVENT in constants.h");
 
-static __always_inline struct dp_config *dp_config(void)
+static __always_inline struct dp_config *pmip_dp_config(void)
 {
     __u32 zero = 0;
     return config.lookup(&zero);
@@ -33,7 +33,7 @@ static __always_inline struct dp_config *dp_config(void)
 
 /* Counts a packet of flow (src, dst) and says whether a notice is due: the
  * flow reached threshold packets and none went out within the interval. */
-static __always_inline int flow_notice_due(const struct dp_config *cfg, struct ro_key *key,
+static __always_inline int pmip_flow_notice_due(const struct dp_config *cfg, struct ro_key *key,
                                            __u32 threshold, __u64 *packets)
 {
     struct flow_state fresh = {};
@@ -56,11 +56,11 @@ static __always_inline int flow_notice_due(const struct dp_config *cfg, struct r
     return 1;
 }
 
-static __always_inline void notify_flow(struct xdp_md *ctx, __u32 prog, __u32 type,
+static __always_inline void pmip_notify_flow(struct xdp_md *ctx, __u32 prog, __u32 type,
                                         const union ip_addr *src, const union ip_addr *dst,
                                         const union ip_addr *peer, __u32 threshold)
 {
-    struct dp_config *cfg = dp_config();
+    struct dp_config *cfg = pmip_dp_config();
     struct flow_event ev = {};
     struct ro_key key;
 
@@ -68,7 +68,7 @@ static __always_inline void notify_flow(struct xdp_md *ctx, __u32 prog, __u32 ty
         return;
     __builtin_memcpy(&key.local, src, sizeof(key.local));
     __builtin_memcpy(&key.remote, dst, sizeof(key.remote));
-    if (!flow_notice_due(cfg, &key, threshold, &ev.packets))
+    if (!pmip_flow_notice_due(cfg, &key, threshold, &ev.packets))
         return;
     ev.h.type = type;
     ev.h.prog = prog;
@@ -78,30 +78,30 @@ static __always_inline void notify_flow(struct xdp_md *ctx, __u32 prog, __u32 ty
     if (peer)
         __builtin_memcpy(&ev.peer, peer, sizeof(ev.peer));
     events.perf_submit(ctx, &ev, sizeof(ev));
-    count_event(prog, type);
+    pmip_count_event(prog, type);
 }
 
 /* The RO trigger (DESIGN §3): an MN->destination flow without an RO entry. */
-static __always_inline void note_unoptimized_flow(struct xdp_md *ctx, __u32 prog,
+static __always_inline void pmip_note_unoptimized_flow(struct xdp_md *ctx, __u32 prog,
                                                   const union ip_addr *src, const union ip_addr *dst)
 {
-    struct dp_config *cfg = dp_config();
+    struct dp_config *cfg = pmip_dp_config();
 
     if (cfg)
-        notify_flow(ctx, prog, EVENT_FLOW_TRIGGER, src, dst, NULL, cfg->ro_trigger_packets);
+        pmip_notify_flow(ctx, prog, EVENT_FLOW_TRIGGER, src, dst, NULL, cfg->ro_trigger_packets);
 }
 
 /* Tunnelled traffic from an RO peer for a pair we hold no entry for: the
  * daemon answers with a Binding Error (RFC 6275 §9.3.3). */
-static __always_inline void note_missing_ro_binding(struct xdp_md *ctx, __u32 prog,
+static __always_inline void pmip_note_missing_ro_binding(struct xdp_md *ctx, __u32 prog,
                                                     const union ip_addr *src, const union ip_addr *dst,
                                                     const union ip_addr *peer)
 {
-    notify_flow(ctx, prog, EVENT_NO_RO_BINDING, src, dst, peer, 1);
+    pmip_notify_flow(ctx, prog, EVENT_NO_RO_BINDING, src, dst, peer, 1);
 }
 
 /* Hands the whole frame (outer headers included) to the daemon, then drops it. */
-static __always_inline int punt(struct xdp_md *ctx, __u32 prog)
+static __always_inline int pmip_punt(struct xdp_md *ctx, __u32 prog)
 {
     struct event_header h = {
         .type = EVENT_PUNT,
@@ -115,9 +115,9 @@ static __always_inline int punt(struct xdp_md *ctx, __u32 prog)
     /* (bcc rewrites this call into a statement: it cannot stand in an if) */
     rc = events.perf_submit_skb(ctx, h.frame_len, &h, sizeof(h));
     if (rc != 0)
-        return finish(ctx, prog, REASON_DROP_PUNT_FAILED);
-    count_event(prog, EVENT_PUNT);
-    return finish(ctx, prog, REASON_PUNT_MH);
+        return pmip_finish(ctx, prog, REASON_DROP_PUNT_FAILED);
+    pmip_count_event(prog, EVENT_PUNT);
+    return pmip_finish(ctx, prog, REASON_PUNT_MH);
 }
 
 #endif

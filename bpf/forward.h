@@ -19,7 +19,7 @@
 #endif
 
 /* Fills fib from the frame's IP header; returns -1 if there is none. */
-static __always_inline int fib_params_from_frame(struct xdp_md *ctx, struct bpf_fib_lookup *fib)
+static __always_inline int pmip_fib_params_from_frame(struct xdp_md *ctx, struct bpf_fib_lookup *fib)
 {
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
@@ -51,57 +51,62 @@ static __always_inline int fib_params_from_frame(struct xdp_md *ctx, struct bpf_
     return 0;
 }
 
-static __always_inline int redirect_to(struct xdp_md *ctx, __u32 ifindex, const __u8 *smac, const __u8 *dmac)
+/* Redirects the frame out of ifindex through the devmap, as xdp-forward
+ * does. An egress the devmap does not hold (the daemon has not heard of the
+ * link yet) is a counted pass to the kernel, with the frame as it is; the
+ * frame counts as forwarded (fwd_reason) only once the redirect is set. The
+ * MACs are written after bpf_redirect_map: the frame leaves only when the
+ * program returns. */
+static __always_inline int pmip_redirect_to(struct xdp_md *ctx, __u32 prog, __u32 fwd_reason, __u32 ifindex,
+                                       const __u8 *smac, const __u8 *dmac)
 {
     void *data = (void *)(long)ctx->data;
     struct ethhdr *eth = data;
-    int action;
 
     if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
-        return XDP_DROP;
+        return pmip_finish(ctx, prog, REASON_DROP_MALFORMED);
+    if (tx_ports.redirect_map(ifindex, XDP_PASS) != XDP_REDIRECT)
+        return pmip_finish(ctx, prog, REASON_PASS_NO_EGRESS);
     __builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
     __builtin_memcpy(eth->h_source, smac, ETH_ALEN);
-    action = tx_ports.redirect_map(ifindex, 0);
-    if (action != XDP_REDIRECT)
-        action = bpf_redirect(ifindex, 0);
-    return action;
+    pmip_count(ctx, prog, fwd_reason);
+    return XDP_REDIRECT;
 }
 
 /* Turns a non-success FIB result into its counted verdict. */
-static __always_inline int fib_failure(struct xdp_md *ctx, __u32 prog, int rc)
+static __always_inline int pmip_fib_failure(struct xdp_md *ctx, __u32 prog, int rc)
 {
     if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
-        return finish(ctx, prog, REASON_PASS_NO_NEIGH);
+        return pmip_finish(ctx, prog, REASON_PASS_NO_NEIGH);
     if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
-        return finish(ctx, prog, REASON_DROP_FRAG_NEEDED);
-    return finish(ctx, prog, REASON_PASS_FIB_OTHER);
+        return pmip_finish(ctx, prog, REASON_DROP_FRAG_NEEDED);
+    return pmip_finish(ctx, prog, REASON_PASS_FIB_OTHER);
 }
 
 /* Looks up the frame's IP destination and redirects it; fwd_reason is what
  * a successful redirect is counted as. */
-static __always_inline int forward(struct xdp_md *ctx, __u32 prog, __u32 fwd_reason)
+static __always_inline int pmip_forward(struct xdp_md *ctx, __u32 prog, __u32 fwd_reason)
 {
     struct bpf_fib_lookup fib = {};
     int rc;
 
-    if (fib_params_from_frame(ctx, &fib))
-        return finish(ctx, prog, REASON_DROP_MALFORMED);
+    if (pmip_fib_params_from_frame(ctx, &fib))
+        return pmip_finish(ctx, prog, REASON_DROP_MALFORMED);
     rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_DIRECT);
     if (rc != BPF_FIB_LKUP_RET_SUCCESS)
-        return fib_failure(ctx, prog, rc);
-    count(ctx, prog, fwd_reason);
-    return redirect_to(ctx, fib.ifindex, fib.smac, fib.dmac);
+        return pmip_fib_failure(ctx, prog, rc);
+    return pmip_redirect_to(ctx, prog, fwd_reason, fib.ifindex, fib.smac, fib.dmac);
 }
 
 /* Asks the FIB for the outer destination of a freshly encapsulated frame
  * and caches the answer in nh. The route MTU comes from a second, oversized
  * query (the FIB reports the MTU only when a packet exceeds it). */
-static __always_inline int resolve_nexthop(struct xdp_md *ctx, struct nexthop *nh, __u32 generation, __u64 now)
+static __always_inline int pmip_resolve_nexthop(struct xdp_md *ctx, struct nexthop *nh, __u32 generation, __u64 now)
 {
     struct bpf_fib_lookup fib = {};
     int rc;
 
-    if (fib_params_from_frame(ctx, &fib))
+    if (pmip_fib_params_from_frame(ctx, &fib))
         return BPF_FIB_LKUP_RET_NOT_FWDED;
     rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_DIRECT);
     if (rc != BPF_FIB_LKUP_RET_SUCCESS)
@@ -109,7 +114,7 @@ static __always_inline int resolve_nexthop(struct xdp_md *ctx, struct nexthop *n
     nh->ifindex = fib.ifindex;
     __builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
     __builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
-    if (fib_params_from_frame(ctx, &fib))
+    if (pmip_fib_params_from_frame(ctx, &fib))
         return BPF_FIB_LKUP_RET_NOT_FWDED;
     fib.tot_len = 0xffff;
     rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_DIRECT);
@@ -121,7 +126,7 @@ static __always_inline int resolve_nexthop(struct xdp_md *ctx, struct nexthop *n
 
 /* Forwards a frame just encapsulated into tunnel tunnel_id (outer header
  * of outer_total octets), through the per-CPU next-hop cache. */
-static __always_inline int forward_tunnelled(struct xdp_md *ctx, __u32 prog, __u32 fwd_reason,
+static __always_inline int pmip_forward_tunnelled(struct xdp_md *ctx, __u32 prog, __u32 fwd_reason,
                                              __u32 tunnel_id, __u32 generation, __u32 outer_total)
 {
     struct nexthop *nh = nexthops.lookup(&tunnel_id);
@@ -129,17 +134,16 @@ static __always_inline int forward_tunnelled(struct xdp_md *ctx, __u32 prog, __u
     int rc;
 
     if (!nh)
-        return forward(ctx, prog, fwd_reason);
+        return pmip_forward(ctx, prog, fwd_reason);
     if (nh->jiffies != now || nh->generation != generation) {
         nh->jiffies = 0;
-        rc = resolve_nexthop(ctx, nh, generation, now);
+        rc = pmip_resolve_nexthop(ctx, nh, generation, now);
         if (rc != BPF_FIB_LKUP_RET_SUCCESS)
-            return fib_failure(ctx, prog, rc);
+            return pmip_fib_failure(ctx, prog, rc);
     }
     if (outer_total > nh->mtu)
-        return finish(ctx, prog, REASON_DROP_FRAG_NEEDED);
-    count(ctx, prog, fwd_reason);
-    return redirect_to(ctx, nh->ifindex, nh->smac, nh->dmac);
+        return pmip_finish(ctx, prog, REASON_DROP_FRAG_NEEDED);
+    return pmip_redirect_to(ctx, prog, fwd_reason, nh->ifindex, nh->smac, nh->dmac);
 }
 
 #endif

@@ -12,20 +12,20 @@ int xdp_mag_access(struct xdp_md *ctx)
     struct mn_entry *mn;
     int verdict;
 
-    if (read_ip_header(ctx, prog, &ip, &verdict))
+    if (pmip_read_ip_header(ctx, prog, &ip, &verdict))
         return verdict;
     /* (Traffic to the MAG's own global addresses takes the LMA path, as
      * RFC 5213 routes all MN traffic: no per-packet local-address check.) */
-    if (is_link_scoped(&ip))
-        return finish(ctx, prog, REASON_PASS_LOCAL);
+    if (pmip_is_link_scoped(&ip))
+        return pmip_finish(ctx, prog, REASON_PASS_LOCAL);
 
-    ro = ro_to_send(&ip.src, &ip.dst);
+    ro = pmip_ro_to_send(&ip.src, &ip.dst);
     if (ro)
-        return encap_and_forward(ctx, prog, &ip, ro->tunnel_id, REASON_FWD_ENCAP_RO, 1);
+        return pmip_encap_and_forward(ctx, prog, &ip, ro->tunnel_id, REASON_FWD_ENCAP_RO, 1);
 
-    mn = lookup_mn(&ip.src);
+    mn = pmip_lookup_mn(&ip.src);
     if (!mn)
-        return finish(ctx, prog, REASON_PASS_NOT_MN);
-    note_unoptimized_flow(ctx, prog, &ip.src, &ip.dst);
-    return encap_and_forward(ctx, prog, &ip, mn->tunnel_id, REASON_FWD_ENCAP_PMIP, 1);
+        return pmip_finish(ctx, prog, REASON_PASS_NOT_MN);
+    pmip_note_unoptimized_flow(ctx, prog, &ip.src, &ip.dst);
+    return pmip_encap_and_forward(ctx, prog, &ip, mn->tunnel_id, REASON_FWD_ENCAP_PMIP, 1);
 }

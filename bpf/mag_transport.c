@@ -13,25 +13,25 @@ int xdp_mag_transport(struct xdp_md *ctx)
     struct peer *peer;
     int verdict, rc;
 
-    rc = read_tunnel(ctx, prog, &tun, &verdict);
+    rc = pmip_read_tunnel(ctx, prog, &tun, &verdict);
     if (rc < 0)
         return verdict;
-    if (rc == TUNNEL_NONE || !is_local_address(&tun.outer.dst) || is_signaling_for_us(&tun))
-        return finish(ctx, prog, REASON_PASS_LOCAL);
+    if (rc == TUNNEL_NONE || !pmip_is_local_address(&tun.outer.dst) || pmip_is_signaling_for_us(&tun))
+        return pmip_finish(ctx, prog, REASON_PASS_LOCAL);
 
-    peer = lookup_peer(&tun);
+    peer = pmip_lookup_peer(&tun);
     if (!peer)
-        return finish(ctx, prog, REASON_DROP_UNKNOWN_PEER);
-    if (!lookup_mn(&tun.inner.dst))
-        return finish(ctx, prog, REASON_DROP_NOT_ATTACHED);
-    if (carries_mobility_message(&tun.inner, (void *)(long)ctx->data_end))
-        return punt(ctx, prog);
-    if (peer->kind == PEER_RO && !ro_peer_may_send(ctx, prog, &tun, peer))
-        return finish(ctx, prog, REASON_DROP_NO_RO_BINDING);
+        return pmip_finish(ctx, prog, REASON_DROP_UNKNOWN_PEER);
+    if (!pmip_lookup_mn(&tun.inner.dst))
+        return pmip_finish(ctx, prog, REASON_DROP_NOT_ATTACHED);
+    if (pmip_carries_mobility_message(&tun.inner, (void *)(long)ctx->data_end))
+        return pmip_punt(ctx, prog);
+    if (peer->kind == PEER_RO && !pmip_ro_peer_may_send(ctx, prog, &tun, peer))
+        return pmip_finish(ctx, prog, REASON_DROP_NO_RO_BINDING);
 
-    if (decap_and_parse(ctx, &tun, &ip) != PARSE_OK)
-        return finish(ctx, prog, REASON_DROP_MALFORMED);
-    if (!decrement_hop_limit(&ip, (void *)(long)ctx->data_end))
-        return finish(ctx, prog, REASON_PASS_HOP_LIMIT);
-    return forward(ctx, prog, REASON_FWD_DECAP);
+    if (pmip_decap_and_parse(ctx, &tun, &ip) != PARSE_OK)
+        return pmip_finish(ctx, prog, REASON_DROP_MALFORMED);
+    if (!pmip_decrement_hop_limit(&ip, (void *)(long)ctx->data_end))
+        return pmip_finish(ctx, prog, REASON_PASS_HOP_LIMIT);
+    return pmip_forward(ctx, prog, REASON_FWD_DECAP);
 }

@@ -1,132 +1,44 @@
-/* Map value types and the maps every program shares. Maps are pinned under
- * PIN_DIR (set by the loader to /sys/fs/bpf/pmip6/<node>) so that a restarted
- * daemon finds them and the data plane keeps forwarding meanwhile.
+/* The maps every program shares. Maps are pinned under PIN_DIR (set by the
+ * loader to /sys/fs/bpf/pmip6/<node>) so that a restarted daemon finds them
+ * and the data plane keeps forwarding meanwhile. Their types are in types.h.
  */
 #ifndef PMIP6_MAPS_H
 #define PMIP6_MAPS_H
 
-#include <uapi/linux/bpf.h>
-#include <linux/in.h>
-#include <linux/in6.h>
-#include <linux/if_ether.h>
-#include <linux/ip.h>
-#include <linux/ipv6.h>
-#include <linux/udp.h>
-
-#include "constants.h"
-#include "reasons.h"
+#include "types.h"
 
 #ifndef PIN_DIR
 #error "the loader defines PIN_DIR"
 #endif
 #define PIN(name) PIN_DIR "/" #name
 
-/* An address of either family; IPv4 is stored IPv4-mapped (::ffff:a.b.c.d)
- * so that one key layout serves both. */
-union ip_addr {
-    __u8   b[16];
-    __be32 w[4];
-};
-
-/* One tunnel: the outer headers to push. Slot 0 and slots with type 0 are
- * unused. The loader bumps generation on every write, which invalidates the
- * next-hop cache entry of that slot. */
-struct tunnel {
-    __u8   type;            /* ENCAP_* */
-    __u8   pad;
-    __be16 sport;           /* ENCAP_UDP4 only: our port */
-    __be16 dport;           /*                  the peer's (or its NAT's) port */
-    __u16  pad2;
-    __u32  generation;
-    union ip_addr local;
-    union ip_addr remote;
-};
-
-/* The FIB's answer for a tunnel's outer destination, kept per CPU for one
- * jiffy: the FIB stays the authority on the next hop (a route change takes
- * effect within a jiffy), and the RO fast path pays for one lookup per jiffy
- * instead of one per packet. */
-struct nexthop {
-    __u64 jiffies;          /* when the FIB said so; 0 = empty */
-    __u32 generation;       /* of the tunnel it was resolved for */
-    __u32 ifindex;
-    __u16 mtu;              /* of the route: longer outer packets get DROP_FRAG_NEEDED */
-    __u8  smac[6];
-    __u8  dmac[6];
-    __u16 pad;
-};
-
-/* Longest-prefix key: an MN's home network prefix, or its IPv4 HoA as /128. */
-struct prefix_key {
-    __u32 prefixlen;
-    union ip_addr addr;
-};
-
-struct mn_entry {
-    __u32 tunnel_id;        /* MAG: toward the LMA; LMA: toward the serving MAG */
-    __u32 flags;
-};
-
-/* Route-optimized pair, as the draft's cache entry (MN HoA, CN HoA) seen from
- * this node: local is the address served here, remote the correspondent. */
-struct ro_key {
-    union ip_addr local;
-    union ip_addr remote;
-};
-
-struct ro_entry {
-    __u32 tunnel_id;        /* toward the RO peer (MAG2, MAG1 or a CN) */
-    __u32 flags;
-    __u32 also_from_tunnel; /* 0, or a second tunnel the peer may use: when both MAGs
-                             * started RO for the pair over different transports,
-                             * each sends through its own exchange's tunnel */
-    __u32 reserved;
-    __u64 expires_ns;       /* CLOCK_MONOTONIC; 0 = no expiry. The data plane itself
-                             * drops a lapsed binding, so the flow falls back to the
-                             * LMA path even when no daemon is there to remove it. */
-};
-
-/* An authorised tunnel source; port is the UDP source port for ENCAP_UDP4
- * (the NAT's mapping) and 0 otherwise. */
-struct peer_key {
-    union ip_addr addr;
-    __be16 port;
-    __u16  pad;
-};
-
-struct peer {
-    __u32 tunnel_id;
-    __u32 kind;             /* PEER_* */
-};
-
-struct flow_state {
-    __u64 packets;
-    __u64 last_event_ns;
-};
-
-struct counter {
-    __u64 packets;
-    __u64 bytes;
-};
-
-struct dp_config {
-    __u32 ro_trigger_packets;    /* 0 disables the RO trigger */
-    __u32 event_interval_ms;     /* at most one event per flow this often */
-    __u32 hop_limit;             /* of the outer header */
-    __u32 pad;
-};
+/* An XDP devmap keyed by ifindex (BPF_MAP_TYPE_DEVMAP_HASH, xdp-forward's
+ * tx_ports): any ifindex, so a link made after start is a valid egress as
+ * soon as the daemon hears of it. bcc 0.26 knows no devmap_hash: the loader
+ * creates the map at PIN(tx_ports), and this declares it as the pinned map
+ * bcc reopens, with the two calls the programs make on it. */
+#define PMIP_DEVMAP_HASH_PINNED(_name, _max_entries, _pinned)              \
+    struct _name##_table_t {                                                \
+        int key;                                                            \
+        int leaf;                                                           \
+        int *(*lookup)(int *);                                              \
+        u64 (*redirect_map)(int, int);                                      \
+        u32 max_entries;                                                    \
+    };                                                                      \
+    __attribute__((section("maps/hash:" _pinned)))                          \
+    struct _name##_table_t _name = { .max_entries = (_max_entries) }
 
 BPF_TABLE_PINNED("lpm_trie", struct prefix_key, struct mn_entry, mn_table, MAX_MN_ENTRIES, PIN(mn_table), BPF_F_NO_PREALLOC);
 BPF_TABLE_PINNED("hash", struct ro_key, struct ro_entry, ro_table, MAX_RO_ENTRIES, PIN(ro_table));
 BPF_TABLE_PINNED("array", __u32, struct tunnel, tunnels, MAX_TUNNELS, PIN(tunnels));
 BPF_TABLE_PINNED("hash", struct peer_key, struct peer, peers, MAX_PEERS, PIN(peers));
-BPF_TABLE_PINNED("hash", union ip_addr, __u32, local_addrs, MAX_PORTS, PIN(local_addrs));
+BPF_TABLE_PINNED("hash", union ip_addr, __u32, local_addrs, MAX_LOCAL_ADDRS, PIN(local_addrs));
 BPF_TABLE_PINNED("lru_hash", struct ro_key, struct flow_state, flows, MAX_FLOWS, PIN(flows));
 BPF_TABLE_PINNED("array", __u32, struct dp_config, config, 1, PIN(config));
 BPF_TABLE_PINNED("percpu_array", __u32, struct counter, stats, PROG_COUNT * REASON_COUNT, PIN(stats));
 BPF_TABLE_PINNED("percpu_array", __u32, __u64, event_stats, PROG_COUNT * EVENT_KIND_COUNT, PIN(event_stats));
-/* Derived state, rebuilt by every loader before it attaches: not pinned. */
-BPF_DEVMAP(tx_ports, MAX_PORTS);   /* key = ifindex (xdp-forward's layout) */
+/* Derived state, rebuilt by every loader before it attaches. */
+PMIP_DEVMAP_HASH_PINNED(tx_ports, MAX_PORTS, PIN(tx_ports));   /* ifindex -> ifindex */
 BPF_PERCPU_ARRAY(nexthops, struct nexthop, MAX_TUNNELS);
 BPF_PERF_OUTPUT(events);
 

@@ -27,7 +27,7 @@ struct ip_info {
     union ip_addr dst;
 };
 
-static __always_inline void addr_from_ip4(union ip_addr *a, __be32 v4)
+static __always_inline void pmip_addr_from_ip4(union ip_addr *a, __be32 v4)
 {
     a->w[0] = 0;
     a->w[1] = 0;
@@ -35,12 +35,12 @@ static __always_inline void addr_from_ip4(union ip_addr *a, __be32 v4)
     a->w[3] = v4;
 }
 
-static __always_inline void addr_from_ip6(union ip_addr *a, const struct in6_addr *v6)
+static __always_inline void pmip_addr_from_ip6(union ip_addr *a, const struct in6_addr *v6)
 {
     __builtin_memcpy(a, v6, sizeof(*a));
 }
 
-static __always_inline int parse_eth(void *data, void *data_end, __u16 *eth_proto)
+static __always_inline int pmip_parse_eth(void *data, void *data_end, __u16 *eth_proto)
 {
     struct ethhdr *eth = data;
 
@@ -52,7 +52,7 @@ static __always_inline int parse_eth(void *data, void *data_end, __u16 *eth_prot
     return PARSE_OK;
 }
 
-static __always_inline int parse_ip6(void *hdr, void *data_end, struct ip_info *ip)
+static __always_inline int pmip_parse_ip6(void *hdr, void *data_end, struct ip_info *ip)
 {
     struct ipv6hdr *ip6 = hdr;
 
@@ -69,12 +69,12 @@ static __always_inline int parse_ip6(void *hdr, void *data_end, struct ip_info *
     ip->l4proto = ip6->nexthdr;
     ip->hop_limit = ip6->hop_limit;
     ip->is_fragment = 0;
-    addr_from_ip6(&ip->src, &ip6->saddr);
-    addr_from_ip6(&ip->dst, &ip6->daddr);
+    pmip_addr_from_ip6(&ip->src, &ip6->saddr);
+    pmip_addr_from_ip6(&ip->dst, &ip6->daddr);
     return PARSE_OK;
 }
 
-static __always_inline int parse_ip4(void *hdr, void *data_end, struct ip_info *ip)
+static __always_inline int pmip_parse_ip4(void *hdr, void *data_end, struct ip_info *ip)
 {
     struct iphdr *ip4 = hdr;
 
@@ -91,42 +91,42 @@ static __always_inline int parse_ip4(void *hdr, void *data_end, struct ip_info *
     ip->l4proto = ip4->protocol;
     ip->hop_limit = ip4->ttl;
     ip->is_fragment = (ip4->frag_off & bpf_htons(IP_MF | IP_OFFSET)) != 0;
-    addr_from_ip4(&ip->src, ip4->saddr);
-    addr_from_ip4(&ip->dst, ip4->daddr);
+    pmip_addr_from_ip4(&ip->src, ip4->saddr);
+    pmip_addr_from_ip4(&ip->dst, ip4->daddr);
     return PARSE_OK;
 }
 
 /* Parses the IP header at hdr, whose family the first nibble tells (used for
  * the inner packet of a UDP tunnel, which has no next-header hint). */
-static __always_inline int parse_ip_any(void *hdr, void *data_end, struct ip_info *ip)
+static __always_inline int pmip_parse_ip_any(void *hdr, void *data_end, struct ip_info *ip)
 {
     __u8 *version = hdr;
 
     if ((void *)(version + 1) > data_end)
         return PARSE_MALFORMED;
     if ((*version >> 4) == 6)
-        return parse_ip6(hdr, data_end, ip);
+        return pmip_parse_ip6(hdr, data_end, ip);
     if ((*version >> 4) == 4)
-        return parse_ip4(hdr, data_end, ip);
+        return pmip_parse_ip4(hdr, data_end, ip);
     return PARSE_MALFORMED;
 }
 
-static __always_inline int parse_ip(void *hdr, void *data_end, __u16 eth_proto, struct ip_info *ip)
+static __always_inline int pmip_parse_ip(void *hdr, void *data_end, __u16 eth_proto, struct ip_info *ip)
 {
     if (eth_proto == ETH_P_IPV6)
-        return parse_ip6(hdr, data_end, ip);
-    return parse_ip4(hdr, data_end, ip);
+        return pmip_parse_ip6(hdr, data_end, ip);
+    return pmip_parse_ip4(hdr, data_end, ip);
 }
 
 /* The first octet after the IP header. The mask keeps the offset provably
  * small for the verifier (hdr_len is 40, or at most 60 for IPv4). */
-static __always_inline void *ip_payload(const struct ip_info *ip)
+static __always_inline void *pmip_ip_payload(const struct ip_info *ip)
 {
     return ip->hdr + (ip->hdr_len & 0x7f);
 }
 
 /* fe80::/10, ff00::/8, and IPv4 multicast/broadcast: never tunnelled. */
-static __always_inline int is_link_scoped(const struct ip_info *ip)
+static __always_inline int pmip_is_link_scoped(const struct ip_info *ip)
 {
     if (ip->eth_proto == ETH_P_IPV6)
         return ip->dst.b[0] == 0xff || (ip->dst.b[0] == 0xfe && (ip->dst.b[1] & 0xc0) == 0x80);
@@ -134,7 +134,7 @@ static __always_inline int is_link_scoped(const struct ip_info *ip)
     return first >= 224 || ip->dst.w[3] == 0xffffffff;
 }
 
-static __always_inline int is_ip4(const union ip_addr *a)
+static __always_inline int pmip_is_ip4(const union ip_addr *a)
 {
     return a->w[0] == 0 && a->w[1] == 0 && a->w[2] == bpf_htonl(0x0000ffff);
 }

@@ -1,7 +1,7 @@
 /* Why a packet left a program: every exit is counted under exactly one reason.
  * X(NAME, VERDICT, "help") — pmip6ctl/dataplane parses these lines to label
  * the per-CPU counters (metric labels verdict=, reason=), so keep one per line.
- * VERDICT is what the program returned: redirect, pass, drop, or punt (an
+ * VERDICT is what the program returned: redirect, pass, drop, or pmip_punt (an
  * XDP_DROP after the frame was handed to the daemon).
  */
 #ifndef PMIP6_REASONS_H
@@ -18,6 +18,7 @@
     X(PASS_DECAP_LOCAL,   pass,     "decapsulated and handed to the local stack") \
     X(PASS_NO_NEIGH,      pass,     "next hop has no neighbour entry yet: the kernel resolves it") \
     X(PASS_FIB_OTHER,     pass,     "the FIB lookup did not give a forwarding decision") \
+    X(PASS_NO_EGRESS,     pass,     "the egress interface is not in the devmap (tx_ports): the kernel forwards it") \
     X(PASS_HOP_LIMIT,     pass,     "hop limit or TTL expires here: the kernel sends ICMP") \
     X(PASS_FRAGMENT,      pass,     "outer IPv4 fragment: cannot decapsulate in XDP") \
     X(PUNT_MH,            punt,     "mobility message intercepted for the daemon") \

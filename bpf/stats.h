@@ -1,4 +1,4 @@
-/* Counting: every program exit goes through finish() or finish_redirect(),
+/* Counting: every program exit goes through pmip_finish() or finish_redirect(),
  * which count packets and bytes per (program, reason) in a per-CPU array. */
 #ifndef PMIP6_STATS_H
 #define PMIP6_STATS_H
@@ -17,7 +17,7 @@
 
 #define PMIP6_REASON_VERDICT(name, verdict, help) case REASON_##name: return VERDICT_##verdict;
 
-static __always_inline int verdict_of(__u32 reason)
+static __always_inline int pmip_verdict_of(__u32 reason)
 {
     switch (reason) {
     PMIP6_REASONS(PMIP6_REASON_VERDICT)
@@ -25,7 +25,7 @@ static __always_inline int verdict_of(__u32 reason)
     return XDP_DROP;
 }
 
-static __always_inline void count(struct xdp_md *ctx, __u32 prog, __u32 reason)
+static __always_inline void pmip_count(struct xdp_md *ctx, __u32 prog, __u32 reason)
 {
     __u32 key = STATS_KEY(prog, reason);
     struct counter *c = stats.lookup(&key);
@@ -37,13 +37,13 @@ static __always_inline void count(struct xdp_md *ctx, __u32 prog, __u32 reason)
 }
 
 /* Counts the packet under reason and returns that reason's verdict. */
-static __always_inline int finish(struct xdp_md *ctx, __u32 prog, __u32 reason)
+static __always_inline int pmip_finish(struct xdp_md *ctx, __u32 prog, __u32 reason)
 {
-    count(ctx, prog, reason);
-    return verdict_of(reason);
+    pmip_count(ctx, prog, reason);
+    return pmip_verdict_of(reason);
 }
 
-static __always_inline void count_event(__u32 prog, __u32 type)
+static __always_inline void pmip_count_event(__u32 prog, __u32 type)
 {
     __u32 key = EVENT_STATS_KEY(prog, type);
     __u64 *n = event_stats.lookup(&key);

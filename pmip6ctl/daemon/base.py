@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from .. import statefile, wire
+from .. import defs, statefile, wire
 from ..dataplane import Dataplane, DataplaneSettings, FlowEvent, PuntEvent
 from ..io.control import CommandError, ControlServer
 from ..io.frames import home_path_packet
@@ -120,7 +120,7 @@ class Daemon:
         # Every interface a redirect may leave through, kept current from the
         # link events (watching before listing: no link slips between).
         self.netlink.watch_links(lambda event: self._loop.call_soon_threadsafe(self._on_link, event))
-        self.tables.set_tx_ports(self.netlink.ifindexes())
+        self.set_tx_ports(self.netlink.ifindexes())
         self.tables.set_local_addresses(self.netlink.local_addresses())
         self.tunnels = TunnelRegistry(self.tables)
         self.setup()
@@ -324,10 +324,15 @@ class Daemon:
             if event.deleted:
                 self.tables.remove_tx_port(event.ifindex)
             else:
-                self.tables.set_tx_ports([event.ifindex])
+                self.set_tx_ports([event.ifindex])
             self.on_link(event)
         except Exception:
             log.exception("handling the link event for %s failed", event.ifname)
+
+    def set_tx_ports(self, ifindexes) -> None:
+        for ifindex in self.tables.set_tx_ports(ifindexes):
+            log.warning("the devmap (tx_ports, %d entries) is full: packets out of ifindex %d go to the kernel",
+                        defs.constants()["MAX_PORTS"], ifindex)
 
     # --- state ----------------------------------------------------------------------------
     def _save_state(self) -> None:
@@ -369,6 +374,7 @@ class Daemon:
             "peers": [{"address": str(p.address), "port": p.port, "tunnel": p.tunnel_id, "kind": p.kind.name}
                       for p in t.list_peers()],
             "routes": [str(r) for r in self.netlink.our_routes()],
+            "tx_ports": t.list_tx_ports(),
         }
 
     def signaling_counts(self) -> list[dict]:

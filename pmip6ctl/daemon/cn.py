@@ -40,7 +40,7 @@ class CnDaemon(Daemon):
         with open(f"/proc/sys/net/ipv6/conf/{self.egress_peer}/forwarding", "w") as f:
             f.write("1")
         self.netlink.replace_neighbour(EGRESS_GATEWAY, self.netlink.mac(self.egress_peer), self.egress)
-        self.tables.set_tx_ports(self.netlink.ifindexes())     # the veth pair made just now
+        self.set_tx_ports(self.netlink.ifindexes())             # the veth pair made just now
         keys = {p.address: PeerKey(p.spi, p.key) for p in c.peers if p.quick_mode}
         self.node = CnNode(CnNodePolicy(
             address=c.addresses.ipv6, ipv4_address=c.addresses.ipv4,

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import defs
+from . import testrun
 from .tables import Tables, unpack_address
 
 log = logging.getLogger("pmip6ctl.dataplane")
@@ -227,6 +228,7 @@ class Dataplane:
         s = self.settings
         check_prerequisites(s)
         s.pin_dir.mkdir(parents=True, exist_ok=True)
+        create_devmap_hash(s.pin_dir / "tx_ports", defs.constants()["MAX_PORTS"])
         started = time.monotonic()
         failure = None
         with _captured_stderr() as err:
@@ -314,6 +316,37 @@ class Dataplane:
         if self._bpf is not None:
             self._bpf.cleanup()
             self._bpf = None
+
+
+BPF_MAP_TYPE_DEVMAP_HASH = 25
+
+
+def create_devmap_hash(path: Path, max_entries: int) -> None:
+    """tx_ports, made anew at every load (bpf/maps.h: bcc 0.26 cannot make a
+    devmap_hash, but reopens a pinned one). Programs still attached keep the
+    map they hold until they are replaced."""
+    lib = _libbpf()
+    path.unlink(missing_ok=True)
+    fd = lib.bpf_map_create(BPF_MAP_TYPE_DEVMAP_HASH, b"tx_ports", 4, 4, max_entries, None)
+    if fd < 0:
+        err = ctypes.get_errno() or -fd
+        raise DataplaneError(f"cannot create the devmap {path}: {os.strerror(err)}")
+    try:
+        if lib.bpf_obj_pin(fd, str(path).encode()) != 0:
+            err = ctypes.get_errno()
+            raise DataplaneError(f"cannot pin the devmap at {path}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def _libbpf():
+    lib = testrun._lib()
+    lib.bpf_map_create.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32, ctypes.c_uint32,
+                                   ctypes.c_uint32, ctypes.c_void_p]
+    lib.bpf_map_create.restype = ctypes.c_int
+    lib.bpf_obj_pin.argtypes = [ctypes.c_int, ctypes.c_char_p]
+    lib.bpf_obj_pin.restype = ctypes.c_int
+    return lib
 
 
 def remove_pins(node: str, pin_root: Path = Path("/sys/fs/bpf/pmip6")) -> None:

@@ -267,16 +267,23 @@ class Tables:
     def list_local_addresses(self) -> list[IPAddress]:
         return [unpack_address(bytes(key.b)) for key in self.local_addrs.keys()]
 
-    def set_tx_ports(self, ifindexes: Iterable[int]) -> None:
+    def set_tx_ports(self, ifindexes: Iterable[int]) -> list[int]:
         """Interfaces a redirect may leave through (xdp-forward's devmap,
-        keyed by ifindex; larger ifindexes fall back to bpf_redirect)."""
+        keyed by ifindex). Returns those that did not fit (the devmap is
+        full: their packets go to the kernel, counted as pass_no_egress)."""
+        refused = []
         for ifindex in ifindexes:
-            if ifindex < self.tx_ports.max_entries:
-                self.tx_ports[self.tx_ports.Key(ifindex)] = ctypes.c_int(ifindex)
+            try:
+                self.tx_ports[self.tx_ports.Key(ifindex)] = self.tx_ports.Leaf(ifindex)
+            except Exception:              # bcc: "Could not update table" (E2BIG when full)
+                refused.append(ifindex)
+        return refused
 
     def remove_tx_port(self, ifindex: int) -> None:
-        if ifindex < self.tx_ports.max_entries:
-            self._delete(self.tx_ports, self.tx_ports.Key(ifindex))
+        self._delete(self.tx_ports, self.tx_ports.Key(ifindex))
+
+    def list_tx_ports(self) -> list[int]:
+        return sorted(key.value for key in self.tx_ports.keys())
 
     # --- counters ---------------------------------------------------------------
     def counters(self) -> list[Counter]:
@@ -310,7 +317,7 @@ class Tables:
     def map_pressure(self) -> dict[str, tuple[int, int]]:
         """map name -> (entries, capacity), for the hash-like maps."""
         result = {}
-        for name in ("mn_table", "ro_table", "peers", "flows"):
+        for name in ("mn_table", "ro_table", "peers", "flows", "tx_ports"):
             table = getattr(self, name)
             result[name] = (sum(1 for _ in table.keys()), table.max_entries)
         result["tunnels"] = (len(self.list_tunnels()), self.tunnels.max_entries)

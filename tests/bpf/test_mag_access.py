@@ -1,14 +1,17 @@
 """MAG access ingress: packets from mobile nodes, through BPF_PROG_TEST_RUN."""
 
+import subprocess
+
 import pytest
 from scapy.layers.inet import IP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
+from pmip6ctl import netns
 from pmip6ctl.dataplane import Encap, Tunnel
 
-from .conftest import CN4, CN6, LMA4, LMA6, LOCAL4, LOCAL6, MN4, MN6, MN_PREFIX, PEER6
-from .packets import from_mn, hop, outer4, outer6, ping4, ping6, tcp6, toward_next_hop
+from .conftest import NS, CN4, CN6, LMA4, LMA6, LOCAL4, LOCAL6, MN4, MN6, MN_MAC as MN_MAC_, MN_PREFIX, PEER6
+from .packets import ACCESS_MAC as ACCESS_MAC_, from_mn, hop, outer4, outer6, ping4, ping6, tcp6, toward_next_hop
 
 pytestmark = pytest.mark.root
 ACCESS = "xdp_mag_access"
@@ -201,3 +204,42 @@ def test_lapsed_ro_entry_falls_back_to_the_lma_tunnel(mag):
     result = mag.run(ACCESS, from_mn(inner), "in0")
 
     assert result.packet == toward_next_hop(mag.mac("out0"), outer6(LOCAL6, LMA6, hop(inner)))
+
+
+def test_an_egress_missing_from_the_devmap_goes_to_the_kernel_counted_and_not_as_forwarded(mag):
+    """xdp-forward's rule: the egress is checked in the devmap before the
+    redirect; a link the daemon has not heard of yet is a counted pass, not
+    a silent bpf_redirect, and the packet is not counted as forwarded."""
+    attach_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
+    inner = ping6(MN6, CN6)
+    out0 = mag.ifindex["out0"]
+    mag.tables.remove_tx_port(out0)
+    forwarded = mag.counter("mag_access", "fwd_encap_pmip")
+    passed = mag.counter("mag_access", "pass_no_egress")
+    try:
+        result = mag.run(ACCESS, from_mn(inner), "in0")
+        assert result.action == "pass"
+        # encapsulated, its MACs as they came: the kernel routes the outer packet
+        assert result.packet == bytes(Ether(src=MN_MAC_, dst=ACCESS_MAC_) / outer6(LOCAL6, LMA6, hop(inner)))
+        assert mag.counter("mag_access", "pass_no_egress") == passed + 1
+        assert mag.counter("mag_access", "fwd_encap_pmip") == forwarded
+    finally:
+        with netns.entered(NS):             # the devmap takes devices of the caller's namespace
+            assert mag.tables.set_tx_ports([out0]) == []
+    assert mag.run(ACCESS, from_mn(inner), "in0").action == "redirect"
+    assert mag.counter("mag_access", "fwd_encap_pmip") == forwarded + 1
+
+
+def test_any_ifindex_fits_the_devmap(mag):
+    """A devmap keyed by ifindex, not indexed by it: a link made long after
+    the others (a large ifindex, as `lab move` makes them) is an egress too."""
+    subprocess.run(["ip", "-n", NS, "link", "add", "big0", "index", "70000", "type", "veth", "peer", "name",
+                    "big0p"], check=True)
+    try:
+        with netns.entered(NS):
+            assert mag.tables.set_tx_ports([70000]) == []
+            assert mag.tables.set_tx_ports([70001]) == [70001]       # no such device: refused, said
+        assert 70000 in mag.tables.list_tx_ports()
+    finally:
+        mag.tables.remove_tx_port(70000)
+        subprocess.run(["ip", "-n", NS, "link", "del", "big0"], check=True)

@@ -226,3 +226,21 @@ def test_every_signaling_message_of_an_attach_decodes_in_wireshark(lab, tmp_path
     assert len(messages) >= 8
     problems = {m.number: m.problems() for m in messages if m.problems()}
     assert problems == {}
+
+
+@pytest.mark.parametrize("node", ["mag1", "lma"])
+def test_a_link_made_after_the_daemon_started_is_an_egress_at_once(lab, node):
+    """The devmap follows the netlink link events: a link created now is in
+    tx_ports within a moment (no silent bpf_redirect fallback, no
+    pass_no_egress for it), and leaves it when deleted."""
+    ns = lab.ns(node)
+    subprocess.run(["ip", "-n", ns, "link", "add", "late0", "type", "veth", "peer", "name", "late0p"], check=True)
+    try:
+        with netns.entered(ns):
+            ifindex = socket.if_nametoindex("late0")
+        wait_for(lambda: ifindex in lab.client(node).call("tables")["tx_ports"], timeout=5,
+                 what="the new link in the devmap")
+    finally:
+        subprocess.run(["ip", "-n", ns, "link", "del", "late0"], check=True)
+    wait_for(lambda: ifindex not in lab.client(node).call("tables")["tx_ports"], timeout=5,
+             what="the deleted link out of the devmap")

@@ -1080,3 +1080,33 @@ def test_a_nat_on_the_path_is_detected_by_the_responder_and_kept_alive_by_the_in
     keepalives = [a for t, n, a in net.log[since:] if n == "initiator" and isinstance(a, Send)
                   and isinstance(a.message, Heartbeat)]
     assert len(keepalives) == 3 and all(k.ipv4_dst.address == MAG2_4 for k in keepalives)
+
+
+# --- the initiator's transition table -------------------------------------------------------------
+
+def test_every_phase_change_is_a_row_of_the_transition_table():
+    from pmip6ctl.protocol.ro import Attempt, Binding, Event, IllegalTransition
+    from pmip6ctl.protocol.ro.initiator import _TRANSITIONS
+    legal = {(phase, event) for phase, row in _TRANSITIONS.items() for event in row}
+    for phase in Phase:
+        for event in Event:
+            attempt = Attempt(PAIR, started=T0, triggered=T0, phase=phase,
+                              binding=Binding(expires=T0 + 420, refresh_at=T0 + 336))
+            if (phase, event) in legal:
+                attempt.move(event)
+                assert attempt.phase is _TRANSITIONS[phase][event]
+            else:
+                with pytest.raises(IllegalTransition):
+                    attempt.move(event)
+    # nothing is established without the binding the peer granted
+    with pytest.raises(IllegalTransition):
+        Attempt(PAIR, started=T0, triggered=T0, phase=Phase.BINDING).move(Event.BINDING_ACCEPTED)
+
+
+def test_established_is_derived_from_the_granted_binding():
+    net = network()
+    installed = established(net)
+    attempt = net.initiator.attempts[PAIR]
+    assert attempt.established and attempt.expires == installed.expires
+    net.stop()
+    assert PAIR not in net.initiator.attempts

@@ -1,0 +1,34 @@
+"""CnNode: the CN agent (draft §4) answers for its own addresses only."""
+
+from ipaddress import IPv6Address
+
+from protocol_helpers import MAG1, MN, OUTSIDE_CN, T0, cn_node, only
+
+from pmip6ctl.protocol.ro import RoPair, RoRejected
+from pmip6ctl.protocol.vocabulary import RejectReason
+from pmip6ctl.transport import Arrival, Send
+from pmip6ctl.wire import BindingErrorStatus, HomeTest, HomeTestInit
+
+
+def test_the_agent_answers_a_hoti_for_its_own_address_directly_not_by_a_home_path():
+    node = cn_node()
+    hot = only(node.receive(HomeTestInit(home_init_cookie=bytes(8)), Arrival(MN, OUTSIDE_CN), T0))
+    assert isinstance(hot, Send) and isinstance(hot.message, HomeTest) and (hot.src, hot.dst) == (OUTSIDE_CN, MN)
+
+
+def test_a_hoti_for_another_address_is_refused():
+    node = cn_node()
+    other = IPv6Address("2001:db8:ee::99")
+    assert node.receive(HomeTestInit(home_init_cookie=bytes(8)), Arrival(MN, other), T0) == [
+        RoRejected(RoPair(other, MN), MN, RejectReason.CN_NOT_SERVED, "hoti")]
+
+
+def test_traffic_for_a_pair_the_agent_does_not_hold_gets_one_binding_error_naming_the_mn():
+    node = cn_node()
+    be = only(node.missing_binding(MN, OUTSIDE_CN, MAG1, T0))
+    assert (be.src, be.dst, be.message.status, be.message.home_address) == (
+        OUTSIDE_CN, MAG1, BindingErrorStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS_DESTINATION_OPTION, MN)
+
+
+def test_stopping_a_pair_it_does_not_hold_does_nothing():
+    assert cn_node().stop_ro(RoPair(OUTSIDE_CN, MN), T0) == []
