@@ -22,7 +22,6 @@ import argparse
 import ipaddress
 import json
 import os
-import resource
 import shutil
 import socket
 import statistics

@@ -34,7 +34,7 @@ def entered(name: str | None):
     path = NETNS_DIR / name
     if not path.exists():
         raise FileNotFoundError(f"network namespace {name!r} does not exist ({path})")
-    own = os.open(f"/proc/thread-self/ns/net", os.O_RDONLY)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     target = os.open(path, os.O_RDONLY)
     try:
         _setns(target)

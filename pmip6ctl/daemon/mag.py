@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
-from ..dataplane import FlowEvent, PeerKind, PuntEvent
+from ..dataplane import PeerKind, PuntEvent
 from ..io.control import CommandError
 from ..io.frames import punted_arrival
 from ..io.ndp import NdpSocket, build_router_advertisement

@@ -16,7 +16,7 @@ Only documentation address space is used.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Network, IPv6Network
 
 
 @dataclass(frozen=True)

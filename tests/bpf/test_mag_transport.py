@@ -1,7 +1,7 @@
 """MAG transport ingress: tunnels from the LMA and RO peers, through BPF_PROG_TEST_RUN."""
 
 import pytest
-from scapy.layers.inet import IP, UDP
+from scapy.layers.inet import IP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw

@@ -5,7 +5,6 @@ signaling, and every message checked in Wireshark."""
 from __future__ import annotations
 
 import ipaddress
-import os
 import signal
 import socket
 import subprocess

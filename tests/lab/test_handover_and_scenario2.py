@@ -11,8 +11,8 @@ import pytest
 from pmip6ctl.lab import topology as t
 from pmip6ctl.lab.probe import SteadyPing
 
-from .conftest import binding, counters, delta, established, iperf, ping, wait_for
-from .test_ro import clean_ro, lma_forwarded, packets_with  # noqa: F401  (clean_ro is a fixture)
+from .conftest import binding, counters, established, iperf, ping, wait_for
+from .test_ro import clean_ro, packets_with  # noqa: F401  (clean_ro is a fixture)
 from .conftest import Capture
 
 pytestmark = pytest.mark.root

@@ -19,7 +19,7 @@ from pmip6ctl import netns, wire
 from pmip6ctl.lab import topology as t
 
 from ..tshark_check import TSHARK, dissect
-from .conftest import Capture, binding, counters, delta, established, iperf, ping, ro_row, wait_for
+from .conftest import Capture, counters, delta, established, iperf, ping, ro_row, wait_for
 
 pytestmark = pytest.mark.root
 

@@ -361,6 +361,17 @@ class Domain:
             return message, Arrival(action.src, action.dst, home_path=True)
         return carry(action)
 
+    def behind_nat(self, node_address: IPv6Address, mapping: UdpEndpoint) -> None:
+        """What node_address sends over IPv4 arrives from a NAT's mapping."""
+        decoded = self.decoded
+
+        def through_nat(action):
+            message, arrival = decoded(action)
+            if isinstance(action, Send) and action.ipv4_dst is not None and action.src == node_address:
+                arrival = Arrival(arrival.src, arrival.dst, ipv4_src=mapping, ipv4_dst=arrival.ipv4_dst)
+            return message, arrival
+        self.decoded = through_nat
+
     def destination(self, flight: Flight) -> str | None:
         action = flight.action
         if getattr(action, "wrap_ipv4", None) is not None:

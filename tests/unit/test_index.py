@@ -1,7 +1,7 @@
 """PrefixIndex: longest-prefix match of an address onto the prefixes a node
 holds, checked against a plain scan."""
 
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
 from hypothesis import given, strategies as st
 

@@ -1029,14 +1029,7 @@ def over_ipv4_network(nat=None) -> RoNetwork:
     net = network(initiator={"ipv4_transport": True},
                   anchored=(MN_AT_MAG1, MN_B_AT_MAG1, Anchored(CN_HNP, MAG2, CN4, ipv4_proxy_coa=MAG2_4)))
     if nat is not None:
-        original = net.decoded
-
-        def through_nat(action):
-            message, arrival = original(action)
-            if isinstance(action, Send) and action.ipv4_dst is not None and action.src == MAG1:
-                arrival = Arrival(arrival.src, arrival.dst, ipv4_src=nat, ipv4_dst=arrival.ipv4_dst)
-            return message, arrival
-        net.decoded = through_nat
+        net.behind_nat(MAG1, nat)
     return net
 
 
