@@ -12,8 +12,9 @@ Return routability, RFC 6275 §5.2.5 and §6.2.7 ("|" is concatenation):
     Authenticator        = First(96, HMAC_SHA1(Kbm, care-of address |
                                                     correspondent | MH Data))
 
-Quick mode (draft §2.2; docs/protocol.md): a Mobility Message Authentication
-option (RFC 4285 §5, subtype 1) keyed from the peer authentication database,
+Quick mode (draft §2.2) and the signaling between MAGs and LMAs
+(docs/protocol.md §6): a Mobility Message Authentication option (RFC 4285
+§5, subtype 255, unassigned) keyed from the peer authentication database,
 with HMAC-SHA256 and the full 32-octet output:
 
     Authenticator = HMAC_SHA256(key, src | dst | MH Data up to and including the SPI)
@@ -45,8 +46,12 @@ NONCE_SIZE = 8
 TOKEN_SIZE = 8
 AUTHENTICATOR_SIZE = 12
 
-QUICK_MODE_SUBTYPE = 1  # RFC 4285 §5: MN-HA mobility message authentication
-QUICK_MODE_AUTHENTICATOR_SIZE = 32
+# The subtype of our RFC 4285 option (type 9): HMAC-SHA256, all 32 octets.
+# IANA assigns 1 (MN-HA) and 2 (MN-AAA), both with HMAC-SHA1-96 (RFC 4285
+# §5.5); reusing either for another algorithm would have a receiver that
+# follows RFC 4285 misread it. 255 is unassigned: docs/protocol.md §6.
+MMA_SUBTYPE = 255
+MMA_AUTHENTICATOR_SIZE = 32
 
 
 def new_kcn() -> bytes:
@@ -158,10 +163,10 @@ def _mma_mobility_data(msg: Message, src: IPv6Address, dst: IPv6Address) -> byte
 
 def sign_mma(msg: Message, spi: int, key: bytes, src: IPv6Address, dst: IPv6Address) -> Message:
     """A copy of ``msg`` ending with its Mobility Message Authentication option."""
-    placeholder = MobilityMessageAuthentication(QUICK_MODE_SUBTYPE, spi, bytes(QUICK_MODE_AUTHENTICATOR_SIZE))
+    placeholder = MobilityMessageAuthentication(MMA_SUBTYPE, spi, bytes(MMA_AUTHENTICATOR_SIZE))
     signed = _with_last_option(msg, placeholder, MobilityMessageAuthentication)
     authenticator = mma_authenticator(key, _mma_mobility_data(signed, src, dst))
-    signed.options[-1] = MobilityMessageAuthentication(QUICK_MODE_SUBTYPE, spi, authenticator)
+    signed.options[-1] = MobilityMessageAuthentication(MMA_SUBTYPE, spi, authenticator)
     return signed
 
 
@@ -172,7 +177,7 @@ def verify_mma(msg: Message, keys: Mapping[int, bytes], src: IPv6Address, dst: I
         return False
     option = msg.options[-1]
     key = keys.get(option.spi)
-    if option.subtype != QUICK_MODE_SUBTYPE or key is None:
+    if option.subtype != MMA_SUBTYPE or key is None:
         return False
     expected = mma_authenticator(key, _mma_mobility_data(msg, src, dst))
     return hmac.compare_digest(expected, option.authenticator)

@@ -50,12 +50,16 @@ class Tunnel:
     dport: int = 0
 
     def __post_init__(self):
-        local, remote = ipaddress.ip_address(self.local), ipaddress.ip_address(self.remote)
+        local, remote = _address(self.local), _address(self.remote)
         object.__setattr__(self, "local", local)
         object.__setattr__(self, "remote", remote)
         want = 6 if self.encap == Encap.IP6 else 4
         if local.version != want or remote.version != want:
             raise ValueError(f"{self.encap.name} tunnel needs IPv{want} endpoints, got {local} -> {remote}")
+
+
+def _address(value) -> IPAddress:
+    return value if isinstance(value, (IPv4Address, IPv6Address)) else ipaddress.ip_address(value)
 
 
 @dataclass(frozen=True)

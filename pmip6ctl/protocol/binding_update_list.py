@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import copy
 import enum
+import os
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from typing import Callable
 
 from ..wire import (AccessTechnologyType, AccessTechnologyTypeValue, BAFlags, BindingAck, BindingUpdate, BUFlags,
                     HandoffIndicator, HandoffIndicatorValue, HomeNetworkPrefix, IPv4CareofAddress,
@@ -22,7 +24,7 @@ from ..wire import (AccessTechnologyType, AccessTechnologyTypeValue, BAFlags, Bi
                     Status, Timestamp, find_option)
 from ..actions import Command, Notification
 from ..transport import PMIP6_UDP_PORT, Arrival, Send, UdpEndpoint
-from .common import Retransmission, earliest, sequence_greater
+from .common import Retransmission, Stamper, earliest, sequence_greater
 
 ALL_ZERO_PREFIX = IPv6Network("::/0")  # HNP option asking the LMA to assign (RFC 5213 §6.9.1.1)
 ALL_ZERO_IPV4 = IPv4Address(0)  # IPv4 HoA Request asking the LMA to assign (RFC 5844 §3.3.1)
@@ -54,10 +56,13 @@ class MagPolicy:
 @dataclass
 class Transmission:
     """One PBU of a request: RFC 6275 §11.8 gives each retransmission a new
-    sequence number, and the PBA may answer any of them."""
+    sequence number, and the PBA may answer any of them. The PBA carries
+    the PBU's Timestamp back (RFC 5213 §5.3.6): an old PBA names an old
+    PBU even when the 16-bit sequence number has come round."""
 
     sequence: int
     sent: float
+    timestamp: int = 0  # the PBU's Timestamp option, raw
 
 
 class BindingState(enum.StrEnum):
@@ -112,10 +117,13 @@ class RegistrationRejected(Notification):
 
 
 class BindingUpdateList:
-    def __init__(self, policy: MagPolicy):
+    def __init__(self, policy: MagPolicy, random: Callable[[int], bytes] = os.urandom,
+                 stamper: Stamper | None = None):
         self.policy = policy
         self.entries: dict[str, BindingUpdateListEntry] = {}
-        self._sequence = 0
+        # random after every start: a restarted MAG never replays old numbers in order
+        self._sequence = int.from_bytes(random(2), "big")
+        self.stamper = stamper or Stamper()
 
     # --- Events -------------------------------------------------------------
 
@@ -163,9 +171,11 @@ class BindingUpdateList:
             if sequence_greater(msg.sequence, self._sequence):
                 self._sequence = msg.sequence
             return self._request(entry, now)
-        sent = next((t.sent for t in entry.outstanding if t.sequence == msg.sequence), None)
+        stamp = find_option(msg, Timestamp)
+        sent = next((t.sent for t in entry.outstanding if t.sequence == msg.sequence
+                     and stamp is not None and t.timestamp == stamp.timestamp), None)
         if sent is None:
-            return []
+            return []  # no PBU of ours with that number and Timestamp: stale, or forged
         if entry.state is BindingState.DEREGISTERING:
             del self.entries[entry.mn_id]
             return []
@@ -285,7 +295,7 @@ class BindingUpdateList:
             HomeNetworkPrefix(hnp.prefixlen, hnp.network_address),
             HandoffIndicator(indicator),
             AccessTechnologyType(self.policy.access_technology_type),
-            Timestamp.from_unix(now),
+            self.stamper.stamp(now),
         ]
         if entry.ipv4_hoa is not None:
             options.append(IPv4HomeAddressRequest(entry.ipv4_hoa))
@@ -297,7 +307,7 @@ class BindingUpdateList:
             options.append(IPv4CareofAddress(self.policy.ipv4_proxy_coa))
         self._sequence = (self._sequence + 1) % 0x10000
         entry.sequence = self._sequence
-        entry.outstanding.append(Transmission(entry.sequence, now))
+        entry.outstanding.append(Transmission(entry.sequence, now, options[4].timestamp))
         del entry.outstanding[:-OUTSTANDING_TRANSMISSIONS]
         pbu = BindingUpdate(entry.sequence, BUFlags.A | BUFlags.H | BUFlags.P,
                             min(lifetime // 4, MAX_LIFETIME_UNITS), options)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..wire import Timestamp
+
 
 @dataclass
 class Retransmission:
@@ -48,3 +50,17 @@ def sequence_greater(sequence: int, last: int) -> bool:
     """RFC 6275 §9.5.1: a 16-bit Sequence # is greater than ``last`` when it is
     less than 2**15 ahead of it, modulo 2**16."""
     return 0 < (sequence - last) % 0x10000 < 0x8000
+
+
+class Stamper:
+    """Timestamps for our requests, strictly increasing even when many are
+    made at the same `now` (a timer that refreshes a thousand MNs at once):
+    the receiver takes only ever-newer requests from one peer."""
+
+    def __init__(self):
+        self._last = 0
+
+    def stamp(self, now: float) -> Timestamp:
+        value = max(round(now * 65536), self._last + 1)
+        self._last = value
+        return Timestamp(value)

@@ -62,8 +62,13 @@ def mag_policy(proxy_coa: IPv6Address = MAG1, ipv4_proxy_coa: IPv4Address = MAG1
     return MagPolicy(**(fields | changes))
 
 
+def zeros(n: int) -> bytes:
+    """A "random" source that always says 0: sequence numbers from 1."""
+    return bytes(n)
+
+
 def make_mag(proxy_coa: IPv6Address = MAG1, ipv4_proxy_coa: IPv4Address = MAG1_4, **changes) -> BindingUpdateList:
-    return BindingUpdateList(mag_policy(proxy_coa, ipv4_proxy_coa, **changes))
+    return BindingUpdateList(mag_policy(proxy_coa, ipv4_proxy_coa, **changes), random=zeros)
 
 
 def pbu(mn_id: str | None = MN1, now: float = T0, *, sequence: int = 1, lifetime: int = 3600,

@@ -6,12 +6,13 @@ from ipaddress import IPv4Address, IPv6Address, IPv6Network
 import pytest
 from hypothesis import given, settings, strategies as st
 from protocol_helpers import (FIRST_HNP, FIRST_HOA, LMA, LMA4, MAG1, MAG1_4, MAG2, MAG2_4, MN1, MN2, NAT,
-                              SECOND_HNP, T0, carry, exchange, make_lma, make_mag, of_type, only_send, run_until,
-                              sends)
+                              SECOND_HNP, T0, carry, exchange, make_lma, make_mag, mag_policy, of_type, only_send,
+                              run_until, sends)
 
 from pmip6ctl.transport import PMIP6_UDP_PORT, Send, UdpEndpoint
 from pmip6ctl.protocol.binding_cache import BindingRemoved, BindingUpdated
-from pmip6ctl.protocol.binding_update_list import BindingState, MobileNodeDeregistered, MobileNodeRegistered, RegistrationRejected
+from pmip6ctl.protocol.binding_update_list import (BindingState, BindingUpdateList, MobileNodeDeregistered,
+                                                   MobileNodeRegistered, RegistrationRejected)
 from pmip6ctl.protocol.pools import PrefixPool
 from pmip6ctl.wire import (AccessTechnologyType, BAFlags, BindingAck, BindingUpdate, BUFlags, HandoffIndicator,
                            HomeNetworkPrefix, IPv4CareofAddress, IPv4HomeAddressReply, IPv4HomeAddressRequest,
@@ -36,9 +37,16 @@ def registered(mag=None, lma=None, mn_id=MN1, now=T0, link="eth1"):
     return mag, lma
 
 
-def answer(mag, status, sequence, lifetime=3600, options=(), mn_id=MN1, src=LMA, flags=BAFlags.P, now=T0):
-    """Hand the MAG a PBA built in the test."""
-    ack = BindingAck(status, flags, sequence, lifetime // 4, [MobileNodeIdentifier.from_nai(mn_id), *options])
+def answer(mag, status, sequence, lifetime=3600, options=(), mn_id=MN1, src=LMA, flags=BAFlags.P, now=T0,
+           timestamp=None):
+    """Hand the MAG a PBA built in the test, with the Timestamp of the PBU
+    it answers (RFC 5213 §5.3.6), as an LMA copies it."""
+    if timestamp is None:
+        entry = mag.entries.get(MN1)
+        sent = [t.timestamp for t in (entry.outstanding if entry else ()) if t.sequence == sequence]
+        timestamp = Timestamp(sent[0]) if sent else Timestamp.from_unix(now)
+    ack = BindingAck(status, flags, sequence, lifetime // 4,
+                     [MobileNodeIdentifier.from_nai(mn_id), *options, timestamp])
     return mag.receive(*carry(Send(ack, src, MAG1)), now)
 
 
@@ -249,6 +257,22 @@ def test_a_rejected_refresh_tears_the_routes_down():
     assert isinstance(rejected, RegistrationRejected) and rejected.status == Status.TIMESTAMP_MISMATCH
     assert isinstance(gone, MobileNodeDeregistered) and gone.entry.hnp == FIRST_HNP
     assert mag.entries[MN1].state is BindingState.FAILED and mag.next_deadline() is None
+
+
+def test_a_pba_with_the_right_number_but_another_pbus_timestamp_is_ignored():
+    """The 16-bit sequence number comes round; the Timestamp does not: a PBA
+    captured earlier names an older PBU (issue: replayed answers)."""
+    mag = make_mag()
+    pbu = pbu_of(mag.attach(MN1, "eth1", T0))
+    ok = [HomeNetworkPrefix(64, FIRST_HNP.network_address)]
+    old = find_option(pbu, Timestamp).timestamp - 65536 * 120
+    assert answer(mag, 0, pbu.sequence, options=ok, timestamp=Timestamp(old)) == []
+    assert answer(mag, 0, pbu.sequence, options=ok, timestamp=None) != []
+
+
+def test_sequence_numbers_start_anywhere_after_a_start():
+    firsts = {pbu_of(BindingUpdateList(mag_policy()).attach(MN1, "eth1", T0)).sequence for _ in range(8)}
+    assert len(firsts) > 1
 
 
 @pytest.mark.parametrize("case", ["unknown mn", "wrong sequence", "no P flag", "not from the lma", "not a pba"])

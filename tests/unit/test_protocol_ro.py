@@ -750,7 +750,7 @@ def test_quick_mode_binds_without_rr_and_authenticates_with_option_9():
     assert bu.options[:3] == [HomeNetworkPrefix(128, MN), CNHomeNetworkPrefix(128, CN), Timestamp.from_unix(t_bu)]
     assert len(bu.options) == 4 and not find_option(bu, NonceIndices)
     mma = bu.options[-1]
-    assert isinstance(mma, MobilityMessageAuthentication) and (mma.subtype, mma.spi) == (1, QUICK_SPI)
+    assert isinstance(mma, MobilityMessageAuthentication) and (mma.subtype, mma.spi) == (255, QUICK_SPI)
     assert mma.authenticator == quick_authenticator(QUICK_KEY, MAG1, MAG2, bu)
     ba = only(net.messages(BindingAck))
     assert ba.options[:2] == [ROAcknowledgement(0, LIFETIME // 4), Timestamp.from_unix(t_bu)]

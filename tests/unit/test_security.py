@@ -215,7 +215,7 @@ def test_mma_authenticator_is_full_hmac_sha256():
 def test_signed_mma_covers_src_dst_and_the_header_up_to_the_spi():
     signed = sign_mma(ro_binding_update(), 0x100, KEYS[0x100], MAG1, MAG2)
     option = signed.options[-1]
-    assert (option.type, option.subtype, option.spi, len(option.authenticator)) == (9, 1, 0x100, 32)
+    assert (option.type, option.subtype, option.spi, len(option.authenticator)) == (9, 255, 0x100, 32)
     mh = encode(signed, MAG1, MAG2)
     mh_data = (mh[:4] + b"\0\0" + mh[6:])[:-32]
     assert mh_data.endswith((0x100).to_bytes(4, "big"))
@@ -260,5 +260,7 @@ def test_mma_without_the_option_or_other_subtype_fails():
     assert not verify_mma(msg, KEYS, MAG1, MAG2)
 
 
-def test_quick_mode_subtype_is_rfc_4285_mn_ha():
-    assert security.QUICK_MODE_SUBTYPE == 1
+def test_our_hmac_sha256_never_poses_as_an_rfc_4285_subtype():
+    # 1 (MN-HA) and 2 (MN-AAA) mean HMAC-SHA1-96 to an RFC 4285 receiver
+    assert security.MMA_SUBTYPE not in (1, 2) and security.MMA_AUTHENTICATOR_SIZE == 32
+    assert sign_mma(ro_binding_update(), 0x100, b"k" * 16, MAG1, MAG2).options[-1].subtype == 255

@@ -133,7 +133,7 @@ def samples():
             ("mip6.bad.auth", hexval(ro_bu.options[-1].authenticator))]),
         ("RO-BU-IPv4-quick", MAG1, MAG2, ro_bu_v4, [
             ("mip6.mhtype", "5"), ("mip6.bu.p_flag", "1"), ("mip6.ipv4ha.ha", str(MN_V4)),
-            em(w.CNIPv4HomeAddress(32, CN_V4)), ts_field, ("mip6.auth.subtype", "1"),
+            em(w.CNIPv4HomeAddress(32, CN_V4)), ts_field, ("mip6.auth.subtype", "255"),
             ("mip6.auth.mobility_spi", "256"),
             ("mip6.options.auth", hexval(w.encode(ro_bu_v4)[-39:]))]),
         ("RO-BA-fig5", MAG2, MAG1, ro_ba, [

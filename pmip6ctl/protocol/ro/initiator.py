@@ -158,8 +158,9 @@ class Attempt:
     failures: int = 0
     retry_at: float | None = None
     last_failure: str = ""
-    # (time, what) of this attempt's signaling, for `ro show` and the demo
-    timeline: list[tuple[float, str]] = field(default_factory=list)
+    # (time, template, arguments) of this attempt's signaling, for `ro show`
+    # and the demo; formatted only when someone looks (timeline)
+    notes: list[tuple[float, str, tuple]] = field(default_factory=list)
 
     @property
     def established(self) -> bool:
@@ -178,9 +179,14 @@ class Attempt:
             raise IllegalTransition(f"{self.pair}: established without a binding")
         self.phase = target
 
-    def note(self, now: float, what: str) -> None:
-        if len(self.timeline) < 40:
-            self.timeline.append((now, what))
+    def note(self, now: float, template: str, *args) -> None:
+        if len(self.notes) < 40:
+            self.notes.append((now, template, args))
+
+    @property
+    def timeline(self) -> list[tuple[float, str]]:
+        """(time, what) of this attempt's signaling."""
+        return [(t, template.format(*args)) for t, template, args in self.notes]
 
     @property
     def next_deadline(self) -> float | None:
@@ -197,7 +203,10 @@ class RoInitiator:
         self.policy = policy
         self.random = random
         self.attempts: dict[RoPair, Attempt] = {}
-        self._sequence = random(1)[0]
+        # what an answer names -> the pair that asked: ("lri", sequence),
+        # ("home"/"careof", cookie), ("bu", sequence); at most four per attempt
+        self._asked: dict[tuple[str, object], RoPair] = {}
+        self._sequence = int.from_bytes(random(2), "big")   # random after every start
         # Pairs forgotten at their retry time keep their failure count for a
         # while, so that the flow's next trigger backs off longer if it fails
         # again: pair -> (failures, when to forget).
@@ -213,6 +222,8 @@ class RoInitiator:
             if attempt.phase is not Phase.BACKOFF or (not operator and now < attempt.retry_at):
                 return []
         remembered, _ = self._failures.pop(pair, (0, None))
+        if attempt is not None:
+            self._forget_asked(attempt)
         attempt = Attempt(pair, started=now, triggered=now, mn_prefix=mn_prefix,
                           failures=attempt.failures if attempt else remembered)
         self.attempts[pair] = attempt
@@ -225,6 +236,7 @@ class RoInitiator:
         self._failures.pop(pair, None)
         if attempt is None:
             return []
+        self._forget_asked(attempt)
         if not attempt.established:
             return []
         if self._can_sign_deregistration(attempt, now):
@@ -266,6 +278,7 @@ class RoInitiator:
                 # retry only when the flow asks again (start); forget idle pairs,
                 # but remember their failures as long as the longest backoff
                 del self.attempts[attempt.pair]
+                self._forget_asked(attempt)
                 self._failures[attempt.pair] = (attempt.failures, now + self.policy.retry_interval * 16)
         for pair, (_, forget) in list(self._failures.items()):
             if now >= forget:
@@ -278,7 +291,7 @@ class RoInitiator:
 
     # --- the query (LRI/LRA) -------------------------------------------------------
     def _query(self, attempt: Attempt, now: float) -> list:
-        attempt.lri_sequence = self._next_sequence()
+        self._ask(attempt, "lri", self._next_sequence())
         attempt.retransmission = self._retransmission(now)
         attempt.note(now, "LRI → LMA (which MAG serves the CN?)")
         return [self._lri(attempt)]
@@ -302,12 +315,11 @@ class RoInitiator:
     def _on_lra(self, lra: wire.LocalizedRoutingAck, arrival: Arrival, now: float) -> list:
         if arrival.src != self.policy.lma_address:
             return []                     # only our LMA answers the query (it names the peer we trust)
-        attempt = next((a for a in self.attempts.values()
-                        if a.phase is Phase.QUERY and a.lri_sequence == lra.sequence), None)
-        if attempt is None:
+        attempt = self._asking("lri", lra.sequence)
+        if attempt is None or attempt.phase is not Phase.QUERY:
             return []
         attempt.retransmission.stop()
-        attempt.note(now, f"LRA ← LMA: {status_label(lra.status, wire.LRAStatus)}")
+        attempt.note(now, "LRA ← LMA: {}", status_label(lra.status, wire.LRAStatus))
         p = self.policy
         if lra.status == wire.LRAStatus.SUCCESS:
             mag = wire.find_option(lra, wire.MAGIPv6Address)
@@ -341,11 +353,12 @@ class RoInitiator:
     def _return_routability(self, attempt: Attempt, now: float) -> list:
         attempt.move(Event.RR_STARTED)
         # Draft §3: a different cookie for each MN and each attempt.
-        attempt.tokens = Tokens(self.random(8), self.random(8))
+        self._ask(attempt, "tokens", Tokens(self.random(8), self.random(8)))
         attempt.retransmission = self._retransmission(now)
-        coti_path = ("through the LMA" if self.policy.ipv4_transport or isinstance(attempt.pair.local, IPv4Address)
-                     else f"→ {attempt.peer.address}")
-        attempt.note(now, f"HoTI → home path via the LMA, CoTI {coti_path}")
+        if self.policy.ipv4_transport or isinstance(attempt.pair.local, IPv4Address):
+            attempt.note(now, "HoTI → home path via the LMA, CoTI through the LMA")
+        else:
+            attempt.note(now, "HoTI → home path via the LMA, CoTI → {}", attempt.peer.address)
         return self._rr_messages(attempt)
 
     def _rr_messages(self, attempt: Attempt) -> list:
@@ -383,25 +396,21 @@ class RoInitiator:
         return actions
 
     def _on_home_test(self, msg: wire.HomeTest, arrival: Arrival, now: float) -> list:
-        attempt = self._awaiting_token(lambda t: t.home_cookie == msg.home_init_cookie)
-        if attempt is None:
+        attempt = self._asking("home", msg.home_init_cookie)
+        if attempt is None or attempt.phase is not Phase.RETURN_ROUTABILITY:
             return []                     # stale, or a forged cookie: RFC 6275 §11.6.2
         attempt.tokens.home_token, attempt.tokens.home_nonce_index = msg.home_keygen_token, msg.home_nonce_index
         attempt.note(now, "HoT ← home path")
         return self._tokens_arrived(attempt, now)
 
     def _on_careof_test(self, msg: wire.CareofTest, arrival: Arrival, now: float) -> list:
-        attempt = self._awaiting_token(lambda t: t.careof_cookie == msg.careof_init_cookie)
-        if attempt is None:
+        attempt = self._asking("careof", msg.careof_init_cookie)
+        if attempt is None or attempt.phase is not Phase.RETURN_ROUTABILITY:
             return []
         attempt.tokens.careof_token, attempt.tokens.careof_nonce_index = (msg.careof_keygen_token,
                                                                           msg.careof_nonce_index)
-        attempt.note(now, f"CoT ← {attempt.peer.address}")
+        attempt.note(now, "CoT ← {}", attempt.peer.address)
         return self._tokens_arrived(attempt, now)
-
-    def _awaiting_token(self, cookie_matches: Callable[[Tokens], bool]) -> Attempt | None:
-        return next((a for a in self.attempts.values()
-                     if a.phase is Phase.RETURN_ROUTABILITY and cookie_matches(a.tokens)), None)
 
     def _tokens_arrived(self, attempt: Attempt, now: float) -> list:
         if attempt.tokens.kbm is None:
@@ -412,10 +421,10 @@ class RoInitiator:
     # --- the binding (BU/BA) -----------------------------------------------------------------
     def _bind(self, attempt: Attempt, now: float) -> list:
         attempt.move(Event.BU_SENT)
-        attempt.sequence = self._next_sequence()
+        self._ask(attempt, "bu", self._next_sequence())
         attempt.retransmission = self._retransmission(now)
         auth = "option 9, quick mode" if attempt.mode is Mode.QUICK else "BAD from Kbm"
-        attempt.note(now, f"BU → {attempt.peer.address} ({auth})")
+        attempt.note(now, "BU → {} ({})", attempt.peer.address, auth)
         return [self._binding_update(attempt, now, lifetime=self.policy.lifetime)]
 
     def _binding_update(self, attempt: Attempt, now: float, lifetime: int) -> Send:
@@ -457,13 +466,12 @@ class RoInitiator:
         ack = wire.find_option(ba, wire.ROAcknowledgement) or wire.find_option(ba, wire.IPv4ROAcknowledgement)
         if ack is None:
             return []
-        attempt = next((a for a in self.attempts.values() if a.phase is Phase.BINDING
-                        and a.sequence == ba.sequence and a.peer.address == arrival.src), None)
-        if attempt is None:
+        attempt = self._asking("bu", ba.sequence)
+        if attempt is None or attempt.phase is not Phase.BINDING or attempt.peer.address != arrival.src:
             return []
         refused = ba.status >= RO_ACCEPTED_BELOW or ack.status >= RO_ACCEPTED_BELOW
         status = ba.status if ba.status >= RO_ACCEPTED_BELOW else ack.status
-        attempt.note(now, f"BA ← {attempt.peer.address}: {status_label(status)}")
+        attempt.note(now, "BA ← {}: {}", attempt.peer.address, status_label(status))
         if refused and status in EXPIRED_NONCE_STATUSES and attempt.mode is Mode.RR:
             # Without its nonces the peer has no Kbm, so this BA alone comes
             # without a BAD (RFC 6275 §9.5.4); redo the RR (§11.7.3).
@@ -490,8 +498,8 @@ class RoInitiator:
         attempt.move(Event.BINDING_ACCEPTED)
         attempt.failures = 0
         if nat is not None:
-            attempt.note(now, f"NAT on the path: UDP encapsulation, keepalive every {nat.refresh_time} s")
-        attempt.note(now, f"RO entry installed for {granted} s")
+            attempt.note(now, "NAT on the path: UDP encapsulation, keepalive every {} s", nat.refresh_time)
+        attempt.note(now, "RO entry installed for {} s", granted)
         return [RoInstalled(attempt.pair, attempt.peer.address, arrival.ipv4_src, attempt.binding.expires, granted,
                             attempt.mode, Role.INITIATOR, setup_seconds=now - attempt.triggered if first else None,
                             nat=attempt.binding.nat)]
@@ -519,7 +527,7 @@ class RoInitiator:
         §5.2.7) and BU, while the installed entry keeps forwarding."""
         attempt.started = now
         attempt.binding = replace(attempt.binding, refresh_at=None)
-        attempt.timeline = [(now, "refresh")]
+        attempt.notes = [(now, "refresh", ())]
         if attempt.mode is Mode.QUICK:
             return self._bind(attempt, now)
         return self._return_routability(attempt, now)
@@ -534,13 +542,13 @@ class RoInitiator:
                 return []
             return self._fail(attempt, now, FailReason.NO_ANSWER, detail=f"in phase {attempt.phase.value}")
         attempt.retransmission.backoff(now)
-        attempt.note(now, f"no answer: retransmission {attempt.retransmission.attempts} ({attempt.phase.value})")
+        attempt.note(now, "no answer: retransmission {} ({})", attempt.retransmission.attempts, attempt.phase.value)
         if attempt.phase is Phase.QUERY:
             return [self._lri(attempt)]
         if attempt.phase is Phase.RETURN_ROUTABILITY:
             return self._rr_messages(attempt)
         # Phase.BINDING. RFC 6275 §11.8: a retransmitted BU carries a new sequence number
-        attempt.sequence = self._next_sequence()
+        self._ask(attempt, "bu", self._next_sequence())
         return [self._binding_update(attempt, now, lifetime=self.policy.lifetime)]
 
     def _fail(self, attempt: Attempt, now: float, reason: FailReason, long: bool = False, penalize: bool = True,
@@ -562,7 +570,7 @@ class RoInitiator:
             attempt.retry_at = now
         failed = RoFailed(attempt.pair, reason, attempt.retry_at, attempt.mode, detail)
         attempt.last_failure = failed.text
-        attempt.note(now, f"failed: {failed.text}")
+        attempt.note(now, "failed: {}", failed.text)
         actions.append(failed)
         return actions
 
@@ -579,6 +587,45 @@ class RoInitiator:
         r = Retransmission(initial=self.policy.initial_timeout, maximum=self.policy.max_timeout)
         r.start(now)
         return r
+
+    # --- what the answers name -----------------------------------------------------------------
+    def _ask(self, attempt: Attempt, what: str, value) -> None:
+        """Give the attempt a new LRI sequence number, RR cookies (what =
+        "tokens") or BU sequence number, findable by the answer."""
+        if what == "lri":
+            self._asked.pop(("lri", attempt.lri_sequence), None)
+            attempt.lri_sequence = value
+        elif what == "bu":
+            self._asked.pop(("bu", attempt.sequence), None)
+            attempt.sequence = value
+        else:
+            if attempt.tokens is not None:
+                self._asked.pop(("home", attempt.tokens.home_cookie), None)
+                self._asked.pop(("careof", attempt.tokens.careof_cookie), None)
+            attempt.tokens = value
+            self._asked[("home", value.home_cookie)] = attempt.pair
+            self._asked[("careof", value.careof_cookie)] = attempt.pair
+            return
+        self._asked[(what, value)] = attempt.pair
+
+    def _asking(self, what: str, value) -> Attempt | None:
+        """The attempt whose current question an answer names (RFC 6275
+        §11.6.2: a stale or forged cookie finds nothing)."""
+        pair = self._asked.get((what, value))
+        attempt = self.attempts.get(pair) if pair is not None else None
+        if attempt is None:
+            return None
+        current = {"lri": attempt.lri_sequence, "bu": attempt.sequence,
+                   "home": attempt.tokens.home_cookie if attempt.tokens else None,
+                   "careof": attempt.tokens.careof_cookie if attempt.tokens else None}[what]
+        return attempt if current == value else None
+
+    def _forget_asked(self, attempt: Attempt) -> None:
+        for key in (("lri", attempt.lri_sequence), ("bu", attempt.sequence),
+                    *((("home", attempt.tokens.home_cookie), ("careof", attempt.tokens.careof_cookie))
+                      if attempt.tokens else ())):
+            if self._asked.get(key) == attempt.pair:
+                del self._asked[key]
 
     def _next_sequence(self) -> int:
         self._sequence = (self._sequence + 1) & 0xFFFF

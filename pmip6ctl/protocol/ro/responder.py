@@ -165,6 +165,7 @@ class RoResponder:
                     self._ba(bu, pair, stamp, arrival, wire.Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED, 0, kbm, now,
                              mode)]
         self._forget_timestamps(now)
+        self._last_timestamp.pop(pair, None)          # to the end: the dict stays in time order
         self._last_timestamp[pair] = stamp.to_unix()
         lifetime = min(bu.lifetime * 4, self.policy.max_lifetime)
         # RFC 5555 §4.1 style NAT detection: the IPv4 CoA the initiator put in
@@ -186,7 +187,11 @@ class RoResponder:
     def _forget_timestamps(self, now: float) -> None:
         """A Timestamp older than the window needs no remembering: a BU that
         old fails the window check (156) anyway."""
-        for pair in [p for p, t in self._last_timestamp.items() if t < now - self.policy.timestamp_window]:
+        oldest = now - self.policy.timestamp_window
+        while self._last_timestamp:
+            pair, stamp = next(iter(self._last_timestamp.items()))
+            if stamp >= oldest:
+                return
             del self._last_timestamp[pair]
 
     def _ba(self, bu: wire.BindingUpdate, pair: RoPair, stamp: wire.Timestamp | None, arrival: Arrival, status: int,
