@@ -121,6 +121,29 @@ _daemon_group("mag", "Mobile Access Gateway: attaches MNs, registers them with t
 _daemon_group("cn", "Correspondent agent for an RO-capable CN outside the domain (draft scenario 3).")
 
 
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace a key file that exists.")
+def keygen(path, force):
+    """Write a new 32-octet key, in hex, to PATH, readable by its owner only.
+
+    Both ends of a [[peers]] pair name a copy of the same file (docs/security.md)."""
+    import os
+    from pathlib import Path
+
+    from .security import new_peer_key
+
+    target = Path(path)
+    if target.exists() and not force:
+        raise click.ClickException(f"{path} exists: --force replaces it (both ends must then get the new key)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(new_peer_key().hex() + "\n")
+    click.echo(f"{path}: a new key (mode 0600)")
+
+
 @main.group()
 def config():
     """Check node configuration files."""

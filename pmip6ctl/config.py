@@ -37,7 +37,7 @@ from . import defs
 from .security import MAX_RR_BINDING_LIFETIME
 
 __all__ = [
-    "KNOWN_KEYS", "ROLES", "AddressesSection", "CnSection", "ConfigError", "ControlSection",
+    "KNOWN_KEYS", "ROLES", "SecuritySection", "read_key", "read_keys", "AddressesSection", "CnSection", "ConfigError", "ControlSection",
     "DataplaneSection", "InterfacesSection", "LmaSection", "MagSection", "MetricsSection",
     "NodeConfig", "NodeSection", "Peer", "RoPolicyRule", "RoSection", "TimersSection",
     "load_config", "parse_config",
@@ -254,19 +254,36 @@ _ifname = _string(r"(?!\.\.?$)(?:(?![/:])[!-~]){1,15}",
                   "a valid interface name (1-15 ASCII characters, no '/', ':' or whitespace)")
 
 
-def _hex_key(min_octets: int) -> Converter:
-    """Key material: never echoed in a message."""
-    def convert(value: Any) -> bytes:
-        if not isinstance(value, str):
-            raise _Invalid("not a hex string (value not shown)")
-        try:
-            key = bytes.fromhex(value)
-        except ValueError:
-            raise _Invalid("not a hex string (value not shown)") from None
-        if len(key) < min_octets:
-            raise _Invalid(f"{len(key)} octets; at least {min_octets} are needed")
-        return key
-    return convert
+MIN_KEY_OCTETS = 16
+
+
+def _key_path(value: Any) -> Path:
+    _typed(str, "a string", value)
+    if not value or "\0" in value:
+        raise _Invalid(f"{_show(value)} is not a file name")
+    return Path(value)
+
+
+def read_key(path: Path) -> bytes:
+    """A key file: hex, at least MIN_KEY_OCTETS octets, readable by its owner
+    only (anyone else who can read it can sign as us). The key itself is
+    never echoed in a message."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text()
+    except FileNotFoundError:
+        raise _Invalid(f"{path} does not exist (make one with `pmip6ctl keygen {path}`)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _Invalid(f"{path} cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    if mode & 0o077:
+        raise _Invalid(f"{path} is readable by group or others (mode {mode & 0o777:04o}): chmod 600 it")
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        raise _Invalid(f"{path} does not hold a hex key (content not shown)") from None
+    if len(key) < MIN_KEY_OCTETS:
+        raise _Invalid(f"{path} holds {len(key)} octets; at least {MIN_KEY_OCTETS} are needed")
+    return key
 
 
 _LISTEN = re.compile(r"\[(?P<v6>[^\]]*)\]:(?P<port6>[0-9]+)|(?P<host>[^:\[\]]*):(?P<port>[0-9]+)")
@@ -455,15 +472,37 @@ class RoSection:
     nat_keepalive: int = _key(_integer(1, 3600), 20)
 
 
+PEER_ROLES = ("lma", "mag", "cn")
+
+
 @dataclass(**_section)
 class Peer:
-    """A [[peers]] entry: the peer authentication database (draft §2.2, RFC 4285)."""
+    """A [[peers]] entry: the peer authentication database (RFC 4285; draft
+    §2.2 for quick mode). The key lives in key_file (docs/security.md)."""
     name: str = _key(_name)
+    # What the peer is to us: an LMA (our LMA, or a peer LMA for scenario 2), a MAG
+    # (a MAG registering with us, or an RO peer), a CN agent. Default: "lma" at an LMA,
+    # "mag" elsewhere.
+    role: str | None = _key(_choice(*PEER_ROLES), None)
     address: IPv6Address = _key(_address(6))
     ipv4: IPv4Address | None = _key(_address(4), None)
     spi: int = _key(_integer(256, U32_MAX, note="SPIs 0-255 are reserved by RFC 4285"))
-    key: bytes = _key(_hex_key(16), repr=False)
+    # A file holding the key in hex (at least 16 octets), readable by its owner only;
+    # a relative path is taken from the config file's folder. `pmip6ctl keygen` makes one.
+    key_file: Path = _key(_key_path)
     quick_mode: bool = _key(_boolean, True)
+    # Its IPv4 signaling may come through a NAT: any outer source, the NAT's mapping
+    # (otherwise it must come from `ipv4`).
+    behind_nat: bool = _key(_boolean, False)
+    key: bytes = field(default=b"", repr=False, compare=False)   # from key_file, by load_config
+
+
+@dataclass(**_section)
+class SecuritySection:
+    # "hmac-sha256": PBU/PBA, LRI/LRA and Heartbeats between MAGs and LMAs carry an RFC 4285
+    # option with HMAC-SHA256 under the peer's key, and nothing else is believed.
+    # "none": no authentication at all (a warning at start): for labs behind IPsec only.
+    auth: str = _key(_choice("hmac-sha256", "none"), "hmac-sha256")
 
 
 @dataclass(**_section)
@@ -521,6 +560,7 @@ class NodeConfig:
     mag: MagSection | None = _table(MagSection, None)     # iff node.role = "mag"
     ro: RoSection = _table(RoSection, factory=RoSection)
     peers: tuple[Peer, ...] = _tables(Peer)
+    security: SecuritySection = _table(SecuritySection, factory=SecuritySection)
     timers: TimersSection = _table(TimersSection, factory=TimersSection)
     dataplane: DataplaneSection = _table(DataplaneSection, factory=DataplaneSection)
     metrics: MetricsSection = _table(MetricsSection, factory=MetricsSection)
@@ -536,6 +576,14 @@ class NodeConfig:
     def peer(self, address: IPv6Address | IPv4Address) -> Peer | None:
         """The [[peers]] entry for a peer's IPv6 or IPv4 address."""
         return next((p for p in self.peers if address in (p.address, p.ipv4)), None)
+
+    def peers_of(self, role: str) -> tuple[Peer, ...]:
+        return tuple(p for p in self.peers if p.role == role)
+
+    @property
+    def authenticated(self) -> bool:
+        """Signaling between MAGs and LMAs is authenticated (security.auth)."""
+        return self.security.auth != "none"
 
 
 def _known_keys(cls: type, prefix: str = "") -> Iterator[tuple[str, frozenset[str]]]:
@@ -577,6 +625,9 @@ def _cross_checks(c: NodeConfig) -> Iterator[tuple[tuple[str | int, ...], str]]:
         # RFC 6275 §5.2.6: a binding authorised by return routability lasts at most this long.
         yield ("ro", "lifetime"), (f"{c.ro.lifetime} exceeds MAX_RR_BINDING_LIFETIME "
                                    f'({MAX_RR_BINDING_LIFETIME}) with ro.mode = "rr"')
+    if c.mag and c.authenticated and not any(p.role == "lma" and p.address == c.mag.lma for p in c.peers):
+        yield (("peers",), f'no entry with role = "lma" and address = "{c.mag.lma}" (mag.lma): '
+                           'give the LMA\'s key, or set security.auth = "none"')
     for unique in ("name", "spi", "address"):
         seen: dict[Any, int] = {}
         for i, peer in enumerate(c.peers):
@@ -603,6 +654,11 @@ def _from_document(doc: dict[str, Any], path: Path) -> NodeConfig:
             raise _Invalid(f'only allowed when node.role = "{role}"', (role,))
     # A missing [cn] takes its defaults; a missing [lma] or [mag] names its first required key.
     config = _build(NodeConfig, {node.role: {}, **doc}, path=path)
+    default_role = "lma" if node.role == "lma" else "mag"
+    config = dataclasses.replace(config, peers=tuple(
+        dataclasses.replace(p, role=p.role or default_role,
+                            key_file=p.key_file if p.key_file.is_absolute() else path.parent / p.key_file)
+        for p in config.peers))
     if config.control.socket is None:
         socket = Path(f"/run/pmip6ctl/{config.node.name}.sock")
         config = dataclasses.replace(config, control=ControlSection(socket=socket))
@@ -645,4 +701,15 @@ def load_config(path: str | Path) -> NodeConfig:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ConfigError(str(path), None, f"not UTF-8 (byte {error.start})") from None
-    return parse_config(text, path)
+    return read_keys(parse_config(text, path))
+
+
+def read_keys(config: NodeConfig) -> NodeConfig:
+    """The config with each peer's key read from its key_file."""
+    peers = []
+    for i, peer in enumerate(config.peers):
+        try:
+            peers.append(dataclasses.replace(peer, key=read_key(peer.key_file)))
+        except _Invalid as problem:
+            raise ConfigError(str(config.path), _dotted(("peers", i, "key_file")), problem.why) from None
+    return dataclasses.replace(config, peers=tuple(peers))

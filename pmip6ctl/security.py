@@ -54,6 +54,11 @@ MMA_SUBTYPE = 255
 MMA_AUTHENTICATOR_SIZE = 32
 
 
+def new_peer_key() -> bytes:
+    """A key for a [[peers]] pair (HMAC-SHA256: 32 octets)."""
+    return os.urandom(32)
+
+
 def new_kcn() -> bytes:
     """A fresh node key for a correspondent (RFC 6275 §5.2.3)."""
     return os.urandom(KCN_SIZE)

@@ -26,6 +26,8 @@ from ..io.netlink import LinkEvent, Netlink
 from ..io.signaling import MhSocket, Raw4Signaling, UdpSignalingSocket
 from ..io.tunnel_sender import TunnelSender
 from ..metrics import DataplaneCollector, Metrics
+from ..security import PeerKey
+from ..protocol.auth import SignalingGuard, SignalingPeer, SignalingRefused
 from ..protocol.node import Node, NodeError, NotSent, StateChanged
 from ..protocol.ro import RoFailed, RoPair, RoRejected
 from ..protocol.vocabulary import message_kind, result_label
@@ -33,6 +35,21 @@ from ..transport import Arrival, Encap, Send, SendHomePath, Tunnel
 from .tunnels import TunnelRegistry
 
 log = logging.getLogger("pmip6ctl.daemon")
+
+
+def peer_key(peer) -> PeerKey:
+    return PeerKey(peer.spi, peer.key)
+
+
+def signaling_guard(config, peers, window: float = 7.0) -> SignalingGuard | None:
+    """The guard over the signaling with these [[peers]] (docs/security.md),
+    or None when the config turns authentication off (said loudly)."""
+    if not config.authenticated:
+        log.warning("security.auth = \"none\": signaling between MAGs and LMAs is NOT authenticated; "
+                    "anyone who can reach this node can create, move and end bindings")
+        return None
+    return SignalingGuard({p.address: SignalingPeer(p.address, peer_key(p), p.ipv4, p.behind_nat) for p in peers},
+                          window=window)
 
 
 def pair_from(args: dict, local: str = "mn", remote: str = "cn") -> RoPair:
@@ -207,7 +224,6 @@ class Daemon:
             log.warning("dropped a malformed mobility message from %s: %s", arrival.src, exc)
             return
         kind = message_kind(msg)
-        self.metrics.count_message(kind, "in")
         log.debug("in  %s from %s: %s", kind, arrival.src, msg)
         try:
             actions = self.node.receive(msg, arrival, now)
@@ -215,6 +231,8 @@ class Daemon:
             self.metrics.count_message(kind, "in", "internal_error")
             log.exception("processing %s from %s failed; the daemon goes on", kind, arrival.src)
             return
+        if not any(isinstance(a, SignalingRefused) for a in actions):    # a refusal is counted by its reason
+            self.metrics.count_message(kind, "in")
         self.apply(actions)
 
     # --- actions out ----------------------------------------------------------------------
@@ -237,6 +255,10 @@ class Daemon:
         elif isinstance(action, NotSent):
             self.metrics.count_message(action.kind, "out", action.reason)
             log.warning("%s not sent: %s %s", action.kind, action.reason.replace("_", " "), action.detail)
+        elif isinstance(action, SignalingRefused):
+            self.metrics.count_message(action.kind, "in", action.reason)
+            log.warning("%s from %s refused: %s%s", action.kind, action.src, action.reason.text,
+                        f" ({action.detail})" if action.detail else "")
         elif isinstance(action, RoRejected):           # the MAG's and the CN agent's responders
             log.warning("RO message from %s rejected: %s%s", action.peer, action.reason.text,
                         f" ({action.detail})" if action.detail else "")

@@ -17,10 +17,9 @@ from ..io.netlink import LinkEvent
 from ..protocol import mag, ro
 from ..protocol.binding_update_list import BindingUpdateListEntry, RegistrationRejected
 from ..protocol.vocabulary import Role, StopReason, status_label
-from ..security import PeerKey
 from ..statefile import from_jsonable
 from ..transport import Encap
-from .base import Daemon, pair_from
+from .base import Daemon, pair_from, peer_key, signaling_guard
 from .ro_entries import RoEntries
 
 log = logging.getLogger("pmip6ctl.mag")
@@ -32,14 +31,15 @@ class MagDaemon(Daemon):
     def setup(self) -> None:
         c = self.config
         t = c.timers
+        lma = [p for p in c.peers_of("lma") if p.address == c.mag.lma]
         self.node = mag.MagNode(mag.MagNodePolicy.build(
             name=self.node_name, proxy_coa=c.addresses.ipv6, ipv4_proxy_coa=c.addresses.ipv4, lma=c.mag.lma,
             lma_ipv4=c.mag.lma_ipv4, ipv4_transport=c.mag.transport == "ipv4", lifetime=c.mag.lifetime,
             refresh_fraction=t.refresh_fraction, initial_bindack_timeout=t.initial_bindack_timeout,
             max_bindack_timeout=t.max_bindack_timeout, request_ipv4=c.mag.request_ipv4, ro_enabled=c.ro.enabled,
             ro_mode=c.ro.mode, ro_lifetime=c.ro.lifetime, ro_retry_interval=c.ro.retry_interval,
-            peer_keys={p.address: PeerKey(p.spi, p.key) for p in c.peers if p.quick_mode},
-            nat_keepalive=c.ro.nat_keepalive, mn_ids=c.mag.mn_ids))
+            peer_keys={p.address: peer_key(p) for p in c.peers if p.quick_mode and p.role in ("mag", "cn")},
+            nat_keepalive=c.ro.nat_keepalive, mn_ids=c.mag.mn_ids), guard=signaling_guard(c, lma))
         self.installed: dict[str, int] = {}      # mn_id -> tunnel id toward the LMA
         self.open_signaling(c.addresses.ipv4)
         self.ro_entries = RoEntries(self.tables, self.tunnels, c.addresses.ipv6, c.addresses.ipv4)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from . import topology as t
 
 DATAPLANE = """
@@ -36,26 +38,47 @@ socket = "{run_dir}/{name}.sock"
     return text
 
 
-def peer_entries(name: str, others: tuple[str, ...], tag: str) -> str:
-    """A [[peers]] table (the peer authentication database, draft §2.2): one
-    SPI and key per pair of nodes, lab-only, derived from the pair's names
-    so that both ends agree."""
-    import hashlib
+def pair_key(name: str, other: str, tag: str) -> tuple[str, int, str]:
+    """(key file name, SPI, key in hex) that two lab nodes share: derived from
+    the pair's names so that both ends agree. Lab only: a real key is random
+    (`pmip6ctl keygen`)."""
+    pair = "-".join(sorted((name, other)))
+    digest = hashlib.sha256(f"pmip6ctl lab {tag} {pair}".encode())
+    return f"keys/{tag}-{pair}.key", 4096 + int.from_bytes(digest.digest()[:2], "big"), digest.hexdigest()
+
+
+def peer_entries(name: str, others: tuple[str, ...], tag: str, role: str, behind_nat: tuple[str, ...] = ()) -> str:
+    """[[peers]] tables (the peer authentication database, RFC 4285): one SPI
+    and key file per pair of nodes."""
     text = ""
     for other in others:
         if other == name:
             continue
-        pair = "-".join(sorted((name, other)))
-        digest = hashlib.sha256(f"pmip6ctl lab {tag} {pair}".encode())
-        spi = 4096 + int.from_bytes(digest.digest()[:2], "big")
+        key_file, spi, _ = pair_key(name, other, tag)
         text += f"""
 [[peers]]
 name = "{other}"
+role = "{role}"
 address = "{t.address6(other)}"
+ipv4 = "{t.address4(other)}"
 spi = {spi}
-key = "{digest.hexdigest()}"
+key_file = "{key_file}"
 """
+        if other in behind_nat:
+            text += "behind_nat = true             # `lab nat on` puts it behind pmip-nat\n"
     return text
+
+
+def lab_keys() -> dict[str, str]:
+    """Every key file the lab's configs name -> its key, in hex."""
+    keys = {}
+    for a, b, tag in [*((lma, other, "inter-lma") for lma in t.LMAS for other in t.LMAS),
+                      *((lma, mag, "signaling") for lma in t.LMAS for mag in MAGS),
+                      *((mag, other, "quick-mode") for mag in MAGS for other in MAGS)]:
+        if a != b:
+            key_file, _, key = pair_key(a, b, tag)
+            keys[key_file] = key
+    return keys
 
 
 def lma_config(run_dir: str, pin_root: str, name: str = "lma") -> str:
@@ -75,7 +98,7 @@ nat_keepalive = {t.NAT_KEEPALIVE}
 action = "deny"
 mn = "{hnp_pool}"
 cn = "{t.DENIED_CN}/128"
-""" + peer_entries(name, t.LMAS, "inter-lma")
+""" + peer_entries(name, t.LMAS, "inter-lma", "lma") + peer_entries(name, MAGS, "signaling", "mag", ("mag2",))
 
 
 MAGS = ("mag1", "mag2", "mag3")
@@ -100,7 +123,7 @@ lifetime = 600
 [ro]
 trigger_packets = {trigger_packets}
 nat_keepalive = {t.NAT_KEEPALIVE}
-""" + peer_entries(name, MAGS, "quick-mode")
+""" + peer_entries(name, t.LMAS, "signaling", "lma") + peer_entries(name, MAGS, "quick-mode", "mag")
 
 
 def cn_config(run_dir: str, pin_root: str) -> str:

@@ -22,7 +22,7 @@ from typing import Callable
 from .. import netns
 from ..io.control import CommandError, ControlClient
 from . import topology as t
-from .configs import lab_configs
+from .configs import lab_configs, lab_keys
 from .netlab import LabError, NetLab, _run, list_namespaces
 
 RUN_DIR = Path("/run/pmip6ctl")
@@ -246,6 +246,12 @@ class Lab:
                                       trigger_packets=trigger_packets, anchors=anchors).items():
             if only is None or node == only:
                 (self.lab_dir / f"{node}.toml").write_text(text)
+        for name, key in lab_keys().items():            # readable by root only, as the daemons demand
+            path = self.lab_dir / name
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(key + "\n")
 
     # --- daemons ------------------------------------------------------------------------
     def start_daemon(self, node: str) -> None:

@@ -127,8 +127,10 @@ class SignalingGuard:
         """A message to a signaling peer, signed with its key, a request
         stamped first when it carries no Timestamp yet."""
         peer = self.peers.get(send.dst)
-        if peer is None:
-            return send
+        last = send.message.options[-1] if send.message.options else None
+        if peer is None or message_kind(send.message) not in GUARDED \
+                or isinstance(last, wire.MobilityMessageAuthentication):
+            return send                     # not ours to sign, or signed already (inter-LMA)
         message = send.message
         if wire.find_option(message, wire.Timestamp) is None:
             message = copy.copy(message)

@@ -15,6 +15,7 @@ query is never relayed twice, so there are no loops.
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import Callable, Mapping
@@ -24,7 +25,8 @@ from ..actions import Notification
 from ..security import PeerKey
 from .common import earliest
 from ..transport import Arrival, Send
-from .ro_query import mag_address_options, named_addresses, serving_mag_options
+from .common import Stamper
+from .ro_query import echoed_timestamp, mag_address_options, named_addresses, serving_mag_options
 from .vocabulary import RelayOutcome
 
 Address = IPv6Address | IPv4Address
@@ -46,7 +48,8 @@ class PendingQuery:
     lri: wire.LocalizedRoutingInitiation
     arrival: Arrival
     cn: Address
-    sequences: dict[int, IPv6Address]   # of the LRIs still unanswered, and the peer each went to
+    # of the LRIs still unanswered: sequence -> (the peer it went to, its Timestamp, which the answer echoes)
+    sequences: dict[int, tuple[IPv6Address, int]]
     deadline: float
 
 
@@ -64,7 +67,9 @@ class InterLmaQuery:
     cache: dict[Address, CachedAnswer] = field(default_factory=dict)
     pending: list[PendingQuery] = field(default_factory=list)
     askers: dict[IPv6Network | IPv4Address, set[IPv6Address]] = field(default_factory=dict)
-    _sequence: itertools.count = field(default_factory=lambda: itertools.count(1))
+    # random after every start: answers are tied to the question by it (and by the Timestamp)
+    _sequence: itertools.count = field(default_factory=lambda: itertools.count(int.from_bytes(os.urandom(2), "big")))
+    stamper: Stamper = field(default_factory=Stamper)
 
     # --- a MAG asked about a CN we do not anchor -------------------------------------------
     def ask_peers(self, lri: wire.LocalizedRoutingInitiation, arrival: Arrival, now: float) -> list | None:
@@ -81,10 +86,12 @@ class InterLmaQuery:
         actions = []
         for peer, key in self.peers.items():
             sequence = next(self._sequence) & 0xFFFF
-            query.sequences[sequence] = peer
+            stamp = self.stamper.stamp(now)
+            query.sequences[sequence] = (peer, stamp.timestamp)
+            options = [o for o in lri.options if not isinstance(o, (wire.MobilityMessageAuthentication,
+                                                                       wire.Timestamp))]
             forwarded = wire.LocalizedRoutingInitiation(sequence=sequence, lifetime=lri.lifetime,
-                                                        options=[o for o in lri.options
-                                                                 if not isinstance(o, wire.MobilityMessageAuthentication)])
+                                                        options=options + [stamp])
             actions.append(Send(key.sign(forwarded, self.address, peer), self.address, peer))
         self.pending.append(query)
         return actions
@@ -96,9 +103,11 @@ class InterLmaQuery:
             return [Relayed(None, RelayOutcome.UNAUTHENTICATED_PEER_ANSWER)]
         if lra.unsolicited:
             return self._on_notice(lra, arrival.src)
-        query = next((q for q in self.pending if q.sequences.get(lra.sequence) == arrival.src), None)
+        stamp = wire.find_option(lra, wire.Timestamp)
+        asked = (arrival.src, stamp.timestamp if stamp else None)
+        query = next((q for q in self.pending if q.sequences.get(lra.sequence) == asked), None)
         if query is None:
-            return []
+            return []                   # no question of ours with that number and Timestamp
         del query.sequences[lra.sequence]
         if lra.status == wire.LRAStatus.SUCCESS:
             mag = wire.find_option(lra, wire.MAGIPv6Address)
@@ -138,7 +147,7 @@ class InterLmaQuery:
 
     # --- a peer LMA asked us ---------------------------------------------------------------------
     def answer_peer(self, lri: wire.LocalizedRoutingInitiation, arrival: Arrival,
-                    binding_for: Callable[[Address], object | None]) -> list:
+                    binding_for: Callable[[Address], object | None], now: float | None = None) -> list:
         """Answer a peer's query from our own binding cache only."""
         key = self.peers.get(arrival.src)
         if key is None or not key.verify(lri, arrival.src, arrival.dst):
@@ -153,11 +162,11 @@ class InterLmaQuery:
             options = serving_mag_options(serving)
             self.askers.setdefault(serving.hnp, set()).add(arrival.src)
         lra = wire.LocalizedRoutingAck(sequence=lri.sequence, status=status,
-                                       lifetime=lri.lifetime if serving else 0, options=options)
+                                       lifetime=lri.lifetime if serving else 0, options=options + echoed_timestamp(lri))
         return [Send(key.sign(lra, self.address, arrival.src), self.address, arrival.src),
                 Relayed(cn, RelayOutcome.ANSWERED_PEER if serving else RelayOutcome.NOT_ANCHORED_HERE)]
 
-    def binding_changed(self, hnp: IPv6Network, ipv4_hoa: IPv4Address | None) -> list:
+    def binding_changed(self, hnp: IPv6Network, ipv4_hoa: IPv4Address | None, now: float) -> list:
         """A binding some peer asked about moved or ended: notify the askers."""
         askers = self.askers.pop(hnp, set())
         actions = []
@@ -168,6 +177,7 @@ class InterLmaQuery:
             options = [wire.CNHomeNetworkPrefix(hnp.prefixlen, hnp.network_address)]
             if ipv4_hoa is not None:
                 options.append(wire.CNIPv4HomeAddress(32, ipv4_hoa))
+            options.append(self.stamper.stamp(now))       # a request of ours: fresh, ever newer
             notice = wire.LocalizedRoutingAck(sequence=next(self._sequence) & 0xFFFF,
                                               status=wire.LRAStatus.MN_NOT_ATTACHED, lifetime=0,
                                               unsolicited=True, options=options)
@@ -176,11 +186,12 @@ class InterLmaQuery:
 
     # --- answering the MAG ---------------------------------------------------------------------------
     def _answer(self, lri, arrival: Arrival, answer: CachedAnswer) -> Send:
-        lra = wire.LocalizedRoutingAck(sequence=lri.sequence, status=wire.LRAStatus.SUCCESS,
-                                       lifetime=lri.lifetime, options=mag_address_options(answer.mag, answer.mag_ipv4))
+        lra = wire.LocalizedRoutingAck(sequence=lri.sequence, status=wire.LRAStatus.SUCCESS, lifetime=lri.lifetime,
+                                       options=mag_address_options(answer.mag, answer.mag_ipv4)
+                                       + echoed_timestamp(lri))
         return arrival.reply(lra, self.address)
 
     def _refuse(self, query: PendingQuery) -> Send:
         lra = wire.LocalizedRoutingAck(sequence=query.lri.sequence, status=wire.LRAStatus.MN_NOT_ATTACHED,
-                                       lifetime=0)
+                                       lifetime=0, options=echoed_timestamp(query.lri))
         return query.arrival.reply(lra, self.address)

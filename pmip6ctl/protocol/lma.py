@@ -27,7 +27,8 @@ from ..actions import Command, Notification
 from ..security import PeerKey
 from ..transport import PMIP6_UDP_PORT, Arrival, Encap, Tunnel
 from .binding_cache import BindingCache, BindingCacheEntry, BindingRemoved, BindingUpdated, LmaPolicy
-from .common import earliest
+from .auth import SignalingGuard
+from .common import Stamper, earliest
 from .inter_lma import InterLmaQuery, Relayed
 from .node import Node, StateChanged, with_state_change
 from .ro_query import answer_lri
@@ -81,10 +82,12 @@ class LmaNodePolicy:
 class LmaNode(Node):
     role = "lma"
 
-    def __init__(self, policy: LmaNodePolicy):
+    def __init__(self, policy: LmaNodePolicy, guard: SignalingGuard | None = None):
         self.policy = policy
+        self.guard = guard
         self.cache = BindingCache(policy.binding_cache)
-        self.inter_lma = InterLmaQuery(policy.binding_cache.address, policy.peers)
+        self.inter_lma = InterLmaQuery(policy.binding_cache.address, policy.peers,
+                                       stamper=guard.stamper if guard else Stamper())
         # each serving MAG's proxy CoA -> (MN -> tunnel) of the bindings through it
         self._through_mag: dict[IPv6Address, dict[str, Tunnel]] = {}
         self._mag_routes: dict[IPv6Address, Tunnel] = {}
@@ -105,7 +108,7 @@ class LmaNode(Node):
 
     # --- inputs -----------------------------------------------------------------------------
     def _on_pbu(self, msg: wire.BindingUpdate, arrival: Arrival, now: float) -> list:
-        return self._bindings(self.cache.receive(msg, arrival, now))
+        return self._sealed(self._bindings(self.cache.receive(msg, arrival, now), now), now)
 
     def _on_lri(self, lri: wire.LocalizedRoutingInitiation, arrival: Arrival, now: float) -> list:
         """A MAG's RO query (DESIGN §2), or a peer LMA's (scenario 2)."""
@@ -117,10 +120,11 @@ class LmaNode(Node):
             relayed = self.inter_lma.ask_peers(lri, arrival, now)
             if relayed is not None:
                 return [QueryAnswered(arrival.src, RelayOutcome.ASKING_PEERS)] + relayed
-        return [QueryAnswered(arrival.src, outcome), send]
+        return self._sealed([QueryAnswered(arrival.src, outcome), send], now)
 
     def _on_lra(self, lra: wire.LocalizedRoutingAck, arrival: Arrival, now: float) -> list:
-        return self.inter_lma.on_peer_lra(lra, arrival, now)
+        """A peer LMA's answer, which may settle a MAG's query: our LRA to it."""
+        return self._sealed(self.inter_lma.on_peer_lra(lra, arrival, now), now)
 
     _HANDLERS = {
         wire.BindingUpdate: _on_pbu,
@@ -134,17 +138,17 @@ class LmaNode(Node):
         live = [e for e in entries if e.expires > now]
         refused = self.cache.restore(live)
         restored = [BindingUpdated(e) for e in live if e not in refused]
-        return [a for a in self._bindings(restored) if not isinstance(a, StateChanged)], refused
+        return [a for a in self._bindings(restored, now) if not isinstance(a, StateChanged)], refused
 
     # --- timers --------------------------------------------------------------------------------
     def on_timer(self, now: float) -> list:
-        return self._bindings(self.cache.on_timer(now)) + self.inter_lma.on_timer(now)
+        return self._sealed(self._bindings(self.cache.on_timer(now), now) + self.inter_lma.on_timer(now), now)
 
     def next_deadline(self) -> float | None:
         return earliest(self.cache.next_deadline(), self.inter_lma.next_deadline())
 
     # --- the rules between the cores -------------------------------------------------------
-    def _bindings(self, actions: list) -> list:
+    def _bindings(self, actions: list, now: float) -> list:
         """The binding cache's results in the data plane's terms; a binding
         that moves or ends tells the peer LMAs that asked about it."""
         out = []
@@ -157,13 +161,13 @@ class LmaNode(Node):
                 out.append(InstallBinding(entry.mn_id, entry.hnp, entry.ipv4_hoa, tunnel, entry.proxy_coa, moved))
                 out += self._through(entry.mn_id, entry.proxy_coa, tunnel)
                 if moved:                                       # a handover: peers' answers are stale
-                    out += self.inter_lma.binding_changed(entry.hnp, entry.ipv4_hoa)
+                    out += self.inter_lma.binding_changed(entry.hnp, entry.ipv4_hoa, now)
             elif isinstance(action, BindingRemoved):
                 changed = True
                 entry = action.entry
                 out += self._through(entry.mn_id, None, None)   # before its tunnel may go
                 out.append(RemoveBinding(entry.mn_id, entry.hnp, entry.ipv4_hoa))
-                out += self.inter_lma.binding_changed(entry.hnp, entry.ipv4_hoa)
+                out += self.inter_lma.binding_changed(entry.hnp, entry.ipv4_hoa, now)
             else:
                 out.append(action)
         return with_state_change(out) if changed else out

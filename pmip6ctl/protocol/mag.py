@@ -34,7 +34,8 @@ from ..security import MAX_RR_BINDING_LIFETIME
 from ..transport import PMIP6_UDP_PORT, Arrival, Encap, Send, SendHomePath, Tunnel, UdpEndpoint
 from .binding_update_list import (BindingState, BindingUpdateList, BindingUpdateListEntry, MagPolicy,
                                   MobileNodeDeregistered, MobileNodeRegistered)
-from .common import earliest
+from .auth import SignalingGuard
+from .common import Stamper, earliest
 from .index import PrefixIndex
 from .node import Node, NodeError, NotSent, with_state_change
 from .ro import Address, InitiatorPolicy, ResponderPolicy, RoInitiator, RoPair, RoResponder, no_binding_error
@@ -138,10 +139,14 @@ class MagNode(Node):
     role = "mag"
 
     def __init__(self, policy: MagNodePolicy, random: Callable[[int], bytes] = os.urandom,
-                 responder_random: Callable[[int], bytes] | None = None, kcn: bytes | None = None):
+                 responder_random: Callable[[int], bytes] | None = None, kcn: bytes | None = None,
+                 guard: SignalingGuard | None = None):
         self.policy = policy
-        self.bul = BindingUpdateList(policy.registration)
-        self.initiator = RoInitiator(policy.initiator, random=random)
+        self.guard = guard
+        # one clock for every request to the LMA: it takes only ever-newer ones
+        self.stamper = guard.stamper if guard else Stamper()
+        self.bul = BindingUpdateList(policy.registration, random=random, stamper=self.stamper)
+        self.initiator = RoInitiator(policy.initiator, random=random, stamper=self.stamper)
         self.responder = RoResponder(dataclasses.replace(policy.responder, serves=self.serves), kcn=kcn,
                                      random=responder_random or random)
         self.lma_keepalive_at: float | None = None
@@ -311,6 +316,7 @@ class MagNode(Node):
                 out.append(action)
         if actions:
             self._schedule_lma_keepalive(now)
+        out = self._sealed(out, now)
         return with_state_change(out) if actions or changed else out
 
     def _index(self, entry: BindingUpdateListEntry, remove: bool = False) -> None:
@@ -356,7 +362,7 @@ class MagNode(Node):
                     continue
                 action = dataclasses.replace(action, tunnel=self.lma_tunnel(entry))
             out.append(action)
-        return out
+        return self._sealed(out, now)
 
     # --- NAT keepalive toward the LMA --------------------------------------------------------------
     def _nat_refresh(self) -> int | None:
@@ -387,8 +393,9 @@ class MagNode(Node):
             return []
         self.lma_keepalive_at = now + refresh
         p = self.policy.registration
-        return [Send(wire.Heartbeat(unsolicited=False, response=False, sequence=int(now) & 0xFFFFFFFF),
-                     p.proxy_coa, p.lma_address, ipv4_dst=UdpEndpoint(p.lma_ipv4), ipv4_src=p.ipv4_proxy_coa)]
+        return self._sealed([Send(wire.Heartbeat(unsolicited=False, response=False, sequence=int(now) & 0xFFFFFFFF),
+                                  p.proxy_coa, p.lma_address, ipv4_dst=UdpEndpoint(p.lma_ipv4),
+                                  ipv4_src=p.ipv4_proxy_coa)], now)
 
 
 __all__ = ["Advertise", "InstallMobileNode", "MagNode", "MagNodePolicy", "MobileNodeAttaching", "MobileNodeLeft",

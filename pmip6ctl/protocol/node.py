@@ -17,7 +17,8 @@ from typing import Callable, ClassVar
 from .. import wire
 from ..actions import Command, Notification
 from ..transport import Arrival, Send, SendHomePath
-from .vocabulary import MessageKind
+from .auth import GUARDED, SignalingGuard, SignalingRefused
+from .vocabulary import MessageKind, message_kind
 
 
 class NodeError(ValueError):
@@ -46,15 +47,35 @@ class NotSent(Notification):
 
 
 class Node:
-    """Dispatch by message type, and the answer to a message type nobody
-    here knows."""
+    """Dispatch by message type behind the signaling guard (auth.py), and
+    the answer to a message type nobody here knows."""
 
     role: ClassVar[str] = ""
     _HANDLERS: ClassVar[dict[type, Callable]] = {}
+    guard: SignalingGuard | None = None          # None: security.auth = "none"
 
     def receive(self, msg: wire.Message, arrival: Arrival, now: float) -> list:
+        refused = self._refused(msg, arrival, now)
+        if refused is not None:
+            return [refused]
         handler = self._HANDLERS.get(type(msg))
         return handler(self, msg, arrival, now) if handler else []
+
+    def _refused(self, msg: wire.Message, arrival: Arrival, now: float) -> SignalingRefused | None:
+        """Signaling between MAGs and LMAs that must not be believed."""
+        kind = message_kind(msg)
+        if self.guard is None or kind not in GUARDED:
+            return None
+        request = kind in (MessageKind.PBU, MessageKind.LRI, MessageKind.HEARTBEAT) or (
+            kind is MessageKind.LRA and msg.unsolicited)
+        failure = self.guard.check(msg, arrival, now, request)
+        return None if failure is None else SignalingRefused(kind, arrival.src, failure)
+
+    def _sealed(self, actions: list, now: float) -> list:
+        """Our signaling to MAGs and LMAs, stamped and signed."""
+        if self.guard is None:
+            return actions
+        return [self.guard.seal(a, now) if isinstance(a, Send) else a for a in actions]
 
     def unknown_message(self, mh_type: int, arrival: Arrival, now: float) -> list:
         """RFC 6275 §9.2: a Binding Error with status 2 (unrecognized MH type)

@@ -62,5 +62,12 @@ def answer_lri(lri: wire.LocalizedRoutingInitiation, arrival: Arrival, lma_addre
             options = serving_mag_options(serving)
     lra = wire.LocalizedRoutingAck(sequence=lri.sequence, status=status,
                                    lifetime=lri.lifetime if status == wire.LRAStatus.SUCCESS else 0,
-                                   options=options)
+                                   options=options + echoed_timestamp(lri))
     return arrival.reply(lra, lma_address), outcome
+
+
+def echoed_timestamp(request: wire.Message) -> list:
+    """An answer carries the Timestamp of its request (as a PBA does, RFC
+    5213 §5.3.6): the asker takes only the answer to what it asked."""
+    stamp = wire.find_option(request, wire.Timestamp)
+    return [stamp] if stamp is not None else []

@@ -87,8 +87,9 @@ BASE = {
         "addresses": {"ipv6": "2001:db8:0:11::1"},
         "mag": {"lma": "2001:db8::1"},
         "peers": [
-            {"name": "mag2", "address": "2001:db8:0:12::1", "spi": 4097, "key": KEY_A},
-            {"name": "cn", "address": "2001:db8:ffff::10", "spi": 4098, "key": KEY_B},
+            {"name": "mag2", "address": "2001:db8:0:12::1", "spi": 4097, "key_file": "keys/mag1-mag2.key"},
+            {"name": "cn", "role": "cn", "address": "2001:db8:ffff::10", "spi": 4098, "key_file": "keys/cn.key"},
+            {"name": "lma", "role": "lma", "address": "2001:db8::1", "spi": 4100, "key_file": "/etc/keys/lma.key"},
         ],
     },
     "cn": {
@@ -130,16 +131,45 @@ def problem(role: str, edits: dict) -> str:
 # --- the examples -----------------------------------------------------------------------------
 
 
+def write_key(path: Path, hex_key: str = KEY_A, mode: int = 0o600) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(hex_key + "\n")
+    path.chmod(mode)
+    return path
+
+
+@pytest.fixture
+def examples(tmp_path) -> list[Path]:
+    """The examples as an operator makes them work: copied, with a key file
+    for each pair (`pmip6ctl keygen`), readable by the owner only."""
+    copies = []
+    for path in EXAMPLE_FILES:
+        copy_path = tmp_path / path.name
+        copy_path.write_text(path.read_text())
+        copies.append(copy_path)
+        for peer in tomllib.loads(path.read_text()).get("peers", []):
+            key = tmp_path / peer["key_file"]
+            if not key.exists():
+                write_key(key, os_urandom_hex())
+    return copies
+
+
+def os_urandom_hex() -> str:
+    import os
+    return os.urandom(32).hex()
+
+
 def test_there_are_four_examples():
     assert [f.name for f in EXAMPLE_FILES] == ["cn.toml", "lma.toml", "mag1.toml", "mag2.toml"]
 
 
-@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
-def test_example_loads(path):
-    config = load_config(path)
-    assert config.path == path
-    assert config.node.name == path.stem
-    assert {"lma": config.lma, "mag": config.mag, "cn": config.cn}[config.node.role] is not None
+def test_every_example_loads_with_its_keys(examples):
+    for path in examples:
+        config = load_config(path)
+        assert config.path == path
+        assert config.node.name == path.stem
+        assert {"lma": config.lma, "mag": config.mag, "cn": config.cn}[config.node.role] is not None
+        assert all(len(p.key) == 32 for p in config.peers)
 
 
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
@@ -169,8 +199,8 @@ def test_example_uses_only_documentation_addresses(path):
             assert any(network.subnet_of(d) for d in documentation if d.version == network.version), text
 
 
-def test_examples_agree_with_each_other():
-    configs = {c.node.name: c for c in map(load_config, EXAMPLE_FILES)}
+def test_examples_agree_with_each_other(examples):
+    configs = {c.node.name: c for c in map(load_config, examples)}
     lma = configs["lma"]
     for name in ("mag1", "mag2"):
         assert configs[name].mag.lma == lma.addresses.ipv6
@@ -194,7 +224,7 @@ def test_example_keys_are_all_known():
 
 def test_known_keys_lists_sections_and_nested_tables():
     assert set(KNOWN_KEYS) == {"node", "interfaces", "addresses", "lma", "lma.ro_policy", "mag", "ro",
-                               "peers", "timers", "dataplane", "metrics", "control", "cn"}
+                               "peers", "security", "timers", "dataplane", "metrics", "control", "cn"}
     assert KNOWN_KEYS["lma.ro_policy"] == {"action", "mn", "cn"}
     assert "hnp_pool" in KNOWN_KEYS["lma"] and "path" not in KNOWN_KEYS
 
@@ -224,8 +254,11 @@ def test_defaults_are_filled_in():
     assert config.metrics.listen == ("127.0.0.1", 9436)
     assert (config.metrics.host, config.metrics.port) == ("127.0.0.1", 9436)
     assert config.control.socket == Path("/run/pmip6ctl/mag1.sock")
-    assert [p.quick_mode for p in config.peers] == [True, True]
-    assert config.peers[0].key == bytes.fromhex(KEY_A)
+    assert [p.quick_mode for p in config.peers] == [True, True, True]
+    assert [p.role for p in config.peers] == ["mag", "cn", "lma"]          # a MAG's peers are MAGs unless said
+    assert [p.key_file for p in config.peers] == [Path("keys/mag1-mag2.key"), Path("keys/cn.key"),
+                                                  Path("/etc/keys/lma.key")]   # relative to the file's folder
+    assert config.peers[0].key == b"" and config.security.auth == "hmac-sha256"    # keys: load_config reads them
 
 
 def test_lma_defaults_and_typed_values():
@@ -399,18 +432,22 @@ CASES = [
      "peers[0].spi: 255 is not in 256..4294967295 (SPIs 0-255 are reserved by RFC 4285)"),
     ("mag", {"peers.1.spi": 2**32},
      "peers[1].spi: 4294967296 is not in 256..4294967295 (SPIs 0-255 are reserved by RFC 4285)"),
-    ("mag", {"peers.0.key": KEY_A[:30]}, "peers[0].key: 15 octets; at least 16 are needed"),
-    ("mag", {"peers.0.key": "zz" + KEY_A[2:]}, "peers[0].key: not a hex string (value not shown)"),
-    ("mag", {"peers.0.key": 1234}, "peers[0].key: not a hex string (value not shown)"),
-    ("mag", {"peers.0.key": DELETE}, "peers[0].key: required"),
-    ("mag", {"peers.1.kye": KEY_B}, "peers[1].kye: unknown key (did you mean key?)"),
+    ("mag", {"peers.0.key": KEY_A}, "peers[0].key: unknown key"),
+    ("mag", {"peers.0.key_file": DELETE}, "peers[0].key_file: required"),
+    ("mag", {"peers.0.key_file": 1234}, "peers[0].key_file: 1234 is not a string"),
+    ("mag", {"peers.0.role": "ha"}, "peers[0].role: 'ha' is not one of lma, mag, cn"),
+    ("mag", {"peers.1.kye": KEY_B}, "peers[1].kye: unknown key"),
+    ("mag", {"peers.2.role": "mag"},
+     'peers: no entry with role = "lma" and address = "2001:db8::1" (mag.lma): give the LMA\'s key, '
+     'or set security.auth = "none"'),
+    ("mag", {"security.auth": "md5"}, "security.auth: 'md5' is not one of hmac-sha256, none"),
     ("mag", {"peers.1.name": "mag2"}, "peers[1].name: 'mag2' is already used by peers[0]"),
     ("mag", {"peers.1.spi": 4097}, "peers[1].spi: 4097 is already used by peers[0]"),
     ("mag", {"peers.1.address": "2001:db8:0:12::1"},
      "peers[1].address: '2001:db8:0:12::1' is already used by peers[0]"),
     ("mag", {"peers.0.name": "MAG 2"}, f"peers[0].name: 'MAG 2' is not {NAME}"),
     ("mag", {"peers.0.quick_mode": "no"}, "peers[0].quick_mode: 'no' is not a boolean (true or false)"),
-    ("mag", {"peers": {"name": "x", "key": KEY_A}}, "peers: {...} is not a list"),
+    ("mag", {"peers": {"name": "x", "key_file": "k"}}, "peers: {...} is not a list"),
     # [timers]
     ("mag", {"timers.initial_bindack_timeout": 2.0, "timers.max_bindack_timeout": 1.5},
      "timers.max_bindack_timeout: 1.5 is less than timers.initial_bindack_timeout (2)"),
@@ -448,10 +485,44 @@ def test_rule_reports_one_exact_line(role, edits, expected):
     assert problem(role, edits) == f"{role}.toml: {expected}"
 
 
-def test_key_material_is_never_echoed():
-    for value in (KEY_A[:30], "zz" + KEY_A[2:], KEY_A + "z"):
-        assert value not in problem("mag", {"peers.0.key": value})
-    assert KEY_A not in problem("mag", {"peers": {"name": "x", "key": KEY_A}})
+def test_key_material_is_never_echoed(tmp_path):
+    for text in (KEY_A[:30], "zz" + KEY_A[2:], KEY_A + "z"):
+        write_key(tmp_path / "k.key", text)
+        with pytest.raises(ConfigError) as caught:
+            load_config(config_with_key(tmp_path, "k.key"))
+        assert text not in str(caught.value) and KEY_A[2:20] not in str(caught.value)
+
+
+def config_with_key(folder: Path, key_file: str, auth: str = "hmac-sha256") -> Path:
+    doc = edited("mag", {"peers.2.key_file": key_file, "peers.0.key_file": key_file, "peers.1.key_file": key_file,
+                         "security.auth": auth})
+    path = folder / "mag1.toml"
+    path.write_text(to_toml(doc))
+    return path
+
+
+@pytest.mark.parametrize("setup, expected", [
+    (lambda d: None, "peers[0].key_file: {d}/k.key does not exist (make one with `pmip6ctl keygen {d}/k.key`)"),
+    (lambda d: write_key(d / "k.key", mode=0o640),
+     "peers[0].key_file: {d}/k.key is readable by group or others (mode 0640): chmod 600 it"),
+    (lambda d: write_key(d / "k.key", mode=0o604),
+     "peers[0].key_file: {d}/k.key is readable by group or others (mode 0604): chmod 600 it"),
+    (lambda d: write_key(d / "k.key", KEY_A[:30]), "peers[0].key_file: {d}/k.key holds 15 octets; at least 16 are needed"),
+    (lambda d: write_key(d / "k.key", "not hex"), "peers[0].key_file: {d}/k.key does not hold a hex key (content not shown)"),
+], ids=["missing", "group", "others", "short", "not hex"])
+def test_a_key_file_is_checked_in_one_line(tmp_path, setup, expected):
+    setup(tmp_path)
+    path = config_with_key(tmp_path, "k.key")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: " + expected.format(d=tmp_path)
+
+
+def test_keys_come_from_their_files_relative_to_the_config(tmp_path):
+    write_key(tmp_path / "keys" / "k.key", KEY_B)
+    config = load_config(config_with_key(tmp_path, "keys/k.key"))
+    assert {p.key for p in config.peers} == {bytes.fromhex(KEY_B)}
+    assert config.peer(IPv6Address("2001:db8::1")).role == "lma" and config.authenticated
 
 
 def test_config_error_carries_its_parts():

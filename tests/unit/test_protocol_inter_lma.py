@@ -190,7 +190,7 @@ def test_the_anchoring_lma_tells_the_askers_when_the_cn_moves_and_they_forget_it
     domain = Domain()
     domain.resolve()
     assert CN in domain.lma1.cache
-    notices = domain.lma2.binding_changed(CN_HNP, CN4)
+    notices = domain.lma2.binding_changed(CN_HNP, CN4, T0)
     (notice,) = notices
     assert notice.dst == LMA
     message, _ = carry(notice)
@@ -198,7 +198,7 @@ def test_the_anchoring_lma_tells_the_askers_when_the_cn_moves_and_they_forget_it
     assert outcomes(domain.deliver(notice)) == ["cache_invalidated_by_peer"]
     assert domain.lma1.cache == {}
     # told once: a second change of the same binding has nobody to tell
-    assert domain.lma2.binding_changed(CN_HNP, CN4) == []
+    assert domain.lma2.binding_changed(CN_HNP, CN4, T0) == []
 
 
 def test_an_ipv4_answer_is_forgotten_on_the_notice_naming_the_ipv4_home_address():
@@ -208,7 +208,7 @@ def test_an_ipv4_answer_is_forgotten_on_the_notice_naming_the_ipv4_home_address(
         send, _ = domain.answer(to_peer)
         domain.deliver(send)
     assert CN4 in domain.lma1.cache
-    (notice,) = domain.lma2.binding_changed(CN_HNP, CN4)
+    (notice,) = domain.lma2.binding_changed(CN_HNP, CN4, T0)
     assert outcomes(domain.deliver(notice)) == ["cache_invalidated_by_peer"]
     assert CN4 not in domain.lma1.cache
 
@@ -217,7 +217,7 @@ def test_a_notice_from_another_peer_leaves_the_answer_in_place():
     domain = Domain()
     domain.resolve()
     domain.lma3.askers[CN_HNP] = {LMA}                        # LMA3 claims CN's prefix too
-    (notice,) = domain.lma3.binding_changed(CN_HNP, None)
+    (notice,) = domain.lma3.binding_changed(CN_HNP, None, T0)
     assert outcomes(domain.deliver(notice)) == []
     assert CN in domain.lma1.cache
 
@@ -227,5 +227,5 @@ def test_unrelated_prefixes_are_not_invalidated():
     domain.resolve()
     from ipaddress import IPv6Network
     domain.lma2.askers[IPv6Network("2001:db8:300::/64")] = {LMA}
-    (notice,) = domain.lma2.binding_changed(IPv6Network("2001:db8:300::/64"), IPv4Address("192.0.2.250"))
+    (notice,) = domain.lma2.binding_changed(IPv6Network("2001:db8:300::/64"), IPv4Address("192.0.2.250"), T0)
     assert domain.deliver(notice) == [] and CN in domain.lma1.cache

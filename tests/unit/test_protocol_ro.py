@@ -148,10 +148,10 @@ def test_full_return_routability_exchange_installs_the_pair_on_both_sides():
     net.run(1)
     (_, lri_send, lri, _), = net.sent(LocalizedRoutingInitiation)
     assert (lri_send.src, lri_send.dst, lri_send.ipv4_dst) == (MAG1, LMA, None)
-    assert (lri.lifetime, lri.options) == (LIFETIME, [HomeNetworkPrefix(128, MN), CNAddress(CN)])
+    assert (lri.lifetime, lri.options) == (LIFETIME, [HomeNetworkPrefix(128, MN), CNAddress(CN), Timestamp.from_unix(T0)])
     lra = only(net.messages(LocalizedRoutingAck))
     assert (lra.sequence, lra.status, lra.lifetime, lra.options) == (lri.sequence, 0, LIFETIME,
-                                                                    [MAGIPv6Address(MAG2)])
+                                                                    [MAGIPv6Address(MAG2), lri.options[-1]])
     # HoTI along the home path (inner MN-HoA → CN-HoA), CoTI directly between proxy CoAs.
     (_, hoti_send, hoti, _), = net.sent(HomeTestInit)
     assert isinstance(hoti_send, SendHomePath) and (hoti_send.src, hoti_send.dst) == (MN, CN)
@@ -176,7 +176,7 @@ def test_full_return_routability_exchange_installs_the_pair_on_both_sides():
     assert isinstance(at_bu[1].message, BindingAck) and (at_bu[1].src, at_bu[1].dst) == (MAG2, MAG1)
     ba = only(net.messages(BindingAck))
     assert (ba.status, ba.flags, ba.sequence, ba.lifetime_seconds) == (0, BAFlags.P, bu.sequence, LIFETIME)
-    assert ba.options[:2] == [ROAcknowledgement(0, LIFETIME // 4), Timestamp.from_unix(t_bu)]
+    assert ba.options[:2] == [ROAcknowledgement(0, LIFETIME // 4), find_option(bu, Timestamp)]   # the BU's, echoed
     assert len(ba.options) == 3 and isinstance(ba.options[-1], BindingAuthorizationData)
     ((t_installed, installed),) = timed(net, "initiator", RoInstalled)
     assert t_installed == near(T0 + 0.06)
@@ -192,7 +192,7 @@ def test_the_lri_names_the_mns_prefix_when_the_trigger_gives_it():
     net = network()
     net.start(mn_prefix=FIRST_HNP)
     lri = only(net.messages(LocalizedRoutingInitiation))
-    assert lri.options == [HomeNetworkPrefix(64, FIRST_HNP.network_address), CNAddress(CN)]
+    assert lri.options[:2] == [HomeNetworkPrefix(64, FIRST_HNP.network_address), CNAddress(CN)]
     net.run()
     assert net.actions("initiator", RoInstalled)
 
@@ -201,10 +201,11 @@ def test_an_ipv4_mn_and_cn_are_named_by_ipv4_options():
     net = network()
     installed = established(net, FIRST_HOA, CN4)
     lri = only(net.messages(LocalizedRoutingInitiation))
-    assert lri.options == [IPv4HomeAddress(FIRST_HOA), CNIPv4Address(CN4)]
-    assert only(net.messages(LocalizedRoutingAck)).options == [MAGIPv6Address(MAG2)]
+    assert lri.options[:2] == [IPv4HomeAddress(FIRST_HOA), CNIPv4Address(CN4)]
+    assert only(net.messages(LocalizedRoutingAck)).options[:-1] == [MAGIPv6Address(MAG2)]
     (t_bu, _, bu, _), = net.sent(BindingUpdate)
-    assert bu.options[:3] == [IPv4HomeAddress(FIRST_HOA), CNIPv4HomeAddress(32, CN4), Timestamp.from_unix(t_bu)]
+    assert bu.options[:2] == [IPv4HomeAddress(FIRST_HOA), CNIPv4HomeAddress(32, CN4)]
+    assert isinstance(bu.options[2], Timestamp)
     ba = only(net.messages(BindingAck))
     assert ba.options[0] == IPv4ROAcknowledgement(0, LIFETIME // 4)
     assert installed.pair == RoPair(FIRST_HOA, CN4)
@@ -736,8 +737,14 @@ def test_an_lra_for_another_query_is_ignored():
     net.hold = lambda origin, action: True
     net.start()
     lri = only(net.messages(LocalizedRoutingInitiation))
-    stale = LocalizedRoutingAck((lri.sequence + 1) & 0xFFFF, 0, LIFETIME, options=[MAGIPv6Address(MAG2)])
+    stamp = find_option(lri, Timestamp)
+    stale = LocalizedRoutingAck((lri.sequence + 1) & 0xFFFF, 0, LIFETIME, options=[MAGIPv6Address(MAG2), stamp])
     assert net.initiator.receive(*RoNetwork.decoded(Send(stale, LMA, MAG1)), net.now) == []
+    # the right number, but the Timestamp of another LRI: an old answer, once the sequence came round
+    replayed = LocalizedRoutingAck(lri.sequence, 0, LIFETIME,
+                                   options=[MAGIPv6Address(MAG2), Timestamp(stamp.timestamp - 65536 * 60)])
+    assert net.initiator.receive(*RoNetwork.decoded(Send(replayed, LMA, MAG1)), net.now) == []
+    assert net.initiator.attempts[PAIR].phase is Phase.QUERY
 
 
 # --- Quick mode (draft §2.2) ---------------------------------------------------------------------------------------
@@ -747,13 +754,15 @@ def test_quick_mode_binds_without_rr_and_authenticates_with_option_9():
     installed = established(net)
     assert not net.messages(HomeTestInit) and not net.messages(CareofTestInit)
     (t_bu, _, bu, _), = net.sent(BindingUpdate)
-    assert bu.options[:3] == [HomeNetworkPrefix(128, MN), CNHomeNetworkPrefix(128, CN), Timestamp.from_unix(t_bu)]
+    assert bu.options[:2] == [HomeNetworkPrefix(128, MN), CNHomeNetworkPrefix(128, CN)]
+    # the BU's Timestamp: its own instant, one 1/65536 s after the LRI's when both leave at once
+    assert find_option(bu, Timestamp).timestamp - Timestamp.from_unix(t_bu).timestamp in (0, 1)
     assert len(bu.options) == 4 and not find_option(bu, NonceIndices)
     mma = bu.options[-1]
     assert isinstance(mma, MobilityMessageAuthentication) and (mma.subtype, mma.spi) == (255, QUICK_SPI)
     assert mma.authenticator == quick_authenticator(QUICK_KEY, MAG1, MAG2, bu)
     ba = only(net.messages(BindingAck))
-    assert ba.options[:2] == [ROAcknowledgement(0, LIFETIME // 4), Timestamp.from_unix(t_bu)]
+    assert ba.options[:2] == [ROAcknowledgement(0, LIFETIME // 4), find_option(bu, Timestamp)]   # the BU's, echoed
     assert ba.options[-1].authenticator == quick_authenticator(QUICK_KEY, MAG2, MAG1, ba)
     assert (installed.mode, only(net.actions("responder", RoInstalled)).mode) == ("quick", "quick")
 

@@ -30,7 +30,7 @@ from typing import Callable, Mapping
 from ... import security, wire
 from ...security import PeerKey
 from ...transport import Arrival, Send, SendHomePath, UdpEndpoint
-from ..common import Retransmission, earliest
+from ..common import Retransmission, Stamper, earliest
 from ..vocabulary import FailReason, Mode, Role, StopReason, status_label
 from .actions import Address, RoFailed, RoInstalled, RoPair, RoRemoved, mapped, no_binding_error
 
@@ -149,7 +149,9 @@ class Attempt:
     peer: Peer | None = None
     lri_sequence: int = 0
     tokens: Tokens | None = None
+    lri_stamp: int = 0                    # the LRI's Timestamp, which the LRA echoes
     sequence: int = 0                     # of the outstanding BU
+    bu_stamp: int = 0                     # its Timestamp, which the BA echoes
     # When the outstanding BU left: its lifetime counts from then (RFC 6275 §11.1, §11.7.3).
     bu_sent: float | None = None
     retransmission: Retransmission = field(default_factory=Retransmission)
@@ -199,9 +201,11 @@ class Attempt:
 
 
 class RoInitiator:
-    def __init__(self, policy: InitiatorPolicy, random: Callable[[int], bytes] = os.urandom):
+    def __init__(self, policy: InitiatorPolicy, random: Callable[[int], bytes] = os.urandom,
+                 stamper: Stamper | None = None):
         self.policy = policy
         self.random = random
+        self.stamper = stamper or Stamper()
         self.attempts: dict[RoPair, Attempt] = {}
         # what an answer names -> the pair that asked: ("lri", sequence),
         # ("home"/"careof", cookie), ("bu", sequence); at most four per attempt
@@ -294,9 +298,9 @@ class RoInitiator:
         self._ask(attempt, "lri", self._next_sequence())
         attempt.retransmission = self._retransmission(now)
         attempt.note(now, "LRI → LMA (which MAG serves the CN?)")
-        return [self._lri(attempt)]
+        return [self._lri(attempt, now)]
 
-    def _lri(self, attempt: Attempt) -> Send:
+    def _lri(self, attempt: Attempt, now: float) -> Send:
         local, remote = attempt.pair.local, attempt.pair.remote
         options = []
         if isinstance(local, IPv4Address):
@@ -306,6 +310,9 @@ class RoInitiator:
         else:
             options.append(wire.HomeNetworkPrefix(128, local))
         options.append(wire.CNIPv4Address(remote) if isinstance(remote, IPv4Address) else wire.CNAddress(remote))
+        stamp = self.stamper.stamp(now)
+        attempt.lri_stamp = stamp.timestamp
+        options.append(stamp)
         lri = wire.LocalizedRoutingInitiation(sequence=attempt.lri_sequence, lifetime=self.policy.lifetime,
                                               options=options)
         p = self.policy
@@ -316,8 +323,10 @@ class RoInitiator:
         if arrival.src != self.policy.lma_address:
             return []                     # only our LMA answers the query (it names the peer we trust)
         attempt = self._asking("lri", lra.sequence)
-        if attempt is None or attempt.phase is not Phase.QUERY:
-            return []
+        stamp = wire.find_option(lra, wire.Timestamp)
+        if attempt is None or attempt.phase is not Phase.QUERY or stamp is None \
+                or stamp.timestamp != attempt.lri_stamp:
+            return []                     # not the answer to the LRI outstanding: stale or forged
         attempt.retransmission.stop()
         attempt.note(now, "LRA ← LMA: {}", status_label(lra.status, wire.LRAStatus))
         p = self.policy
@@ -433,8 +442,9 @@ class RoInitiator:
             wire.IPv4HomeAddress(local) if isinstance(local, IPv4Address) else wire.HomeNetworkPrefix(128, local),
             wire.CNIPv4HomeAddress(32, remote) if isinstance(remote, IPv4Address)
             else wire.CNHomeNetworkPrefix(128, remote),
-            wire.Timestamp.from_unix(now),
+            self.stamper.stamp(now),
         ]
+        attempt.bu_stamp = options[-1].timestamp
         p = self.policy
         peer = attempt.peer.address
         if attempt.peer.over_ipv4:
@@ -467,7 +477,11 @@ class RoInitiator:
         if ack is None:
             return []
         attempt = self._asking("bu", ba.sequence)
-        if attempt is None or attempt.phase is not Phase.BINDING or attempt.peer.address != arrival.src:
+        stamp = wire.find_option(ba, wire.Timestamp)
+        if attempt is None or attempt.phase is not Phase.BINDING or attempt.peer.address != arrival.src \
+                or stamp is None or stamp.timestamp != attempt.bu_stamp:
+            # not the answer to the BU outstanding: an old BA names an old BU's
+            # Timestamp, even once the 16-bit sequence number has come round
             return []
         refused = ba.status >= RO_ACCEPTED_BELOW or ack.status >= RO_ACCEPTED_BELOW
         status = ba.status if ba.status >= RO_ACCEPTED_BELOW else ack.status
@@ -544,7 +558,7 @@ class RoInitiator:
         attempt.retransmission.backoff(now)
         attempt.note(now, "no answer: retransmission {} ({})", attempt.retransmission.attempts, attempt.phase.value)
         if attempt.phase is Phase.QUERY:
-            return [self._lri(attempt)]
+            return [self._lri(attempt, now)]
         if attempt.phase is Phase.RETURN_ROUTABILITY:
             return self._rr_messages(attempt)
         # Phase.BINDING. RFC 6275 §11.8: a retransmitted BU carries a new sequence number
