@@ -457,6 +457,8 @@ class MagSection:
     mn_ids: Mapping[str, str] = _key(_mn_ids, factory=lambda: MappingProxyType({}), hash=False)
     # 0: the link MTU minus the tunnel overhead.
     advertise_mtu: int = _key(_integer(IPV6_MIN_MTU, 65535, also=(0,)), 0)
+    # Home network prefix lengths the MAG installs; a PBA granting another is refused.
+    hnp_lengths: tuple[int, ...] = _key(_list(_integer(1, 128), at_least=1, unique=True), (64,))
 
 
 @dataclass(**_section)
@@ -470,6 +472,12 @@ class RoSection:
     mode: str = _key(_choice("rr", "quick"), "rr")
     # As the responder: the refresh time our NAT Detection option asks of an initiator behind a NAT.
     nat_keepalive: int = _key(_integer(1, 3600), 20)
+    # Which pairs may be optimized, for both roles (first match wins; no match: allowed).
+    policy: tuple[RoPolicyRule, ...] = _tables(RoPolicyRule)
+
+    def allowed(self, mn: IPv6Address | IPv4Address, cn: IPv6Address | IPv4Address) -> bool:
+        rule = next((r for r in self.policy if r.matches(mn, cn)), None)
+        return rule is None or rule.action == "allow"
 
 
 PEER_ROLES = ("lma", "mag", "cn")
@@ -494,6 +502,8 @@ class Peer:
     # Its IPv4 signaling may come through a NAT: any outer source, the NAT's mapping
     # (otherwise it must come from `ipv4`).
     behind_nat: bool = _key(_boolean, False)
+    # Quick mode: the MN prefixes this peer's key may bind (its own MNs); empty: any.
+    prefixes: tuple[Prefix, ...] = _key(_list(_prefix(6, 4), unique=True), ())
     key: bytes = field(default=b"", repr=False, compare=False)   # from key_file, by load_config
 
 
@@ -612,10 +622,11 @@ def _cross_checks(c: NodeConfig) -> Iterator[tuple[tuple[str | int, ...], str]]:
     if c.lma and c.lma.hnp_length < c.lma.hnp_pool.prefixlen:
         pool = c.lma.hnp_pool.prefixlen
         yield ("lma", "hnp_length"), f"{c.lma.hnp_length} is shorter than lma.hnp_pool (/{pool})"
-    for i, rule in enumerate(c.lma.ro_policy if c.lma else ()):
-        if rule.mn.version != rule.cn.version:  # a flow is IPv6 or IPv4 end to end
-            why = f"'{rule.cn}' is IPv{rule.cn.version} but mn is IPv{rule.mn.version}"
-            yield ("lma", "ro_policy", i, "cn"), why
+    for where, rules in ((("lma", "ro_policy"), c.lma.ro_policy if c.lma else ()), (("ro", "policy"), c.ro.policy)):
+        for i, rule in enumerate(rules):
+            if rule.mn.version != rule.cn.version:  # a flow is IPv6 or IPv4 end to end
+                why = f"'{rule.cn}' is IPv{rule.cn.version} but mn is IPv{rule.mn.version}"
+                yield (*where, i, "cn"), why
     if c.mag and c.mag.transport == "ipv4":
         # RFC 5844: the MAG needs an IPv4 proxy CoA and the LMA's IPv4 address.
         for path, value in ((("mag", "lma_ipv4"), c.mag.lma_ipv4), (("addresses", "ipv4"), c.addresses.ipv4)):

@@ -194,6 +194,11 @@ class PeerKey:
     and key one peer shares with us."""
     spi: int
     key: bytes = dataclasses.field(repr=False)
+    # Quick mode: the MN prefixes this key may bind (the peer's own MNs); empty: any.
+    prefixes: tuple = ()
+
+    def covers(self, address) -> bool:
+        return not self.prefixes or any(address.version == p.version and address in p for p in self.prefixes)
 
     def sign(self, msg: Message, src: IPv6Address, dst: IPv6Address) -> Message:
         return sign_mma(msg, self.spi, self.key, src, dst)

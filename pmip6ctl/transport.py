@@ -87,6 +87,7 @@ class Arrival:
     proxy_src: IPv6Address | None = None
     proxy_dst: IPv6Address | None = None
     home_path: bool = False             # it came inside an LMA tunnel (punted by XDP)
+    tunnel_src: IPAddress | None = None  # the outer source of the tunnel it came in
 
     @property
     def over_ipv4(self) -> bool:

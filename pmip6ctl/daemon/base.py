@@ -38,7 +38,7 @@ log = logging.getLogger("pmip6ctl.daemon")
 
 
 def peer_key(peer) -> PeerKey:
-    return PeerKey(peer.spi, peer.key)
+    return PeerKey(peer.spi, peer.key, tuple(peer.prefixes))
 
 
 def signaling_guard(config, peers, window: float = 7.0) -> SignalingGuard | None:

@@ -6,6 +6,7 @@ entries, Router Advertisements, RO entries, messages."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 
@@ -32,6 +33,9 @@ class MagDaemon(Daemon):
         c = self.config
         t = c.timers
         lma = [p for p in c.peers_of("lma") if p.address == c.mag.lma]
+        # what an MN's route must never cover: our own networks and our peers
+        infrastructure = [*self.netlink.local_networks(),
+                          *(ipaddress.ip_network(a) for p in c.peers for a in (p.address, p.ipv4) if a)]
         self.node = mag.MagNode(mag.MagNodePolicy.build(
             name=self.node_name, proxy_coa=c.addresses.ipv6, ipv4_proxy_coa=c.addresses.ipv4, lma=c.mag.lma,
             lma_ipv4=c.mag.lma_ipv4, ipv4_transport=c.mag.transport == "ipv4", lifetime=c.mag.lifetime,
@@ -39,7 +43,10 @@ class MagDaemon(Daemon):
             max_bindack_timeout=t.max_bindack_timeout, request_ipv4=c.mag.request_ipv4, ro_enabled=c.ro.enabled,
             ro_mode=c.ro.mode, ro_lifetime=c.ro.lifetime, ro_retry_interval=c.ro.retry_interval,
             peer_keys={p.address: peer_key(p) for p in c.peers if p.quick_mode and p.role in ("mag", "cn")},
-            nat_keepalive=c.ro.nat_keepalive, mn_ids=c.mag.mn_ids), guard=signaling_guard(c, lma))
+            nat_keepalive=c.ro.nat_keepalive, mn_ids=c.mag.mn_ids, ro_allowed=c.ro.allowed,
+            reserved={p.address for p in c.peers_of("lma")}, hnp_lengths=c.mag.hnp_lengths,
+            infrastructure=infrastructure, max_ro_pairs=c.dataplane.max_ro_entries,
+            max_ro_peers=max(c.dataplane.max_tunnels - 2, 1)), guard=signaling_guard(c, lma))
         self.installed: dict[str, int] = {}      # mn_id -> tunnel id toward the LMA
         self.open_signaling(c.addresses.ipv4)
         self.ro_entries = RoEntries(self.tables, self.tunnels, c.addresses.ipv6, c.addresses.ipv4)

@@ -69,8 +69,9 @@ def punted_arrival(frame: bytes) -> tuple[bytes, Arrival]:
     if punted.ipv4_wrapper is not None:
         src4, dst4 = punted.ipv4_wrapper
         return punted.mh, Arrival(src=IPv6Address(f"::ffff:{src4}"), dst=IPv6Address(f"::ffff:{dst4}"),
-                                  proxy_src=punted.src, proxy_dst=punted.dst, home_path=True)
-    return punted.mh, Arrival(src=punted.src, dst=punted.dst, home_path=True)
+                                  proxy_src=punted.src, proxy_dst=punted.dst, home_path=True,
+                                  tunnel_src=punted.outer_src)
+    return punted.mh, Arrival(src=punted.src, dst=punted.dst, home_path=True, tunnel_src=punted.outer_src)
 
 
 def inner_ipv6(src: IPv6Address, dst: IPv6Address, mh: bytes) -> bytes:

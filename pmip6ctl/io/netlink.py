@@ -92,6 +92,12 @@ class Netlink:
     def local_addresses(self) -> list[IPv4Address | IPv6Address]:
         return [ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) for a in self.ipr.get_addr()]
 
+    @_on_worker
+    def local_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """The networks of this node's own addresses (address/prefix length)."""
+        return [ipaddress.ip_network(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}", strict=False)
+                for a in self.ipr.get_addr()]
+
     # --- routes ------------------------------------------------------------------
     def replace_route(self, destination, *, ifname: str | None = None, gateway=None) -> None:
         attrs = [("RTA_OIF", self.ifindex(ifname))] if ifname else []

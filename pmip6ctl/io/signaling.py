@@ -136,11 +136,12 @@ class Raw4Signaling:
             except BlockingIOError:
                 return None
             try:
-                src, dst, next_header, mh = parse_ipv6_packet(split_ipv4(packet)[3])
+                outer_src, _, _, inner = split_ipv4(packet)
+                src, dst, next_header, mh = parse_ipv6_packet(inner)
             except ValueError:
                 continue                  # tunnelled data the kernel was handed: not ours
             if next_header == IPPROTO_MH:
-                return mh, Arrival(src=src, dst=dst, home_path=True)
+                return mh, Arrival(src=src, dst=dst, home_path=True, tunnel_src=outer_src)
 
     def close(self) -> None:
         self.sock.close()

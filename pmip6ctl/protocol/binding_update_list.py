@@ -47,6 +47,9 @@ class MagPolicy:
     max_bindack_timeout: float = 32.0  # RFC 6275 §13 MAX_BINDACK_TIMEOUT
     access_technology_type: int = AccessTechnologyTypeValue.IEEE_802_3
     request_ipv4: bool = True
+    hnp_lengths: tuple[int, ...] = (64,)  # prefix lengths we install (SLAAC needs /64)
+    # What must never become an MN's route: our own networks, our peers' addresses.
+    infrastructure: tuple = ()
 
     def __post_init__(self):
         if self.ipv4_transport and (self.lma_ipv4 is None or self.ipv4_proxy_coa is None):
@@ -114,6 +117,7 @@ class MobileNodeDeregistered(Command):
 class RegistrationRejected(Notification):
     entry: BindingUpdateListEntry
     status: int
+    reason: str = ""  # set when we refused what the LMA granted (the status said yes)
 
 
 class BindingUpdateList:
@@ -218,6 +222,9 @@ class BindingUpdateList:
             return []  # no usable prefix, or a binding already over: keep asking
         reply = find_option(msg, IPv4HomeAddressReply)
         ipv4_hoa = reply.address if reply is not None and reply.status == 0 else None
+        unusable = self._unusable(hnp, ipv4_hoa)
+        if unusable:
+            return self._rejected(entry, msg.status, unusable)
         actions = []
         was_registered = entry.state is BindingState.REGISTERED
         changed = (hnp, ipv4_hoa) != (entry.hnp, entry.ipv4_hoa)
@@ -239,14 +246,26 @@ class BindingUpdateList:
             actions.append(MobileNodeRegistered(_snapshot(entry)))
         return actions
 
-    def _rejected(self, entry: BindingUpdateListEntry, status: int) -> list:
+    def _unusable(self, hnp: IPv6Network, ipv4_hoa: IPv4Address | None) -> str:
+        """Why the MAG will not install what the LMA granted, or "": a route
+        for it must not swallow the MAG's own networks or its peers."""
+        if hnp.prefixlen not in self.policy.hnp_lengths:
+            return f"a /{hnp.prefixlen} home network prefix (mag.hnp_lengths allows {self.policy.hnp_lengths})"
+        for net in self.policy.infrastructure:
+            if net.version == 6 and hnp.overlaps(net):
+                return f"home network prefix {hnp} overlaps {net}, an infrastructure network"
+            if ipv4_hoa is not None and net.version == 4 and ipv4_hoa in net:
+                return f"IPv4 home address {ipv4_hoa} lies in {net}, an infrastructure network"
+        return ""
+
+    def _rejected(self, entry: BindingUpdateListEntry, status: int, reason: str = "") -> list:
         routes_up = entry.state is BindingState.REGISTERED
         entry.retransmission.stop()
         entry.outstanding.clear()
         entry.state = BindingState.FAILED
         entry.last_status = status
         entry.refresh_at = entry.expires = None
-        actions = [RegistrationRejected(_snapshot(entry), status)]
+        actions = [RegistrationRejected(_snapshot(entry), status, reason)]
         if routes_up:
             actions.append(MobileNodeDeregistered(_snapshot(entry)))
         return actions

@@ -38,8 +38,9 @@ from .auth import SignalingGuard
 from .common import Stamper, earliest
 from .index import PrefixIndex
 from .node import Node, NodeError, NotSent, with_state_change
-from .ro import Address, InitiatorPolicy, ResponderPolicy, RoInitiator, RoPair, RoResponder, no_binding_error
-from .vocabulary import Mode, StopReason, acknowledges_route_optimization, message_kind
+from .ro import (Address, InitiatorPolicy, ResponderPolicy, RoInitiator, RoPair, RoRejected, RoResponder,
+                 no_binding_error)
+from .vocabulary import Mode, RejectReason, StopReason, acknowledges_route_optimization, message_kind
 
 
 # --- what the MAG asks its daemon to do ---------------------------------------------------
@@ -107,6 +108,14 @@ class MagNodePolicy:
     ro_enabled: bool = True
     # Link-layer address (lower case) -> NAI; an MN not listed is "<mac>@<name>".
     mn_ids: Mapping[str, str] = field(default_factory=dict)
+    # The RO policy ([[ro.policy]]): may (MN, CN) be optimized? Binds both roles.
+    ro_allowed: Callable[[Address, Address], bool] = lambda mn, cn: True
+    # Addresses of other kinds of peer (peer LMAs; our LMA and our own are added):
+    # never an RO peer, or an RO tunnel would take theirs over.
+    reserved: frozenset = frozenset()
+    # RO table and tunnel room (dataplane.max_ro_entries, max_tunnels): past it, BA 130.
+    max_ro_pairs: int = 65536
+    max_ro_peers: int = 4094
 
     @classmethod
     def build(cls, *, name: str, proxy_coa: IPv6Address, lma: IPv6Address, ipv4_proxy_coa: IPv4Address | None = None,
@@ -115,16 +124,19 @@ class MagNodePolicy:
               max_bindack_timeout: float = 32.0, request_ipv4: bool = True, ro_enabled: bool = True,
               ro_mode: Mode = Mode.RR, ro_lifetime: int = MAX_RR_BINDING_LIFETIME, ro_retry_interval: float = 30.0,
               peer_keys: Mapping | None = None, nat_keepalive: int = 20,
-              mn_ids: Mapping[str, str] | None = None) -> MagNodePolicy:
+              mn_ids: Mapping[str, str] | None = None, ro_allowed: Callable | None = None,
+              reserved=(), max_ro_pairs: int = 65536, max_ro_peers: int = 4094, hnp_lengths=(64,),
+              infrastructure=()) -> MagNodePolicy:
         """One policy from the flat settings a config file gives."""
         keys = dict(peer_keys or {})
         return cls(
-            name=name, ro_enabled=ro_enabled, mn_ids=dict(mn_ids or {}),
+            name=name, ro_enabled=ro_enabled, mn_ids=dict(mn_ids or {}), reserved=frozenset(reserved),
+            ro_allowed=ro_allowed or (lambda mn, cn: True), max_ro_pairs=max_ro_pairs, max_ro_peers=max_ro_peers,
             registration=MagPolicy(
                 proxy_coa=proxy_coa, ipv4_proxy_coa=ipv4_proxy_coa, lma_address=lma, lma_ipv4=lma_ipv4,
                 ipv4_transport=ipv4_transport, lifetime=lifetime, refresh_fraction=refresh_fraction,
                 initial_bindack_timeout=initial_bindack_timeout, max_bindack_timeout=max_bindack_timeout,
-                request_ipv4=request_ipv4),
+                request_ipv4=request_ipv4, hnp_lengths=tuple(hnp_lengths), infrastructure=tuple(infrastructure)),
             initiator=InitiatorPolicy(
                 proxy_coa=proxy_coa, lma_address=lma, lifetime=ro_lifetime, mode=Mode(ro_mode), peer_keys=keys,
                 refresh_fraction=refresh_fraction, initial_timeout=initial_bindack_timeout,
@@ -146,9 +158,14 @@ class MagNode(Node):
         # one clock for every request to the LMA: it takes only ever-newer ones
         self.stamper = guard.stamper if guard else Stamper()
         self.bul = BindingUpdateList(policy.registration, random=random, stamper=self.stamper)
-        self.initiator = RoInitiator(policy.initiator, random=random, stamper=self.stamper)
-        self.responder = RoResponder(dataclasses.replace(policy.responder, serves=self.serves), kcn=kcn,
-                                     random=responder_random or random)
+        p = policy.registration
+        self.reserved = frozenset({*policy.reserved, p.proxy_coa, p.lma_address,
+                                   *(IPv6Address(f"::ffff:{a}") for a in (p.lma_ipv4, p.ipv4_proxy_coa) if a)})
+        self.initiator = RoInitiator(dataclasses.replace(policy.initiator, reserved=self.reserved.__contains__),
+                                     random=random, stamper=self.stamper)
+        self.responder = RoResponder(dataclasses.replace(
+            policy.responder, serves=self.serves, reserved=self.reserved.__contains__, allowed=policy.ro_allowed,
+            has_room=self._has_room), kcn=kcn, random=responder_random or random)
         self.lma_keepalive_at: float | None = None
         self._by_address: PrefixIndex[str] = PrefixIndex()      # registered MNs' HNPs and IPv4 HoAs -> MN-ID
 
@@ -171,6 +188,13 @@ class MagNode(Node):
     def serves(self, address: Address) -> bool:
         """The RO responder answers for MNs registered here, and no one else."""
         return self.entry_for(address) is not None
+
+    def _has_room(self, pair: RoPair, peer: IPv6Address) -> bool:
+        """Room for one more RO pair (and, for a new peer, one more tunnel)."""
+        pairs = {*self.responder.bindings, *(a.pair for a in self.initiator.attempts.values() if a.established)}
+        peers = {*(b.peer for b in self.responder.bindings.values()),
+                 *(a.peer.address for a in self.initiator.attempts.values() if a.established)}
+        return len(pairs) < self.policy.max_ro_pairs and (peer in peers or len(peers) < self.policy.max_ro_peers)
 
     def lma_tunnel(self, entry: BindingUpdateListEntry) -> Tunnel:
         """The tunnel toward the LMA for this MN: IPv6-in-IPv6, or over IPv4
@@ -197,6 +221,16 @@ class MagNode(Node):
     def _on_binding_error(self, be: wire.BindingError, arrival: Arrival, now: float) -> list:
         """A BE may concern a pair we initiated or one we answered for."""
         return self._ro(self.initiator.receive(be, arrival, now) + self.responder.receive(be, arrival, now), now)
+
+    def receive(self, msg: wire.Message, arrival: Arrival, now: float) -> list:
+        if arrival.home_path and arrival.tunnel_src is not None and not self._from_our_lma(arrival.tunnel_src):
+            # XDP punts what any known tunnel peer sends; the home path is the LMA's alone
+            return [RoRejected(None, arrival.src, RejectReason.NOT_HOME_PATH, str(arrival.tunnel_src))]
+        return super().receive(msg, arrival, now)
+
+    def _from_our_lma(self, address) -> bool:
+        p = self.policy.registration
+        return address in (p.lma_address, p.lma_ipv4)
 
     _HANDLERS = {
         wire.BindingAck: _on_binding_ack,
@@ -251,7 +285,8 @@ class MagNode(Node):
     def flow_seen(self, src: Address, dst: Address, now: float) -> list:
         """The data plane saw an MN→destination flow pass the trigger threshold."""
         entry = self.entry_for(src)
-        if entry is None or not self.policy.ro_enabled or dst.is_multicast or dst.is_link_local:
+        if entry is None or not self.policy.ro_enabled or dst.is_multicast or dst.is_link_local \
+                or not self.policy.ro_allowed(src, dst):
             return []
         if RoPair(src, dst) in self.responder.bindings:
             return []                      # optimized already, as the responder
@@ -271,6 +306,8 @@ class MagNode(Node):
         entry = self.entry_for(local)
         if entry is None:
             raise NodeError(f"{local} belongs to no MN registered here")
+        if not self.policy.ro_allowed(local, remote):
+            raise NodeError(f"the RO policy ([[ro.policy]]) denies {local} ⇄ {remote}")
         return self._ro(self.initiator.start(local, remote, now, mn_prefix=entry.hnp, operator=True), now)
 
     def stop_ro(self, pair: RoPair, now: float) -> list:

@@ -119,6 +119,7 @@ class FailReason(_Described):
     PEER_REFUSED = "peer_refused"
     BINDING_ERROR = "binding_error_from_peer"
     NO_ANSWER = "no_answer"
+    RESERVED_PEER = "peer_is_no_ro_peer"
 
 
 FailReason._TEXT = {
@@ -132,6 +133,7 @@ FailReason._TEXT = {
     FailReason.PEER_REFUSED: "the peer refused the binding",
     FailReason.BINDING_ERROR: "binding error from the peer",
     FailReason.NO_ANSWER: "no answer",
+    FailReason.RESERVED_PEER: "the peer would be our LMA, a peer LMA or ourselves",
 }
 
 
@@ -165,6 +167,12 @@ class RejectReason(_Described):
     BAD_AUTHORIZATION = "bad_binding_authorization_data"
     TIMESTAMP_MISMATCH = "timestamp_mismatch"
     REPLAYED = "replayed_binding_update"
+    NOT_HOME_PATH = "not_from_the_lma_tunnel"
+    COTI_IN_UDP = "careof_test_init_in_udp"
+    RESERVED_CAREOF = "careof_is_no_ro_peer"
+    NO_ROOM = "no_room"
+    DENIED_BY_POLICY = "denied_by_policy"
+    KEY_NOT_FOR_THIS_MN = "key_not_for_this_mn"
 
 
 RejectReason._TEXT = {
@@ -176,6 +184,12 @@ RejectReason._TEXT = {
     RejectReason.BAD_AUTHORIZATION: "bad binding authorization data",
     RejectReason.TIMESTAMP_MISMATCH: "timestamp mismatch",
     RejectReason.REPLAYED: "replayed or reordered binding update",
+    RejectReason.NOT_HOME_PATH: "a home-path message that did not come through our LMA's tunnel",
+    RejectReason.COTI_IN_UDP: "a CoTI in UDP: its CoT would go to the UDP sender, not the address it tests",
+    RejectReason.RESERVED_CAREOF: "the care-of address is our LMA, a peer LMA or ours: no RO peer",
+    RejectReason.NO_ROOM: "the RO table or the tunnels are full",
+    RejectReason.DENIED_BY_POLICY: "the RO policy denies this pair",
+    RejectReason.KEY_NOT_FOR_THIS_MN: "the quick-mode key does not cover this MN's prefix",
 }
 
 

@@ -231,15 +231,15 @@ CNS_AT_MAG2 = (registered("cn@example.org", CN_HNP, CN4),)
 def mag_node(proxy_coa: IPv6Address = MAG1, ipv4_proxy_coa: IPv4Address | None = MAG1_4, *, name: str = "mag1",
              initiator: InitiatorPolicy | None = None, responder: ResponderPolicy | None = None,
              attached: tuple[BindingUpdateListEntry, ...] = (), random=None, responder_random=None,
-             kcn: bytes | None = None, now: float = T0, ro_enabled: bool = True, mn_ids=None,
-             **registration) -> MagNode:
+             kcn: bytes | None = None, now: float = T0, ro_enabled: bool = True, mn_ids=None, guard=None,
+             node_policy: dict | None = None, **registration) -> MagNode:
     """A MagNode whose MNs `attached` are registered already."""
     policy = MagNodePolicy(
-        name=name, ro_enabled=ro_enabled, mn_ids=mn_ids or {},
+        name=name, ro_enabled=ro_enabled, mn_ids=mn_ids or {}, **(node_policy or {}),
         registration=mag_policy(proxy_coa, ipv4_proxy_coa, **registration),
         initiator=initiator or initiator_policy(proxy_coa=proxy_coa, ipv4_proxy_coa=ipv4_proxy_coa),
         responder=responder or responder_policy(address=proxy_coa))
-    node = MagNode(policy, random=random or seeded(1), responder_random=responder_random, kcn=kcn)
+    node = MagNode(policy, random=random or seeded(1), responder_random=responder_random, kcn=kcn, guard=guard)
     node.restore([copy_entry(e) for e in attached], now)
     return node
 
@@ -248,14 +248,14 @@ def copy_entry(entry: BindingUpdateListEntry) -> BindingUpdateListEntry:
     return copy.deepcopy(entry)
 
 
-def lma_node(*anchored: Anchored, allowed: Callable | None = None, peers=None, now: float = T0,
+def lma_node(*anchored: Anchored, allowed: Callable | None = None, peers=None, now: float = T0, guard=None,
              **changes) -> LmaNode:
     """An LmaNode whose binding cache holds `anchored` (MN1 and MN_B at MAG1,
     the CN at MAG2 by default)."""
     policy = LmaNodePolicy(binding_cache=lma_policy(**(dict(hnp_pool=PrefixPool(IPv6Network("2001:db8::/32")))
                                                        | changes)),
                            ro_allowed=allowed or (lambda mn, cn: True), peers=peers or {})
-    node = LmaNode(policy)
+    node = LmaNode(policy, guard=guard)
     entries = [anchored_entry(a, f"anchored-{i}@example.org", now)
                for i, a in enumerate(anchored or (MN_AT_MAG1, MN_B_AT_MAG1, CN_AT_MAG2))]
     _, refused = node.restore(entries, now)

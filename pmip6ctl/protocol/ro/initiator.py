@@ -91,6 +91,8 @@ class InitiatorPolicy:
     # CoTI goes through the IPv4 tunnel to the LMA, the BU/BA between the
     # IPv4 proxy CoAs inside UDP 5436 (fig. 6, 7).
     ipv4_transport: bool = False
+    # Addresses of other kinds of peer (our LMA, peer LMAs, our own): never an RO peer.
+    reserved: Callable[[IPv6Address], bool] = lambda address: False
 
     def __post_init__(self):
         self.mode = Mode(self.mode)
@@ -351,6 +353,8 @@ class RoInitiator:
                               detail=status_label(lra.status, wire.LRAStatus))
         if isinstance(attempt.pair.local, IPv4Address) and p.ipv4_proxy_coa is None:
             return self._fail(attempt, now, FailReason.NO_IPV4_PROXY_COA, long=True)
+        if p.reserved(peer.address):
+            return self._fail(attempt, now, FailReason.RESERVED_PEER, long=True, detail=str(peer.address))
         attempt.peer = peer
         quick = p.mode is Mode.QUICK and peer.address in p.peer_keys
         attempt.mode = Mode.QUICK if quick else Mode.RR

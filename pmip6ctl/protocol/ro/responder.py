@@ -31,6 +31,13 @@ class ResponderPolicy:
     peer_keys: Mapping[IPv6Address, PeerKey] = field(default_factory=dict)
     nonce_rotation: float = 30.0
     nat_keepalive: int = 20               # refresh time in our NAT Detection option (RFC 5555)
+    # Addresses that are another kind of peer (our LMA, peer LMAs, our own): never an RO care-of
+    # address, or an RO tunnel would take over theirs.
+    reserved: Callable[[IPv6Address], bool] = lambda address: False
+    # The RO policy of the config ([[ro.policy]]): may (MN, CN) be optimized?
+    allowed: Callable[[Address, Address], bool] = lambda mn, cn: True
+    # Room for one more pair with this peer in the RO table and the tunnels (else BA 130).
+    has_room: Callable[[RoPair, IPv6Address], bool] = lambda pair, peer: True
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,13 @@ class RoResponder:
         # The care-of address is the proxy CoA in the IPv6 header (for fig. 3
         # the one inside the IPv4 wrapper): the RO BU comes from it.
         careof = arrival.proxy_src or arrival.src
+        if arrival.over_ipv4:
+            # No exchange of ours sends a CoTI in UDP (fig. 6 runs it through the
+            # LMA); answering would hand the care-of token to whoever sent the
+            # datagram, not to the address it tests.
+            return [RoRejected(None, careof, RejectReason.COTI_IN_UDP)]
+        if self.policy.reserved(careof):
+            return [RoRejected(None, careof, RejectReason.RESERVED_CAREOF, "coti")]
         index, nonce = self.nonces.current(now)
         token = security.careof_keygen_token(self.kcn, careof, nonce)
         cot = wire.CareofTest(careof_nonce_index=index, careof_init_cookie=coti.careof_init_cookie,
@@ -124,12 +138,17 @@ class RoResponder:
         stamp = wire.find_option(bu, wire.Timestamp)
         mma = wire.find_option(bu, wire.MobilityMessageAuthentication)
         kbm = None
+        if self.policy.reserved(peer):
+            return [RoRejected(pair, peer, RejectReason.RESERVED_CAREOF)]
         if mma is not None:
             key = self.policy.peer_keys.get(peer)
             if key is None:
                 return [RoRejected(pair, peer, RejectReason.NO_KEY_FOR_PEER)]
             if not key.verify(bu, peer, arrival.dst):
                 return [RoRejected(pair, peer, RejectReason.BAD_QUICK_MODE_AUTHENTICATOR)]
+            if not key.covers(pair.remote):
+                return [RoRejected(pair, peer, RejectReason.KEY_NOT_FOR_THIS_MN),
+                        self._ba(bu, pair, stamp, arrival, wire.Status.ADMIN_PROHIBITED, 0, None, now, Mode.QUICK)]
             mode = Mode.QUICK
         else:
             indices = wire.find_option(bu, wire.NonceIndices)
@@ -157,6 +176,9 @@ class RoResponder:
         if not self.policy.serves(pair.local):
             return [RoRejected(pair, peer, RejectReason.CN_NOT_SERVED, "binding update"),
                     self._ba(bu, pair, stamp, arrival, wire.Status.ADMIN_PROHIBITED, 0, kbm, now, mode)]
+        if not self.policy.allowed(pair.remote, pair.local):
+            return [RoRejected(pair, peer, RejectReason.DENIED_BY_POLICY),
+                    self._ba(bu, pair, stamp, arrival, wire.Status.ADMIN_PROHIBITED, 0, kbm, now, mode)]
         if stamp is None or abs(stamp.to_unix() - now) > self.policy.timestamp_window:
             return [RoRejected(pair, peer, RejectReason.TIMESTAMP_MISMATCH),
                     self._ba(bu, pair, stamp, arrival, wire.Status.TIMESTAMP_MISMATCH, 0, kbm, now, mode)]
@@ -175,6 +197,10 @@ class RoResponder:
         actions = []
         if lifetime == 0:
             actions += self.remove(pair, StopReason.DEREGISTERED_BY_PEER)
+        elif pair not in self.bindings and not self.policy.has_room(pair, peer):
+            # RFC 6275 §9.5.1 status 130: better than accepting and black-holing the flow
+            return [RoRejected(pair, peer, RejectReason.NO_ROOM),
+                    self._ba(bu, pair, stamp, arrival, wire.Status.INSUFFICIENT_RESOURCES, 0, kbm, now, mode)]
         else:
             binding = ResponderBinding(pair, peer, arrival.ipv4_src, now + lifetime, lifetime, stamp.to_unix(), mode)
             self.bindings[pair] = binding

@@ -1,0 +1,285 @@
+"""Issue 12's attacks against the node cores, with a fake clock: each forged
+message is refused, counted by its reason, and changes nothing (the binding
+is where it was; no tunnel, no RO entry, no answer to the forger).
+
+The same attacks run against the daemons in tests/attacks/test_lab_attacks.py."""
+
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+import pytest
+from protocol_helpers import (CN, CN_HNP, CNS_AT_MAG2, KCN, LMA, LMA4, MAG1, MAG1_4, MAG2,
+                              MAG2_4, MN, MNS_AT_MAG1, QUICK_KEY, QUICK_SPI, T0, Domain, carry, initiator_policy,
+                              lma_node, lma_policy, mag_node, only, pbu, quick_keys, responder_policy, seeded)
+
+from pmip6ctl import wire
+from pmip6ctl.protocol.auth import AuthFailure, SignalingGuard, SignalingPeer, SignalingRefused
+from pmip6ctl.protocol.binding_update_list import BindingState, RegistrationRejected
+from pmip6ctl.protocol.lma import LmaNode, LmaNodePolicy, RemoveBinding
+from pmip6ctl.protocol.mag import InstallMobileNode
+from pmip6ctl.protocol.ro import Phase, RoInstalled, RoPair, RoRejected
+from pmip6ctl.protocol.vocabulary import MessageKind, RejectReason
+from pmip6ctl.security import PeerKey
+from pmip6ctl.transport import Arrival, Send, SendHomePath, UdpEndpoint
+
+MAG1_KEY = PeerKey(0x4101, b"the key MAG1 shares with the LMA")
+MAG2_KEY = PeerKey(0x4102, b"the key MAG2 shares with the LMA")
+ATTACKER = IPv6Address("2001:db8:bad::66")
+ATTACKER4 = IPv4Address("203.0.113.66")
+MN1_AT = "mn1@example.org"
+
+
+def lma_guard() -> SignalingGuard:
+    return SignalingGuard({MAG1: SignalingPeer(MAG1, MAG1_KEY, MAG1_4), MAG2: SignalingPeer(MAG2, MAG2_KEY, MAG2_4)})
+
+
+def mag_guard(mag=MAG1, key=MAG1_KEY) -> SignalingGuard:
+    return SignalingGuard({LMA: SignalingPeer(LMA, key, LMA4)})
+
+
+def domain() -> Domain:
+    """MAG1 and MAG2 with their keys and an LMA that knows both; MN1
+    registered through MAG1 (authenticated), its binding at the LMA."""
+    lma = LmaNode(LmaNodePolicy(binding_cache=lma_policy()), guard=lma_guard())
+    d = Domain({"mag1": mag_node(mn_ids={"02:00:00:00:00:01": MN1_AT}, guard=mag_guard()),
+                "mag2": mag_node(MAG2, MAG2_4, name="mag2", guard=mag_guard(MAG2, MAG2_KEY)),
+                "lma": lma})
+    d.call("mag1", "router_solicitation", "acc1", "02:00:00:00:00:01")
+    d.run(0.1)
+    assert d.nodes["lma"].bindings[MN1_AT].proxy_coa == MAG1
+    return d
+
+
+def lma_sees(d: Domain, message, src=MAG1, **arrival) -> list:
+    """The LMA's answer to a message built by the attacker."""
+    return d.post("lma", d.nodes["lma"].receive(*carry(Send(message, src, LMA, **arrival)), d.now))
+
+
+def refusal(actions) -> AuthFailure:
+    return only(a for a in actions if isinstance(a, SignalingRefused)).reason
+
+
+def binding_unchanged(d: Domain, before) -> None:
+    assert d.nodes["lma"].bindings[MN1_AT] == before
+    assert d.nodes["mag1"].bul.entries[MN1_AT].state is BindingState.REGISTERED
+
+
+# --- attack 1: a forged PBU in IPv4/UDP 5436, inner source MAG1 -------------------------------------
+
+@pytest.mark.parametrize("outer, sign", [
+    (ATTACKER4, None),                                # from the attacker's host, no key
+    (MAG1_4, None),                                   # from MAG1's own IPv4 address, no key
+    (MAG1_4, PeerKey(MAG1_KEY.spi, b"a key the attacker guessed.....")),
+    (MAG1_4, PeerKey(0x9999, b"the attacker's own key.........")),
+], ids=["outer from the attacker", "unsigned", "wrong key", "wrong spi"])
+def test_a_forged_pbu_moves_nothing_and_gets_no_answer(outer, sign):
+    d = domain()
+    before = d.nodes["lma"].bindings[MN1_AT]
+    forged = pbu(MN1_AT, d.now, sequence=7, hnp=before.hnp)
+    if sign is not None:
+        forged = sign.sign(forged, MAG1, LMA)
+    actions = lma_sees(d, forged, ipv4_dst=UdpEndpoint(LMA4), ipv4_src=outer)
+    expected = {ATTACKER4: AuthFailure.WRONG_OUTER_SOURCE}.get(outer) or (
+        AuthFailure.UNAUTHENTICATED if sign is None else
+        AuthFailure.WRONG_SPI if sign.spi != MAG1_KEY.spi else AuthFailure.BAD_AUTHENTICATOR)
+    assert refusal(actions) == expected
+    assert actions == [SignalingRefused(MessageKind.PBU, MAG1, expected)]     # nothing else: no PBA to the forger
+    binding_unchanged(d, before)
+
+
+# --- attack 2: a deregistration with a spoofed source ---------------------------------------------------
+
+def test_a_spoofed_deregistration_leaves_the_binding_in_place():
+    d = domain()
+    before = d.nodes["lma"].bindings[MN1_AT]
+    actions = lma_sees(d, pbu(MN1_AT, d.now, sequence=9, lifetime=0, hnp=before.hnp))
+    assert refusal(actions) == AuthFailure.UNAUTHENTICATED
+    assert not [a for a in actions if isinstance(a, RemoveBinding)]
+    binding_unchanged(d, before)
+
+
+def test_a_captured_pbu_replayed_later_is_refused():
+    d = domain()
+    before = d.nodes["lma"].bindings[MN1_AT]
+    (_, _, captured, _), = [s for s in d.sent(wire.BindingUpdate) if s[1].dst == LMA][:1]
+    again = lma_sees(d, captured)                   # the same signed PBU, one more time
+    assert refusal(again) == AuthFailure.REPLAYED
+    d.run(30)                                       # and much later: out of the window
+    assert refusal(lma_sees(d, captured)) in (AuthFailure.STALE_TIMESTAMP, AuthFailure.REPLAYED)
+    binding_unchanged(d, before)
+
+
+# --- attack 3: a PBU from an access link, source MAG2, for mn2 ------------------------------------------
+
+def test_a_pbu_an_mn_sends_with_mag2s_source_is_unauthenticated():
+    d = domain()
+    d.call("mag2", "attach", "mn2@example.org", "acc1")
+    d.run(0.1)
+    before = d.nodes["lma"].bindings["mn2@example.org"]
+    actions = lma_sees(d, pbu("mn2@example.org", d.now, sequence=3, lifetime=0, hnp=before.hnp), src=MAG2)
+    assert refusal(actions) == AuthFailure.UNAUTHENTICATED
+    assert d.nodes["lma"].bindings["mn2@example.org"] == before
+
+
+# --- the MAG's side: only its LMA's answers to its own PBUs ------------------------------------------
+
+def test_a_forged_pba_never_registers_anything():
+    d = Domain({"mag1": mag_node(mn_ids={"02:00:00:00:00:01": MN1_AT}, guard=mag_guard()),
+                "lma": LmaNode(LmaNodePolicy(binding_cache=lma_policy()), guard=lma_guard())})
+    d.hold = lambda origin, action: True
+    d.call("mag1", "router_solicitation", "acc1", "02:00:00:00:00:01")
+    pbu_sent = only(d.held).action.message
+    stamp = wire.find_option(pbu_sent, wire.Timestamp)
+    pba = wire.BindingAck(0, wire.BAFlags.P, pbu_sent.sequence, 900,
+                          [wire.MobileNodeIdentifier.from_nai(MN1_AT), wire.HomeNetworkPrefix(64, IPv6Network(
+                              "2001:db8:666::/64").network_address), stamp])
+    node = d.nodes["mag1"]
+    for forged, arrival in [(pba, Arrival(LMA, MAG1)),                                          # unsigned
+                            (PeerKey(MAG1_KEY.spi, b"not the key......").sign(pba, LMA, MAG1), Arrival(LMA, MAG1)),
+                            (MAG1_KEY.sign(pba, LMA, MAG1), Arrival(ATTACKER, MAG1))]:         # not the LMA
+        actions = node.receive(*carry(Send(forged, arrival.src, MAG1)), d.now)
+        assert isinstance(only(actions), SignalingRefused)
+    assert node.bul.entries[MN1_AT].state is BindingState.REGISTERING
+
+
+@pytest.mark.parametrize("hnp, ipv4, why", [
+    (IPv6Network("::/0"), None, None),                                         # "assign one": not a prefix
+    (IPv6Network("2001:db8:ffff::/64"), None, "overlaps"),                      # the transport network
+    (IPv6Network("2001:db8:100::/56"), None, "/56"),
+    (IPv6Network("2001:db8:100::/64"), IPv4Address("198.51.100.5"), "lies in"),
+], ids=["all zero", "infrastructure", "length", "ipv4 in infrastructure"])
+def test_a_pba_granting_an_uninstallable_prefix_installs_nothing(hnp, ipv4, why):
+    infrastructure = (IPv6Network("2001:db8:ffff::/64"), IPv6Network("2001:db8:a1::/64"),
+                      IPv4Network("198.51.100.0/24"))
+    d = Domain({"mag1": mag_node(mn_ids={"02:00:00:00:00:01": MN1_AT}, infrastructure=infrastructure),
+                "lma": LmaNode(LmaNodePolicy(binding_cache=lma_policy()))})
+    d.hold = lambda origin, action: True
+    d.call("mag1", "router_solicitation", "acc1", "02:00:00:00:00:01")
+    sent = only(d.held).action.message
+    options = [wire.MobileNodeIdentifier.from_nai(MN1_AT), wire.HomeNetworkPrefix(hnp.prefixlen, hnp.network_address),
+               wire.find_option(sent, wire.Timestamp)]
+    if ipv4:
+        options.append(wire.IPv4HomeAddressReply(0, ipv4, 32))
+    actions = d.nodes["mag1"].receive(*carry(Send(wire.BindingAck(0, wire.BAFlags.P, sent.sequence, 900, options),
+                                                  LMA, MAG1)), d.now)
+    assert not [a for a in actions if isinstance(a, InstallMobileNode)]
+    if why:
+        assert why in only(a for a in actions if isinstance(a, RegistrationRejected)).reason
+
+
+# --- attack 5: the RR responder cut-off ----------------------------------------------------------------
+
+def ro_peers() -> Domain:
+    return Domain({"mag1": mag_node(attached=MNS_AT_MAG1, random=seeded(1)),
+                   "mag2": mag_node(MAG2, MAG2_4, name="mag2", attached=CNS_AT_MAG2, kcn=KCN, random=seeded(2)),
+                   "lma": lma_node()})
+
+
+def test_a_coti_in_udp_gets_no_care_of_token_back():
+    d = ro_peers()
+    coti = wire.CareofTestInit(careof_init_cookie=bytes(8))
+    arrival = Arrival(LMA, MAG2, ipv4_src=UdpEndpoint(ATTACKER4, 40000), ipv4_dst=MAG2_4)
+    actions = d.nodes["mag2"].receive(coti, arrival, d.now)
+    assert actions == [RoRejected(None, LMA, RejectReason.COTI_IN_UDP)]       # no CoT to the attacker
+
+
+def test_an_rr_binding_update_from_the_lmas_address_never_takes_the_lma_tunnel():
+    d = ro_peers()
+    bu = wire.BindingUpdate(5, wire.BUFlags.A | wire.BUFlags.P, 105, [
+        wire.HomeNetworkPrefix(128, IPv6Address("2001:db8:100::66")), wire.CNHomeNetworkPrefix(128, CN),
+        wire.Timestamp.from_unix(d.now), wire.NonceIndices(1, 2), wire.BindingAuthorizationData(bytes(12))])
+    actions = d.nodes["mag2"].receive(*carry(Send(bu, LMA, MAG2)), d.now)
+    assert only(a for a in actions if isinstance(a, RoRejected)).reason is RejectReason.RESERVED_CAREOF
+    assert not [a for a in actions if isinstance(a, (RoInstalled, Send))]
+
+
+def test_a_home_path_message_through_another_tunnel_is_refused():
+    d = ro_peers()
+    hoti = wire.HomeTestInit(home_init_cookie=bytes(8))
+    arrival = Arrival(MN, CN, home_path=True, tunnel_src=ATTACKER)      # punted from an RO peer's tunnel
+    assert only(d.nodes["mag2"].receive(hoti, arrival, d.now)).reason is RejectReason.NOT_HOME_PATH
+    fine = d.nodes["mag2"].receive(hoti, Arrival(MN, CN, home_path=True, tunnel_src=LMA), d.now)
+    assert isinstance(only(fine), SendHomePath)                           # the HoT, into the LMA tunnel
+
+
+# --- attack 6: a replayed quick-mode BA once the sequence number came round ------------------------
+
+def test_a_replayed_quick_mode_ba_never_installs_a_binding_the_peer_did_not_grant():
+    d = Domain({"mag1": mag_node(attached=MNS_AT_MAG1, random=seeded(1),
+                                 initiator=initiator_policy(
+                                     mode="quick", peer_keys=quick_keys(MAG2))),
+                "mag2": mag_node(MAG2, MAG2_4, name="mag2", attached=CNS_AT_MAG2, kcn=KCN,
+                                 responder=responder_policy(peer_keys=quick_keys(MAG1))),
+                "lma": lma_node()})
+    d.call("mag1", "flow_seen", MN, CN)
+    d.run(1)
+    initiator = d.nodes["mag1"].initiator
+    attempt = initiator.attempts[RoPair(MN, CN)]
+    (_, captured_send, captured, _), = d.sent(wire.BindingAck)
+    assert attempt.established
+    # Later the pair is stopped and started again; the new BU is lost on the way
+    d.call("mag1", "stop_ro", RoPair(MN, CN))
+    d.run(120)
+    d.drop = lambda origin, action: isinstance(action.message, wire.BindingUpdate)
+    d.call("mag1", "flow_seen", MN, CN)
+    d.run(0.5)
+    attempt = initiator.attempts[RoPair(MN, CN)]
+    assert attempt.phase is Phase.BINDING
+    # ... and MAG1's 16-bit sequence has come round to the captured BA's number
+    initiator._ask(attempt, "bu", captured.sequence)
+    actions = d.nodes["mag1"].receive(*carry(captured_send), d.now)
+    assert not [a for a in actions if isinstance(a, RoInstalled)]
+    assert not attempt.established
+
+
+# --- RO responder policy ----------------------------------------------------------------------------------
+
+def test_a_quick_mode_key_binds_only_the_prefixes_configured_for_it():
+    narrow = {MAG1: PeerKey(QUICK_SPI, QUICK_KEY, (IPv6Network("2001:db8:100:1::/64"),))}   # MN_B's, not MN's
+    d = Domain({"mag1": mag_node(attached=MNS_AT_MAG1, initiator=initiator_policy(
+                    mode="quick", peer_keys=quick_keys(MAG2))),
+                "mag2": mag_node(MAG2, MAG2_4, name="mag2", attached=CNS_AT_MAG2, kcn=KCN,
+                                 responder=responder_policy(peer_keys=narrow)),
+                "lma": lma_node()})
+    d.call("mag1", "flow_seen", MN, CN)
+    d.run(1)
+    assert RejectReason.KEY_NOT_FOR_THIS_MN in [a.reason for a in d.actions("mag2", RoRejected)]
+    assert d.nodes["mag2"].responder.bindings == {}
+
+
+def test_the_ro_policy_binds_the_responder_as_the_initiator():
+    deny = {"ro_allowed": lambda mn, cn: False}
+    d = Domain({"mag1": mag_node(attached=MNS_AT_MAG1),
+                "mag2": mag_node(MAG2, MAG2_4, name="mag2", attached=CNS_AT_MAG2, kcn=KCN, node_policy=deny),
+                "lma": lma_node()})
+    d.call("mag1", "flow_seen", MN, CN)
+    d.run(1)
+    assert RejectReason.DENIED_BY_POLICY in [a.reason for a in d.actions("mag2", RoRejected)]
+    assert d.nodes["mag2"].responder.bindings == {}
+    assert d.nodes["mag2"].flow_seen(CN, MN, d.now) == []                 # and its own initiator
+
+
+def test_a_full_ro_table_answers_130_instead_of_black_holing():
+    d = Domain({"mag1": mag_node(attached=MNS_AT_MAG1),
+                "mag2": mag_node(MAG2, MAG2_4, name="mag2", attached=CNS_AT_MAG2, kcn=KCN,
+                                 node_policy={"max_ro_pairs": 0}),
+                "lma": lma_node()})
+    d.call("mag1", "flow_seen", MN, CN)
+    d.run(1)
+    ba = only(d.messages(wire.BindingAck))
+    assert ba.status == wire.Status.INSUFFICIENT_RESOURCES
+    assert d.nodes["mag2"].responder.bindings == {}
+    assert not d.nodes["mag1"].initiator.attempts[RoPair(MN, CN)].established
+
+
+# --- attack on the inter-LMA query: replayed notices ------------------------------------------------------
+
+def test_a_replayed_unsolicited_lra_is_refused():
+    lma2 = IPv6Address("2001:db8:ffff::2")
+    key = PeerKey(0x2001, b"LMA1 and LMA2 share this key....")
+    guard = SignalingGuard({lma2: SignalingPeer(lma2, key)})
+    lma = lma_node(peers={lma2: key}, guard=guard)
+    notice = key.sign(wire.LocalizedRoutingAck(sequence=1, status=129, lifetime=0, unsolicited=True, options=[
+        wire.CNHomeNetworkPrefix(64, CN_HNP.network_address), wire.Timestamp.from_unix(T0)]), lma2, LMA)
+    first = lma.receive(notice, Arrival(lma2, LMA), T0)
+    assert not [a for a in first if isinstance(a, SignalingRefused)]
+    assert refusal(lma.receive(notice, Arrival(lma2, LMA), T0 + 1)) == AuthFailure.REPLAYED
