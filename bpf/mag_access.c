@@ -1,7 +1,10 @@
 /* MAG, access side: packets from mobile nodes.
- * parse -> route-optimized pair? tunnel to the RO peer
- *       -> registered MN?         tunnel to its LMA (and count toward the RO trigger)
- *       -> else                   the kernel. */
+ * parse -> link-scoped (RS, ND)?      the kernel
+ *       -> not an MN attached on
+ *          this very link?           drop (an access link speaks for its own MNs only)
+ *       -> mobility signaling?        drop (MNs never signal into the core)
+ *       -> route-optimized pair?      tunnel to the RO peer
+ *       -> else                       tunnel to its LMA (and count toward the RO trigger) */
 #include "tunnel.h"
 
 int xdp_mag_access(struct xdp_md *ctx)
@@ -19,13 +22,18 @@ int xdp_mag_access(struct xdp_md *ctx)
     if (pmip_is_link_scoped(&ip))
         return pmip_finish(ctx, prog, REASON_PASS_LOCAL);
 
+    mn = pmip_lookup_mn(&ip.src);
+    if (!mn)
+        return pmip_finish(ctx, prog, REASON_DROP_UNKNOWN_SOURCE);
+    if (mn->ifindex && mn->ifindex != ctx->ingress_ifindex)
+        return pmip_finish(ctx, prog, REASON_DROP_WRONG_LINK);
+    if (pmip_is_mobility_signaling(&ip, (void *)(long)ctx->data_end))
+        return pmip_finish(ctx, prog, REASON_DROP_MN_SIGNALING);
+
     ro = pmip_ro_to_send(&ip.src, &ip.dst);
     if (ro)
         return pmip_encap_and_forward(ctx, prog, &ip, ro->tunnel_id, REASON_FWD_ENCAP_RO, 1);
 
-    mn = pmip_lookup_mn(&ip.src);
-    if (!mn)
-        return pmip_finish(ctx, prog, REASON_PASS_NOT_MN);
     pmip_note_unoptimized_flow(ctx, prog, &ip.src, &ip.dst);
     return pmip_encap_and_forward(ctx, prog, &ip, mn->tunnel_id, REASON_FWD_ENCAP_PMIP, 1);
 }

@@ -30,6 +30,9 @@
     X(DROP_SPOOFED_INNER, drop,     "inner source does not belong to the tunnel peer") \
     X(DROP_NO_RO_BINDING, drop,     "route-optimized traffic for a binding that no longer exists") \
     X(DROP_NO_TUNNEL,     drop,     "entry names a tunnel that does not exist") \
+    X(DROP_UNKNOWN_SOURCE, drop,    "from an access link, with a source that is no attached mobile node's") \
+    X(DROP_WRONG_LINK,    drop,     "from an access link other than the one its mobile node is attached on") \
+    X(DROP_MN_SIGNALING,  drop,     "mobility signaling from a mobile node: never forwarded into the core") \
     X(DROP_PUNT_FAILED,   drop,     "could not hand a mobility message to the daemon")
 
 #define PMIP6_REASON_ENUM(name, verdict, help) REASON_##name,

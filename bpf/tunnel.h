@@ -59,6 +59,25 @@ static __always_inline int pmip_carries_mobility_message(const struct ip_info *i
     return ip6->nexthdr == IPPROTO_MH;
 }
 
+/* Mobility signaling in a packet from an MN: an IPv6 Mobility Header, one
+ * inside IPv4 (proto 41), or IPv4/UDP to the PMIPv6 port (RFC 5844). Only
+ * the first header is checked; anything behind extension headers meets the
+ * authentication of the node it reaches. */
+static __always_inline int pmip_is_mobility_signaling(const struct ip_info *ip, void *data_end)
+{
+    if (ip->eth_proto == ETH_P_IPV6)
+        return ip->l4proto == IPPROTO_MH;
+    if (ip->is_fragment)
+        return 0;
+    if (ip->l4proto == IPPROTO_UDP) {
+        struct udphdr *udp = pmip_ip_payload(ip);
+        if ((void *)(udp + 1) > data_end)
+            return 0;
+        return udp->dest == bpf_htons(PMIP6_UDP_PORT);
+    }
+    return pmip_carries_mobility_message(ip, data_end);
+}
+
 /* The first step of every program: the Ethernet and IP headers into ip.
  * Returns 0 to go on; otherwise the frame has been counted and *verdict is
  * what the program returns. */

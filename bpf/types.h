@@ -59,7 +59,8 @@ struct prefix_key {
 
 struct mn_entry {
     __u32 tunnel_id;        /* MAG: toward the LMA; LMA: toward the serving MAG */
-    __u32 flags;
+    __u32 ifindex;          /* MAG: the access link the MN is attached on, the only one
+                             * its packets may come from; LMA: 0 */
 };
 
 /* Route-optimized pair, as the draft's cache entry (MN HoA, CN HoA) seen from

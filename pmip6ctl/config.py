@@ -37,7 +37,7 @@ from . import defs
 from .security import MAX_RR_BINDING_LIFETIME
 
 __all__ = [
-    "KNOWN_KEYS", "ROLES", "SecuritySection", "read_key", "read_keys", "AddressesSection", "CnSection", "ConfigError", "ControlSection",
+    "KNOWN_KEYS", "ROLES", "MnId", "SecuritySection", "read_key", "read_keys", "AddressesSection", "CnSection", "ConfigError", "ControlSection",
     "DataplaneSection", "InterfacesSection", "LmaSection", "MagSection", "MetricsSection",
     "NodeConfig", "NodeSection", "Peer", "RoPolicyRule", "RoSection", "TimersSection",
     "load_config", "parse_config",
@@ -318,17 +318,42 @@ def _nai(value: Any) -> str:
     return value
 
 
-def _mn_ids(value: Any) -> Mapping[str, str]:
-    """MAC address -> NAI, keys normalised to lower case."""
+@dataclass(frozen=True)
+class MnId:
+    """An [mag.mn_ids] entry: the NAI behind a link-layer address, and the
+    access links it may appear on (empty: any of this MAG's)."""
+    nai: str
+    links: tuple[str, ...] = ()
+
+
+def _mn_ids(value: Any) -> Mapping[str, MnId]:
+    """MAC address -> MnId, keys normalised to lower case. A value is an NAI,
+    or a table {nai = "...", links = ["eth1"]}."""
     _typed(dict, "a table", value)
-    out: dict[str, str] = {}
-    for mac, nai in value.items():
+    out: dict[str, MnId] = {}
+    for mac, who in value.items():
         if not _MAC.fullmatch(mac):
             raise _Invalid(f"{_show(mac)} is not a MAC address (aa:bb:cc:dd:ee:ff)")
         if mac.lower() in out:
             raise _Invalid(f"{_show(mac)} is listed twice")
         try:
-            out[mac.lower()] = _nai(nai)
+            if isinstance(who, dict):
+                unknown = set(who) - {"nai", "links"}
+                if unknown:
+                    raise _Invalid("unknown key", (sorted(unknown)[0],))
+                if "nai" not in who:
+                    raise _Invalid("required", ("nai",))
+                try:
+                    nai = _nai(who["nai"])
+                except _Invalid as problem:
+                    raise problem.inside("nai") from None
+                try:
+                    links = _list(_ifname, unique=True)(who.get("links", []))
+                except _Invalid as problem:
+                    raise problem.inside("links") from None
+                out[mac.lower()] = MnId(nai, links)
+            else:
+                out[mac.lower()] = MnId(_nai(who))
         except _Invalid as problem:
             raise problem.inside(mac) from None
     return MappingProxyType(out)
@@ -453,8 +478,9 @@ class MagSection:
     transport: str = _key(_choice("ipv6", "ipv4"), "ipv6")
     lifetime: int = _key(_integer(4, MAX_BINDING_LIFETIME), 3600)
     request_ipv4: bool = _key(_boolean, True)
-    # MAC (lower case) -> NAI; an MN not listed is named "<mac>@<node.name>".
-    mn_ids: Mapping[str, str] = _key(_mn_ids, factory=lambda: MappingProxyType({}), hash=False)
+    # MAC (lower case) -> NAI, or {nai, links}: who may attach by Router Solicitation,
+    # and on which access links (docs/security.md). Nobody else attaches by RS.
+    mn_ids: Mapping[str, MnId] = _key(_mn_ids, factory=lambda: MappingProxyType({}), hash=False)
     # 0: the link MTU minus the tunnel overhead.
     advertise_mtu: int = _key(_integer(IPV6_MIN_MTU, 65535, also=(0,)), 0)
     # Home network prefix lengths the MAG installs; a PBA granting another is refused.
@@ -578,10 +604,10 @@ class NodeConfig:
     cn: CnSection | None = _table(CnSection, None)        # iff node.role = "cn"
     path: Path = Path()                                   # the file it came from
 
-    def mn_id(self, mac: str) -> str:
+    def mn_id(self, mac: str) -> str | None:
         """The NAI of an MN detected by its Router Solicitation (MAG only)."""
-        mac = mac.lower()
-        return (self.mag.mn_ids if self.mag else {}).get(mac, f"{mac}@{self.node.name}")
+        who = (self.mag.mn_ids if self.mag else {}).get(mac.lower())
+        return who.nai if who else None
 
     def peer(self, address: IPv6Address | IPv4Address) -> Peer | None:
         """The [[peers]] entry for a peer's IPv6 or IPv4 address."""
@@ -619,6 +645,10 @@ def _cross_checks(c: NodeConfig) -> Iterator[tuple[tuple[str | int, ...], str]]:
     for i, name in enumerate(interfaces.access):
         if name in interfaces.transport:
             yield ("interfaces", "access", i), f"{name!r} is also a transport interface"
+    for mac, who in (c.mag.mn_ids.items() if c.mag else ()):
+        for i, link in enumerate(who.links):
+            if link not in interfaces.access:
+                yield ("mag", "mn_ids", mac, "links", i), f"{link!r} is not one of interfaces.access"
     if c.lma and c.lma.hnp_length < c.lma.hnp_pool.prefixlen:
         pool = c.lma.hnp_pool.prefixlen
         yield ("lma", "hnp_length"), f"{c.lma.hnp_length} is shorter than lma.hnp_pool (/{pool})"

@@ -9,7 +9,7 @@ import time
 
 from ..dataplane import PeerKind
 from ..protocol import lma
-from ..protocol.binding_cache import BindingCacheEntry, LmaPolicy, PbuRejected
+from ..protocol.binding_cache import BindingCacheEntry, LmaPolicy, MoveRefused, PbuRejected
 from ..protocol.inter_lma import Relayed
 from ..protocol.pools import AddressPool, PrefixPool
 from ..protocol.vocabulary import status_label
@@ -59,6 +59,10 @@ class LmaDaemon(Daemon):
         elif isinstance(action, Relayed):
             log.info("inter-LMA RO query for %s: %s", action.cn, action.outcome.value)
             self.metrics.count_message("lri", "relay", action.outcome)
+        elif isinstance(action, MoveRefused):
+            self.metrics.count_message("pbu", "in", "mn_attached_elsewhere")
+            log.warning("%s claimed by %s, but %s says it is still attached there: refused",
+                        action.mn_id, action.proxy_coa, action.old_proxy_coa)
         elif isinstance(action, PbuRejected):
             log.info("rejected a PBU from %s for %s: %s", action.proxy_coa, action.mn_id, status_label(action.status))
         else:

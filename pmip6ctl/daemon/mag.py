@@ -55,6 +55,8 @@ class MagDaemon(Daemon):
         self.access = {self.netlink.ifindex(name): name for name in c.interfaces.access}
         # the RA's source link-layer address; looked up once, not on the RA's critical path
         self.access_macs = {name: self.netlink.mac(name) for name in c.interfaces.access}
+        for name in c.interfaces.access:         # whose carrier is up: an MN there is still attached
+            (self.node.link_up if self.netlink.carrier(name) else self.node.link_down)(name, time.time())
         # RO may use IPv6 outer headers even over IPv4 transport: leave room for the largest
         self.ra_mtu = c.mag.advertise_mtu or min(self.netlink.mtu(n) for n in c.interfaces.access) - Encap.IP6.outer_len
 
@@ -81,6 +83,10 @@ class MagDaemon(Daemon):
             log.warning("the LMA rejected %s: %s", action.entry.mn_id, status_label(action.status))
         elif isinstance(action, mag.MobileNodeAttaching):
             log.info("router solicitation from %s on %s: attaching %s", action.mac, action.link, action.mn_id)
+        elif isinstance(action, mag.RouterSolicitationRefused):
+            self.metrics.count_message("rs", "in", action.reason)
+            log.warning("router solicitation from %s on %s refused: %s%s", action.mac, action.link,
+                        action.reason.replace("_", " "), f" ({action.mn_id})" if action.mn_id else "")
         elif isinstance(action, mag.MobileNodeLeft):
             log.info("%s left: %s lost its carrier", action.mn_id, action.link)
         else:
@@ -90,10 +96,11 @@ class MagDaemon(Daemon):
         tunnel_id = self.tunnels.acquire(action.tunnel, action.mn_id, PeerKind.LMA)
         previous = self.installed.get(action.mn_id)
         self.installed[action.mn_id] = tunnel_id
-        self.tables.set_mn(action.hnp, tunnel_id)
+        link = self.netlink.ifindex(action.link)         # its packets come from this link only
+        self.tables.set_mn(action.hnp, tunnel_id, ifindex=link)
         self.netlink.replace_route(action.hnp, ifname=action.link)
         if action.ipv4_hoa:
-            self.tables.set_mn(f"{action.ipv4_hoa}/32", tunnel_id)
+            self.tables.set_mn(f"{action.ipv4_hoa}/32", tunnel_id, ifindex=link)
             self.netlink.replace_route(f"{action.ipv4_hoa}/32", ifname=action.link)
         if previous is not None and previous != tunnel_id:     # only once nothing points at it
             self.tunnels.release(previous, action.mn_id)
@@ -128,8 +135,10 @@ class MagDaemon(Daemon):
             link = self.access.get(rs.ifindex)
             if link is None:
                 continue
-            self.metrics.count_message("rs", "in")
-            self.apply(self.node.router_solicitation(link, rs.mac, time.time()))
+            actions = self.node.router_solicitation(link, rs.mac, time.time())
+            if not any(isinstance(a, mag.RouterSolicitationRefused) for a in actions):
+                self.metrics.count_message("rs", "in")
+            self.apply(actions)
 
     def on_link(self, event: LinkEvent) -> None:
         """An access link lost its carrier: the MNs on it left (RFC 5213
@@ -142,8 +151,8 @@ class MagDaemon(Daemon):
         self.access = {i: name for i, name in self.access.items() if name != event.ifname}
         if not event.deleted:
             self.access[event.ifindex] = event.ifname     # a re-created link has a new ifindex
-        if not event.up:
-            self.apply(self.node.link_down(event.ifname, time.time()))
+        now = time.time()
+        self.apply(self.node.link_up(event.ifname, now) if event.up else self.node.link_down(event.ifname, now))
 
     def on_dataplane_event(self, event) -> None:
         now = time.time()

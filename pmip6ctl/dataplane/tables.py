@@ -157,9 +157,12 @@ class Tables:
         _set_addr(key.addr, net.network_address)
         return key
 
-    def set_mn(self, prefix, tunnel_id: int) -> None:
+    def set_mn(self, prefix, tunnel_id: int, ifindex: int = 0) -> None:
+        """ifindex (a MAG's): the access link the MN is attached on; its
+        packets from any other link are dropped (0: any link)."""
         leaf = self.mn_table.Leaf()
         leaf.tunnel_id = tunnel_id
+        leaf.ifindex = ifindex
         self.mn_table[self._prefix_key(prefix)] = leaf
 
     def remove_mn(self, prefix) -> None:

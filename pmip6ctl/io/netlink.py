@@ -79,6 +79,10 @@ class Netlink:
     def link_attr(self, ifname: str, attr: str):
         return self.ipr.get_links(self.ifindex(ifname))[0].get_attr(attr)
 
+    def carrier(self, ifname: str) -> bool:
+        """The link is up and has its carrier (an MN is on the other end)."""
+        return self.link_attr(ifname, "IFLA_OPERSTATE") == "UP" and bool(self.link_attr(ifname, "IFLA_CARRIER"))
+
     def mtu(self, ifname: str) -> int:
         return self.link_attr(ifname, "IFLA_MTU")
 

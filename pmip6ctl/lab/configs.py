@@ -109,7 +109,14 @@ def mag_config(name: str, run_dir: str, pin_root: str, *, ipv4_transport: bool =
     text = _common(name, "mag", ["tr0"], t.address6(name), t.address4(name), run_dir, pin_root)
     access = ", ".join(f'"{link.b_if}"' for link in t.ACCESS_LINKS if link.b == name)
     text = text.replace("{access}", f"access = [{access}]\n")
-    mn_ids = "\n".join(f'"{mac}" = "{mn}@lab.example"' for mn, mac in t.MN_MACS.items())
+    # who may attach here by RS, on which link (an RS is not an identity: docs/security.md)
+    mn_ids = []
+    for link in (link for link in t.ACCESS_LINKS if link.b == name):
+        mn = link.a
+        mn_ids.append(f'"{t.MN_MACS[mn]}" = {{ nai = "{mn}@lab.example", links = ["{link.b_if}"] }}')
+        if link.a_if == "eth1":                   # the MN's second interface, a node of its own
+            mn_ids.append(f'"{t.SECOND_MACS[mn]}" = {{ nai = "{t.SECOND_NAIS[mn]}", links = ["{link.b_if}"] }}')
+    mn_ids = "\n".join(mn_ids)
     return text + f"""
 [mag]
 lma = "{t.address6(lma)}"

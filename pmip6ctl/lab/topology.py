@@ -71,6 +71,7 @@ MN_MACS = {"mn1": "02:00:00:00:01:10", "mn2": "02:00:00:00:02:10"}
 # second interface the MN's own MAC, so that MAG3 sees the same MN arrive.
 SECOND_MACS = {"mn1": "02:00:00:00:01:11", "mn2": "02:00:00:00:02:11"}
 SECOND_MAC = SECOND_MACS["mn1"]
+SECOND_NAIS = {"mn1": "mn3@lab.example", "mn2": "mn4@lab.example"}   # who the second interfaces are
 IPV4_TRANSPORT_MAGS = frozenset({"mag3"})
 
 # The NAT scenario (`lab nat on`): pmip-nat masquerades MAG2's IPv4 side, and

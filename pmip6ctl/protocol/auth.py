@@ -36,7 +36,8 @@ from .vocabulary import MessageKind, _Described, message_kind
 
 # Messages authenticated between signaling peers; the rest (RR, RO BU/BA,
 # BE) have their own protection or none to have.
-GUARDED = frozenset({MessageKind.PBU, MessageKind.PBA, MessageKind.LRI, MessageKind.LRA, MessageKind.HEARTBEAT})
+GUARDED = frozenset({MessageKind.PBU, MessageKind.PBA, MessageKind.LRI, MessageKind.LRA, MessageKind.HEARTBEAT,
+                     MessageKind.BRI, MessageKind.BRA})
 
 
 class AuthFailure(_Described):

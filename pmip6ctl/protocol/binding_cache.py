@@ -13,17 +13,18 @@ the one that counts (no multihoming, RFC 5213 §5.4).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from itertools import chain
 
-from ..wire import (AccessTechnologyType, BAFlags, BindingAck, BindingUpdate, BUFlags,
+from ..wire import (AccessTechnologyType, BAFlags, BindingAck, BindingRevocation, BindingUpdate, BUFlags,
                     HandoffIndicator, HomeNetworkPrefix, IPv4CareofAddress,
                     IPv4HomeAddressReply, IPv4HomeAddressRequest, Message, MobileNodeIdentifier, NATDetection,
-                    Status, Timestamp, find_option, find_options)
+                    RevocationStatus, RevocationTrigger, Status, Timestamp, find_option, find_options)
 from ..actions import Command, Notification
 from ..transport import Arrival, Send, UdpEndpoint
-from .common import earliest, sequence_greater
+from .common import Stamper, earliest, sequence_greater
 from .index import PrefixIndex
 from .pools import AddressPool, PoolExhausted, PrefixPool
 from .vocabulary import names_a_correspondent
@@ -105,9 +106,39 @@ _REQUIRED_OPTIONS = (
 )
 
 
+# Binding Revocation (RFC 5846) before a live binding moves to another MAG:
+# the BRI is retransmitted at these delays, and then the move goes ahead (a
+# MAG that cannot answer serves nobody).
+REVOCATION_RETRIES = (0.5, 1.0)
+
+
+@dataclass
+class PendingMove:
+    """A PBU from a new MAG for an MN whose binding is live at another: held
+    until the old MAG says the MN is gone (BRA) or cannot answer."""
+    pbu: BindingUpdate
+    arrival: Arrival
+    old: BindingCacheEntry
+    sequence: int                     # of the BRI
+    timestamp: int = 0                # the BRI's, which the BRA echoes
+    retries: int = 0
+    due: float = 0.0
+
+
+@dataclass(frozen=True)
+class MoveRefused(Notification):
+    """A PBU from a new MAG refused: the old MAG says the MN is still attached there."""
+    mn_id: str
+    proxy_coa: IPv6Address
+    old_proxy_coa: IPv6Address
+
+
 class BindingCache:
-    def __init__(self, policy: LmaPolicy):
+    def __init__(self, policy: LmaPolicy, random=os.urandom, stamper: Stamper | None = None):
         self.policy = policy
+        self.stamper = stamper or Stamper()
+        self._revocation_sequence = int.from_bytes(random(2), "big")
+        self.pending: dict[str, PendingMove] = {}
         self.bindings: dict[str, BindingCacheEntry] = {}
         self._by_address: PrefixIndex[str] = PrefixIndex()      # HNPs and IPv4 HoAs -> MN-ID
         # Deregistered entries wait MinDelayBeforeBCEDelete (RFC 5213 §5.3.5)
@@ -127,17 +158,45 @@ class BindingCache:
             return self._reject(msg, arrival, mn_id, known, status, now)
         if msg.lifetime == 0:
             return self._deregister(msg, arrival, mn_id, now)
+        live = self.bindings.get(mn_id)
+        if live is not None and live.proxy_coa != arrival.src:
+            return self._revoke_first(msg, arrival, live, now)
         return self._register(msg, arrival, mn_id, known, now)
+
+    def receive_revocation(self, bra: BindingRevocation, arrival: Arrival, now: float) -> list:
+        """The old MAG's answer (BRA) to our BRI: the MN gone, or still there."""
+        if bra.is_indication:
+            return []
+        stamp = find_option(bra, Timestamp)
+        move = next((m for m in self.pending.values() if m.sequence == bra.sequence
+                     and m.old.proxy_coa == arrival.src and stamp is not None and stamp.timestamp == m.timestamp), None)
+        if move is None:
+            return []                 # no BRI of ours with that number and Timestamp
+        del self.pending[move.old.mn_id]
+        if bra.code == RevocationStatus.REVOCATION_FAILED_MN_IS_ATTACHED:
+            refused = MoveRefused(move.old.mn_id, move.arrival.src, move.old.proxy_coa)
+            return [refused] + self._reject(move.pbu, move.arrival, move.old.mn_id, move.old,
+                                            Status.ADMIN_PROHIBITED, now)
+        return self._move(move, now)   # gone (success), or it never had it (128)
 
     def on_timer(self, now: float) -> list:
         self._delete_expired(self._deregistered, now)
         expired = self._delete_expired(self.bindings, now)
         for entry in expired:
             self._unindex(entry)
-        return [BindingRemoved(entry) for entry in expired]
+        actions = [BindingRemoved(entry) for entry in expired]
+        for move in [m for m in self.pending.values() if m.due <= now]:
+            if move.retries < len(REVOCATION_RETRIES):
+                actions.append(self._indication(move, now))
+            else:
+                # The old MAG does not answer: it serves nobody, the move goes ahead.
+                del self.pending[move.old.mn_id]
+                actions += self._move(move, now)
+        return actions
 
     def next_deadline(self) -> float | None:
-        return earliest(*(entry.expires for entry in chain(self.bindings.values(), self._deregistered.values())))
+        return earliest(*(entry.expires for entry in chain(self.bindings.values(), self._deregistered.values())),
+                        *(move.due for move in self.pending.values()))
 
     # --- Lookups ------------------------------------------------------------
 
@@ -186,6 +245,39 @@ class BindingCache:
             return Status.SEQUENCE_OUT_OF_WINDOW
         return None
 
+    # --- A live binding moving to another MAG (RFC 5846) -------------------------
+    def _revoke_first(self, msg: BindingUpdate, arrival: Arrival, live: BindingCacheEntry, now: float) -> list:
+        """An RS is not an identity: before a live binding moves, its MAG must
+        say the MN left (RFC 5846 Binding Revocation). A retransmitted PBU
+        from the new MAG replaces the one held."""
+        move = self.pending.get(live.mn_id)
+        if move is not None and move.arrival.src == arrival.src:
+            move.pbu, move.arrival = msg, arrival
+            return []
+        self._revocation_sequence = (self._revocation_sequence + 1) & 0xFFFF
+        move = PendingMove(msg, arrival, live, self._revocation_sequence)
+        self.pending[live.mn_id] = move
+        return [self._indication(move, now)]
+
+    def _indication(self, move: PendingMove, now: float) -> Send:
+        old = move.old
+        stamp = self.stamper.stamp(now)
+        move.timestamp = stamp.timestamp
+        move.due = now + REVOCATION_RETRIES[min(move.retries, len(REVOCATION_RETRIES) - 1)]
+        move.retries += 1
+        options = [MobileNodeIdentifier.from_nai(old.mn_id), HomeNetworkPrefix(old.hnp.prefixlen,
+                                                                                 old.hnp.network_address), stamp]
+        bri = BindingRevocation.indication(move.sequence, RevocationTrigger.INTER_MAG_HANDOVER_UNKNOWN, options)
+        if old.mag_ipv4 is None:
+            return Send(bri, self.policy.address, old.proxy_coa)
+        return Send(bri, self.policy.address, old.proxy_coa, ipv4_dst=old.mag_ipv4,
+                    ipv4_src=self.policy.ipv4_address)
+
+    def _move(self, move: PendingMove, now: float) -> list:
+        """The held PBU, as if it came now: the old binding is let go."""
+        mn_id = move.old.mn_id
+        return self._register(move.pbu, move.arrival, mn_id, self.bindings.get(mn_id) or move.old, now)
+
     def _register(self, msg: BindingUpdate, arrival: Arrival, mn_id: str,
                   known: BindingCacheEntry | None, now: float) -> list:
         try:
@@ -231,7 +323,11 @@ class BindingCache:
             entry, lifetime=0, expires=now + self.policy.min_delay_before_bce_delete,
             sequence=msg.sequence, timestamp=_accepted_timestamp(msg, entry))
         # The tunnel goes now: RFC 5213 §5.3.5 drops the MN's traffic while waiting.
-        return [BindingRemoved(entry)] + answer
+        actions = [BindingRemoved(entry)] + answer
+        move = self.pending.pop(mn_id, None)
+        if move is not None:                # the old MAG let the MN go: the held move goes ahead
+            actions += self._move(move, now)
+        return actions
 
     def _reject(self, msg: BindingUpdate, arrival: Arrival, mn_id: str | None,
                 known: BindingCacheEntry | None, status: Status, now: float) -> list:

@@ -162,6 +162,14 @@ class BindingUpdateList:
         entry.refresh_at = entry.expires = None
         return actions + self._request(entry, now)
 
+    def revoke(self, mn_id: str) -> list:
+        """The LMA revoked the binding (RFC 5846): the MN is gone from here,
+        and nothing is sent (the LMA asked)."""
+        entry = self.entries.pop(mn_id, None)
+        if entry is None or entry.state is not BindingState.REGISTERED:
+            return []
+        return [MobileNodeDeregistered(_snapshot(entry))]
+
     def receive(self, msg: Message, arrival: Arrival, now: float) -> list:
         """A PBA for the request outstanding for its MN; anything else is ignored."""
         if not isinstance(msg, BindingAck) or not msg.flags & BAFlags.P or arrival.src != self.policy.lma_address:

@@ -85,7 +85,7 @@ class LmaNode(Node):
     def __init__(self, policy: LmaNodePolicy, guard: SignalingGuard | None = None):
         self.policy = policy
         self.guard = guard
-        self.cache = BindingCache(policy.binding_cache)
+        self.cache = BindingCache(policy.binding_cache, stamper=guard.stamper if guard else None)
         self.inter_lma = InterLmaQuery(policy.binding_cache.address, policy.peers,
                                        stamper=guard.stamper if guard else Stamper())
         # each serving MAG's proxy CoA -> (MN -> tunnel) of the bindings through it
@@ -126,7 +126,12 @@ class LmaNode(Node):
         """A peer LMA's answer, which may settle a MAG's query: our LRA to it."""
         return self._sealed(self.inter_lma.on_peer_lra(lra, arrival, now), now)
 
+    def _on_revocation(self, msg: wire.BindingRevocation, arrival: Arrival, now: float) -> list:
+        """An old MAG's answer (BRA) about an MN another MAG claims."""
+        return self._sealed(self._bindings(self.cache.receive_revocation(msg, arrival, now), now), now)
+
     _HANDLERS = {
+        wire.BindingRevocation: _on_revocation,
         wire.BindingUpdate: _on_pbu,
         wire.LocalizedRoutingInitiation: _on_lri,
         wire.LocalizedRoutingAck: _on_lra,

@@ -87,6 +87,24 @@ class MobileNodeAttaching(Notification):
 
 
 @dataclass(frozen=True)
+class RouterSolicitationRefused(Notification):
+    """An RS that names no MN allowed on that link, or an MN still attached
+    on another link: an RS is not an identity (docs/security.md)."""
+    link: str
+    mac: str | None
+    reason: str                   # metric label: unknown_mn, not_on_this_link, attached_elsewhere
+    mn_id: str | None = None
+
+
+@dataclass(frozen=True)
+class MnIdentity:
+    """An MN-ID table entry: the NAI behind a link-layer address, and the
+    access links it may appear on (empty: any of this MAG's)."""
+    nai: str
+    links: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class MobileNodeLeft(Notification):
     """The MN's access link lost its carrier (RFC 5213 §6.9.1.2 detach detection)."""
     mn_id: str
@@ -99,6 +117,14 @@ def _serves_nothing(address: Address) -> bool:
     return False
 
 
+def identities(table: Mapping | None) -> dict[str, MnIdentity]:
+    """An MN-ID table from a config's: NAIs, or objects with .nai and .links."""
+    out = {}
+    for mac, who in (table or {}).items():
+        out[mac.lower()] = MnIdentity(who) if isinstance(who, str) else MnIdentity(who.nai, tuple(who.links))
+    return out
+
+
 @dataclass(kw_only=True)
 class MagNodePolicy:
     name: str                                              # this MAG's node name
@@ -106,8 +132,9 @@ class MagNodePolicy:
     initiator: InitiatorPolicy
     responder: ResponderPolicy                             # its `serves` is the node's own
     ro_enabled: bool = True
-    # Link-layer address (lower case) -> NAI; an MN not listed is "<mac>@<name>".
-    mn_ids: Mapping[str, str] = field(default_factory=dict)
+    # Link-layer address (lower case) -> who it is and where it may appear; nobody
+    # else attaches by Router Solicitation.
+    mn_ids: Mapping[str, MnIdentity] = field(default_factory=dict)
     # The RO policy ([[ro.policy]]): may (MN, CN) be optimized? Binds both roles.
     ro_allowed: Callable[[Address, Address], bool] = lambda mn, cn: True
     # Addresses of other kinds of peer (peer LMAs; our LMA and our own are added):
@@ -116,6 +143,9 @@ class MagNodePolicy:
     # RO table and tunnel room (dataplane.max_ro_entries, max_tunnels): past it, BA 130.
     max_ro_pairs: int = 65536
     max_ro_peers: int = 4094
+
+    def __post_init__(self):
+        self.mn_ids = identities(self.mn_ids)
 
     @classmethod
     def build(cls, *, name: str, proxy_coa: IPv6Address, lma: IPv6Address, ipv4_proxy_coa: IPv4Address | None = None,
@@ -130,7 +160,7 @@ class MagNodePolicy:
         """One policy from the flat settings a config file gives."""
         keys = dict(peer_keys or {})
         return cls(
-            name=name, ro_enabled=ro_enabled, mn_ids=dict(mn_ids or {}), reserved=frozenset(reserved),
+            name=name, ro_enabled=ro_enabled, mn_ids=identities(mn_ids), reserved=frozenset(reserved),
             ro_allowed=ro_allowed or (lambda mn, cn: True), max_ro_pairs=max_ro_pairs, max_ro_peers=max_ro_peers,
             registration=MagPolicy(
                 proxy_coa=proxy_coa, ipv4_proxy_coa=ipv4_proxy_coa, lma_address=lma, lma_ipv4=lma_ipv4,
@@ -168,15 +198,16 @@ class MagNode(Node):
             has_room=self._has_room), kcn=kcn, random=responder_random or random)
         self.lma_keepalive_at: float | None = None
         self._by_address: PrefixIndex[str] = PrefixIndex()      # registered MNs' HNPs and IPv4 HoAs -> MN-ID
+        self.carrier: dict[str, bool] = {}                       # access link -> carrier up (unknown: up)
 
     # --- who is attached here ----------------------------------------------------------
-    def mn_id_for(self, mac: str | None, link: str) -> str:
-        """The NAI of the MN behind a Router Solicitation: from the MN-ID
-        table by its link-layer address, else named after it."""
-        if not mac:
-            return f"{link}@{self.policy.name}"
-        mac = mac.lower()
-        return self.policy.mn_ids.get(mac, f"{mac}@{self.policy.name}")
+    def mn_id_for(self, mac: str | None, link: str) -> str | None:
+        """The NAI of the MN behind a Router Solicitation on link: from the
+        MN-ID table only, and only on a link the table allows it."""
+        who = self.policy.mn_ids.get(mac.lower()) if mac else None
+        if who is None or (who.links and link not in who.links):
+            return None
+        return who.nai
 
     def entry_for(self, address: Address) -> BindingUpdateListEntry | None:
         """The registered MN that address belongs to (its HNP or IPv4 HoA)."""
@@ -232,7 +263,30 @@ class MagNode(Node):
         p = self.policy.registration
         return address in (p.lma_address, p.lma_ipv4)
 
+    def _on_revocation(self, bri: wire.BindingRevocation, arrival: Arrival, now: float) -> list:
+        """The LMA asks whether an MN left us, because another MAG claims it
+        (RFC 5846). Gone (its carrier went, or it is leaving): let it go.
+        Still on a link whose carrier is up: say so (132), and it stays."""
+        p = self.policy.registration
+        if not bri.is_indication or arrival.src != p.lma_address:
+            return []
+        option = wire.find_option(bri, wire.MobileNodeIdentifier)
+        mn_id = option.nai if option is not None else None
+        entry = self.bul.entries.get(mn_id)
+        actions = []
+        if entry is None:
+            status = wire.RevocationStatus.BINDING_DOES_NOT_EXIST
+        elif entry.state in (BindingState.REGISTERED, BindingState.REGISTERING) and self.carrier.get(entry.link, True):
+            status = wire.RevocationStatus.REVOCATION_FAILED_MN_IS_ATTACHED
+        else:
+            status = wire.RevocationStatus.SUCCESS
+            actions = self._registration(self.bul.revoke(mn_id), now, changed=True)
+        options = [o for o in (option, wire.find_option(bri, wire.Timestamp)) if o is not None]
+        bra = wire.BindingRevocation.acknowledgement(bri.sequence, status, options, flags=bri.flags)
+        return actions + self._sealed([arrival.reply(bra, p.proxy_coa)], now)
+
     _HANDLERS = {
+        wire.BindingRevocation: _on_revocation,
         wire.BindingAck: _on_binding_ack,
         wire.LocalizedRoutingAck: _to_initiator,
         wire.HomeTest: _to_initiator,
@@ -246,11 +300,20 @@ class MagNode(Node):
     # --- inputs: access links and the operator ------------------------------------------------
     def router_solicitation(self, link: str, mac: str | None, now: float) -> list:
         """An RS on an access link: a solicited RA for an MN registered on
-        that link, else the MN attaches (RFC 5213 §6.9.1.1)."""
+        that link, else the MN attaches (RFC 5213 §6.9.1.1). An RS is not an
+        identity: the MN must be in the MN-ID table for this link, and not
+        attached on another link whose carrier is still up."""
         mn_id = self.mn_id_for(mac, link)
+        if mn_id is None:
+            known = mac and mac.lower() in self.policy.mn_ids
+            return [RouterSolicitationRefused(link, mac, "not_on_this_link" if known else "unknown_mn")]
         entry = self.bul.entries.get(mn_id)
-        if entry is not None and entry.state is BindingState.REGISTERED and entry.link == link:
+        if entry is not None and entry.link == link and entry.state is BindingState.REGISTERED:
             return [Advertise(link, entry.hnp)]
+        if entry is not None and entry.link != link and entry.state in (BindingState.REGISTERED,
+                                                                       BindingState.REGISTERING) \
+                and self.carrier.get(entry.link, True):
+            return [RouterSolicitationRefused(link, mac, "attached_elsewhere", mn_id)]
         return [MobileNodeAttaching(mn_id, link, mac)] + self.attach(mn_id, link, now, mac=mac)
 
     def attach(self, mn_id: str, link: str, now: float, mac: str | None = None) -> list:
@@ -261,8 +324,13 @@ class MagNode(Node):
             raise NodeError(f"{mn_id} is not attached here")
         return self._registration(self.bul.detach(mn_id, now), now, changed=True)
 
+    def link_up(self, link: str, now: float) -> list:
+        self.carrier[link] = True
+        return []
+
     def link_down(self, link: str, now: float) -> list:
         """An access link lost its carrier: the MNs on it left."""
+        self.carrier[link] = False
         actions = []
         for entry in [e for e in self.bul.entries.values() if e.link == link]:
             actions.append(MobileNodeLeft(entry.mn_id, link))
@@ -435,5 +503,5 @@ class MagNode(Node):
                                   ipv4_src=p.ipv4_proxy_coa)], now)
 
 
-__all__ = ["Advertise", "InstallMobileNode", "MagNode", "MagNodePolicy", "MobileNodeAttaching", "MobileNodeLeft",
-           "RemoveMobileNode"]
+__all__ = ["Advertise", "InstallMobileNode", "MagNode", "MagNodePolicy", "MnIdentity", "MobileNodeAttaching",
+           "MobileNodeLeft", "RemoveMobileNode", "RouterSolicitationRefused"]

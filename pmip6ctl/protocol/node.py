@@ -66,7 +66,7 @@ class Node:
         kind = message_kind(msg)
         if self.guard is None or kind not in GUARDED:
             return None
-        request = kind in (MessageKind.PBU, MessageKind.LRI, MessageKind.HEARTBEAT) or (
+        request = kind in (MessageKind.PBU, MessageKind.LRI, MessageKind.HEARTBEAT, MessageKind.BRI) or (
             kind is MessageKind.LRA and msg.unsolicited)
         failure = self.guard.check(msg, arrival, now, request)
         return None if failure is None else SignalingRefused(kind, arrival.src, failure)

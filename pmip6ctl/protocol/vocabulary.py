@@ -33,6 +33,8 @@ class MessageKind(enum.StrEnum):
     LRI = "lri"
     LRA = "lra"
     BRR = "brr"
+    BRI = "bri"
+    BRA = "bra"
     EXPERIMENTAL = "experimental"
     OTHER = "other"
 
@@ -66,6 +68,8 @@ def message_kind(msg: wire.Message) -> MessageKind:
         if acknowledges_route_optimization(msg):
             return MessageKind.RO_BA
         return MessageKind.PBA if msg.flags & wire.BAFlags.P else MessageKind.BA
+    if isinstance(msg, wire.BindingRevocation):
+        return MessageKind.BRI if msg.is_indication else MessageKind.BRA
     return _KIND_OF_TYPE.get(type(msg), MessageKind.OTHER)
 
 
@@ -85,6 +89,8 @@ def result_label(msg: wire.Message) -> str:
         return status_label(msg.status, wire.LRAStatus)
     if isinstance(msg, wire.BindingAck):
         return status_label(msg.status)
+    if isinstance(msg, wire.BindingRevocation) and not msg.is_indication:
+        return status_label(msg.code, wire.RevocationStatus)
     return "ok"
 
 

@@ -431,6 +431,83 @@ class LocalizedRoutingAck(Message):
         return cls(sequence, status, lifetime, bool(flags & 0x80), options)
 
 
+class BRType(enum.IntEnum):
+    """RFC 5846 §6.1: what a Binding Revocation message is."""
+    INDICATION = 1       # BRI
+    ACKNOWLEDGEMENT = 2  # BRA
+
+
+class RevocationTrigger(enum.IntEnum):
+    """RFC 5846 §8.1: why a BRI revokes (below 128: per MN)."""
+    UNSPECIFIED = 0
+    ADMINISTRATIVE_REASON = 1
+    INTER_MAG_HANDOVER_SAME_ACCESS_TYPE = 2
+    INTER_MAG_HANDOVER_DIFFERENT_ACCESS_TYPE = 3
+    INTER_MAG_HANDOVER_UNKNOWN = 4
+    USER_INITIATED_SESSION_TERMINATION = 5
+    ACCESS_NETWORK_SESSION_TERMINATION = 6
+    POSSIBLE_OUT_OF_SYNC_BCE_STATE = 7
+
+
+class RevocationStatus(enum.IntEnum):
+    """RFC 5846 §8.2: a BRA's Status (128 and above: the BRI was refused)."""
+    SUCCESS = 0
+    PARTIAL_SUCCESS = 1
+    BINDING_DOES_NOT_EXIST = 128
+    IPV4_HOME_ADDRESS_OPTION_REQUIRED = 129
+    GLOBAL_REVOCATION_NOT_AUTHORIZED = 130
+    REVOKED_MOBILE_NODES_IDENTITY_REQUIRED = 131
+    REVOCATION_FAILED_MN_IS_ATTACHED = 132
+    REVOCATION_TRIGGER_NOT_SUPPORTED = 133
+    REVOCATION_FUNCTION_NOT_SUPPORTED = 134
+    PROXY_BINDING_REVOCATION_NOT_SUPPORTED = 135
+
+
+class BRFlags(enum.IntFlag):
+    """RFC 5846 §6.1: P proxy binding, V IPv4 HoA binding only, G global."""
+    P = 0x8000
+    V = 0x4000
+    G = 0x2000
+
+
+@_register
+@dataclass
+class BindingRevocation(Message):
+    """RFC 5846 §6.1-6.2: B.R. Type (8), R. Trigger (BRI) or Status (BRA) (8),
+    Sequence # (16), P V G and 13 reserved bits (16). One MH type for both
+    the indication and its acknowledgement."""
+
+    br_type: int
+    code: int  # the Revocation Trigger of a BRI, the Status of a BRA
+    sequence: int
+    flags: BRFlags = BRFlags.P
+    options: list = field(default_factory=list)
+
+    mh_type = 16
+    name = "Binding Revocation"
+    layout = struct.Struct("!BBHH")
+
+    @classmethod
+    def indication(cls, sequence: int, trigger: int, options: list, flags: BRFlags = BRFlags.P):
+        return cls(BRType.INDICATION, trigger, sequence, flags, options)
+
+    @classmethod
+    def acknowledgement(cls, sequence: int, status: int, options: list, flags: BRFlags = BRFlags.P):
+        return cls(BRType.ACKNOWLEDGEMENT, status, sequence, flags, options)
+
+    @property
+    def is_indication(self) -> bool:
+        return self.br_type == BRType.INDICATION
+
+    def _fields(self):
+        return self.br_type, self.code, self.sequence, int(self.flags) & 0xE000
+
+    @classmethod
+    def _from_fields(cls, fields, options):
+        br_type, code, sequence, flags = fields
+        return cls(br_type, code, sequence, BRFlags(flags & 0xE000), options)
+
+
 # --- Entry points ----------------------------------------------------------------
 
 

@@ -283,3 +283,58 @@ def test_a_replayed_unsolicited_lra_is_refused():
     first = lma.receive(notice, Arrival(lma2, LMA), T0)
     assert not [a for a in first if isinstance(a, SignalingRefused)]
     assert refusal(lma.receive(notice, Arrival(lma2, LMA), T0 + 1)) == AuthFailure.REPLAYED
+
+
+# --- attack 4: an RS is not an identity, across MAGs (RFC 5846 Binding Revocation) -----------------
+
+MAG3 = IPv6Address("2001:db8:a3::1")
+MAG3_KEY = PeerKey(0x4103, b"the key MAG3 shares with the LMA")
+
+
+def two_mags() -> Domain:
+    """MN1 registered through MAG1, whose link to it is up; MAG3 also lists
+    MN1's link-layer address (the MN may move there)."""
+    guard = SignalingGuard({MAG1: SignalingPeer(MAG1, MAG1_KEY), MAG3: SignalingPeer(MAG3, MAG3_KEY)})
+    d = Domain({"mag1": mag_node(mn_ids={"02:00:00:00:00:01": MN1_AT}, guard=mag_guard()),
+                "mag3": mag_node(MAG3, None, name="mag3", mn_ids={"02:00:00:00:00:01": MN1_AT},
+                                 guard=mag_guard(MAG3, MAG3_KEY)),
+                "lma": LmaNode(LmaNodePolicy(binding_cache=lma_policy()), guard=guard)})
+    d.call("mag1", "link_up", "acc1")
+    d.call("mag1", "router_solicitation", "acc1", "02:00:00:00:00:01")
+    d.run(0.1)
+    return d
+
+
+def test_an_rs_with_a_victims_mac_at_another_mag_does_not_move_a_live_binding():
+    d = two_mags()
+    before = d.nodes["lma"].bindings[MN1_AT]
+    d.call("mag3", "router_solicitation", "acc1", "02:00:00:00:00:01")      # the attacker's RS at MAG3
+    d.run(0.1)
+    # the LMA asked MAG1 (a BRI); MAG1 still sees MN1 on a live link and said so (132)
+    (bra,) = [m for m in d.messages(wire.BindingRevocation) if not m.is_indication]
+    assert bra.code == wire.RevocationStatus.REVOCATION_FAILED_MN_IS_ATTACHED
+    assert d.nodes["lma"].bindings[MN1_AT] == before                         # the binding stayed
+    assert d.nodes["mag3"].bul.entries[MN1_AT].state is BindingState.FAILED  # MAG3's PBU was refused
+    assert d.nodes["mag1"].bul.entries[MN1_AT].state is BindingState.REGISTERED
+
+
+def test_a_real_move_goes_ahead_once_the_old_mag_lost_the_mn():
+    d = two_mags()
+    d.drop = lambda origin, action: origin == "mag1" and isinstance(action.message, wire.BindingUpdate)
+    d.call("mag1", "link_down", "acc1")          # MN1 left MAG1; its deregistration is lost
+    d.call("mag3", "router_solicitation", "acc1", "02:00:00:00:00:01")
+    d.run(0.1)
+    (bra,) = [m for m in d.messages(wire.BindingRevocation) if not m.is_indication]
+    assert bra.code == wire.RevocationStatus.SUCCESS
+    assert d.nodes["lma"].bindings[MN1_AT].proxy_coa == MAG3
+    assert d.nodes["mag3"].bul.entries[MN1_AT].state is BindingState.REGISTERED
+    assert MN1_AT not in d.nodes["mag1"].bul.entries
+
+
+def test_a_forged_bri_ends_no_mns_session():
+    d = two_mags()
+    bri = wire.BindingRevocation.indication(1, wire.RevocationTrigger.ADMINISTRATIVE_REASON, [
+        wire.MobileNodeIdentifier.from_nai(MN1_AT), wire.Timestamp.from_unix(d.now)])
+    actions = d.nodes["mag1"].receive(*carry(Send(bri, LMA, MAG1)), d.now)        # unsigned, "from" the LMA
+    assert refusal(actions) == AuthFailure.UNAUTHENTICATED
+    assert d.nodes["mag1"].bul.entries[MN1_AT].state is BindingState.REGISTERED

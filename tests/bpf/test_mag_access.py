@@ -3,7 +3,7 @@
 import subprocess
 
 import pytest
-from scapy.layers.inet import IP
+from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
@@ -15,12 +15,14 @@ from .packets import ACCESS_MAC as ACCESS_MAC_, from_mn, hop, outer4, outer6, pi
 
 pytestmark = pytest.mark.root
 ACCESS = "xdp_mag_access"
+# a PBU's Mobility Header: payload proto 59, length 1 (16 octets), type 5, checksum 0, sequence 1, A|P
+MH_PBU = bytes([59, 1, 5, 0, 0, 0, 0, 1, 0x82, 0, 0, 10]) + bytes(4)
 
 
-def attach_mn(node, tunnel: Tunnel, tunnel_id=1):
+def attach_mn(node, tunnel: Tunnel, tunnel_id=1, ifindex=0):
     node.tables.set_tunnel(tunnel_id, tunnel)
-    node.tables.set_mn(MN_PREFIX, tunnel_id)
-    node.tables.set_mn(f"{MN4}/32", tunnel_id)
+    node.tables.set_mn(MN_PREFIX, tunnel_id, ifindex=ifindex)
+    node.tables.set_mn(f"{MN4}/32", tunnel_id, ifindex=ifindex)
 
 
 @pytest.mark.parametrize("encap, inner, outer", [
@@ -66,10 +68,36 @@ def test_ro_entry_is_per_pair(mag):
     assert result.packet == toward_next_hop(mag.mac("out0"), outer6(LOCAL6, LMA6, hop(other)))
 
 
-def test_unknown_source_passes_unchanged(mag):
-    frame = from_mn(ping6("2001:db8:999::1", CN6))
-    result = mag.run(ACCESS, frame, "in0")
-    assert (result.action, result.packet) == ("pass", frame)
+@pytest.mark.parametrize("inner", [ping6("2001:db8:999::1", CN6), ping4("198.51.100.99", CN4)], ids=["ipv6", "ipv4"])
+def test_a_source_of_no_attached_mn_is_dropped_and_counted(mag, inner):
+    """An access link speaks for its own MNs only (issue 12): a spoofed or
+    unregistered source never reaches the kernel's forwarding."""
+    attach_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
+    before = mag.counter("mag_access", "drop_unknown_source")
+    assert mag.run(ACCESS, from_mn(inner), "in0").action == "drop"
+    assert mag.counter("mag_access", "drop_unknown_source") == before + 1
+
+
+def test_an_mns_source_from_another_link_is_dropped(mag):
+    """MN1's address, sent on a link MN1 is not attached on."""
+    attach_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6), ifindex=mag.ifindex["in0"])
+    before = mag.counter("mag_access", "drop_wrong_link")
+    assert mag.run(ACCESS, from_mn(ping6(MN6, CN6)), "out0").action == "drop"
+    assert mag.counter("mag_access", "drop_wrong_link") == before + 1
+    assert mag.run(ACCESS, from_mn(ping6(MN6, CN6)), "in0").action == "redirect"     # its own link: fine
+
+
+@pytest.mark.parametrize("inner", [
+    IPv6(src=MN6, dst=LMA6, nh=135) / bytes(MH_PBU),
+    IP(src=MN4, dst=LMA4) / UDP(sport=5436, dport=5436) / IPv6(src=LOCAL6, dst=LMA6, nh=135) / bytes(MH_PBU),
+    IP(src=MN4, dst=LMA4, proto=41) / IPv6(src=LOCAL6, dst=LMA6, nh=135) / bytes(MH_PBU),
+], ids=["ipv6 mh", "ipv4 udp 5436", "ipv4 proto 41"])
+def test_mobility_signaling_from_an_mn_is_never_forwarded(mag, inner):
+    """Attack 3 of issue 12: an MN sends a PBU with a MAG's source; it dies on the access link."""
+    attach_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
+    before = mag.counter("mag_access", "drop_mn_signaling")
+    assert mag.run(ACCESS, from_mn(inner), "in0").action == "drop"
+    assert mag.counter("mag_access", "drop_mn_signaling") == before + 1
 
 
 @pytest.mark.parametrize("inner", [ping6(MN6, CN6, hlim=1), ping4(MN4, CN4, ttl=1)], ids=["ipv6", "ipv4"])

@@ -67,7 +67,7 @@ def binding(lab, node: str, mn_id: str) -> dict | None:
     return next((b for b in lab.client(node).call("bindings") if b["mn_id"] == mn_id), None)
 
 
-MN3_ID = f"{t.SECOND_MAC}@mag3"
+MN3_ID = t.SECOND_NAIS["mn1"]
 
 
 class Capture:

@@ -26,8 +26,9 @@ from pmip6ctl.protocol.ro import InitiatorPolicy, ResponderPolicy, RoPair
 from pmip6ctl.protocol.vocabulary import StopReason
 from pmip6ctl.security import PeerKey
 from pmip6ctl.transport import Arrival, Send, SendHomePath, UdpEndpoint
-from pmip6ctl.wire import (AccessTechnologyType, BindingUpdate, BUFlags, HandoffIndicator, HomeNetworkPrefix,
-                           IPv4HomeAddressRequest, MobileNodeIdentifier, Timestamp, decode, encode)
+from pmip6ctl.wire import (AccessTechnologyType, BindingRevocation, BindingUpdate, BUFlags, HandoffIndicator,
+                           HomeNetworkPrefix, IPv4HomeAddressRequest, MobileNodeIdentifier, Timestamp, decode, encode,
+                           find_option)
 
 T0 = 1_700_000_000.0  # the fake clock starts here (wall-clock seconds)
 
@@ -124,15 +125,29 @@ def only_send(actions) -> Send:
 
 def exchange(mag: BindingUpdateList, lma: BindingCache, actions, now: float = T0,
              nat: UdpEndpoint | None = None) -> tuple[list, list]:
-    """Deliver the MAG's PBUs in `actions` to the LMA and its answers back.
-    Returns (the LMA's actions, the MAG's actions)."""
+    """Deliver the MAG's PBUs in `actions` to the LMA and its answers back
+    (a BRI to an old MAG is answered: the MN left it). Returns (the LMA's
+    actions, the MAG's actions)."""
     at_lma, at_mag = [], []
     for send in sends(actions):
-        answer = lma.receive(*carry(send, nat), now)
+        answer = old_mag_lets_go(lma, lma.receive(*carry(send, nat), now), now)
         at_lma += answer
         for reply in sends(answer):
             at_mag += mag.receive(*carry(reply), now)
     return at_lma, at_mag
+
+
+def old_mag_lets_go(lma: BindingCache, actions, now: float = T0, status: int = 0) -> list:
+    """The old MAG's answer to each BRI the LMA sent in `actions` (RFC 5846):
+    a BRA with the BRI's sequence number and Timestamp; status 0 says the MN
+    left. Returns the LMA's actions, the BRI's own included."""
+    out = list(actions)
+    for send in sends(actions):
+        if isinstance(send.message, BindingRevocation) and send.message.is_indication:
+            bri, _ = carry(send)
+            bra = BindingRevocation.acknowledgement(bri.sequence, status, [find_option(bri, Timestamp)])
+            out += lma.receive_revocation(*carry(Send(bra, send.dst, send.src)), now)
+    return out
 
 
 def run_until(cores, until: float) -> list:

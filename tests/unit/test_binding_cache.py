@@ -5,28 +5,29 @@ from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 import pytest
-from protocol_helpers import (FIRST_HNP, FIRST_HOA, LMA, LMA4, MAG1, MAG1_4, MAG2, MN1, MN2, NAT, SECOND_HNP,
-                              T0, carry, make_lma, of_type, only_send, pbu, to_lma)
+from protocol_helpers import (FIRST_HNP, FIRST_HOA, LMA, LMA4, MAG1, MAG1_4, MAG2, MN1, MN2, NAT, SECOND_HNP, T0, carry,
+                              make_lma, of_type, old_mag_lets_go, only, only_send, pbu, run_until, sends, to_lma)
 
 from pmip6ctl.transport import Send, UdpEndpoint
-from pmip6ctl.protocol.binding_cache import BindingRemoved, BindingUpdated, PbuRejected
+from pmip6ctl.protocol.binding_cache import BindingRemoved, BindingUpdated, MoveRefused, PbuRejected
 from pmip6ctl.protocol.pools import AddressPool, PrefixPool
-from pmip6ctl.wire import (AccessTechnologyType, BAFlags, BindingAck, BUFlags, CNHomeNetworkPrefix,
+from pmip6ctl.wire import (AccessTechnologyType, BAFlags, BindingAck, BindingRevocation, BUFlags, CNHomeNetworkPrefix,
                            HandoffIndicator, HomeNetworkPrefix, HomeTestInit, IPv4CareofAddress,
-                           IPv4HomeAddressReply, MobileNodeIdentifier, NATDetection, Status, Timestamp,
-                           find_option)
+                           IPv4HomeAddressReply, MobileNodeIdentifier, NATDetection, RevocationStatus, Status,
+                           Timestamp, find_option)
 
 ANY_IPV4 = IPv4Address("0.0.0.0")
 
 
 def pba(actions) -> BindingAck:
     """The PBA in the LMA's answer, as the MAG decodes it."""
-    message, _ = carry(only_send(actions))
+    message, _ = carry(only(s for s in sends(actions) if isinstance(s.message, BindingAck)))
     return message
 
 
 def register(lma, mn_id=MN1, now=T0, src=MAG1, **kw):
-    actions = to_lma(lma, pbu(mn_id, now, **kw), now, src)
+    """A PBU from src accepted (a move from another MAG: the old one lets the MN go)."""
+    actions = old_mag_lets_go(lma, to_lma(lma, pbu(mn_id, now, **kw), now, src), now)
     assert pba(actions).status == Status.ACCEPTED, pba(actions)
     return actions
 
@@ -301,10 +302,59 @@ def test_handover_moves_the_binding_to_the_new_mag_with_the_same_prefix():
     lma = make_lma()
     register(lma, ipv4=ANY_IPV4)
     actions = to_lma(lma, pbu(MN1, T0 + 5, hi=3, ipv4=ANY_IPV4), T0 + 5, src=MAG2)
+    # RFC 5846: MAG1 is asked first (a BRI); only its "the MN left" moves the binding
+    assert of_type(actions, BindingUpdated) == [] and lma.bindings[MN1].proxy_coa == MAG1
+    bri = only_send(actions)
+    assert (bri.dst, bri.message.is_indication, find_option(bri.message, MobileNodeIdentifier).nai) == (MAG1, True, MN1)
+    actions = old_mag_lets_go(lma, actions, T0 + 5)
     entry = lma.bindings[MN1]
     assert of_type(actions, BindingUpdated) == [BindingUpdated(entry, previous_proxy_coa=MAG1)]
     assert (entry.proxy_coa, entry.hnp, entry.ipv4_hoa, entry.registered) == (MAG2, FIRST_HNP, FIRST_HOA, T0)
-    assert only_send(actions).dst == MAG2
+    assert pba(actions).status == Status.ACCEPTED
+
+
+def test_a_move_the_old_mag_refuses_leaves_the_binding_and_refuses_the_new_mag():
+    """An RS is not an identity: MAG1 says MN1 is still attached there (132)."""
+    lma = make_lma()
+    register(lma)
+    actions = old_mag_lets_go(lma, to_lma(lma, pbu(MN1, T0 + 5, hi=3), T0 + 5, src=MAG2), T0 + 5,
+                              status=RevocationStatus.REVOCATION_FAILED_MN_IS_ATTACHED)
+    assert lma.bindings[MN1].proxy_coa == MAG1 and not of_type(actions, BindingUpdated)
+    assert pba(actions).status == Status.ADMIN_PROHIBITED
+    assert only(of_type(actions, MoveRefused)) == MoveRefused(MN1, MAG2, MAG1)
+
+
+def test_a_move_goes_ahead_when_the_old_mag_never_answers():
+    lma = make_lma()
+    register(lma)
+    actions = to_lma(lma, pbu(MN1, T0 + 5, hi=3), T0 + 5, src=MAG2)
+    assert len(sends(actions)) == 1
+    fired = run_until([lma], T0 + 10)
+    bris = [s for _, _, acts in fired for s in sends(acts) if isinstance(s.message, BindingRevocation)]
+    # one more BRI half a second later; a second on, the move goes ahead
+    assert [t for t, _, acts in fired if sends(acts)][:2] == [T0 + 5.5, T0 + 6.5]
+    assert len(bris) == 1 and lma.bindings[MN1].proxy_coa == MAG2
+
+
+def test_a_forged_bra_moves_nothing():
+    lma = make_lma()
+    register(lma)
+    (bri,) = sends(to_lma(lma, pbu(MN1, T0 + 5, hi=3), T0 + 5, src=MAG2))
+    message, _ = carry(bri)
+    stale = BindingRevocation.acknowledgement(message.sequence, 0, [Timestamp.from_unix(T0 - 60)])
+    assert lma.receive_revocation(*carry(Send(stale, MAG1, LMA)), T0 + 5) == []     # not the BRI's Timestamp
+    wrong_sender = BindingRevocation.acknowledgement(message.sequence, 0, [find_option(message, Timestamp)])
+    assert lma.receive_revocation(*carry(Send(wrong_sender, MAG2, LMA)), T0 + 5) == []  # not the old MAG
+    assert lma.bindings[MN1].proxy_coa == MAG1
+
+
+def test_the_old_mags_deregistration_lets_a_held_move_go_ahead():
+    lma = make_lma()
+    register(lma)
+    to_lma(lma, pbu(MN1, T0 + 5, hi=3), T0 + 5, src=MAG2)
+    actions = to_lma(lma, pbu(MN1, T0 + 5.1, sequence=2, lifetime=0, hi=4, hnp=FIRST_HNP), T0 + 5.1)
+    assert lma.bindings[MN1].proxy_coa == MAG2 and MN1 not in lma.pending
+    assert [s.dst for s in sends(actions)] == [MAG1, MAG2]        # MAG1's PBA, then MAG2's
 
 
 @pytest.mark.parametrize("sent", [T0 + 4, T0 + 6], ids=["sent before the handover", "sent after it"])

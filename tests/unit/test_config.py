@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from pmip6ctl.config import (
     KNOWN_KEYS,
     ConfigError,
+    MnId,
     NodeConfig,
     RoPolicyRule,
     load_config,
@@ -288,11 +289,13 @@ def test_config_is_frozen_and_hides_keys_from_repr():
     assert hash(config) == hash(load("mag"))
 
 
-def test_mn_ids_are_normalised_and_name_unknown_mns():
-    config = load("mag", mag__mn_ids={"02:00:00:00:01:AA": "mn1@example.net"})
-    assert dict(config.mag.mn_ids) == {"02:00:00:00:01:aa": "mn1@example.net"}
+def test_mn_ids_are_normalised_and_bound_to_links():
+    config = load("mag", mag__mn_ids={"02:00:00:00:01:AA": "mn1@example.net",
+                                      "02:00:00:00:01:CC": {"nai": "mn2@example.net", "links": ["eth1"]}})
+    assert dict(config.mag.mn_ids) == {"02:00:00:00:01:aa": MnId("mn1@example.net"),
+                                       "02:00:00:00:01:cc": MnId("mn2@example.net", ("eth1",))}
     assert config.mn_id("02:00:00:00:01:aa") == "mn1@example.net"
-    assert config.mn_id("02:00:00:00:01:BB") == "02:00:00:00:01:bb@mag1"
+    assert config.mn_id("02:00:00:00:01:BB") is None          # nobody else: an RS is not an identity
 
 
 def test_ro_policy_first_match_wins_and_default_allows():
@@ -411,6 +414,12 @@ CASES = [
     ("mag", {"mag.lifetime": 0}, "mag.lifetime: 0 is not in 4..262140"),
     ("mag", {"mag.request_ipv4": "yes"}, "mag.request_ipv4: 'yes' is not a boolean (true or false)"),
     ("mag", {"mag.mn_ids": "x"}, "mag.mn_ids: 'x' is not a table"),
+    ("mag", {"mag.mn_ids": {"aa:bb:cc:dd:ee:ff": {"nai": "a@x", "links": ["eth9"]}}},
+     "mag.mn_ids.\"aa:bb:cc:dd:ee:ff\".links[0]: 'eth9' is not one of interfaces.access"),
+    ("mag", {"mag.mn_ids": {"aa:bb:cc:dd:ee:ff": {"links": ["eth1"]}}},
+     "mag.mn_ids.\"aa:bb:cc:dd:ee:ff\".nai: required"),
+    ("mag", {"mag.mn_ids": {"aa:bb:cc:dd:ee:ff": {"nai": "a@x", "link": ["eth1"]}}},
+     "mag.mn_ids.\"aa:bb:cc:dd:ee:ff\".link: unknown key"),
     ("mag", {"mag.mn_ids": {"aa:bb": "mn1@example.net"}},
      "mag.mn_ids: 'aa:bb' is not a MAC address (aa:bb:cc:dd:ee:ff)"),
     ("mag", {"mag.mn_ids": {"aa:bb:cc:dd:ee:ff": "has space"}},

@@ -15,7 +15,7 @@ from pmip6ctl.protocol.pools import PrefixPool
 from pmip6ctl.protocol.vocabulary import QueryOutcome, RelayOutcome
 from pmip6ctl.security import PeerKey
 from pmip6ctl.transport import Arrival, Encap, Send, Tunnel, UdpEndpoint
-from pmip6ctl.wire import (CNAddress, HandoffIndicator, HomeNetworkPrefix, IPv4CareofAddress, LocalizedRoutingAck,
+from pmip6ctl.wire import (BindingRevocation, CNAddress, HandoffIndicator, HomeNetworkPrefix, Timestamp, find_option, IPv4CareofAddress, LocalizedRoutingAck,
                            LocalizedRoutingInitiation, LRAStatus, MAGIPv6Address, Status)
 
 LMA2 = IPv6Address("2001:db8:ffff::2")
@@ -28,7 +28,14 @@ def empty_lma(**changes) -> LmaNode:
 
 
 def register(node: LmaNode, mn_id: str = MN1, mag: IPv6Address = MAG1, now: float = T0, **pbu_args) -> list:
-    return node.receive(*carry(Send(pbu(mn_id, now, **pbu_args), mag, LMA)), now)
+    """A PBU from mag; when the MN is bound at another MAG, that MAG answers
+    the LMA's BRI: the MN left it (RFC 5846)."""
+    actions = node.receive(*carry(Send(pbu(mn_id, now, **pbu_args), mag, LMA)), now)
+    for bri in [s for s in of_type(actions, Send) if isinstance(s.message, BindingRevocation)]:
+        message, _ = carry(bri)
+        bra = BindingRevocation.acknowledgement(message.sequence, 0, [find_option(message, Timestamp)])
+        actions += node.receive(*carry(Send(bra, bri.dst, LMA)), now)
+    return actions
 
 
 def lri(cn=CN, mn_prefix=FIRST_HNP, sequence=7) -> LocalizedRoutingInitiation:

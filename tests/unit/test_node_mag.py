@@ -12,8 +12,8 @@ from protocol_helpers import (CN, CNS_AT_MAG2, FIRST_HNP, FIRST_HOA, KCN, LMA, L
 
 from pmip6ctl.protocol.binding_update_list import BindingState
 from pmip6ctl.protocol.lma import InstallBinding, LmaNode, LmaNodePolicy, RouteMagAddress
-from pmip6ctl.protocol.mag import (Advertise, InstallMobileNode, MobileNodeAttaching, MobileNodeLeft,
-                                   RemoveMobileNode)
+from pmip6ctl.protocol.mag import (Advertise, InstallMobileNode, MnIdentity, MobileNodeAttaching, MobileNodeLeft,
+                                   RemoveMobileNode, RouterSolicitationRefused)
 from pmip6ctl.protocol.node import NodeError, StateChanged
 from pmip6ctl.protocol.ro import RoInstalled, RoPair, RoRemoved
 from pmip6ctl.protocol.vocabulary import FailReason, Role, StopReason
@@ -73,25 +73,38 @@ def test_an_rs_from_a_registered_mn_on_its_link_is_answered_with_an_ra_alone():
     assert d.call("mag1", "router_solicitation", "acc1", MAC1) == [Advertise("acc1", entry.hnp)]
 
 
-def test_an_mn_is_named_by_the_mn_id_table_else_after_its_link_layer_address():
-    d = registration_domain(name="mag7")
+def test_an_rs_names_an_mn_only_through_the_mn_id_table_and_only_on_its_links():
+    d = registration_domain(mn_ids={MAC1: MnIdentity(MN1_NAI, ("acc1",)), MAC2: "any@example.org"})
     node = d.nodes["mag1"]
     assert node.mn_id_for(MAC1.upper(), "acc1") == MN1_NAI
-    assert node.mn_id_for(MAC2, "acc1") == f"{MAC2}@mag7"
-    assert node.mn_id_for(None, "acc2") == "acc2@mag7"
+    assert node.mn_id_for(MAC1, "acc2") is None                  # not a link it may appear on
+    assert node.mn_id_for(MAC2, "acc2") == "any@example.org"     # no links listed: any
+    assert node.mn_id_for(MAC3, "acc1") is None and node.mn_id_for(None, "acc1") is None
+    assert d.call("mag1", "router_solicitation", "acc1", MAC3) == [
+        RouterSolicitationRefused("acc1", MAC3, "unknown_mn")]
+    assert d.call("mag1", "router_solicitation", "acc2", MAC1) == [
+        RouterSolicitationRefused("acc2", MAC1, "not_on_this_link")]
+    assert node.bul.entries == {}
 
 
-def test_an_rs_on_another_link_is_a_handoff_between_interfaces():
+def test_an_rs_for_an_mn_whose_link_is_still_up_is_refused_until_the_carrier_goes():
+    """Attack 4 of issue 12 within one MAG: another link's RS with MN1's MAC."""
     d = registration_domain()
+    d.call("mag1", "link_up", "acc1")
     d.call("mag1", "router_solicitation", "acc1", MAC1)
     d.run(0.1)
     hnp = d.nodes["mag1"].bul.entries[MN1_NAI].hnp
+    assert d.call("mag1", "router_solicitation", "acc2", MAC1) == [
+        RouterSolicitationRefused("acc2", MAC1, "attached_elsewhere", MN1_NAI)]
+    assert d.nodes["mag1"].bul.entries[MN1_NAI].link == "acc1"
+    # the MN really moves: acc1's carrier goes first, then its RS on acc2 attaches it there
     since, _ = d.mark()
+    gone = d.call("mag1", "link_down", "acc1")
+    assert RemoveMobileNode(MN1_NAI, "acc1", hnp, FIRST_HOA) in gone
+    assert Advertise("acc1", hnp, withdraw=True, last_router=True) in gone
+    d.run(0.1)
     actions = d.call("mag1", "router_solicitation", "acc2", MAC1)
-    assert RemoveMobileNode(MN1_NAI, "acc1", hnp, FIRST_HOA) in actions
-    assert Advertise("acc1", hnp, withdraw=True, last_router=True) in actions
-    pbu = only(a for a in actions if isinstance(a, Send)).message
-    assert find_option(pbu, HandoffIndicator).handoff_indicator == 2       # RFC 5213 §8.4
+    assert isinstance(only(a for a in actions if isinstance(a, Send)).message, BindingUpdate)
     d.run(0.1)
     assert of(d, "mag1", InstallMobileNode, since)[-1].link == "acc2"
 

@@ -5,7 +5,8 @@ from ipaddress import IPv6Address
 
 import pytest
 
-from pmip6ctl.wire import (MESSAGE_TYPES, BAFlags, BindingAck, BindingAuthorizationData, BindingError,
+from pmip6ctl.wire import (MESSAGE_TYPES, BAFlags, BindingAck, BindingRevocation, BRFlags, RevocationStatus,
+                           RevocationTrigger, BindingAuthorizationData, BindingError,
                            BindingErrorStatus, BindingRefreshRequest, BindingUpdate, BUFlags, CareofTest,
                            CareofTestInit, ExperimentalMessage, Heartbeat, HomeTest,
                            HomeTestInit, LocalizedRoutingAck, LocalizedRoutingInitiation, LRAStatus,
@@ -29,7 +30,18 @@ EVERY_MESSAGE = [
     Heartbeat(True, False, 0xDEADBEEF),
     LocalizedRoutingInitiation(0x0A0B, 40),
     LocalizedRoutingAck(0x0A0B, LRAStatus.MN_NOT_ATTACHED, 40, unsolicited=True),
+    BindingRevocation.indication(0x0C0D, RevocationTrigger.INTER_MAG_HANDOVER_UNKNOWN, []),
 ]
+
+
+def test_binding_revocation_layout_follows_rfc_5846_figures():
+    """§6.1: B.R. Type, R. Trigger, Sequence #, P V G + reserved, then options."""
+    bri = encode(BindingRevocation.indication(0x0C0D, RevocationTrigger.INTER_MAG_HANDOVER_UNKNOWN, []))
+    assert (bri[2], bri[6:12]) == (16, bytes([1, 4, 0x0C, 0x0D, 0x80, 0x00]))
+    bra = encode(BindingRevocation.acknowledgement(0x0C0D, RevocationStatus.REVOCATION_FAILED_MN_IS_ATTACHED, [],
+                                                   flags=BRFlags.P | BRFlags.V))
+    assert bra[6:12] == bytes([2, 132, 0x0C, 0x0D, 0xC0, 0x00])
+    assert decode(bra).code == 132 and not decode(bra).is_indication
 
 
 def test_every_registered_type_has_an_example():

@@ -152,6 +152,16 @@ def samples():
             w.HomeNetworkPrefix(64, HNP), w.CNAddress(CN_HOA)]), [
             ("mip6.mhtype", "17"), ("mip6.lri.sequence", "2571"), ("mip6.lri.lifetime", "0028"),
             ("mip6.nemo.mnp.mnp", str(HNP)), em(w.CNAddress(CN_HOA))]),
+        ("BRI", LMA, MAG1, w.BindingRevocation.indication(0x0C0D, w.RevocationTrigger.INTER_MAG_HANDOVER_UNKNOWN, [
+            w.MobileNodeIdentifier.from_nai("mn1@example.com"), w.HomeNetworkPrefix(64, HNP), ts]), [
+            ("mip6.mhtype", "16"), ("mip6.bri_br.type", "1"), ("mip6.bri_r.trigger", "4"),
+            ("mip6.bri_seqnr", "3085"), ("mip6.bri_ip", "1"), ("mip6.bri_iv", "0"), ("mip6.bri_ig", "0"),
+            ("mip6.mnid.identifier", "mn1@example.com"), ("mip6.nemo.mnp.mnp", str(HNP)), ts_field]),
+        ("BRA", MAG1, LMA, w.BindingRevocation.acknowledgement(0x0C0D, w.RevocationStatus.REVOCATION_FAILED_MN_IS_ATTACHED, [
+            w.MobileNodeIdentifier.from_nai("mn1@example.com"), ts]), [
+            ("mip6.mhtype", "16"), ("mip6.bri_br.type", "2"), ("mip6.bri_seqnr", "3085"), ("mip6.bri_ap", "1"),
+            ("mip6.bri_status", "84"),       # 132, as raw octets: Wireshark numbers its status names 0-6
+            ("mip6.mnid.identifier", "mn1@example.com"), ts_field]),
         ("LRA-answer", LMA, MAG1, w.LocalizedRoutingAck(0x0A0B, w.LRAStatus.SUCCESS, 40, False, [
             w.MAGIPv6Address(MAG2), w.IPv4CareofAddress(MAG2_V4)]), [
             ("mip6.mhtype", "18"), ("mip6.lra.sequence", "2571"), ("mip6.lra.status", "0"),
