@@ -7,8 +7,9 @@
    (threshold 1). Target p50 ≤ 10 ms, p99 ≤ 50 ms.
 2. Control-plane throughput on one core: RO set-ups per second for 1,000
    MN–CN pairs, MAG1's and MAG2's node cores and the LMA's exchanging real
-   encoded messages (no sockets), against the same pairs left on the LMA
-   path (0 set-ups: the harness alone) as the baseline.
+   encoded messages (no sockets), the LRI/LRA authenticated as in a
+   deployment, against the same pairs left on the LMA path (0 set-ups: the
+   harness alone) as the baseline.
    Target ≥ 2,000 set-ups/s.
 
     .venv/bin/python bench/ro.py [--runs 100] [--pairs 1000] [--skip-lab] [--json]
@@ -35,12 +36,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pmip6ctl import netns, wire  # noqa: E402
 from pmip6ctl.protocol import ro  # noqa: E402
+from pmip6ctl.protocol.auth import SignalingGuard, SignalingPeer  # noqa: E402
 from pmip6ctl.protocol.binding_cache import BindingCacheEntry, LmaPolicy  # noqa: E402
 from pmip6ctl.protocol.binding_update_list import BindingState, BindingUpdateListEntry  # noqa: E402
 from pmip6ctl.protocol.lma import LmaNode, LmaNodePolicy  # noqa: E402
 from pmip6ctl.protocol.mag import MagNode, MagNodePolicy  # noqa: E402
 from pmip6ctl.protocol.pools import PrefixPool  # noqa: E402
 from pmip6ctl.protocol.vocabulary import Role  # noqa: E402
+from pmip6ctl.security import PeerKey  # noqa: E402
 from pmip6ctl.transport import Arrival, Send, SendHomePath  # noqa: E402
 
 MARK = b"pmip6-ro-bench"
@@ -152,12 +155,16 @@ def control_plane(pairs: int, optimize: bool) -> tuple[float, int]:
         return BindingCacheEntry(mn_id=mn_id, hnp=hnp, proxy_coa=mag, lifetime=10**7, expires=now + 10**7,
                                  sequence=1, access_technology_type=3, handoff_indicator=1, registered=now)
 
+    # the MAG-LMA signaling authenticated, as security.auth's default has it
+    keys = {mag1: PeerKey(0x4101, bytes(range(32))), mag2: PeerKey(0x4102, bytes(range(1, 33)))}
     nodes = {}
     for name, address, hnps in (("mag1", mag1, mn_hnps), ("mag2", mag2, cn_hnps)):
-        nodes[address] = MagNode(MagNodePolicy.build(name=name, proxy_coa=address, lma=lma))
+        nodes[address] = MagNode(MagNodePolicy.build(name=name, proxy_coa=address, lma=lma),
+                                 guard=SignalingGuard({lma: SignalingPeer(lma, keys[address])}))
         nodes[address].restore([entry(f"{name}-{i}", hnp) for i, hnp in enumerate(hnps)], now)
     nodes[lma] = LmaNode(LmaNodePolicy(binding_cache=LmaPolicy(
-        address=lma, hnp_pool=PrefixPool(ipaddress.IPv6Network("2001:db8::/32")))))
+        address=lma, hnp_pool=PrefixPool(ipaddress.IPv6Network("2001:db8::/32")))),
+        guard=SignalingGuard({mag: SignalingPeer(mag, key) for mag, key in keys.items()}))
     nodes[lma].restore([anchored(f"mn-{i}", hnp, mag1) for i, hnp in enumerate(mn_hnps)]
                        + [anchored(f"cn-{i}", hnp, mag2) for i, hnp in enumerate(cn_hnps)], now)
     installed = 0

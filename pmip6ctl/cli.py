@@ -178,11 +178,33 @@ def status(obj: Context, as_json):
     def table(d):
         lines = [f"{k:<10} {v}" for k, v in d.items() if k != "attached" and not isinstance(v, (dict, list))]
         lines.append("attached   " + ", ".join(f"{a['program']} on {a['interface']}" for a in d.get("attached", [])))
+        if d.get("keys_in_grace"):
+            lines.append("rotating   replaced keys still believed for " + ", ".join(d["keys_in_grace"]))
         for key, value in d.items():
             if isinstance(value, dict):
                 lines.append(f"{key:<10} " + ", ".join(f"{k}={v}" for k, v in value.items()))
         return "\n".join(lines)
     emit(data, as_json, table)
+
+
+@main.command()
+@json_option
+@click.pass_obj
+def reload(obj: Context, as_json):
+    """Read the daemon's config file again (as SIGHUP does) and apply the
+    peers and their keys (key rotation), security.key_grace and a MAG's
+    mn_ids, keeping every binding. Anything else waits for a restart."""
+    data = obj.call("reload")
+
+    def text(d):
+        lines = [f"applied        {', '.join(d['applied']) or 'nothing changed'}"]
+        for what in ("rotated", "added", "removed"):
+            if d[f"keys_{what}"]:
+                lines.append(f"keys {what:<9} {', '.join(d[f'keys_{what}'])}")
+        if d["needs_restart"]:
+            lines.append(f"needs restart  {', '.join(d['needs_restart'])} (changed in the file, not applied)")
+        return "\n".join(lines)
+    emit(data, as_json, text)
 
 
 @main.command()

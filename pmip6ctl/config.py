@@ -539,6 +539,9 @@ class SecuritySection:
     # option with HMAC-SHA256 under the peer's key, and nothing else is believed.
     # "none": no authentication at all (a warning at start): for labs behind IPsec only.
     auth: str = _key(_choice("hmac-sha256", "none"), "hmac-sha256")
+    # Key rotation by reload (SIGHUP or `pmip6ctl reload`): a replaced key is still believed
+    # for this long, or until the peer is seen using the new one, whichever comes first.
+    key_grace: float = _key(_number(0), 300.0)
 
 
 @dataclass(**_section)
@@ -729,6 +732,21 @@ def parse_config(text: str, path: str | Path) -> NodeConfig:
         return _from_document(doc, Path(path))
     except _Invalid as problem:
         raise ConfigError(label, _dotted(problem.path) or None, problem.why) from None
+
+
+def differences(old: NodeConfig, new: NodeConfig) -> list[str]:
+    """The keys (dotted, "lma.hnp_pool"; a whole "peers") whose values differ."""
+    changed = []
+    for name in _keys(NodeConfig):
+        a, b = getattr(old, name), getattr(new, name)
+        if name == "peers":
+            if a != b or [p.key for p in a] != [p.key for p in b]:
+                changed.append(name)
+        elif dataclasses.is_dataclass(a) and dataclasses.is_dataclass(b):
+            changed += [f"{name}.{key}" for key in _keys(type(a)) if getattr(a, key) != getattr(b, key)]
+        elif a != b:
+            changed.append(name)
+    return changed
 
 
 def load_config(path: str | Path) -> NodeConfig:

@@ -79,6 +79,9 @@ class Metrics:
         self.ro_attempts = Counter(
             "pmip6_ro_attempts", "Route-optimization attempts by mode and outcome",
             ["node", "mode", "result"], registry=self.registry)
+        self.reloads = Counter(
+            "pmip6_config_reloads", "Config reloads (SIGHUP, pmip6ctl reload) by result",
+            ["node", "result"], registry=self.registry)
         Info("pmip6_daemon", "pmip6ctl daemon", registry=self.registry).info(
             {"version": __version__, "role": role, "node": node})
         ProcessCollector(registry=self.registry)     # process_cpu_seconds_total, resident memory, ...

@@ -200,8 +200,41 @@ class PeerKey:
     def covers(self, address) -> bool:
         return not self.prefixes or any(address.version == p.version and address in p for p in self.prefixes)
 
+    # Key rotation (docs/security.md): after a reload changed the key, the one it
+    # replaced, still believed until the peer is seen using the new one or the
+    # grace period ends. Never used to sign a request.
+    previous: PeerKey | None = dataclasses.field(default=None, repr=False, compare=False)
+
     def sign(self, msg: Message, src: IPv6Address, dst: IPv6Address) -> Message:
         return sign_mma(msg, self.spi, self.key, src, dst)
 
     def verify(self, msg: Message, src: IPv6Address, dst: IPv6Address) -> bool:
-        return verify_mma(msg, {self.spi: self.key}, src, dst)
+        return self.verifying_key(msg, src, dst) is not None
+
+    def verifying_key(self, msg: Message, src: IPv6Address, dst: IPv6Address) -> PeerKey | None:
+        """The key msg was signed with: this one, or the one it replaced; None if neither."""
+        for key in (self, self.previous):
+            if key is not None and verify_mma(msg, {key.spi: key.key}, src, dst):
+                return key
+        return None
+
+    def answering(self, request: Message, src: IPv6Address, dst: IPv6Address) -> PeerKey:
+        """The key to sign the answer to request with: the one the peer used
+        (a peer that has not reloaded yet must still believe our answer)."""
+        return self.verifying_key(request, src, dst) or self
+
+    @property
+    def spis(self) -> tuple[int, ...]:
+        return (self.spi,) if self.previous is None else (self.spi, self.previous.spi)
+
+    def same_secret(self, other: PeerKey) -> bool:
+        return self.spi == other.spi and hmac.compare_digest(self.key, other.key)
+
+    def replaced_by(self, new: PeerKey) -> PeerKey:
+        """new, remembering this key as previous if the secret changed."""
+        if self.same_secret(new):
+            return dataclasses.replace(new, previous=self.previous)
+        return dataclasses.replace(new, previous=dataclasses.replace(self, previous=None))
+
+    def retired(self) -> PeerKey:
+        return self if self.previous is None else dataclasses.replace(self, previous=None)

@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+import dataclasses
 from pathlib import Path
 
 from .. import defs, statefile, wire
@@ -26,8 +27,9 @@ from ..io.netlink import LinkEvent, Netlink
 from ..io.signaling import MhSocket, Raw4Signaling, UdpSignalingSocket
 from ..io.tunnel_sender import TunnelSender
 from ..metrics import DataplaneCollector, Metrics
+from ..config import ConfigError, differences, load_config
+from ..protocol.auth import NodeKeys, SignalingGuard, SignalingPeer, SignalingRefused
 from ..security import PeerKey
-from ..protocol.auth import SignalingGuard, SignalingPeer, SignalingRefused
 from ..protocol.node import Node, NodeError, NotSent, StateChanged
 from ..protocol.ro import RoFailed, RoPair, RoRejected
 from ..protocol.vocabulary import message_kind, result_label
@@ -41,15 +43,36 @@ def peer_key(peer) -> PeerKey:
     return PeerKey(peer.spi, peer.key, tuple(peer.prefixes))
 
 
-def signaling_guard(config, peers, window: float = 7.0) -> SignalingGuard | None:
-    """The guard over the signaling with these [[peers]] (docs/security.md),
+def node_keys(config) -> NodeKeys:
+    """The node's keys from its [[peers]] (docs/security.md): at start, and
+    again at each reload. The guard's peers: every peer at an LMA, the own
+    LMA at a MAG; quick-mode keys: RO peers; inter-LMA keys: peer LMAs."""
+    c, role = config, config.node.role
+    if not c.authenticated:
+        talks_to = []
+    elif role == "lma":
+        talks_to = c.peers
+    else:
+        talks_to = [p for p in c.peers_of("lma") if c.mag and p.address == c.mag.lma]
+    return NodeKeys(
+        signaling={p.address: SignalingPeer(p.address, peer_key(p), p.ipv4, p.behind_nat) for p in talks_to},
+        quick_mode={p.address: peer_key(p) for p in c.peers
+                    if p.quick_mode and (role == "cn" or p.role in ("mag", "cn"))} if role != "lma" else {},
+        inter_lma={p.address: peer_key(p) for p in c.peers_of("lma")} if role == "lma" else {})
+
+
+def signaling_guard(config, window: float = 7.0) -> SignalingGuard | None:
+    """The guard over the signaling with the node's peers (docs/security.md),
     or None when the config turns authentication off (said loudly)."""
     if not config.authenticated:
         log.warning("security.auth = \"none\": signaling between MAGs and LMAs is NOT authenticated; "
                     "anyone who can reach this node can create, move and end bindings")
         return None
-    return SignalingGuard({p.address: SignalingPeer(p.address, peer_key(p), p.ipv4, p.behind_nat) for p in peers},
-                          window=window)
+    return SignalingGuard(dict(node_keys(config).signaling), window=window)
+
+
+# What a reload applies; any other change is reported and waits for a restart.
+RELOADABLE = ("peers", "security.key_grace", "mag.mn_ids")
 
 
 def pair_from(args: dict, local: str = "mn", remote: str = "cn") -> RoPair:
@@ -81,6 +104,7 @@ class Daemon:
         self._stopping: asyncio.Event | None = None
         self._timer_wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.reloads = {"ok": 0, "failed": 0}
 
     # --- hooks for the role ----------------------------------------------------
     def attachments(self) -> list[tuple[str, str]]:
@@ -104,6 +128,9 @@ class Daemon:
 
     def on_link(self, event: LinkEvent) -> None:
         """A link came, went, or changed carrier."""
+
+    def reload_role(self, config) -> None:
+        """Apply the role's own reloadable settings (RELOADABLE) from config."""
 
     def control_handlers(self) -> dict:
         return {}
@@ -155,13 +182,15 @@ class Daemon:
         control = ControlServer(Path(self.config.control.socket), {
             "status": lambda args: self.status(), "counters": lambda args: self.counters(),
             "peers": lambda args: self.peers(), "tables": lambda args: self.table_dump(),
-            "signaling": lambda args: self.signaling_counts(), **self.control_handlers(),
+            "signaling": lambda args: self.signaling_counts(), "reload": lambda args: self.reload(),
+            **self.control_handlers(),
         })
         await control.start()
         self.metrics.add_collector(DataplaneCollector(self.node_name, lambda: self.tables, self.gauges))
         self.metrics.serve(*self.config.metrics.listen)
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, self._stopping.set)
+        self._loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         timers = asyncio.create_task(self._timers())
         log.info("%s %s ready (control %s)", self.role, self.node_name, self.config.control.socket)
         self._save_state()
@@ -373,11 +402,54 @@ class Daemon:
                 raise CommandError(str(exc)) from None
         return call
 
+    # --- reload (SIGHUP, `pmip6ctl reload`) -----------------------------------------------------
+    def reload(self) -> dict:
+        """Read the config file again and apply what can change while running
+        (RELOADABLE: keys and peers, without dropping a binding). A config
+        that does not load changes nothing."""
+        try:
+            config = load_config(self.config.path)
+        except ConfigError as exc:
+            self._count_reload("failed")
+            log.error("reload refused, nothing changed: %s", exc)
+            raise CommandError(f"reload refused, nothing changed: {exc}") from None
+        if (config.node.role, config.node.name) != (self.role, self.node_name):
+            self._count_reload("failed")
+            raise CommandError(f"reload refused, nothing changed: {config.path} is for {config.node.role} "
+                               f"{config.node.name}, this is {self.role} {self.node_name}")
+        changed = differences(self.config, config)
+        later = [key for key in changed if not key.startswith(RELOADABLE)]
+        keys = self.node.rekey(node_keys(config), time.time(), config.security.key_grace)
+        self.reload_role(config)
+        self.config = dataclasses.replace(self.config, peers=config.peers, security=dataclasses.replace(
+            self.config.security, key_grace=config.security.key_grace),
+            mag=dataclasses.replace(self.config.mag, mn_ids=config.mag.mn_ids) if self.config.mag else None)
+        self._count_reload("ok")
+        result = {"applied": [key for key in changed if key.startswith(RELOADABLE)],
+                  "needs_restart": later, "keys_added": sorted(map(str, keys.added)),
+                  "keys_removed": sorted(map(str, keys.removed)), "keys_rotated": sorted(map(str, keys.rotated))}
+        log.info("reloaded %s: applied %s; rotated keys of %s%s", config.path, ", ".join(result["applied"]) or "nothing",
+                 ", ".join(result["keys_rotated"]) or "nobody",
+                 f"; needs a restart to apply: {', '.join(later)}" if later else "")
+        return result
+
+    def _count_reload(self, result: str) -> None:
+        self.reloads[result] += 1
+        self.metrics.reloads.labels(self.node_name, result).inc()
+
+    def _reload_on_signal(self) -> None:
+        try:
+            self.reload()
+        except CommandError:
+            pass                                  # logged and counted; the old config stays
+
     def status(self) -> dict:
         return {"node": self.node_name, "role": self.role, "uptime": round(time.time() - self.started, 1),
                 "pid": os.getpid(), "pin_dir": str(self.dataplane.settings.pin_dir),
                 "attached": [{"program": f, "interface": i} for f, i in self.attachments()],
-                "metrics": "{}:{}".format(*self.config.metrics.listen)}
+                "metrics": "{}:{}".format(*self.config.metrics.listen), "config": str(self.config.path),
+                "reloads": dict(self.reloads),
+                "keys_in_grace": [str(a) for a in self.node.keys_in_grace()]}
 
     def counters(self) -> list[dict]:
         rows = [{"program": c.program, "verdict": c.verdict, "reason": c.reason,

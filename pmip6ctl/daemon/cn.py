@@ -12,7 +12,7 @@ import time
 from ..io.control import CommandError
 from ..protocol import ro
 from ..protocol.cn import CnNode, CnNodePolicy
-from .base import Daemon, pair_from, peer_key
+from .base import Daemon, node_keys, pair_from
 from .ro_entries import RoEntries
 
 EGRESS_GATEWAY = ipaddress.IPv6Address("fe80::1")      # next hop on the egress veth
@@ -40,7 +40,7 @@ class CnDaemon(Daemon):
             f.write("1")
         self.netlink.replace_neighbour(EGRESS_GATEWAY, self.netlink.mac(self.egress_peer), self.egress)
         self.set_tx_ports(self.netlink.ifindexes())             # the veth pair made just now
-        keys = {p.address: peer_key(p) for p in c.peers if p.quick_mode}
+        keys = dict(node_keys(c).quick_mode)
         self.node = CnNode(CnNodePolicy(
             address=c.addresses.ipv6, ipv4_address=c.addresses.ipv4,
             responder=ro.ResponderPolicy(address=c.addresses.ipv6, serves=lambda a: False, home_path=False,

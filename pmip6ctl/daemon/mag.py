@@ -20,7 +20,7 @@ from ..protocol.binding_update_list import BindingUpdateListEntry, RegistrationR
 from ..protocol.vocabulary import Role, StopReason, status_label
 from ..statefile import from_jsonable
 from ..transport import Encap
-from .base import Daemon, pair_from, peer_key, signaling_guard
+from .base import Daemon, node_keys, pair_from, signaling_guard
 from .ro_entries import RoEntries
 
 log = logging.getLogger("pmip6ctl.mag")
@@ -32,7 +32,6 @@ class MagDaemon(Daemon):
     def setup(self) -> None:
         c = self.config
         t = c.timers
-        lma = [p for p in c.peers_of("lma") if p.address == c.mag.lma]
         # what an MN's route must never cover: our own networks and our peers
         infrastructure = [*self.netlink.local_networks(),
                           *(ipaddress.ip_network(a) for p in c.peers for a in (p.address, p.ipv4) if a)]
@@ -42,11 +41,11 @@ class MagDaemon(Daemon):
             refresh_fraction=t.refresh_fraction, initial_bindack_timeout=t.initial_bindack_timeout,
             max_bindack_timeout=t.max_bindack_timeout, request_ipv4=c.mag.request_ipv4, ro_enabled=c.ro.enabled,
             ro_mode=c.ro.mode, ro_lifetime=c.ro.lifetime, ro_retry_interval=c.ro.retry_interval,
-            peer_keys={p.address: peer_key(p) for p in c.peers if p.quick_mode and p.role in ("mag", "cn")},
+            peer_keys=node_keys(c).quick_mode,
             nat_keepalive=c.ro.nat_keepalive, mn_ids=c.mag.mn_ids, ro_allowed=c.ro.allowed,
             reserved={p.address for p in c.peers_of("lma")}, hnp_lengths=c.mag.hnp_lengths,
             infrastructure=infrastructure, max_ro_pairs=c.dataplane.max_ro_entries,
-            max_ro_peers=max(c.dataplane.max_tunnels - 2, 1)), guard=signaling_guard(c, lma))
+            max_ro_peers=max(c.dataplane.max_tunnels - 2, 1)), guard=signaling_guard(c))
         self.installed: dict[str, int] = {}      # mn_id -> tunnel id toward the LMA
         self.open_signaling(c.addresses.ipv4)
         self.ro_entries = RoEntries(self.tables, self.tunnels, c.addresses.ipv6, c.addresses.ipv4)
@@ -59,6 +58,11 @@ class MagDaemon(Daemon):
             (self.node.link_up if self.netlink.carrier(name) else self.node.link_down)(name, time.time())
         # RO may use IPv6 outer headers even over IPv4 transport: leave room for the largest
         self.ra_mtu = c.mag.advertise_mtu or min(self.netlink.mtu(n) for n in c.interfaces.access) - Encap.IP6.outer_len
+
+    def reload_role(self, config) -> None:
+        """New MNs in [mag.mn_ids] may attach from now on; an MN taken off the
+        table stays registered until it detaches (or `pmip6ctl mn detach`)."""
+        self.node.policy.mn_ids = mag.identities(config.mag.mn_ids)
 
     def attachments(self):
         c = self.config.interfaces

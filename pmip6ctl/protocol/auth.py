@@ -17,6 +17,12 @@ Timestamp (RFC 5213 §8.8). Replay is closed two ways:
 
 With `auth = "none"` a node signs nothing and checks nothing; nothing here
 is consulted.
+
+Keys rotate by a config reload (`rekey`): a changed key is signed with from
+then on, and the key it replaced is still believed until that peer is seen
+using the new one, or until the grace period ends, whichever comes first.
+An answer is signed with the key its request came with, so a peer that has
+not reloaded yet still believes it.
 """
 
 from __future__ import annotations
@@ -83,21 +89,90 @@ class SignalingPeer:
     behind_nat: bool = False             # it may reach us through a NAT (any outer source)
 
 
+def is_request(msg: wire.Message) -> bool:
+    """A guarded message that asks (its Timestamp is checked for freshness)
+    rather than answers (its Timestamp echoes the request's)."""
+    kind = message_kind(msg)
+    return kind in (MessageKind.PBU, MessageKind.LRI, MessageKind.HEARTBEAT, MessageKind.BRI) or (
+        kind is MessageKind.LRA and msg.unsolicited)
+
+
+@dataclass(frozen=True)
+class KeyChanges:
+    """What a reload did to the keys, by peer address."""
+    added: frozenset = frozenset()
+    removed: frozenset = frozenset()
+    rotated: frozenset = frozenset()
+
+    def __or__(self, other: KeyChanges) -> KeyChanges:
+        return KeyChanges(self.added | other.added, self.removed | other.removed, self.rotated | other.rotated)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.rotated)
+
+
+def rekeyed(old: Mapping, new: Mapping, key=lambda entry: entry) -> tuple[dict, KeyChanges]:
+    """new, each changed key remembering the one it replaces (PeerKey.previous).
+    key: how to find the PeerKey in an entry; entries are PeerKeys or SignalingPeers."""
+    result = {}
+    for address, entry in new.items():
+        if address in old:
+            replaced = key(old[address]).replaced_by(key(entry))
+            entry = replaced if isinstance(entry, PeerKey) else dataclasses.replace(entry, key=replaced)
+        result[address] = entry
+    rotated = frozenset(a for a in new.keys() & old.keys() if not key(old[a]).same_secret(key(new[a])))
+    return result, KeyChanges(frozenset(new.keys() - old.keys()), frozenset(old.keys() - new.keys()), rotated)
+
+
+@dataclass(frozen=True)
+class NodeKeys:
+    """A node's keys, from its [[peers]]: what a config reload hands in."""
+    signaling: Mapping[IPv6Address, SignalingPeer] = field(default_factory=dict)   # the guard's peers
+    quick_mode: Mapping[IPv6Address, PeerKey] = field(default_factory=dict)        # RO peers (draft §2.2)
+    inter_lma: Mapping[IPv6Address, PeerKey] = field(default_factory=dict)         # peer LMAs (scenario 2)
+
+
 @dataclass
 class SignalingGuard:
     peers: Mapping[IPv6Address, SignalingPeer]
     window: float = 7.0                  # TimestampValidityWindow (RFC 5213 §9.3), seconds
     stamper: Stamper = field(default_factory=Stamper)
     _newest: dict[IPv6Address, int] = field(default_factory=dict)   # newest request Timestamp per peer
+    _answer_with: dict[IPv6Address, PeerKey] = field(default_factory=dict)   # the key of its last request
+    retire_at: float | None = None       # when the keys a reload replaced stop being believed
 
     def is_peer(self, address: IPv6Address) -> bool:
         return address in self.peers
+
+    # --- key rotation -------------------------------------------------------------------------
+    def rekey(self, peers: Mapping[IPv6Address, SignalingPeer], now: float, grace: float) -> KeyChanges:
+        """The reloaded [[peers]]; replay state of the peers that stay is kept."""
+        self.retire(now)
+        self.peers, changes = rekeyed(self.peers, peers, key=lambda p: p.key)
+        for address in changes.removed:
+            self._newest.pop(address, None)
+            self._answer_with.pop(address, None)
+        if changes.rotated:
+            self.retire_at = now + grace
+        return changes
+
+    def retire(self, now: float) -> None:
+        """The grace period is over: only the current keys count."""
+        if self.retire_at is not None and now >= self.retire_at:
+            self.peers = {a: dataclasses.replace(p, key=p.key.retired()) for a, p in self.peers.items()}
+            self._answer_with.clear()
+            self.retire_at = None
+
+    def _switched(self, peer: SignalingPeer) -> None:
+        """The peer signs with its new key: the old one is done with."""
+        self.peers = {**self.peers, peer.address: dataclasses.replace(peer, key=peer.key.retired())}
 
     # --- inbound ------------------------------------------------------------------------------
     def check(self, msg: wire.Message, arrival: Arrival, now: float, request: bool) -> AuthFailure | None:
         """Why msg may not be believed, or None. request: a PBU, LRI,
         Heartbeat or unsolicited LRA (answers are tied to their request by
         the core that sent it)."""
+        self.retire(now)
         peer = self.peers.get(arrival.src)
         if peer is None:
             return AuthFailure.UNKNOWN_PEER
@@ -107,20 +182,23 @@ class SignalingGuard:
         last = msg.options[-1] if msg.options else None
         if not isinstance(last, wire.MobilityMessageAuthentication) or last.subtype != security.MMA_SUBTYPE:
             return AuthFailure.UNAUTHENTICATED
-        if last.spi != peer.key.spi:
+        if last.spi not in peer.key.spis:
             return AuthFailure.WRONG_SPI
-        if not peer.key.verify(msg, arrival.src, arrival.dst):
+        used = peer.key.verifying_key(msg, arrival.src, arrival.dst)
+        if used is None:
             return AuthFailure.BAD_AUTHENTICATOR
         stamp = wire.find_option(msg, wire.Timestamp)
         if stamp is None:
             return AuthFailure.NO_TIMESTAMP
-        if not request:
-            return None
-        if abs(stamp.to_unix() - now) > self.window:
-            return AuthFailure.STALE_TIMESTAMP
-        if stamp.timestamp <= self._newest.get(arrival.src, -1):
-            return AuthFailure.REPLAYED
-        self._newest[arrival.src] = stamp.timestamp
+        if request:
+            if abs(stamp.to_unix() - now) > self.window:
+                return AuthFailure.STALE_TIMESTAMP
+            if stamp.timestamp <= self._newest.get(arrival.src, -1):
+                return AuthFailure.REPLAYED
+            self._newest[arrival.src] = stamp.timestamp
+            self._answer_with[arrival.src] = used
+        if used is peer.key and peer.key.previous is not None:
+            self._switched(peer)
         return None
 
     # --- outbound ------------------------------------------------------------------------------
@@ -132,11 +210,17 @@ class SignalingGuard:
         if peer is None or message_kind(send.message) not in GUARDED \
                 or isinstance(last, wire.MobilityMessageAuthentication):
             return send                     # not ours to sign, or signed already (inter-LMA)
+        self.retire(now)
+        peer = self.peers[send.dst]
         message = send.message
         if wire.find_option(message, wire.Timestamp) is None:
             message = copy.copy(message)
             message.options = [*send.message.options, self.stamper.stamp(now)]
-        return dataclasses.replace(send, message=peer.key.sign(message, send.src, send.dst))
+        key, previous, asked_with = peer.key, peer.key.previous, self._answer_with.get(send.dst)
+        if previous is not None and asked_with is not None and previous.same_secret(asked_with) \
+                and not is_request(message):
+            key = previous                   # the peer asked with its old key: it has not reloaded yet
+        return dataclasses.replace(send, message=key.sign(message, send.src, send.dst))
 
 
 def guarded(msg: wire.Message) -> bool:

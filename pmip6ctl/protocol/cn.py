@@ -36,6 +36,9 @@ class CnNode(Node):
                                                          serves=self.serves, home_path=False),
                                      kcn=kcn, random=random)
 
+    def key_tables(self) -> list[tuple[str, dict]]:
+        return [("quick_mode", self.responder.policy.peer_keys)]
+
     def serves(self, address: Address) -> bool:
         """The agent answers for its own addresses only."""
         return address in (self.policy.address, self.policy.ipv4_address)

@@ -163,7 +163,8 @@ class InterLmaQuery:
             self.askers.setdefault(serving.hnp, set()).add(arrival.src)
         lra = wire.LocalizedRoutingAck(sequence=lri.sequence, status=status,
                                        lifetime=lri.lifetime if serving else 0, options=options + echoed_timestamp(lri))
-        return [Send(key.sign(lra, self.address, arrival.src), self.address, arrival.src),
+        signer = key.answering(lri, arrival.src, arrival.dst)      # a peer mid key rotation believes it
+        return [Send(signer.sign(lra, self.address, arrival.src), self.address, arrival.src),
                 Relayed(cn, RelayOutcome.ANSWERED_PEER if serving else RelayOutcome.NOT_ANCHORED_HERE)]
 
     def binding_changed(self, hnp: IPv6Network, ipv4_hoa: IPv4Address | None, now: float) -> list:

@@ -27,12 +27,12 @@ from ..actions import Command, Notification
 from ..security import PeerKey
 from ..transport import PMIP6_UDP_PORT, Arrival, Encap, Tunnel
 from .binding_cache import BindingCache, BindingCacheEntry, BindingRemoved, BindingUpdated, LmaPolicy
-from .auth import SignalingGuard
+from .auth import AuthFailure, SignalingGuard, SignalingRefused
 from .common import Stamper, earliest
 from .inter_lma import InterLmaQuery, Relayed
 from .node import Node, StateChanged, with_state_change
 from .ro_query import answer_lri
-from .vocabulary import QueryOutcome, RelayOutcome
+from .vocabulary import QueryOutcome, RelayOutcome, message_kind
 
 Address = IPv6Address | IPv4Address
 
@@ -86,7 +86,7 @@ class LmaNode(Node):
         self.policy = policy
         self.guard = guard
         self.cache = BindingCache(policy.binding_cache, stamper=guard.stamper if guard else None)
-        self.inter_lma = InterLmaQuery(policy.binding_cache.address, policy.peers,
+        self.inter_lma = InterLmaQuery(policy.binding_cache.address, dict(policy.peers),
                                        stamper=guard.stamper if guard else Stamper())
         # each serving MAG's proxy CoA -> (MN -> tunnel) of the bindings through it
         self._through_mag: dict[IPv6Address, dict[str, Tunnel]] = {}
@@ -95,6 +95,25 @@ class LmaNode(Node):
     @property
     def bindings(self) -> dict[str, BindingCacheEntry]:
         return self.cache.bindings
+
+    def key_tables(self) -> list[tuple[str, dict]]:
+        return [("inter_lma", self.inter_lma.peers)]
+
+    # --- the guard: an LMA answers its signaling peers only -------------------------------------
+    def _refused(self, msg: wire.Message, arrival: Arrival, now: float) -> SignalingRefused | None:
+        """Beyond the guard's own checks: a Binding Update that is no PBU
+        (RFC 5213 §5.3.1 would answer it with status 152) from a host that
+        is no MAG or LMA of ours goes unanswered, or a spoofed source would
+        make the LMA reflect BAs at a victim."""
+        if self.guard is not None and isinstance(msg, wire.BindingUpdate) and not self.guard.is_peer(arrival.src):
+            return SignalingRefused(message_kind(msg), arrival.src, AuthFailure.UNKNOWN_PEER)
+        return super()._refused(msg, arrival, now)
+
+    def unknown_message(self, mh_type: int, arrival: Arrival, now: float) -> list:
+        """RFC 6275 §9.2's Binding Error, to a signaling peer only (as above)."""
+        if self.guard is not None and not self.guard.is_peer(arrival.src):
+            return []
+        return super().unknown_message(mh_type, arrival, now)
 
     def mag_tunnel(self, entry: BindingCacheEntry) -> Tunnel:
         """IPv6 to the MAG's proxy CoA; over IPv4 transport, IPv4 to its IPv4

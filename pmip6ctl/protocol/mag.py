@@ -201,6 +201,10 @@ class MagNode(Node):
         self.carrier: dict[str, bool] = {}                       # access link -> carrier up (unknown: up)
 
     # --- who is attached here ----------------------------------------------------------
+    def key_tables(self) -> list[tuple[str, dict]]:
+        tables = {id(t): t for t in (self.initiator.policy.peer_keys, self.responder.policy.peer_keys)}
+        return [("quick_mode", t) for t in tables.values()]        # one dict, when built from a config
+
     def mn_id_for(self, mac: str | None, link: str) -> str | None:
         """The NAI of the MN behind a Router Solicitation on link: from the
         MN-ID table only, and only on a link the table allows it."""

@@ -12,12 +12,13 @@ joins them; the daemon around it only moves bytes and writes maps.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ipaddress import IPv6Address
 from typing import Callable, ClassVar
 
 from .. import wire
 from ..actions import Command, Notification
 from ..transport import Arrival, Send, SendHomePath
-from .auth import GUARDED, SignalingGuard, SignalingRefused
+from .auth import GUARDED, KeyChanges, NodeKeys, SignalingGuard, SignalingRefused, is_request, rekeyed
 from .vocabulary import MessageKind, message_kind
 
 
@@ -53,8 +54,10 @@ class Node:
     role: ClassVar[str] = ""
     _HANDLERS: ClassVar[dict[type, Callable]] = {}
     guard: SignalingGuard | None = None          # None: security.auth = "none"
+    _keys_retire_at: float | None = None         # when the quick-mode/inter-LMA keys a reload replaced expire
 
     def receive(self, msg: wire.Message, arrival: Arrival, now: float) -> list:
+        self._retire_keys(now)
         refused = self._refused(msg, arrival, now)
         if refused is not None:
             return [refused]
@@ -66,9 +69,7 @@ class Node:
         kind = message_kind(msg)
         if self.guard is None or kind not in GUARDED:
             return None
-        request = kind in (MessageKind.PBU, MessageKind.LRI, MessageKind.HEARTBEAT, MessageKind.BRI) or (
-            kind is MessageKind.LRA and msg.unsolicited)
-        failure = self.guard.check(msg, arrival, now, request)
+        failure = self.guard.check(msg, arrival, now, is_request(msg))
         return None if failure is None else SignalingRefused(kind, arrival.src, failure)
 
     def _sealed(self, actions: list, now: float) -> list:
@@ -76,6 +77,39 @@ class Node:
         if self.guard is None:
             return actions
         return [self.guard.seal(a, now) if isinstance(a, Send) else a for a in actions]
+
+    # --- key rotation (auth.py) -------------------------------------------------------------------
+    def key_tables(self) -> list[tuple[str, dict]]:
+        """The node's own key tables (mutable, shared with its cores), each
+        with the NodeKeys field that refills it."""
+        return []
+
+    def rekey(self, keys: NodeKeys, now: float, grace: float) -> KeyChanges:
+        """New keys from a reloaded config; bindings, RO entries and replay
+        state stay. A replaced key is believed for grace seconds more, or
+        (between signaling peers) until the peer uses the new one."""
+        changes = self.guard.rekey(keys.signaling, now, grace) if self.guard else KeyChanges()
+        self._retire_keys(now)
+        for name, table in self.key_tables():
+            replaced, changed = rekeyed(table, getattr(keys, name))
+            table.clear()
+            table.update(replaced)
+            if changed.rotated:
+                self._keys_retire_at = now + grace
+            changes |= changed
+        return changes
+
+    def keys_in_grace(self) -> list[IPv6Address]:
+        """Peers whose replaced key is still believed (a rotation under way)."""
+        tables = [{a: p.key for a, p in self.guard.peers.items()}] if self.guard else []
+        tables += [table for _, table in self.key_tables()]
+        return sorted({a for table in tables for a, key in table.items() if key.previous is not None})
+
+    def _retire_keys(self, now: float) -> None:
+        if self._keys_retire_at is not None and now >= self._keys_retire_at:
+            for _, table in self.key_tables():
+                table.update({address: key.retired() for address, key in table.items()})
+            self._keys_retire_at = None
 
     def unknown_message(self, mh_type: int, arrival: Arrival, now: float) -> list:
         """RFC 6275 §9.2: a Binding Error with status 2 (unrecognized MH type)

@@ -108,6 +108,27 @@ def test_a_captured_pbu_replayed_later_is_refused():
     binding_unchanged(d, before)
 
 
+@pytest.mark.parametrize("flags", [wire.BUFlags.A | wire.BUFlags.H, wire.BUFlags.A],
+                         ids=["home registration", "plain BU"])
+def test_a_bu_that_is_no_pbu_from_a_stranger_is_not_answered(flags):
+    """RFC 5213 would answer 152 (proxy registration not enabled): to a
+    spoofed source, that is a reflected BA. From a peer it still is."""
+    d = domain()
+    plain = pbu(MN1_AT, d.now, sequence=4)
+    plain.flags = flags
+    assert refusal(lma_sees(d, plain, src=ATTACKER)) == AuthFailure.UNKNOWN_PEER
+    answered = lma_sees(d, plain, src=MAG2)
+    (ba,) = [a for a in answered if isinstance(a, Send)]
+    assert ba.message.status == wire.Status.PROXY_REG_NOT_ENABLED and ba.dst == MAG2
+
+
+def test_an_unknown_mobility_header_type_from_a_stranger_is_not_answered():
+    d = domain()
+    assert d.nodes["lma"].unknown_message(99, Arrival(ATTACKER, LMA), d.now) == []
+    (error,) = d.nodes["lma"].unknown_message(99, Arrival(MAG1, LMA), d.now)
+    assert error.dst == MAG1 and error.message.status == wire.BindingErrorStatus.UNRECOGNIZED_MH_TYPE
+
+
 # --- attack 3: a PBU from an access link, source MAG2, for mn2 ------------------------------------------
 
 def test_a_pbu_an_mn_sends_with_mag2s_source_is_unauthenticated():

@@ -1,36 +1,19 @@
-"""One lab (DESIGN §5) per test session, shared by the lab tests: building
-it and compiling four daemons' programs is the slow part. Each test leaves
-MN1 and MN2 attached as it found them."""
+"""Helpers of the lab tests. The session's one lab (the `lab` fixture) lives
+in tests/conftest.py, shared with tests/attacks."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 import subprocess
 import time
 
-import pytest
+from scapy.layers.inet6 import IPv6
 
+from pmip6ctl import netns, wire
 from pmip6ctl.lab import topology as t
-from pmip6ctl.lab.demo import attach_mobile_nodes
-from pmip6ctl.lab.runner import Lab, poll
-
-
-@pytest.fixture(scope="session")
-def lab():
-    lab = Lab(progress=lambda line: print(f"[lab] {line}"))
-    lab.down(quiet=True)
-    lab.up()
-    try:
-        lab.mns = attach_mobile_nodes(lab)
-        yield lab
-    finally:
-        lab.down()
-        # `lab down` must leave nothing behind
-        left = [*lab.namespaces(), *[str(p) for p in (lab.lab_dir, lab.pin_root) if p.exists()],
-                *[str(lab.socket(n)) for n in ("lma", "mag1", "mag2", "mag3", "cn") if lab.socket(n).exists()]]
-        if subprocess.run(["ip", "link", "show", lab.mgmt_ifname], capture_output=True).returncode == 0:
-            left.append(lab.mgmt_ifname)
-        assert left == [], f"lab down left {left}"
+from pmip6ctl.lab.runner import poll
 
 
 def ping(lab, src: str, dst: str, count: int = 10, interval: float = 0.02, source: str | None = None) -> int:
@@ -61,6 +44,28 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.1, what: str 
     if not value:
         raise AssertionError(f"timed out after {timeout} s waiting for {what}")
     return value
+
+
+def signaling(lab, node: str) -> dict[tuple[str, str, str], int]:
+    return {(r["type"], r["direction"], r["result"]): r["count"] for r in lab.client(node).call("signaling")}
+
+
+IPV6_HDRINCL = 36
+
+
+def send_ipv6(lab, ns: str, packet) -> None:
+    """A whole IPv6 packet, its source whatever the attacker wrote."""
+    with netns.entered(lab.ns(ns)):
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_HDRINCL, 1)
+        try:
+            sock.sendto(bytes(packet), (packet[IPv6].dst, 0))
+        finally:
+            sock.close()
+
+
+def mh(message, src: str, dst: str) -> bytes:
+    return wire.encode(message, ipaddress.IPv6Address(src), ipaddress.IPv6Address(dst))
 
 
 def binding(lab, node: str, mn_id: str) -> dict | None:

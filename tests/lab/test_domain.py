@@ -189,7 +189,9 @@ def test_malformed_and_unknown_signaling_is_counted_and_the_lma_keeps_serving(la
 
     assert grew(("unknown", "in", "bad_checksum")) == 1
     assert grew(("type_42", "in", "unknown_type")) == 1
-    assert grew(("be", "out", "unrecognized_mh_type")) == 1          # RFC 6275 §9.2: BE status 2
+    # RFC 6275 §9.2 would answer with a BE (status 2); the sender is no peer of the LMA,
+    # and a BE to any source would make the LMA a reflector (docs/security.md)
+    assert grew(("be", "out", "unrecognized_mh_type")) == 0
     assert grew(("unknown", "in", "malformed")) == 1
     # the well-formed PBU comes from no MAG that holds a key: refused, and not answered
     # (tests/attacks has the forged PBUs from a MAG's address)

@@ -20,6 +20,7 @@ from pmip6ctl.config import (
     KNOWN_KEYS,
     ConfigError,
     MnId,
+    differences,
     NodeConfig,
     RoPolicyRule,
     load_config,
@@ -671,3 +672,15 @@ def test_example_with_lines_removed_or_garbled_raises_only_config_error(data, in
 @given(st.text(max_size=200))
 def test_arbitrary_text_raises_only_config_error(text):
     loads_or_config_error(text, "x.toml")
+
+
+def test_differences_name_what_a_reload_would_change(tmp_path):
+    """What `pmip6ctl reload` reports: a rotated key file counts as a change
+    of peers (the key itself is compared, never shown)."""
+    write_key(tmp_path / "k.key", KEY_A)
+    before = load_config(config_with_key(tmp_path, "k.key"))
+    assert differences(before, before) == []
+    write_key(tmp_path / "k.key", KEY_B)
+    assert differences(before, load_config(before.path)) == ["peers"]
+    after = load("mag", security__key_grace=60, mag__lifetime=600)
+    assert differences(load("mag"), after) == ["mag.lifetime", "security.key_grace"]

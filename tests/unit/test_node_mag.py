@@ -18,7 +18,7 @@ from pmip6ctl.protocol.node import NodeError, StateChanged
 from pmip6ctl.protocol.ro import RoInstalled, RoPair, RoRemoved
 from pmip6ctl.protocol.vocabulary import FailReason, Role, StopReason
 from pmip6ctl.transport import Arrival, Encap, Send, SendHomePath, Tunnel, UdpEndpoint
-from pmip6ctl.wire import (BAFlags, BindingAck, BindingError, BindingErrorStatus, BindingUpdate, HandoffIndicator,
+from pmip6ctl.wire import (BAFlags, BindingAck, BindingError, BindingErrorStatus, BindingUpdate,
                            Heartbeat, HomeTestInit, LocalizedRoutingInitiation, MobileNodeIdentifier,
                            ROAcknowledgement, find_option)
 

@@ -232,7 +232,7 @@ class RoResponder:
         peer = arrival.src
         key = self.policy.peer_keys.get(peer)
         if mode is Mode.QUICK and key is not None:
-            ba = key.sign(ba, arrival.dst, peer)
+            ba = key.answering(bu, peer, arrival.dst).sign(ba, arrival.dst, peer)   # the BU's key, mid rotation
         elif kbm is not None:
             ba = security.sign_binding_update(ba, kbm, peer, arrival.dst)
         return arrival.reply(ba, arrival.dst, peer)

@@ -1,0 +1,216 @@
+"""Issue 12's attacks against the running daemons in the lab. Each forged
+packet is sent as an attacker would send it, and the test proves nothing
+changed: the binding is where it was, the victim's traffic still arrives,
+and a counter names the refusal."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import socket
+import time
+
+import pytest
+from scapy.layers.inet6 import ICMPv6ND_RS, ICMPv6NDOptSrcLLAddr, IPv6
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+
+from pmip6ctl import netns, wire
+from pmip6ctl.lab import topology as t
+from pmip6ctl.lab.runner import poll
+
+from ..lab.conftest import binding, counters, mh, ping, send_ipv6, signaling, wait_for
+
+pytestmark = pytest.mark.root
+
+
+def grew(before: dict, after: dict, key) -> int:
+    return after.get(key, 0) - before.get(key, 0)
+
+
+def counted(lab, node: str, before: dict, *keys, what: str) -> dict:
+    """Wait until every key's count grew on node; the counts then."""
+    def check():
+        now = signaling(lab, node)
+        return now if all(grew(before, now, key) for key in keys) else None
+    return wait_for(check, what=what)
+
+
+def send_udp(lab, ns: str, dst4: str, payload: bytes) -> None:
+    with netns.entered(lab.ns(ns)):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.sendto(payload, (dst4, 5436))
+        finally:
+            sock.close()
+
+
+def forged_pbu(lab, mn_id: str, lifetime: int = 3600, sequence: int = 99) -> wire.BindingUpdate:
+    """A PBU as MAG1 would send it for mn_id, but without MAG1's key."""
+    hnp = ipaddress.IPv6Network(binding(lab, "lma", mn_id)["hnp"])
+    return wire.BindingUpdate(sequence, wire.BUFlags.A | wire.BUFlags.H | wire.BUFlags.P, lifetime // 4, [
+        wire.MobileNodeIdentifier.from_nai(mn_id), wire.HomeNetworkPrefix(hnp.prefixlen, hnp.network_address),
+        wire.HandoffIndicator(5), wire.AccessTechnologyType(3), wire.Timestamp.from_unix(time.time())])
+
+
+def still_served(lab) -> None:
+    """MN1 and MN2 keep their bindings and their traffic."""
+    assert binding(lab, "lma", "mn1@lab.example")["mag"] == t.address6("mag1")
+    assert binding(lab, "lma", "mn2@lab.example")["mag"] == t.address6("mag2")
+    assert ping(lab, "mn2", lab.mns["mn1"]["ipv6"], count=5) == 5
+    assert ping(lab, "mn1", t.CN6, count=5) == 5
+
+
+def test_attack_1_a_forged_pbu_in_udp_from_the_cn_host_moves_nothing(lab):
+    before = signaling(lab, "lma")
+    pbu = forged_pbu(lab, "mn1@lab.example")
+    inner = bytes(IPv6(src=t.address6("mag1"), dst=t.LMA6, nh=135) / Raw(mh(pbu, t.address6("mag1"), t.LMA6)))
+    send_udp(lab, "cn", t.LMA4, inner)
+    after = counted(lab, "lma", before, ("pbu", "in", "wrong_outer_source"), what="the LMA to refuse the forged PBU")
+    assert not any(grew(before, after, key) for key in after if key[:2] == ("pba", "out"))   # no answer
+    still_served(lab)
+
+
+@pytest.mark.parametrize("carrier", ["ipv6", "raw ipv4"])
+def test_attack_2_a_deregistration_with_a_spoofed_source_ends_nothing(lab, carrier):
+    before = signaling(lab, "lma")
+    pbu = forged_pbu(lab, "mn1@lab.example", lifetime=0)
+    packet = IPv6(src=t.address6("mag1"), dst=t.LMA6, nh=135) / Raw(mh(pbu, t.address6("mag1"), t.LMA6))
+    if carrier == "ipv6":
+        send_ipv6(lab, "inet", packet)
+    else:
+        with netns.entered(lab.ns("inet")):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, 41)
+            try:
+                sock.sendto(bytes(packet), (t.LMA4, 0))
+            finally:
+                sock.close()
+    wait_for(lambda: grew(before, signaling(lab, "lma"), ("pbu", "in", "unauthenticated")),
+             what="the LMA to refuse the spoofed deregistration")
+    still_served(lab)
+
+
+def test_attack_3_a_pbu_from_an_access_link_never_leaves_the_mag(lab):
+    """MN1 signals for MN2 into the core: with its own address as source
+    (MNs never signal), and with MAG2's (no MN of MAG1's link)."""
+    before, lma_before = counters(lab, "mag1"), signaling(lab, "lma")
+
+    def dropped(reason: str) -> bool:
+        return counters(lab, "mag1").get(("mag_access", reason), 0) > before.get(("mag_access", reason), 0)
+
+    pbu = forged_pbu(lab, "mn2@lab.example", lifetime=0)
+    for src, reason in [(lab.mns["mn1"]["ipv6"], "drop_mn_signaling"), (t.address6("mag2"), "drop_unknown_source")]:
+        send_ipv6(lab, "mn1", IPv6(src=src, dst=t.LMA6, nh=135) / Raw(mh(pbu, src, t.LMA6)))
+        wait_for(lambda: dropped(reason), what=f"MAG1's XDP to drop it ({reason})")
+    after = signaling(lab, "lma")
+    assert not any(grew(lma_before, after, key) for key in after if key[0] == "pbu")   # it never got there
+    still_served(lab)
+
+
+def test_attack_4_an_rs_with_mn1s_mac_at_mag3_does_not_steal_mn1s_binding(lab):
+    """MN1's second interface comes up at MAG3 and solicits with MN1's MAC in
+    its SLLA option: MAG3 may list MN1 (it moves there), so MAG3 registers
+    it; the LMA asks MAG1 first (RFC 5846), MAG1 still sees MN1 on a live
+    link and says so, and the binding stays."""
+    lma_before = signaling(lab, "lma")
+    lab.net.ip("mn1", "link set eth1 up")
+    try:
+        rs = (Ether(src=t.SECOND_MACS["mn1"], dst="33:33:00:00:00:02") / IPv6(src="fe80::6666", dst="ff02::2", hlim=255)
+              / ICMPv6ND_RS() / ICMPv6NDOptSrcLLAddr(lladdr=t.MN_MACS["mn1"]))
+        with netns.entered(lab.ns("mn1")):
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+            sock.bind(("eth1", 0))
+            try:
+                sock.send(bytes(rs))
+            finally:
+                sock.close()
+        wait_for(lambda: grew(lma_before, signaling(lab, "lma"), ("pbu", "in", "mn_attached_elsewhere")),
+                 what="the LMA to refuse MAG3's claim")
+        assert all(b["mn_id"] != "mn1@lab.example" or b["state"] != "registered"
+                   for b in lab.client("mag3").call("bindings"))                      # MAG3 got no binding
+        still_served(lab)
+    finally:
+        lab.net.ip("mn1", "link set eth1 down")
+        wait_for(lambda: all(b["mn_id"] != "mn1@lab.example" or b["state"] != "registered"
+                             for b in lab.client("mag3").call("bindings")), what="MAG3 to let go")
+
+
+def test_attack_5_the_rr_responder_gives_the_lma_tunnel_to_nobody(lab):
+    """A CoTI in UDP whose inner source is the LMA, then a BU from the LMA's
+    address: no care-of token comes back, no RO entry, the LMA path stays."""
+    before = signaling(lab, "mag2")
+    coti = wire.CareofTestInit(careof_init_cookie=bytes(range(8)))
+    inner = bytes(IPv6(src=t.LMA6, dst=t.address6("mag2"), nh=135) / Raw(mh(coti, t.LMA6, t.address6("mag2"))))
+    send_udp(lab, "cn", t.address4("mag2"), inner)
+    cn2 = lab.mns["mn2"]["ipv6"]
+    bu = wire.BindingUpdate(5, wire.BUFlags.A | wire.BUFlags.P, 105, [
+        wire.HomeNetworkPrefix(128, ipaddress.IPv6Address(lab.mns["mn1"]["ipv6"])),
+        wire.CNHomeNetworkPrefix(128, ipaddress.IPv6Address(cn2)), wire.Timestamp.from_unix(time.time()),
+        wire.NonceIndices(1, 2), wire.BindingAuthorizationData(bytes(12))])
+    send_ipv6(lab, "inet", IPv6(src=t.LMA6, dst=t.address6("mag2"), nh=135)
+              / Raw(mh(bu, t.LMA6, t.address6("mag2"))))
+    after = counted(lab, "mag2", before, ("ro", "in", "careof_test_init_in_udp"),
+                    ("ro", "in", "careof_is_no_ro_peer"), what="MAG2 to refuse both")
+    assert grew(before, after, ("cot", "out", "ok")) == 0
+    assert lab.client("mag2").call("tables")["ro_entries"] == []
+    still_served(lab)
+
+
+def fuzzed_pbu(rng: random.Random, i: int) -> wire.BindingUpdate:
+    """A well-formed PBU with random fields and a random choice of options,
+    among them a made-up authentication option (no key to make a real one)."""
+    mn_id = rng.choice([f"fuzz{i}@attacker.example", "mn1@lab.example", "mn2@lab.example"])
+    pool = [wire.MobileNodeIdentifier.from_nai(mn_id),
+            wire.HomeNetworkPrefix(rng.choice([0, 64, 128]), ipaddress.IPv6Address(rng.getrandbits(128))),
+            wire.HandoffIndicator(rng.randrange(256)), wire.AccessTechnologyType(rng.randrange(256)),
+            wire.Timestamp.from_unix(time.time() + rng.uniform(-10, 10)),
+            wire.IPv4HomeAddressRequest(ipaddress.IPv4Address(0), 0)]
+    options = rng.sample(pool, rng.randrange(1, len(pool) + 1))
+    if rng.random() < 0.5:
+        options.append(wire.MobilityMessageAuthentication(255, rng.getrandbits(32), rng.randbytes(32)))
+    return wire.BindingUpdate(rng.randrange(65536), wire.BUFlags(rng.getrandbits(16) & 0xff00) | wire.BUFlags.P,
+                              rng.randrange(65536), options)
+
+
+def test_fuzzed_pbus_create_change_or_end_no_binding(lab):
+    """The issue's fuzz run left 56 bindings from non-MAGs. 500 random PBUs,
+    half from a host that is no MAG, half spoofing MAG1's address: each is
+    refused by the guard, and the binding cache is what it was."""
+    rng = random.Random(12)
+    cache = {b["mn_id"]: (b["mag"], b["hnp"]) for b in lab.client("lma").call("bindings")}
+    before = signaling(lab, "lma")
+    stranger = t.link_of("lma")[0].addr6("a")
+    for i in range(500):
+        src = stranger if i % 2 else t.address6("mag1")
+        send_ipv6(lab, "inet", IPv6(src=src, dst=t.LMA6, nh=135) / Raw(mh(fuzzed_pbu(rng, i), src, t.LMA6)))
+
+    def refused() -> int:
+        now = signaling(lab, "lma")
+        return sum(grew(before, now, key) for key in now if key[0] == "pbu" and key[2] != "ok")
+    poll(lambda: refused() >= 500, 10, 0.1)
+    after = signaling(lab, "lma")
+    assert refused() >= 500, {key: grew(before, after, key) for key in after if grew(before, after, key)}
+    assert grew(before, after, ("pbu", "in", "ok")) == 0
+    assert not any(grew(before, after, key) for key in after if key[0] == "pba")   # nobody is answered
+    assert {b["mn_id"]: (b["mag"], b["hnp"]) for b in lab.client("lma").call("bindings")} == cache
+    still_served(lab)
+
+
+def test_the_lma_reflects_no_binding_acks_at_a_spoofed_victim(lab):
+    """A plain BU or an unknown MH type from a host that is no MAG: RFC 5213
+    and RFC 6275 would answer (BA 152, Binding Error), and the answer would
+    go to whatever address the sender wrote. The LMA answers its peers only."""
+    before = signaling(lab, "lma")
+    victim = t.link_of("lma")[0].addr6("a")
+    bu = wire.BindingUpdate(1, wire.BUFlags.A | wire.BUFlags.H, 100, [wire.Timestamp.from_unix(time.time())])
+    for _ in range(20):
+        send_ipv6(lab, "inet", IPv6(src=victim, dst=t.LMA6, nh=135) / Raw(mh(bu, victim, t.LMA6)))
+    mh_type_99 = bytearray(mh(bu, victim, t.LMA6))
+    mh_type_99[2], mh_type_99[4:6] = 99, b"\0\0"
+    mh_type_99[4:6] = wire.mh_checksum(ipaddress.IPv6Address(victim), ipaddress.IPv6Address(t.LMA6),
+                                       bytes(mh_type_99)).to_bytes(2, "big")
+    send_ipv6(lab, "inet", IPv6(src=victim, dst=t.LMA6, nh=135) / Raw(bytes(mh_type_99)))
+    after = counted(lab, "lma", before, ("bu", "in", "unknown_peer"), ("type_99", "in", "unknown_type"),
+                    what="the LMA to refuse the BUs and the unknown type")
+    assert grew(before, after, ("bu", "in", "unknown_peer")) == 20
+    assert not any(grew(before, after, key) for key in after if key[1] == "out")
