@@ -79,6 +79,9 @@ class Metrics:
         self.ro_attempts = Counter(
             "pmip6_ro_attempts", "Route-optimization attempts by mode and outcome",
             ["node", "mode", "result"], registry=self.registry)
+        self.tunnels_refused = Counter(
+            "pmip6_tunnels_refused", "Tunnels refused: toward a remote end in use as another kind of peer",
+            ["node"], registry=self.registry)
         self.reloads = Counter(
             "pmip6_config_reloads", "Config reloads (SIGHUP, pmip6ctl reload) by result",
             ["node", "result"], registry=self.registry)

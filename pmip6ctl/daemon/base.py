@@ -34,7 +34,7 @@ from ..protocol.node import Node, NodeError, NotSent, StateChanged
 from ..protocol.ro import RoFailed, RoPair, RoRejected
 from ..protocol.vocabulary import message_kind, result_label
 from ..transport import Arrival, Encap, Send, SendHomePath, Tunnel
-from .tunnels import TunnelRegistry
+from .tunnels import TunnelConflict, TunnelRegistry
 
 log = logging.getLogger("pmip6ctl.daemon")
 
@@ -269,6 +269,9 @@ class Daemon:
         for action in actions:
             try:
                 self._apply_one(action)
+            except TunnelConflict as exc:
+                self.metrics.tunnels_refused.labels(self.node_name).inc()
+                log.error("%s not applied: %s", type(action).__name__, exc)
             except Exception:
                 log.exception("applying %s failed", type(action).__name__)
         if actions and self._timer_wakeup:

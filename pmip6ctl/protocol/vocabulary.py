@@ -164,7 +164,8 @@ StopReason._TEXT = {
 
 
 class RejectReason(_Described):
-    """Why an RO responder refused a message (nothing was installed)."""
+    """Why an RO responder, or an initiator's BA check, refused a message
+    (nothing was installed)."""
     CN_NOT_SERVED = "cn_not_served_here"
     BAD_QUICK_MODE_AUTHENTICATOR = "bad_quick_mode_authenticator"
     NO_KEY_FOR_PEER = "no_key_for_peer"
@@ -179,6 +180,7 @@ class RejectReason(_Described):
     NO_ROOM = "no_room"
     DENIED_BY_POLICY = "denied_by_policy"
     KEY_NOT_FOR_THIS_MN = "key_not_for_this_mn"
+    UNMATCHED_BA = "ba_answers_no_outstanding_bu"
 
 
 RejectReason._TEXT = {
@@ -196,6 +198,7 @@ RejectReason._TEXT = {
     RejectReason.NO_ROOM: "the RO table or the tunnels are full",
     RejectReason.DENIED_BY_POLICY: "the RO policy denies this pair",
     RejectReason.KEY_NOT_FOR_THIS_MN: "the quick-mode key does not cover this MN's prefix",
+    RejectReason.UNMATCHED_BA: "a BA that answers no BU outstanding (sequence, peer or Timestamp): old or forged",
 }
 
 

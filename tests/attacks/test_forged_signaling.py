@@ -249,6 +249,7 @@ def test_a_replayed_quick_mode_ba_never_installs_a_binding_the_peer_did_not_gran
     initiator._ask(attempt, "bu", captured.sequence)
     actions = d.nodes["mag1"].receive(*carry(captured_send), d.now)
     assert not [a for a in actions if isinstance(a, RoInstalled)]
+    assert [a.reason for a in actions if isinstance(a, RoRejected)] == [RejectReason.UNMATCHED_BA]   # counted
     assert not attempt.established
 
 

@@ -13,13 +13,15 @@ import time
 import pytest
 from scapy.layers.inet6 import ICMPv6ND_RS, ICMPv6NDOptSrcLLAddr, IPv6
 from scapy.layers.l2 import Ether
+from scapy.utils import rdpcap
 from scapy.packet import Raw
 
 from pmip6ctl import netns, wire
 from pmip6ctl.lab import topology as t
 from pmip6ctl.lab.runner import poll
 
-from ..lab.conftest import binding, counters, mh, ping, send_ipv6, signaling, wait_for
+from ..lab.conftest import Capture, binding, counters, established, mh, ping, ro_row, send_ipv6, signaling, wait_for
+from ..lab.test_ro import clean_ro  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.root
 
@@ -214,3 +216,36 @@ def test_the_lma_reflects_no_binding_acks_at_a_spoofed_victim(lab):
                     what="the LMA to refuse the BUs and the unknown type")
     assert grew(before, after, ("bu", "in", "unknown_peer")) == 20
     assert not any(grew(before, after, key) for key in after if key[1] == "out")
+
+
+def test_attack_6_a_replayed_quick_mode_ba_installs_nothing(lab, clean_ro, tmp_path):
+    """A BA MAG2 sent for an earlier quick-mode BU, replayed while MAG1's
+    real BU is lost (nftables drops it at MAG2): MAG1 installs no RO entry
+    and counts the refusal; MN1 ⇄ MN2 stays on the LMA path. (That the BA is
+    refused even when the 16-bit sequence number has come round to it is the
+    unit test's: the lab cannot wait for 65,536 BUs.)"""
+    mn1, mn2 = lab.mns["mn1"]["ipv6"], lab.mns["mn2"]["ipv6"]
+    lab.client("mag1").call("ro_settings", mode="quick")
+    with Capture(lab, "inet", tmp_path / "ba.pcap", f"ip6 and ip6[6] == 135 and src {t.address6('mag2')}",
+                 interface="mag1") as capture:
+        lab.client("mag1").call("ro_start", mn=mn1, cn=mn2)
+        wait_for(lambda: established(lab, "mag1", mn1, mn2), what="quick-mode RO MN1 ⇄ MN2")
+    captured = [p[IPv6] for p in rdpcap(str(capture.path)) if IPv6 in p and bytes(p[IPv6].payload)[2] == 6]
+    assert captured, "no BA from MAG2 captured"
+    lab.client("mag1").call("ro_stop", mn=mn1, cn=mn2)
+    wait_for(lambda: not lab.client("mag1").call("tables")["ro_entries"], what="the RO entry gone")
+    lab.net.sh("mag2", "nft", "add table ip6 attack6")
+    lab.net.sh("mag2", "nft", "add chain ip6 attack6 in { type filter hook input priority 0; }")
+    lab.net.sh("mag2", "nft", f"add rule ip6 attack6 in ip6 saddr {t.address6('mag1')} meta l4proto 135 drop")
+    try:
+        lab.client("mag1").call("ro_start", mn=mn1, cn=mn2)
+        wait_for(lambda: (ro_row(lab, "mag1", mn1, mn2) or {}).get("phase") == "binding",
+                 what="MAG1 waiting for the BA to its lost BU")
+        before = signaling(lab, "mag1")
+        send_ipv6(lab, "inet", captured[-1])
+        counted(lab, "mag1", before, ("ro", "in", "ba_answers_no_outstanding_bu"), what="MAG1 to refuse the old BA")
+        assert lab.client("mag1").call("tables")["ro_entries"] == []
+        assert not established(lab, "mag1", mn1, mn2)
+        assert ping(lab, "mn1", mn2, count=5) == 5                 # on the LMA path
+    finally:
+        lab.net.sh_ok("mag2", "nft", "delete table ip6 attack6")

@@ -207,3 +207,19 @@ def test_a_pair_both_mags_optimized_over_different_transports_accepts_both_tunne
     assert sent_as_responder == toward_next_hop(mag.mac("out0"), outer6(LOCAL6, PEER6, hop(reply)))
     assert accepted_after == ["redirect", "drop"]
     assert {str(p.address) for p in mag.tables.list_peers()} == {LMA6, PEER6}
+
+
+def test_an_ro_peer_never_takes_over_the_lma_tunnel(mag):
+    """Issue 12, attack 5, at the last line: whatever a node core let
+    through, the registry refuses an RO tunnel toward the LMA's address, and
+    the LMA stays an LMA peer in the data plane."""
+    from pmip6ctl.daemon.tunnels import TunnelConflict, TunnelRegistry
+
+    registry = TunnelRegistry(mag.tables)
+    lma = registry.acquire(Tunnel(Encap.IP6, LOCAL6, LMA6), "mn1", PeerKind.LMA)
+    with pytest.raises(TunnelConflict, match=f"{LMA6} is in use as a LMA peer"):
+        registry.acquire(Tunnel(Encap.IP6, LOCAL6, LMA6), "pair", PeerKind.RO)
+    assert [(str(p.address), p.kind, p.tunnel_id) for p in mag.tables.list_peers()] == [(LMA6, PeerKind.LMA, lma)]
+    registry.release(lma, "mn1")                  # once nobody uses it, the end is free for another kind
+    ro = registry.acquire(Tunnel(Encap.IP6, LOCAL6, LMA6), "pair", PeerKind.RO)
+    assert [(p.kind, p.tunnel_id) for p in mag.tables.list_peers()] == [(PeerKind.RO, ro)]

@@ -16,7 +16,7 @@ from pmip6ctl.protocol.mag import (Advertise, InstallMobileNode, MnIdentity, Mob
                                    RemoveMobileNode, RouterSolicitationRefused)
 from pmip6ctl.protocol.node import NodeError, StateChanged
 from pmip6ctl.protocol.ro import RoInstalled, RoPair, RoRemoved
-from pmip6ctl.protocol.vocabulary import FailReason, Role, StopReason
+from pmip6ctl.protocol.vocabulary import FailReason, RejectReason, Role, StopReason
 from pmip6ctl.transport import Arrival, Encap, Send, SendHomePath, Tunnel, UdpEndpoint
 from pmip6ctl.wire import (BAFlags, BindingAck, BindingError, BindingErrorStatus, BindingUpdate,
                            Heartbeat, HomeTestInit, LocalizedRoutingInitiation, MobileNodeIdentifier,
@@ -145,7 +145,8 @@ def test_a_ba_with_an_ro_acknowledgement_never_completes_a_registration():
     forged = BindingAck(0, BAFlags.P, pba.action.message.sequence, 1000,
                         [*pba.action.message.options, ROAcknowledgement(0, 1000)])
     actions = d.nodes["mag1"].receive(forged, Arrival(LMA, MAG1), d.now)
-    assert actions == []                                      # the initiator knows no such BU: nothing
+    # the initiator knows no such BU: nothing but the refusal, counted
+    assert [a.reason for a in actions] == [RejectReason.UNMATCHED_BA]
     assert d.nodes["mag1"].bul.entries[MN1_NAI].state is BindingState.REGISTERING
     d.release()
     assert d.nodes["mag1"].bul.entries[MN1_NAI].state is BindingState.REGISTERED

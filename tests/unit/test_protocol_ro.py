@@ -254,7 +254,7 @@ def test_a_ba_with_a_bad_authenticator_is_ignored_and_the_bu_sent_again():
     net.start()
     net.run()
     flight = net.held.pop()
-    assert net.deliver(flight, tampered(flight.action, -1)) == []
+    assert net.deliver(flight, tampered(flight.action, -1)) == [RoRejected(PAIR, MAG2, RejectReason.BAD_AUTHORIZATION, "binding ack")]
     assert net.initiator.attempts[PAIR].phase is Phase.BINDING
     net.hold = lambda origin, action: False
     net.run(1)
@@ -786,7 +786,8 @@ def test_quick_mode_ignores_a_ba_with_a_bad_authenticator():
     net.start()
     net.run()
     flight = net.held.pop()
-    assert net.deliver(flight, tampered(flight.action, -1)) == []
+    assert net.deliver(flight, tampered(flight.action, -1)) == [RoRejected(PAIR, MAG2, RejectReason.BAD_QUICK_MODE_AUTHENTICATOR,
+                                                                            "binding ack")]
     assert not net.actions("initiator", RoInstalled)
 
 
@@ -842,7 +843,8 @@ def test_an_unauthenticated_refusal_is_ignored():
     for options in ([ROAcknowledgement(129, 0)],
                     [ROAcknowledgement(129, 0), BindingAuthorizationData(bytes(12))]):
         forged = BindingAck(129, BAFlags.P, bu.sequence, 0, options=options)
-        assert net.initiator.receive(*RoNetwork.decoded(Send(forged, MAG2, MAG1)), net.now) == []
+        assert net.initiator.receive(*RoNetwork.decoded(Send(forged, MAG2, MAG1)), net.now) \
+            == [RoRejected(PAIR, MAG2, RejectReason.UNMATCHED_BA, f"sequence {forged.sequence}")]
     assert net.initiator.attempts[PAIR].phase is Phase.BINDING
     net.release()
     net.run()

@@ -31,8 +31,8 @@ from ... import security, wire
 from ...security import PeerKey
 from ...transport import Arrival, Send, SendHomePath, UdpEndpoint
 from ..common import Retransmission, Stamper, earliest
-from ..vocabulary import FailReason, Mode, Role, StopReason, status_label
-from .actions import Address, RoFailed, RoInstalled, RoPair, RoRemoved, mapped, no_binding_error
+from ..vocabulary import FailReason, Mode, RejectReason, Role, StopReason, status_label
+from .actions import Address, RoFailed, RoInstalled, RoPair, RoRejected, RoRemoved, mapped, no_binding_error
 
 RO_ACCEPTED_BELOW = 128                  # BA status < 128: accepted (RFC 6275 §6.1.8)
 EXPIRED_NONCE_STATUSES = {wire.Status.EXPIRED_HOME_NONCE_INDEX, wire.Status.EXPIRED_CAREOF_NONCE_INDEX,
@@ -486,7 +486,8 @@ class RoInitiator:
                 or stamp is None or stamp.timestamp != attempt.bu_stamp:
             # not the answer to the BU outstanding: an old BA names an old BU's
             # Timestamp, even once the 16-bit sequence number has come round
-            return []
+            return [RoRejected(attempt.pair if attempt else None, arrival.src, RejectReason.UNMATCHED_BA,
+                               f"sequence {ba.sequence}")]
         refused = ba.status >= RO_ACCEPTED_BELOW or ack.status >= RO_ACCEPTED_BELOW
         status = ba.status if ba.status >= RO_ACCEPTED_BELOW else ack.status
         attempt.note(now, "BA ← {}: {}", attempt.peer.address, status_label(status))
@@ -494,8 +495,9 @@ class RoInitiator:
             # Without its nonces the peer has no Kbm, so this BA alone comes
             # without a BAD (RFC 6275 §9.5.4); redo the RR (§11.7.3).
             return self._return_routability(attempt, now)
-        if not self._authentic(ba, attempt):
-            return []                      # RFC 6275 §11.7.3: silently ignore; the BU will be resent
+        if not self._authentic(ba, attempt):   # RFC 6275 §11.7.3: ignored (no answer); the BU will be resent
+            return [RoRejected(attempt.pair, arrival.src, RejectReason.BAD_QUICK_MODE_AUTHENTICATOR
+                               if attempt.mode is Mode.QUICK else RejectReason.BAD_AUTHORIZATION, "binding ack")]
         if refused:
             return self._fail(attempt, now, FailReason.PEER_REFUSED, detail=status_label(status))
         granted = min(ack.lifetime * 4, self.policy.lifetime)
