@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -73,6 +74,9 @@ def run_daemon(role: str, config_path: str, verbose: bool) -> None:
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A reload (SIGHUP) while the programs compile must not end the daemon; once it is
+    # ready, SIGHUP reloads the config (Daemon.reload).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         config = load_config(config_path)
     except ConfigError as exc:
