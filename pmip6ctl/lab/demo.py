@@ -216,6 +216,9 @@ def run_demo(lab: Lab, keep: bool = True) -> None:
     rows = lab.client("lma").call("bindings")
     click.echo(render_table(rows, [("mn_id", "mn-id"), ("hnp", "home prefix"), ("ipv4_hoa", "ipv4 hoa"),
                                    ("mag", "serving mag"), ("transport", "transport"), ("expires_in", "expires in")]))
+    pbus = {r["result"]: r["count"] for r in lab.client("lma").call("signaling") if r["type"] == "pbu"}
+    click.echo(f"  every PBU/PBA carried HMAC-SHA256 under the MAG's key and a Timestamp (docs/security.md): "
+               f"the LMA believed {pbus.get('ok', 0)}, refused {sum(pbus.values()) - pbus.get('ok', 0)}")
     say("traffic through the LMA (the default PMIPv6 path)")
     traffic_through_the_lma(lab, mns)
     say("LMA data-plane counters")
