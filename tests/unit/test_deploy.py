@@ -41,6 +41,7 @@ METRICS = frozenset({
     "pmip6_bindings", "pmip6_mobile_nodes",
     "pmip6_bpf_map_entries", "pmip6_bpf_map_capacity",
     "pmip6_daemon_info", "up",
+    "pmip6_config_reloads_total", "pmip6_tunnels_refused_total",
 })
 PROCESS_METRIC = re.compile(r"process_[a-z_]+")
 DATASOURCE_UIDS = {"${DS_PROMETHEUS}", "$DS_PROMETHEUS", "prometheus"}
@@ -237,7 +238,8 @@ def test_rules_record_the_ro_share_and_setup_quantiles_and_alert_on_what_matters
     assert any("histogram_quantile(0.5," in e for e in records.values())
     assert any("histogram_quantile(0.99," in e for e in records.values())
     wanted = {"up{": "daemon down", 'type="pba"': "binding churn", 'result="failed"': "RO failures",
-              "pmip6_bpf_map_capacity": "map near capacity", 'verdict="drop"': "drops spike"}
+              "pmip6_bpf_map_capacity": "map near capacity", 'verdict="drop"': "drops spike",
+              "bad_authenticator": "refused signaling", "pmip6_config_reloads_total": "reload failed"}
     for needle, what in wanted.items():
         assert any(needle in e for e in alerts.values()), what
 
