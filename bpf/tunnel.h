@@ -51,7 +51,7 @@ static __always_inline int pmip_carries_mobility_message(const struct ip_info *i
 {
     if (inner->eth_proto == ETH_P_IPV6)
         return inner->l4proto == IPPROTO_MH;
-    if (inner->l4proto != IPPROTO_IPV6 || inner->is_fragment)
+    if (inner->l4proto != IPPROTO_IPV6 || inner->is_later_fragment)
         return 0;
     struct ipv6hdr *ip6 = pmip_ip_payload(inner);
     if ((void *)(ip6 + 1) > data_end)
@@ -62,12 +62,14 @@ static __always_inline int pmip_carries_mobility_message(const struct ip_info *i
 /* Mobility signaling in a packet from an MN: an IPv6 Mobility Header, one
  * inside IPv4 (proto 41), or IPv4/UDP to the PMIPv6 port (RFC 5844). Only
  * the first header is checked; anything behind extension headers meets the
- * authentication of the node it reaches. */
+ * authentication of the node it reaches. An IPv4 first fragment is checked
+ * like a whole packet; a later one carries no header to check, and without
+ * its first fragment it never reassembles into a message. */
 static __always_inline int pmip_is_mobility_signaling(const struct ip_info *ip, void *data_end)
 {
     if (ip->eth_proto == ETH_P_IPV6)
         return ip->l4proto == IPPROTO_MH;
-    if (ip->is_fragment)
+    if (ip->is_later_fragment)
         return 0;
     if (ip->l4proto == IPPROTO_UDP) {
         struct udphdr *udp = pmip_ip_payload(ip);

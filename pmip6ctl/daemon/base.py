@@ -75,6 +75,15 @@ def signaling_guard(config, window: float = 7.0) -> SignalingGuard | None:
 RELOADABLE = ("peers", "security.key_grace", "mag.mn_ids")
 
 
+def reloaded(running, new):
+    """The running config with the RELOADABLE parts of new, and nothing else:
+    a new mag.lma or security.auth must not reach the guard before a restart."""
+    return dataclasses.replace(
+        running, peers=new.peers,
+        security=dataclasses.replace(running.security, key_grace=new.security.key_grace),
+        mag=dataclasses.replace(running.mag, mn_ids=new.mag.mn_ids) if running.mag and new.mag else running.mag)
+
+
 def pair_from(args: dict, local: str = "mn", remote: str = "cn") -> RoPair:
     """The RO pair a control command names."""
     try:
@@ -422,11 +431,9 @@ class Daemon:
                                f"{config.node.name}, this is {self.role} {self.node_name}")
         changed = differences(self.config, config)
         later = [key for key in changed if not key.startswith(RELOADABLE)]
-        keys = self.node.rekey(node_keys(config), time.time(), config.security.key_grace)
-        self.reload_role(config)
-        self.config = dataclasses.replace(self.config, peers=config.peers, security=dataclasses.replace(
-            self.config.security, key_grace=config.security.key_grace),
-            mag=dataclasses.replace(self.config.mag, mn_ids=config.mag.mn_ids) if self.config.mag else None)
+        self.config = reloaded(self.config, config)
+        keys = self.node.rekey(node_keys(self.config), time.time(), config.security.key_grace)
+        self.reload_role(self.config)
         self._count_reload("ok")
         result = {"applied": [key for key in changed if key.startswith(RELOADABLE)],
                   "needs_restart": later, "keys_added": sorted(map(str, keys.added)),

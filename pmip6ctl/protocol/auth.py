@@ -18,11 +18,13 @@ Timestamp (RFC 5213 §8.8). Replay is closed two ways:
 With `auth = "none"` a node signs nothing and checks nothing; nothing here
 is consulted.
 
-Keys rotate by a config reload (`rekey`): a changed key is signed with from
-then on, and the key it replaced is still believed until that peer is seen
-using the new one, or until the grace period ends, whichever comes first.
-An answer is signed with the key its request came with, so a peer that has
-not reloaded yet still believes it.
+Keys rotate by a config reload (`rekey`): the key a reload replaced is still
+believed until that peer is seen using the new one, or until the grace
+period (per peer) ends, whichever comes first. Meanwhile a request goes out
+twice, under the new key and then under the old one, so that the peer
+believes one of them whether it has reloaded or not (the other copy is
+refused there, as bad_authenticator or replayed); an answer is signed with
+the key its request came with.
 """
 
 from __future__ import annotations
@@ -139,10 +141,15 @@ class SignalingGuard:
     stamper: Stamper = field(default_factory=Stamper)
     _newest: dict[IPv6Address, int] = field(default_factory=dict)   # newest request Timestamp per peer
     _answer_with: dict[IPv6Address, PeerKey] = field(default_factory=dict)   # the key of its last request
-    retire_at: float | None = None       # when the keys a reload replaced stop being believed
+    _retire_at: dict[IPv6Address, float] = field(default_factory=dict)   # when a replaced key stops counting
 
     def is_peer(self, address: IPv6Address) -> bool:
         return address in self.peers
+
+    @property
+    def retire_at(self) -> float | None:
+        """When the next replaced key stops being believed (None: no rotation under way)."""
+        return min(self._retire_at.values(), default=None)
 
     # --- key rotation -------------------------------------------------------------------------
     def rekey(self, peers: Mapping[IPv6Address, SignalingPeer], now: float, grace: float) -> KeyChanges:
@@ -152,20 +159,20 @@ class SignalingGuard:
         for address in changes.removed:
             self._newest.pop(address, None)
             self._answer_with.pop(address, None)
-        if changes.rotated:
-            self.retire_at = now + grace
+            self._retire_at.pop(address, None)
+        self._retire_at.update({address: now + grace for address in changes.rotated})
         return changes
 
     def retire(self, now: float) -> None:
-        """The grace period is over: only the current keys count."""
-        if self.retire_at is not None and now >= self.retire_at:
-            self.peers = {a: dataclasses.replace(p, key=p.key.retired()) for a, p in self.peers.items()}
-            self._answer_with.clear()
-            self.retire_at = None
+        """Each peer whose grace period is over: only its current key counts."""
+        for address in [a for a, due in self._retire_at.items() if due <= now]:
+            self._switched(self.peers[address])
 
     def _switched(self, peer: SignalingPeer) -> None:
-        """The peer signs with its new key: the old one is done with."""
+        """The peer signs with its new key (or its grace is over): the old one is done with."""
         self.peers = {**self.peers, peer.address: dataclasses.replace(peer, key=peer.key.retired())}
+        self._retire_at.pop(peer.address, None)
+        self._answer_with.pop(peer.address, None)
 
     # --- inbound ------------------------------------------------------------------------------
     def check(self, msg: wire.Message, arrival: Arrival, now: float, request: bool) -> AuthFailure | None:
@@ -202,14 +209,15 @@ class SignalingGuard:
         return None
 
     # --- outbound ------------------------------------------------------------------------------
-    def seal(self, send: Send, now: float) -> Send:
+    def seal(self, send: Send, now: float) -> list[Send]:
         """A message to a signaling peer, signed with its key, a request
-        stamped first when it carries no Timestamp yet."""
+        stamped first when it carries no Timestamp yet. Mid rotation, a
+        request is sent twice: under the new key, then the old one."""
         peer = self.peers.get(send.dst)
         last = send.message.options[-1] if send.message.options else None
         if peer is None or message_kind(send.message) not in GUARDED \
                 or isinstance(last, wire.MobilityMessageAuthentication):
-            return send                     # not ours to sign, or signed already (inter-LMA)
+            return [send]                   # not ours to sign, or signed already (inter-LMA)
         self.retire(now)
         peer = self.peers[send.dst]
         message = send.message
@@ -217,10 +225,13 @@ class SignalingGuard:
             message = copy.copy(message)
             message.options = [*send.message.options, self.stamper.stamp(now)]
         key, previous, asked_with = peer.key, peer.key.previous, self._answer_with.get(send.dst)
-        if previous is not None and asked_with is not None and previous.same_secret(asked_with) \
-                and not is_request(message):
-            key = previous                   # the peer asked with its old key: it has not reloaded yet
-        return dataclasses.replace(send, message=key.sign(message, send.src, send.dst))
+        if is_request(message):
+            keys = [key] if previous is None else [key, previous]      # whichever the peer has now
+        elif previous is not None and asked_with is not None and previous.same_secret(asked_with):
+            keys = [previous]                # the peer asked with its old key: it has not reloaded yet
+        else:
+            keys = [key]
+        return [dataclasses.replace(send, message=k.sign(message, send.src, send.dst)) for k in keys]
 
 
 def guarded(msg: wire.Message) -> bool:

@@ -14,7 +14,7 @@ the one that counts (no multihoming, RFC 5213 §5.4).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from itertools import chain
 
@@ -108,8 +108,9 @@ _REQUIRED_OPTIONS = (
 
 # Binding Revocation (RFC 5846) before a live binding moves to another MAG:
 # the BRI is retransmitted at these delays, and then the move goes ahead (a
-# MAG that cannot answer serves nobody).
-REVOCATION_RETRIES = (0.5, 1.0)
+# MAG that cannot answer serves nobody): 3.5 s after the PBU. A BRA answering
+# any of the BRIs counts, so a slow path loses no answer.
+REVOCATION_RETRIES = (0.5, 1.0, 2.0)
 
 
 @dataclass
@@ -120,7 +121,7 @@ class PendingMove:
     arrival: Arrival
     old: BindingCacheEntry
     sequence: int                     # of the BRI
-    timestamp: int = 0                # the BRI's, which the BRA echoes
+    timestamps: set = field(default_factory=set)    # of every BRI sent; the BRA echoes one
     retries: int = 0
     due: float = 0.0
 
@@ -169,7 +170,7 @@ class BindingCache:
             return []
         stamp = find_option(bra, Timestamp)
         move = next((m for m in self.pending.values() if m.sequence == bra.sequence
-                     and m.old.proxy_coa == arrival.src and stamp is not None and stamp.timestamp == m.timestamp), None)
+                     and m.old.proxy_coa == arrival.src and stamp is not None and stamp.timestamp in m.timestamps), None)
         if move is None:
             return []                 # no BRI of ours with that number and Timestamp
         del self.pending[move.old.mn_id]
@@ -262,7 +263,7 @@ class BindingCache:
     def _indication(self, move: PendingMove, now: float) -> Send:
         old = move.old
         stamp = self.stamper.stamp(now)
-        move.timestamp = stamp.timestamp
+        move.timestamps.add(stamp.timestamp)
         move.due = now + REVOCATION_RETRIES[min(move.retries, len(REVOCATION_RETRIES) - 1)]
         move.retries += 1
         options = [MobileNodeIdentifier.from_nai(old.mn_id), HomeNetworkPrefix(old.hnp.prefixlen,
@@ -311,6 +312,9 @@ class BindingCache:
 
     def _deregister(self, msg: BindingUpdate, arrival: Arrival, mn_id: str, now: float) -> list:
         answer = self._acknowledge(msg, arrival, Status.ACCEPTED, now)
+        move = self.pending.get(mn_id)
+        if move is not None and move.arrival.src == arrival.src:
+            del self.pending[mn_id]         # the new MAG let go of the MN before the old one answered
         entry = self.bindings.get(mn_id)
         if entry is None or entry.proxy_coa != arrival.src:
             # No binding, or the MN has moved on and this is its previous MAG

@@ -54,7 +54,7 @@ class Node:
     role: ClassVar[str] = ""
     _HANDLERS: ClassVar[dict[type, Callable]] = {}
     guard: SignalingGuard | None = None          # None: security.auth = "none"
-    _keys_retire_at: float | None = None         # when the quick-mode/inter-LMA keys a reload replaced expire
+    _keys_retire_at: dict | None = None          # peer -> when its replaced quick-mode/inter-LMA key expires
 
     def receive(self, msg: wire.Message, arrival: Arrival, now: float) -> list:
         self._retire_keys(now)
@@ -76,7 +76,7 @@ class Node:
         """Our signaling to MAGs and LMAs, stamped and signed."""
         if self.guard is None:
             return actions
-        return [self.guard.seal(a, now) if isinstance(a, Send) else a for a in actions]
+        return [sealed for a in actions for sealed in (self.guard.seal(a, now) if isinstance(a, Send) else [a])]
 
     # --- key rotation (auth.py) -------------------------------------------------------------------
     def key_tables(self) -> list[tuple[str, dict]]:
@@ -90,12 +90,13 @@ class Node:
         (between signaling peers) until the peer uses the new one."""
         changes = self.guard.rekey(keys.signaling, now, grace) if self.guard else KeyChanges()
         self._retire_keys(now)
+        if self._keys_retire_at is None:
+            self._keys_retire_at = {}
         for name, table in self.key_tables():
             replaced, changed = rekeyed(table, getattr(keys, name))
             table.clear()
             table.update(replaced)
-            if changed.rotated:
-                self._keys_retire_at = now + grace
+            self._keys_retire_at.update({address: now + grace for address in changed.rotated})
             changes |= changed
         return changes
 
@@ -106,10 +107,12 @@ class Node:
         return sorted({a for table in tables for a, key in table.items() if key.previous is not None})
 
     def _retire_keys(self, now: float) -> None:
-        if self._keys_retire_at is not None and now >= self._keys_retire_at:
+        due = [a for a, when in (self._keys_retire_at or {}).items() if when <= now]
+        for address in due:
+            del self._keys_retire_at[address]
             for _, table in self.key_tables():
-                table.update({address: key.retired() for address, key in table.items()})
-            self._keys_retire_at = None
+                if address in table:
+                    table[address] = table[address].retired()
 
     def unknown_message(self, mh_type: int, arrival: Arrival, now: float) -> list:
         """RFC 6275 §9.2: a Binding Error with status 2 (unrecognized MH type)

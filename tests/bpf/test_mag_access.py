@@ -91,13 +91,25 @@ def test_an_mns_source_from_another_link_is_dropped(mag):
     IPv6(src=MN6, dst=LMA6, nh=135) / bytes(MH_PBU),
     IP(src=MN4, dst=LMA4) / UDP(sport=5436, dport=5436) / IPv6(src=LOCAL6, dst=LMA6, nh=135) / bytes(MH_PBU),
     IP(src=MN4, dst=LMA4, proto=41) / IPv6(src=LOCAL6, dst=LMA6, nh=135) / bytes(MH_PBU),
-], ids=["ipv6 mh", "ipv4 udp 5436", "ipv4 proto 41"])
+    IP(src=MN4, dst=LMA4, flags="MF") / UDP(sport=5436, dport=5436) / IPv6(src=LOCAL6, dst=LMA6, nh=135)
+    / bytes(MH_PBU),
+    IP(src=MN4, dst=LMA4, proto=41, flags="MF") / IPv6(src=LOCAL6, dst=LMA6, nh=135) / bytes(MH_PBU),
+], ids=["ipv6 mh", "ipv4 udp 5436", "ipv4 proto 41", "ipv4 udp 5436, first fragment",
+        "ipv4 proto 41, first fragment"])
 def test_mobility_signaling_from_an_mn_is_never_forwarded(mag, inner):
     """Attack 3 of issue 12: an MN sends a PBU with a MAG's source; it dies on the access link."""
     attach_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
     before = mag.counter("mag_access", "drop_mn_signaling")
     assert mag.run(ACCESS, from_mn(inner), "in0").action == "drop"
     assert mag.counter("mag_access", "drop_mn_signaling") == before + 1
+
+
+def test_a_later_ipv4_fragment_of_an_mn_is_forwarded(mag):
+    """No header to check in it; without its first fragment (checked above) it
+    never reassembles into a message."""
+    attach_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
+    later = IP(src=MN4, dst=CN4, proto=17, frag=100) / bytes(64)
+    assert mag.run(ACCESS, from_mn(later), "in0").action == "redirect"
 
 
 @pytest.mark.parametrize("inner", [ping6(MN6, CN6, hlim=1), ping4(MN4, CN4, ttl=1)], ids=["ipv6", "ipv4"])

@@ -331,9 +331,35 @@ def test_a_move_goes_ahead_when_the_old_mag_never_answers():
     assert len(sends(actions)) == 1
     fired = run_until([lma], T0 + 10)
     bris = [s for _, _, acts in fired for s in sends(acts) if isinstance(s.message, BindingRevocation)]
-    # one more BRI half a second later; a second on, the move goes ahead
-    assert [t for t, _, acts in fired if sends(acts)][:2] == [T0 + 5.5, T0 + 6.5]
-    assert len(bris) == 1 and lma.bindings[MN1].proxy_coa == MAG2
+    # BRIs again 0.5 s and 1 s later; 2 s on, the move goes ahead
+    assert [t for t, _, acts in fired if sends(acts)][:3] == [T0 + 5.5, T0 + 6.5, T0 + 8.5]
+    assert len(bris) == 2 and lma.bindings[MN1].proxy_coa == MAG2
+
+
+def test_a_slow_answer_to_the_first_bri_still_counts():
+    """The old MAG's 132 arrives after the LMA has sent the BRI again: it
+    answers a BRI of this move all the same, and the binding stays."""
+    lma = make_lma()
+    register(lma)
+    (first,) = sends(to_lma(lma, pbu(MN1, T0 + 5, hi=3), T0 + 5, src=MAG2))
+    run_until([lma], T0 + 6.6)                                     # two more BRIs went out
+    message, _ = carry(first)
+    late = BindingRevocation.acknowledgement(message.sequence, RevocationStatus.REVOCATION_FAILED_MN_IS_ATTACHED,
+                                             [find_option(message, Timestamp)])
+    actions = lma.receive_revocation(*carry(Send(late, MAG1, LMA)), T0 + 6.6)
+    assert [type(a).__name__ for a in actions][:1] == ["MoveRefused"]
+    run_until([lma], T0 + 20)
+    assert lma.bindings[MN1].proxy_coa == MAG1
+
+
+def test_the_new_mags_deregistration_cancels_its_held_move():
+    lma = make_lma()
+    register(lma)
+    to_lma(lma, pbu(MN1, T0 + 5, hi=3), T0 + 5, src=MAG2)           # held: BRI to MAG1
+    to_lma(lma, pbu(MN1, T0 + 5.2, sequence=2, lifetime=0), T0 + 5.2, src=MAG2)   # MAG2 lets the MN go
+    assert lma.pending == {}
+    run_until([lma], T0 + 20)                                       # no answer from MAG1: nothing moves
+    assert lma.bindings[MN1].proxy_coa == MAG1
 
 
 def test_a_forged_bra_moves_nothing():

@@ -684,3 +684,19 @@ def test_differences_name_what_a_reload_would_change(tmp_path):
     assert differences(before, load_config(before.path)) == ["peers"]
     after = load("mag", security__key_grace=60, mag__lifetime=600)
     assert differences(load("mag"), after) == ["mag.lifetime", "security.key_grace"]
+
+
+def test_a_reload_takes_peers_and_mn_ids_but_not_the_lma_or_auth():
+    """What Daemon.reload applies (RELOADABLE); a new mag.lma or auth waits for a
+    restart, and the guard keeps talking to the LMA in use."""
+    from pmip6ctl.daemon.base import node_keys, reloaded
+    running = load("mag")
+    new_lma = {"name": "lma2", "role": "lma", "address": "2001:db8::2", "spi": 4101, "key_file": "/etc/keys/l2.key"}
+    new = load("mag", mag__lma="2001:db8::2", security__auth="none", security__key_grace=60,
+               mag__mn_ids={"02:00:00:00:00:09": "mn9@example.net"},
+               peers=[*BASE["mag"]["peers"], new_lma])
+    applied = reloaded(running, new)
+    assert differences(running, new) == ["mag.lma", "mag.mn_ids", "peers", "security.auth", "security.key_grace"]
+    assert differences(running, applied) == ["mag.mn_ids", "peers", "security.key_grace"]
+    assert list(node_keys(applied).signaling) == [IPv6Address("2001:db8::1")]      # still the LMA in use
+    assert IPv6Address("2001:db8::2") not in node_keys(applied).quick_mode           # an LMA is no RO peer

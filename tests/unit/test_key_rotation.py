@@ -22,6 +22,8 @@ OLD = PeerKey(0x4101, b"MAG1 and the LMA, the first key..")
 NEW = PeerKey(0x4101, b"MAG1 and the LMA, after rotation.")
 NEW_SPI = PeerKey(0x4201, b"MAG1 and the LMA, with a new SPI.")
 GRACE = 300.0
+MAG2_KEY = PeerKey(0x4102, b"MAG2 and the LMA share this one..")
+MAC = "02:00:00:00:00:01"
 
 
 def lma_keys(key: PeerKey) -> NodeKeys:
@@ -66,7 +68,9 @@ def test_the_lma_reloads_first_and_the_mag_still_registers():
     register(d, "mn2@example.org")               # MAG1 signs with OLD; the PBA comes back under OLD
     d.nodes["mag1"].rekey(mag_keys(NEW), d.now, GRACE)
     register(d, "mn3@example.org")               # both on NEW
-    assert refused(d) == []
+    # MAG1's PBU went out under NEW and again under OLD: the LMA took the first, and
+    # having seen NEW, believes OLD no more
+    assert refused(d) == [AuthFailure.BAD_AUTHENTICATOR]
     # MAG1 was seen using NEW: the LMA believes OLD no more, grace or not
     assert refusal(forged_with(OLD, d)) is AuthFailure.BAD_AUTHENTICATOR
     assert "mn1@example.org" in d.nodes["lma"].bindings
@@ -78,9 +82,31 @@ def test_the_mag_reloads_first_and_still_believes_the_lmas_answers():
     assert refusal(forged_with(NEW_SPI, d)) is AuthFailure.WRONG_SPI           # the LMA knows only OLD yet
     d.nodes["lma"].rekey(lma_keys(NEW_SPI), d.now, GRACE)
     register(d, "mn2@example.org")
-    assert refused(d) == []
+    assert refused(d) == [AuthFailure.WRONG_SPI]          # the copy under the old SPI, once NEW was seen
     ba = d.messages(wire.BindingAck)[-1]
     assert ba.options[-1].spi == NEW_SPI.spi
+
+
+def test_mid_rotation_the_lmas_revocation_still_reaches_a_mag_that_has_not_reloaded():
+    """The LMA reloaded, MAG1 not yet. Another MAG claims MN1 (an RS with
+    its MAC): the BRI goes to MAG1 under both keys, MAG1 believes the old
+    one's copy and answers 132, and the binding stays. (Under the new key
+    alone, MAG1 would stay silent and the LMA would move the binding.)"""
+    lma = LmaNode(LmaNodePolicy(binding_cache=lma_policy()), guard=SignalingGuard({
+        MAG1: SignalingPeer(MAG1, OLD, MAG1_4), MAG2: SignalingPeer(MAG2, MAG2_KEY, MAG2_4)}))
+    d = Domain({"mag1": mag_node(mn_ids={MAC: "mn1@example.org"}, guard=SignalingGuard(dict(mag_keys(OLD).signaling))),
+                "mag2": mag_node(MAG2, MAG2_4, name="mag2", mn_ids={MAC: "mn1@example.org"},
+                                 guard=SignalingGuard(dict(mag_keys(MAG2_KEY).signaling))),
+                "lma": lma})
+    d.call("mag1", "router_solicitation", "acc1", MAC)
+    d.run(0.5)
+    lma.rekey(NodeKeys(signaling={MAG1: SignalingPeer(MAG1, NEW, MAG1_4),
+                                  MAG2: SignalingPeer(MAG2, MAG2_KEY, MAG2_4)}), d.now, GRACE)
+    d.call("mag2", "router_solicitation", "acc1", MAC)
+    d.run(10)
+    assert lma.bindings["mn1@example.org"].proxy_coa == MAG1
+    assert [m.code for m in d.messages(wire.BindingRevocation, origin="mag1")] == [
+        wire.RevocationStatus.REVOCATION_FAILED_MN_IS_ATTACHED]
 
 
 def test_the_replaced_key_expires_after_the_grace_period():
@@ -89,6 +115,21 @@ def test_the_replaced_key_expires_after_the_grace_period():
     d.run(GRACE + 1)                              # MAG1 never reloaded
     assert refusal(forged_with(OLD, d)) is AuthFailure.BAD_AUTHENTICATOR
     assert "mn1@example.org" in d.nodes["lma"].bindings
+
+
+def test_each_peers_grace_period_is_its_own():
+    """A later reload that rotates another peer's key does not stretch the
+    grace of the first."""
+    d = domain()
+    lma = d.nodes["lma"]
+    lma.rekey(lma_keys(NEW), d.now, GRACE)
+    d.run(200)
+    both = NodeKeys(signaling={**lma_keys(NEW).signaling, MAG2: SignalingPeer(MAG2, MAG2_KEY, MAG2_4)})
+    lma.rekey(both, d.now, GRACE)                                   # MAG2 added: no rotation
+    lma.rekey(NodeKeys(signaling={**both.signaling, MAG2: SignalingPeer(MAG2, NEW_SPI, MAG2_4)}), d.now, GRACE)
+    d.run(GRACE - 200 + 1)                                          # MAG1's grace is over, MAG2's is not
+    assert refusal(forged_with(OLD, d)) is AuthFailure.BAD_AUTHENTICATOR
+    assert lma.keys_in_grace() == [MAG2]
 
 
 def test_replay_protection_survives_a_reload():
