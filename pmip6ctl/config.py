@@ -485,6 +485,9 @@ class MagSection:
     advertise_mtu: int = _key(_integer(IPV6_MIN_MTU, 65535, also=(0,)), 0)
     # Home network prefix lengths the MAG installs; a PBA granting another is refused.
     hnp_lengths: tuple[int, ...] = _key(_list(_integer(1, 128), at_least=1, unique=True), (64,))
+    # A registration the LMA refused is tried again after this many seconds while the MN
+    # stays on its link, doubling up to 16x; 0: only when the MN attaches again.
+    retry_after_rejection: float = _key(_number(0), 30.0)
 
 
 @dataclass(**_section)

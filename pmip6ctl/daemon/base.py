@@ -179,6 +179,8 @@ class Daemon:
         self.setup()
         state = statefile.load(self.state_path)
         if state:
+            if self.node.guard is not None:
+                self.node.guard.restore_replay(state.get("replay", {}))
             self.restore(state)
             log.info("restored state from %s", self.state_path)
         self.tunnels.forget_unused()
@@ -400,7 +402,9 @@ class Daemon:
     # --- state ----------------------------------------------------------------------------
     def _save_state(self) -> None:
         try:
-            statefile.save(self.state_path, {"role": self.role, "node": self.node_name, **self.snapshot()})
+            guard = self.node.guard if self.node else None
+            replay = {"replay": guard.replay_state()} if guard else {}
+            statefile.save(self.state_path, {"role": self.role, "node": self.node_name, **replay, **self.snapshot()})
         except OSError as exc:
             log.warning("cannot save state to %s: %s", self.state_path, exc)
 

@@ -44,7 +44,8 @@ class MagDaemon(Daemon):
             peer_keys=node_keys(c).quick_mode,
             nat_keepalive=c.ro.nat_keepalive, mn_ids=c.mag.mn_ids, ro_allowed=c.ro.allowed,
             reserved={p.address for p in c.peers_of("lma")}, hnp_lengths=c.mag.hnp_lengths,
-            infrastructure=infrastructure, max_ro_pairs=c.dataplane.max_ro_entries,
+            infrastructure=infrastructure, retry_after_rejection=c.mag.retry_after_rejection,
+            max_ro_pairs=c.dataplane.max_ro_entries,
             max_ro_peers=max(c.dataplane.max_tunnels - 2, 1)), guard=signaling_guard(c))
         self.installed: dict[str, int] = {}      # mn_id -> tunnel id toward the LMA
         self.open_signaling(c.addresses.ipv4)

@@ -151,6 +151,19 @@ class SignalingGuard:
         """When the next replaced key stops being believed (None: no rotation under way)."""
         return min(self._retire_at.values(), default=None)
 
+    # --- replay state across a restart -----------------------------------------------------------
+    def replay_state(self) -> dict[str, int]:
+        """The newest request Timestamp per peer, for the node's state file:
+        without it a request captured just before a restart would be fresh
+        again after it."""
+        return {str(address): stamp for address, stamp in self._newest.items()}
+
+    def restore_replay(self, saved: Mapping[str, int]) -> None:
+        for address, stamp in saved.items():
+            peer = IPv6Address(address)
+            if peer in self.peers:
+                self._newest[peer] = max(int(stamp), self._newest.get(peer, -1))
+
     # --- key rotation -------------------------------------------------------------------------
     def rekey(self, peers: Mapping[IPv6Address, SignalingPeer], now: float, grace: float) -> KeyChanges:
         """The reloaded [[peers]]; replay state of the peers that stay is kept."""

@@ -50,6 +50,10 @@ class MagPolicy:
     hnp_lengths: tuple[int, ...] = (64,)  # prefix lengths we install (SLAAC needs /64)
     # What must never become an MN's route: our own networks, our peers' addresses.
     infrastructure: tuple = ()
+    # A refused registration is tried again after this long while the MN stays on its
+    # link, doubling up to 16x (0: never). The LMA's refusal may be passing: another
+    # MAG that claimed the MN (RFC 5846, docs/security.md) may let it go.
+    retry_after_rejection: float = 30.0
 
     def __post_init__(self):
         if self.ipv4_transport and (self.lma_ipv4 is None or self.ipv4_proxy_coa is None):
@@ -72,7 +76,7 @@ class BindingState(enum.StrEnum):
     REGISTERING = "registering"  # no binding yet (or it ran out): PBUs outstanding
     REGISTERED = "registered"  # the MN's routes are up; refreshed before expiry
     DEREGISTERING = "deregistering"  # detached: a deregistration PBU outstanding
-    FAILED = "failed"  # the LMA refused; nothing more until the MN attaches again
+    FAILED = "failed"  # the LMA refused; tried again later (retry_after_rejection), or when the MN attaches again
 
 
 @dataclass
@@ -97,6 +101,8 @@ class BindingUpdateListEntry:
     handoff_indicator: int = HandoffIndicatorValue.NEW_INTERFACE  # of the attachment (RFC 5213 §8.4)
     # The PBUs of the request awaiting its PBA, oldest first.
     outstanding: list[Transmission] = field(default_factory=list)
+    rejections: int = 0  # in a row, for the retry backoff
+    retry_at: float | None = None  # FAILED: when to ask the LMA again
 
 
 @dataclass(frozen=True)
@@ -192,14 +198,17 @@ class BindingUpdateList:
             del self.entries[entry.mn_id]
             return []
         if msg.status >= 128:
-            return self._rejected(entry, msg.status)
+            return self._rejected(entry, msg.status, now=now)
         return self._registered(entry, msg, sent, now)
 
     def on_timer(self, now: float) -> list:
         actions = []
         for entry in list(self.entries.values()):
             actions += self._expire(entry, now)
-            if entry.refresh_at is not None and entry.refresh_at <= now:
+            if entry.state is BindingState.FAILED and entry.retry_at is not None and entry.retry_at <= now:
+                entry.state, entry.retry_at = BindingState.REGISTERING, None
+                actions += self._request(entry, now)
+            elif entry.refresh_at is not None and entry.refresh_at <= now:
                 # RFC 5213 §6.9.1.2: extend the binding before it runs out.
                 entry.refresh_at = None
                 actions += self._request(entry, now)
@@ -209,7 +218,7 @@ class BindingUpdateList:
 
     def next_deadline(self) -> float | None:
         return earliest(*(deadline for entry in self.entries.values()
-                          for deadline in (entry.retransmission.due, entry.refresh_at, entry.expires)))
+                          for deadline in (entry.retransmission.due, entry.refresh_at, entry.expires, entry.retry_at)))
 
     def restore(self, entries: list[BindingUpdateListEntry]) -> None:
         """Take over the binding update list after a restart."""
@@ -232,7 +241,7 @@ class BindingUpdateList:
         ipv4_hoa = reply.address if reply is not None and reply.status == 0 else None
         unusable = self._unusable(hnp, ipv4_hoa)
         if unusable:
-            return self._rejected(entry, msg.status, unusable)
+            return self._rejected(entry, msg.status, unusable, now=now)
         actions = []
         was_registered = entry.state is BindingState.REGISTERED
         changed = (hnp, ipv4_hoa) != (entry.hnp, entry.ipv4_hoa)
@@ -241,7 +250,7 @@ class BindingUpdateList:
         nat = find_option(msg, NATDetection)
         entry.retransmission.stop()
         entry.outstanding.clear()
-        entry.state = BindingState.REGISTERED
+        entry.state, entry.rejections, entry.retry_at = BindingState.REGISTERED, 0, None
         entry.last_status = msg.status
         entry.hnp, entry.ipv4_hoa = hnp, ipv4_hoa
         entry.lifetime = msg.lifetime_seconds
@@ -266,11 +275,14 @@ class BindingUpdateList:
                 return f"IPv4 home address {ipv4_hoa} lies in {net}, an infrastructure network"
         return ""
 
-    def _rejected(self, entry: BindingUpdateListEntry, status: int, reason: str = "") -> list:
+    def _rejected(self, entry: BindingUpdateListEntry, status: int, reason: str = "", *, now: float) -> list:
         routes_up = entry.state is BindingState.REGISTERED
         entry.retransmission.stop()
         entry.outstanding.clear()
         entry.state = BindingState.FAILED
+        retry = self.policy.retry_after_rejection
+        entry.retry_at = now + retry * 2 ** min(entry.rejections, 4) if retry else None
+        entry.rejections += 1
         entry.last_status = status
         entry.refresh_at = entry.expires = None
         actions = [RegistrationRejected(_snapshot(entry), status, reason)]

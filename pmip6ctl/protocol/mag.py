@@ -156,7 +156,7 @@ class MagNodePolicy:
               peer_keys: Mapping | None = None, nat_keepalive: int = 20,
               mn_ids: Mapping[str, str] | None = None, ro_allowed: Callable | None = None,
               reserved=(), max_ro_pairs: int = 65536, max_ro_peers: int = 4094, hnp_lengths=(64,),
-              infrastructure=()) -> MagNodePolicy:
+              infrastructure=(), retry_after_rejection: float = 30.0) -> MagNodePolicy:
         """One policy from the flat settings a config file gives."""
         keys = dict(peer_keys or {})
         return cls(
@@ -166,7 +166,8 @@ class MagNodePolicy:
                 proxy_coa=proxy_coa, ipv4_proxy_coa=ipv4_proxy_coa, lma_address=lma, lma_ipv4=lma_ipv4,
                 ipv4_transport=ipv4_transport, lifetime=lifetime, refresh_fraction=refresh_fraction,
                 initial_bindack_timeout=initial_bindack_timeout, max_bindack_timeout=max_bindack_timeout,
-                request_ipv4=request_ipv4, hnp_lengths=tuple(hnp_lengths), infrastructure=tuple(infrastructure)),
+                request_ipv4=request_ipv4, hnp_lengths=tuple(hnp_lengths), infrastructure=tuple(infrastructure),
+                retry_after_rejection=retry_after_rejection),
             initiator=InitiatorPolicy(
                 proxy_coa=proxy_coa, lma_address=lma, lifetime=ro_lifetime, mode=Mode(ro_mode), peer_keys=keys,
                 refresh_fraction=refresh_fraction, initial_timeout=initial_bindack_timeout,
@@ -262,6 +263,18 @@ class MagNode(Node):
             # XDP punts what any known tunnel peer sends; the home path is the LMA's alone
             return [RoRejected(None, arrival.src, RejectReason.NOT_HOME_PATH, str(arrival.tunnel_src))]
         return super().receive(msg, arrival, now)
+
+    def unknown_message(self, mh_type: int, arrival: Arrival, now: float) -> list:
+        """RFC 6275 §9.2's Binding Error, to our LMA and our RO peers only: to
+        anyone else it would be a reflection at a spoofed source."""
+        if self.guard is not None and not self._knows(arrival.src):
+            return []
+        return super().unknown_message(mh_type, arrival, now)
+
+    def _knows(self, address) -> bool:
+        return (address == self.policy.registration.lma_address
+                or any(a.peer is not None and a.peer.address == address for a in self.initiator.attempts.values())
+                or any(b.peer == address for b in self.responder.bindings.values()))
 
     def _from_our_lma(self, address) -> bool:
         p = self.policy.registration

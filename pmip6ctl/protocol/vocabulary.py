@@ -181,6 +181,7 @@ class RejectReason(_Described):
     DENIED_BY_POLICY = "denied_by_policy"
     KEY_NOT_FOR_THIS_MN = "key_not_for_this_mn"
     UNMATCHED_BA = "ba_answers_no_outstanding_bu"
+    UNAUTHENTICATED_BE = "unauthenticated_binding_error"
 
 
 RejectReason._TEXT = {
@@ -199,6 +200,7 @@ RejectReason._TEXT = {
     RejectReason.DENIED_BY_POLICY: "the RO policy denies this pair",
     RejectReason.KEY_NOT_FOR_THIS_MN: "the quick-mode key does not cover this MN's prefix",
     RejectReason.UNMATCHED_BA: "a BA that answers no BU outstanding (sequence, peer or Timestamp): old or forged",
+    RejectReason.UNAUTHENTICATED_BE: "a Binding Error not signed with the pair's key: it ends nothing",
 }
 
 

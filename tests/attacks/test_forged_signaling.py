@@ -4,6 +4,7 @@ is where it was; no tunnel, no RO entry, no answer to the forger).
 
 The same attacks run against the daemons in tests/attacks/test_lab_attacks.py."""
 
+import json
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 import pytest
@@ -11,7 +12,7 @@ from protocol_helpers import (CN, CN_HNP, CNS_AT_MAG2, KCN, LMA, LMA4, MAG1, MAG
                               MAG2_4, MN, MNS_AT_MAG1, QUICK_KEY, QUICK_SPI, T0, Domain, carry, initiator_policy,
                               lma_node, lma_policy, mag_node, only, pbu, quick_keys, responder_policy, seeded)
 
-from pmip6ctl import wire
+from pmip6ctl import statefile, wire
 from pmip6ctl.protocol.auth import AuthFailure, SignalingGuard, SignalingPeer, SignalingRefused
 from pmip6ctl.protocol.binding_update_list import BindingState, RegistrationRejected
 from pmip6ctl.protocol.lma import LmaNode, LmaNodePolicy, RemoveBinding
@@ -108,6 +109,20 @@ def test_a_captured_pbu_replayed_later_is_refused():
     binding_unchanged(d, before)
 
 
+def test_a_pbu_replayed_just_after_the_lma_restarted_is_refused():
+    """Found by review: the newest Timestamp per peer lived in memory only, so a
+    PBU captured seconds before an LMA restart was fresh again after it. It
+    is saved with the node's state (Daemon._save_state) and restored."""
+    d = domain()
+    (_, _, captured, _), = [s for s in d.sent(wire.BindingUpdate) if s[1].dst == LMA][:1]
+    saved = json.loads(json.dumps(statefile.to_jsonable(d.nodes["lma"].guard.replay_state())))
+    restarted = LmaNode(LmaNodePolicy(binding_cache=lma_policy()), guard=lma_guard())
+    restarted.guard.restore_replay(saved)
+    assert refusal(restarted.receive(captured, Arrival(MAG1, LMA), d.now + 1)) is AuthFailure.REPLAYED
+    fresh = LmaNode(LmaNodePolicy(binding_cache=lma_policy()), guard=lma_guard())       # without the state
+    assert not [a for a in fresh.receive(captured, Arrival(MAG1, LMA), d.now + 1) if isinstance(a, SignalingRefused)]
+
+
 @pytest.mark.parametrize("flags", [wire.BUFlags.A | wire.BUFlags.H, wire.BUFlags.A],
                          ids=["home registration", "plain BU"])
 def test_a_bu_that_is_no_pbu_from_a_stranger_is_not_answered(flags):
@@ -127,6 +142,14 @@ def test_an_unknown_mobility_header_type_from_a_stranger_is_not_answered():
     assert d.nodes["lma"].unknown_message(99, Arrival(ATTACKER, LMA), d.now) == []
     (error,) = d.nodes["lma"].unknown_message(99, Arrival(MAG1, LMA), d.now)
     assert error.dst == MAG1 and error.message.status == wire.BindingErrorStatus.UNRECOGNIZED_MH_TYPE
+
+
+def test_a_mag_sends_binding_errors_to_its_lma_and_ro_peers_only():
+    d = domain()
+    mag1 = d.nodes["mag1"]
+    assert mag1.unknown_message(99, Arrival(ATTACKER, MAG1), d.now) == []
+    (error,) = mag1.unknown_message(99, Arrival(LMA, MAG1), d.now)
+    assert error.dst == LMA
 
 
 # --- attack 3: a PBU from an access link, source MAG2, for mn2 ------------------------------------------
@@ -251,6 +274,65 @@ def test_a_replayed_quick_mode_ba_never_installs_a_binding_the_peer_did_not_gran
     assert not [a for a in actions if isinstance(a, RoInstalled)]
     assert [a.reason for a in actions if isinstance(a, RoRejected)] == [RejectReason.UNMATCHED_BA]   # counted
     assert not attempt.established
+
+
+# --- a forged Binding Error (found by review): RO ends only under the pair's key -------------------------
+
+def ro_domain(mode: str = "rr") -> Domain:
+    keys = {"initiator": initiator_policy(mode=mode, peer_keys=quick_keys(MAG2)),
+            "responder": responder_policy(peer_keys=quick_keys(MAG1))} if mode == "quick" else {}
+    d = Domain({"mag1": mag_node(attached=MNS_AT_MAG1, random=seeded(1), **({"initiator": keys["initiator"]}
+                                                                           if keys else {})),
+                "mag2": mag_node(MAG2, MAG2_4, name="mag2", attached=CNS_AT_MAG2, kcn=KCN,
+                                 **({"responder": keys["responder"]} if keys else {})),
+                "lma": lma_node()})
+    d.call("mag1", "flow_seen", MN, CN)
+    d.run(1)
+    assert d.nodes["mag1"].initiator.attempts[RoPair(MN, CN)].established
+    return d
+
+
+@pytest.mark.parametrize("mode", ["rr", "quick"])
+@pytest.mark.parametrize("signed_with", [None, PeerKey(QUICK_SPI, b"a key the attacker made up.....")],
+                         ids=["unsigned", "wrong key"])
+def test_a_forged_binding_error_ends_no_ro_entry_on_either_side(mode, signed_with):
+    d = ro_domain(mode)
+    be = wire.BindingError(1, MN)
+    if signed_with is not None:
+        be = signed_with.sign(be, MAG2, MAG1)
+    to_mag1 = d.post("mag1", d.nodes["mag1"].receive(*carry(Send(be, MAG2, MAG1)), d.now))
+    to_mag2 = d.post("mag2", d.nodes["mag2"].receive(*carry(Send(wire.BindingError(1, MN), MAG1, MAG2)), d.now))
+    assert [a.reason for a in to_mag1 if isinstance(a, RoRejected)] == [RejectReason.UNAUTHENTICATED_BE]
+    assert [a.reason for a in to_mag2 if isinstance(a, RoRejected)] == [RejectReason.UNAUTHENTICATED_BE]
+    d.run(5)
+    assert d.nodes["mag1"].initiator.attempts[RoPair(MN, CN)].established          # still optimized
+    assert RoPair(CN, MN) in d.nodes["mag2"].responder.bindings
+
+
+def test_an_unsigned_binding_error_refreshes_and_so_mends_a_peer_that_lost_the_binding():
+    """MAG2 restarted without its RO state: its BEs cannot be signed. MAG1
+    refreshes at once (at most every 10 s), which puts the binding back."""
+    d = ro_domain("quick")
+    d.nodes["mag2"].responder.bindings.clear()
+    d.post("mag2", d.nodes["mag2"].missing_binding(MN, CN, MAG1, d.now))
+    d.run(1)
+    assert RoPair(CN, MN) in d.nodes["mag2"].responder.bindings
+    assert d.nodes["mag1"].initiator.attempts[RoPair(MN, CN)].established
+    refreshes = len(d.sent(wire.BindingUpdate, origin="mag1"))
+    for _ in range(20):                                   # a stream of them is no amplifier
+        d.post("mag1", d.nodes["mag1"].receive(*carry(Send(wire.BindingError(1, MN), MAG2, MAG1)), d.now))
+    d.run(1)
+    assert len(d.sent(wire.BindingUpdate, origin="mag1")) == refreshes
+
+
+@pytest.mark.parametrize("mode", ["rr", "quick"])
+def test_the_peers_signed_binding_error_still_ends_ro_at_once(mode):
+    """The CN leaves MAG2 (handover): MAG2's BE, signed, makes MAG1 fall back."""
+    d = ro_domain(mode)
+    d.post("mag2", d.nodes["mag2"].responder.cn_detached(CN))
+    d.run(0.1)
+    assert RoPair(MN, CN) not in d.nodes["mag1"].initiator.attempts or \
+        not d.nodes["mag1"].initiator.attempts[RoPair(MN, CN)].established
 
 
 # --- RO responder policy ----------------------------------------------------------------------------------

@@ -3,6 +3,8 @@ talking to the LMA core through the wire codec, with a fake clock."""
 
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings, strategies as st
 from protocol_helpers import (FIRST_HNP, FIRST_HOA, LMA, LMA4, MAG1, MAG1_4, MAG2, MAG2_4, MN1, MN2, NAT,
@@ -245,9 +247,36 @@ def test_a_rejected_registration_fails_and_stops():
     (rejected,) = at_mag
     assert isinstance(rejected, RegistrationRejected)
     assert (rejected.status, rejected.entry.state) == (Status.MAG_NOT_AUTHORIZED_FOR_PROXY_REG, BindingState.FAILED)
-    assert mag.entries[MN1].last_status == 154 and mag.next_deadline() is None
-    # Attaching again tries afresh.
+    # tried again 30 s later (the refusal may pass), then 60, 120 ... up to 16x
+    assert mag.entries[MN1].last_status == 154 and mag.next_deadline() == T0 + 30
+    # Attaching again tries afresh at once.
     assert pbu_of(mag.attach(MN1, "eth1", T0 + 5)).sequence == 2
+
+
+def test_a_refused_registration_is_tried_again_later_with_backoff():
+    """The LMA refused because another MAG holds the MN (RFC 5846: its link is
+    live there). Once that MAG lets it go, the retry registers the MN: the MN
+    that was here all along is not shut out until its link flaps."""
+    mag, lma = make_mag(), make_lma(allowed_mags={MAG2})
+    exchange(mag, lma, mag.attach(MN1, "eth1", T0), T0)
+    assert run_until([mag], T0 + 29.9) == []
+    fired = run_until([mag], T0 + 30)
+    assert [t for t, _, acts in fired if acts] == [T0 + 30]                  # a new PBU
+    assert mag.entries[MN1].state is BindingState.REGISTERING
+    lma.policy = replace(lma.policy, allowed_mags=None)                      # the obstacle is gone
+    ((_, _, actions),) = fired
+    _, at_mag = exchange(mag, lma, actions, T0 + 30)
+    assert mag.entries[MN1].state is BindingState.REGISTERED
+
+
+def test_retries_after_refusals_back_off_to_sixteen_times():
+    mag, lma = make_mag(), make_lma(allowed_mags={MAG2})
+    actions, now, delays = mag.attach(MN1, "eth1", T0), T0, []
+    for _ in range(6):
+        exchange(mag, lma, actions, now)
+        delays.append(mag.entries[MN1].retry_at - now)
+        ((now, _, actions),) = run_until([mag], mag.entries[MN1].retry_at)
+    assert delays == [30, 60, 120, 240, 480, 480]
 
 
 def test_a_rejected_refresh_tears_the_routes_down():
@@ -256,7 +285,7 @@ def test_a_rejected_refresh_tears_the_routes_down():
     rejected, gone = answer(mag, Status.TIMESTAMP_MISMATCH, pbu_of(actions).sequence, now=T0 + 2880)
     assert isinstance(rejected, RegistrationRejected) and rejected.status == Status.TIMESTAMP_MISMATCH
     assert isinstance(gone, MobileNodeDeregistered) and gone.entry.hnp == FIRST_HNP
-    assert mag.entries[MN1].state is BindingState.FAILED and mag.next_deadline() is None
+    assert mag.entries[MN1].state is BindingState.FAILED and mag.next_deadline() == T0 + 2880 + 30
 
 
 def test_a_pba_with_the_right_number_but_another_pbus_timestamp_is_ignored():

@@ -37,6 +37,9 @@ from .actions import Address, RoFailed, RoInstalled, RoPair, RoRejected, RoRemov
 RO_ACCEPTED_BELOW = 128                  # BA status < 128: accepted (RFC 6275 §6.1.8)
 EXPIRED_NONCE_STATUSES = {wire.Status.EXPIRED_HOME_NONCE_INDEX, wire.Status.EXPIRED_CAREOF_NONCE_INDEX,
                           wire.Status.EXPIRED_BOTH_NONCE_INDEX}
+# At most one refresh per pair in this many seconds on an unsigned Binding Error
+# (which ends nothing: docs/security.md), so a stream of them is no amplifier.
+BE_REFRESH_INTERVAL = 10.0
 
 
 class Phase(enum.StrEnum):
@@ -137,6 +140,9 @@ class Binding:
     refresh_at: float | None              # None once its refresh has been tried
     nat: bool = False                     # the BA said a NAT is on the path (RFC 5555 NAT Detection)
     keepalive_interval: float | None = None
+    # RR: the Kbm of the BU the peer granted: it signs and checks the pair's
+    # Binding Errors (quick mode uses the peer's key)
+    kbm: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -159,6 +165,7 @@ class Attempt:
     retransmission: Retransmission = field(default_factory=Retransmission)
     binding: Binding | None = None        # set while an entry is installed
     keepalive_at: float | None = None
+    be_refresh_at: float | None = None    # the last refresh an unsigned Binding Error asked for
     failures: int = 0
     retry_at: float | None = None
     last_failure: str = ""
@@ -251,8 +258,8 @@ class RoInitiator:
         else:
             # No fresh token to sign a deregistration with: a Binding Error
             # tells the peer all the same (RFC 6275 §9.3.3), so that it stops
-            # sending toward us at once.
-            message = self._to_peer(attempt, no_binding_error(pair.local))
+            # sending toward us at once; signed with the Kbm it knows.
+            message = self._to_peer(attempt, self._sign_be(attempt, no_binding_error(pair.local)))
         return [message, RoRemoved(pair, attempt.peer.address, Role.INITIATOR, reason)]
 
     def mn_detached(self, local: Address, now: float) -> list:
@@ -513,7 +520,8 @@ class RoInitiator:
         # RFC 5555 §4.1: keep the NAT's mapping alive at the refresh time it gave
         keepalive = max(float(nat.refresh_time), 1.0) if nat is not None else None
         attempt.binding = Binding(expires=sent + granted, refresh_at=sent + granted * self.policy.refresh_fraction,
-                                  nat=nat is not None, keepalive_interval=keepalive)
+                                  nat=nat is not None, keepalive_interval=keepalive,
+                                  kbm=attempt.tokens.kbm if attempt.mode is Mode.RR and attempt.tokens else None)
         attempt.keepalive_at = now + keepalive if keepalive else None
         attempt.move(Event.BINDING_ACCEPTED)
         attempt.failures = 0
@@ -531,15 +539,41 @@ class RoInitiator:
         return security.verify_binding_authorization(ba, attempt.tokens.kbm, p.proxy_coa, peer)
 
     def _on_be(self, be: wire.BindingError, arrival: Arrival, now: float) -> list:
-        """The peer has no binding for our MN (RFC 6275 §9.3.3): fall back."""
+        """The peer has no binding for our MN (RFC 6275 §9.3.3). Signed with
+        the pair's key: fall back at once. Unsigned (a peer that lost its
+        state, or anyone using its address): it ends nothing, but a binding
+        in place is refreshed now, which mends a peer that forgot it."""
         actions = []
         for attempt in [a for a in self.attempts.values() if a.phase is not Phase.BACKOFF and a.peer is not None
                         and a.peer.address == arrival.src and mapped(a.pair.local) == be.home_address]:
-            # The peer lost the pair (its CN moved or left): no fault of the
-            # attempt, so no backoff: the flow's next trigger starts afresh
-            # (handover with RO active, toward the CN's new MAG).
-            actions += self._fail(attempt, now, FailReason.BINDING_ERROR, penalize=False)
+            if self._be_authentic(attempt, be):
+                # The peer lost the pair (its CN moved or left): no fault of the
+                # attempt, so no backoff: the flow's next trigger starts afresh
+                # (handover with RO active, toward the CN's new MAG).
+                actions += self._fail(attempt, now, FailReason.BINDING_ERROR, penalize=False)
+                continue
+            actions.append(RoRejected(attempt.pair, arrival.src, RejectReason.UNAUTHENTICATED_BE))
+            if attempt.phase is Phase.ESTABLISHED and (attempt.be_refresh_at is None
+                                                       or now - attempt.be_refresh_at >= BE_REFRESH_INTERVAL):
+                attempt.be_refresh_at = now
+                attempt.note(now, "unsigned BE from {}: refreshing now", arrival.src)
+                actions += self._refresh(attempt, now)
         return actions
+
+    def _sign_be(self, attempt: Attempt, be: wire.BindingError) -> wire.BindingError:
+        p, peer = self.policy, attempt.peer.address
+        if attempt.mode is Mode.QUICK and peer in p.peer_keys:
+            return p.peer_keys[peer].sign(be, p.proxy_coa, peer)
+        if attempt.binding is not None and attempt.binding.kbm is not None:   # care-of = us, correspondent = peer
+            return security.sign_binding_update(be, attempt.binding.kbm, p.proxy_coa, peer)
+        return be
+
+    def _be_authentic(self, attempt: Attempt, be: wire.BindingError) -> bool:
+        p, peer = self.policy, attempt.peer.address
+        if attempt.mode is Mode.QUICK and peer in p.peer_keys:
+            return p.peer_keys[peer].verify(be, peer, p.proxy_coa)
+        kbm = attempt.binding.kbm if attempt.binding is not None else None
+        return kbm is not None and security.verify_binding_authorization(be, kbm, p.proxy_coa, peer)
 
     # --- refresh, retransmission, failure --------------------------------------------------------
     def _refresh(self, attempt: Attempt, now: float) -> list:

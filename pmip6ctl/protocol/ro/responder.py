@@ -49,6 +49,9 @@ class ResponderBinding:
     lifetime: int
     timestamp: float
     mode: Mode
+    # RR: the Kbm of the BU it was granted for, which signs and checks the pair's
+    # Binding Errors (docs/security.md); quick mode uses the peer's key
+    kbm: bytes | None = field(default=None, repr=False, compare=False)
 
 
 class RoResponder:
@@ -81,15 +84,35 @@ class RoResponder:
         for binding in [b for b in self.bindings.values() if b.pair.local == local]:
             del self.bindings[binding.pair]
             actions.append(RoRemoved(binding.pair, binding.peer, Role.RESPONDER, StopReason.CN_DETACHED))
-            actions.append(self.binding_error(binding.pair.remote, binding.peer))
+            actions.append(self.binding_error(binding.pair.remote, binding.peer, binding))
         return actions
 
     def remove(self, pair: RoPair, reason: StopReason) -> list:
         binding = self.bindings.pop(pair, None)
         return [RoRemoved(pair, binding.peer, Role.RESPONDER, reason)] if binding else []
 
-    def binding_error(self, mn_address: Address, peer: IPv6Address) -> Send:
-        return Send(no_binding_error(mn_address), self.policy.address, peer)
+    def binding_error(self, mn_address: Address, peer: IPv6Address, binding: ResponderBinding | None = None) -> Send:
+        """RFC 6275 §9.3.3's BE; signed with the pair's key when we held a
+        binding for it (the initiator believes only a signed one)."""
+        be = no_binding_error(mn_address)
+        if binding is not None:
+            be = self._sign_be(be, binding)
+        return Send(be, self.policy.address, peer)
+
+    def _sign_be(self, be: wire.BindingError, binding: ResponderBinding) -> wire.BindingError:
+        key = self.policy.peer_keys.get(binding.peer)
+        if binding.mode is Mode.QUICK and key is not None:
+            return key.sign(be, self.policy.address, binding.peer)
+        if binding.kbm is not None:        # as the BA: care-of = MAG1, correspondent = us
+            return security.sign_binding_update(be, binding.kbm, binding.peer, self.policy.address)
+        return be
+
+    def _be_authentic(self, be: wire.BindingError, binding: ResponderBinding, arrival: Arrival) -> bool:
+        key = self.policy.peer_keys.get(binding.peer)
+        if binding.mode is Mode.QUICK and key is not None:
+            return key.verify(be, binding.peer, arrival.dst)
+        return binding.kbm is not None and security.verify_binding_authorization(
+            be, binding.kbm, binding.peer, self.policy.address)
 
     # --- return routability (RFC 6275 §9.4) ------------------------------------------
     def _on_hoti(self, hoti: wire.HomeTestInit, arrival: Arrival, now: float) -> list:
@@ -202,7 +225,8 @@ class RoResponder:
             return [RoRejected(pair, peer, RejectReason.NO_ROOM),
                     self._ba(bu, pair, stamp, arrival, wire.Status.INSUFFICIENT_RESOURCES, 0, kbm, now, mode)]
         else:
-            binding = ResponderBinding(pair, peer, arrival.ipv4_src, now + lifetime, lifetime, stamp.to_unix(), mode)
+            binding = ResponderBinding(pair, peer, arrival.ipv4_src, now + lifetime, lifetime, stamp.to_unix(), mode,
+                                       kbm=kbm)
             self.bindings[pair] = binding
             # installed before the BA leaves: MAG1's first optimized packet finds it
             actions.append(RoInstalled(pair, peer, arrival.ipv4_src, binding.expires, lifetime, mode, Role.RESPONDER,
@@ -238,11 +262,16 @@ class RoResponder:
         return arrival.reply(ba, arrival.dst, peer)
 
     def _on_be(self, be: wire.BindingError, arrival: Arrival, now: float) -> list:
-        """MAG1 has no binding for that MN any more: drop ours."""
+        """MAG1 has no binding for that MN any more: drop ours, if MAG1 says
+        so under the pair's key. An unsigned BE ends nothing (anyone can send
+        one with MAG1's address); the binding then lasts its lifetime."""
         actions = []
         for binding in [b for b in self.bindings.values()
                         if b.peer == arrival.src and mapped(b.pair.remote) == be.home_address]:
-            actions += self.remove(binding.pair, StopReason.BINDING_ERROR)
+            if self._be_authentic(be, binding, arrival):
+                actions += self.remove(binding.pair, StopReason.BINDING_ERROR)
+            else:
+                actions.append(RoRejected(binding.pair, arrival.src, RejectReason.UNAUTHENTICATED_BE))
         return actions
 
     _HANDLERS = {
