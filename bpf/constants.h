@@ -28,6 +28,9 @@
                             * responder until the initiator's first packet proves that the
                             * initiator holds the entry too (so no packet meets a peer that
                             * would drop it); the transport program clears it */
+#define RO_DRAINING    2   /* our side stopped: send nothing, but accept the peer's tunnel a
+                            * moment longer (its packets in flight, until our deregistration
+                            * reaches it); only the daemon removes the entry */
 
 /* Programs, for the stats key. */
 #define PROG_MAG_ACCESS     0

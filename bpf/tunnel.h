@@ -146,7 +146,7 @@ static __always_inline struct ro_entry *pmip_ro_to_send(const union ip_addr *loc
 {
     struct ro_entry *ro = pmip_lookup_ro(local, remote);
 
-    return ro && !(ro->flags & RO_RX_ONLY) ? ro : NULL;
+    return ro && !(ro->flags & (RO_RX_ONLY | RO_DRAINING)) ? ro : NULL;
 }
 
 /* Signaling addressed to this node inside IPv4 (RFC 5844 IPv6/MH in UDP, or

@@ -46,7 +46,9 @@ class CnDaemon(Daemon):
             responder=ro.ResponderPolicy(address=c.addresses.ipv6, serves=lambda a: False, home_path=False,
                                          max_lifetime=c.ro.lifetime, peer_keys=keys,
                                          nat_keepalive=c.ro.nat_keepalive)))
-        self.ro_entries = RoEntries(self.tables, self.tunnels, c.addresses.ipv6, c.addresses.ipv4)
+        self.ro_entries = RoEntries(self.tables, self.tunnels, c.addresses.ipv6, c.addresses.ipv4,
+                                    later=self._loop.call_later)
+        self.ro_entries.forget_lapsed()
         self.open_signaling(c.addresses.ipv4)
 
     def attachments(self):

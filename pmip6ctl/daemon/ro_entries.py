@@ -7,7 +7,11 @@ tunnel its own exchange set up — the two MAGs may have chosen different
 transports (an IPv4-transport MAG answers over IPv4 a peer that reached it
 over IPv6) — so that the peer entries of both let the peer's tunnelled
 traffic in (PeerKind.RO); our own traffic takes the initiator's tunnel. A
-tunnel is shared by every pair with that peer."""
+tunnel is shared by every pair with that peer.
+
+When the last role of a pair goes, the entry drains for DRAIN_SECONDS before
+it is removed: our traffic takes the LMA path at once, and what the peer sent
+before our deregistration reached it is still let in (RO_DRAINING)."""
 
 from __future__ import annotations
 
@@ -16,11 +20,18 @@ import time
 from dataclasses import dataclass, field
 
 from ..dataplane import PeerKind
+from ..dataplane.tables import RO_DRAINING
 from ..transport import PMIP6_UDP_PORT, Encap, Tunnel
 from ..protocol.ro import RoInstalled, RoPair
-from ..protocol.vocabulary import Mode, Role
+from ..protocol.vocabulary import FailReason, Mode, Role, StopReason
 
 log = logging.getLogger("pmip6ctl.ro")
+
+# Longer than a packet in flight between RO peers plus their handling of our
+# deregistration BU (or BE).
+DRAIN_SECONDS = 2.0
+# Ended by the peer, which stopped sending before it told us: nothing to drain.
+PEER_ENDED = frozenset({StopReason.DEREGISTERED_BY_PEER, StopReason.BINDING_ERROR, FailReason.BINDING_ERROR})
 
 
 @dataclass
@@ -59,12 +70,16 @@ class InstalledPair:
 
 
 class RoEntries:
-    def __init__(self, tables, tunnels, local_ipv6, local_ipv4=None):
+    def __init__(self, tables, tunnels, local_ipv6, local_ipv4=None, later=None):
+        """later(seconds, callback): the event loop's call_later; None removes
+        a stopped pair's entry at once (no draining)."""
         self.tables = tables
         self.tunnels = tunnels
         self.local_ipv6 = local_ipv6
         self.local_ipv4 = local_ipv4
+        self.later = later
         self.pairs: dict[RoPair, InstalledPair] = {}
+        self.draining: dict[RoPair, tuple[int, str]] = {}    # pair -> (tunnel id, its user) until removed
 
     def tunnel_for(self, action: RoInstalled) -> Tunnel:
         """IPv6 between proxy CoAs; IPv6/IPv4-in-IPv4 between the IPv4 proxy
@@ -81,12 +96,15 @@ class RoEntries:
         pair, role = action.pair, action.role
         tunnel_id = self.tunnels.acquire(self.tunnel_for(action), self._user(pair, role), PeerKind.RO)
         entry = self.pairs.setdefault(pair, InstalledPair(pair, action.mode))
+        drained = self.draining.pop(pair, None)
         previous = entry.by_role.get(role)
         entry.by_role[role] = RoleBinding(action.peer, tunnel_id, action.expires)
         entry.mode = action.mode
         self._program(entry)
         if previous is not None and previous.tunnel_id != tunnel_id:     # only once the entry left it
             self.tunnels.release(previous.tunnel_id, self._user(pair, role))
+        if drained is not None:
+            self.tunnels.release(*drained)
         log.info("RO %s via %s (%s, %s, %d s)", pair, action.peer, role, action.mode, action.lifetime)
         return entry
 
@@ -101,10 +119,37 @@ class RoEntries:
             self.tunnels.release(binding.tunnel_id, self._user(pair, role))
             return False
         del self.pairs[pair]
-        self.tables.remove_ro(pair.local, pair.remote)
-        self.tunnels.release(binding.tunnel_id, self._user(pair, role))
         log.info("RO %s removed (%s): back to the LMA path", pair, reason)
+        if self.later is None or reason in PEER_ENDED:
+            self.tables.remove_ro(pair.local, pair.remote)
+            self.tunnels.release(binding.tunnel_id, self._user(pair, role))
+            return True
+        # the data plane drops it by itself at the end, should this daemon not be there to
+        expires_ns = time.monotonic_ns() + int(DRAIN_SECONDS * 1e9)
+        self.tables.set_ro(pair.local, pair.remote, binding.tunnel_id, expires_ns, draining=True)
+        token = (binding.tunnel_id, f"draining {pair}")     # its own user: a new install of the pair may
+        self.tunnels.acquire(self.tunnels.tunnel(binding.tunnel_id), token[1], PeerKind.RO)   # reuse the role's
+        self.tunnels.release(binding.tunnel_id, self._user(pair, role))
+        self.draining[pair] = token
+        self.later(DRAIN_SECONDS, lambda: self._drained(pair, token))
         return True
+
+    def forget_lapsed(self) -> None:
+        """At start: a draining entry the last daemon did not live to remove,
+        and entries whose lifetime is over (the data plane already ignores
+        them), leave the map. Live ones go on forwarding until they lapse."""
+        now_ns = time.monotonic_ns()
+        for entry in self.tables.list_ro():
+            lapsed = entry.expires_ns and entry.expires_ns <= now_ns
+            if (lapsed or entry.flags & RO_DRAINING) and RoPair(entry.local, entry.remote) not in self.pairs:
+                self.tables.remove_ro(entry.local, entry.remote)
+
+    def _drained(self, pair: RoPair, token: tuple[int, str]) -> None:
+        if self.draining.get(pair) is not token:
+            return                       # installed again meanwhile: the new entry stands
+        del self.draining[pair]
+        self.tables.remove_ro(pair.local, pair.remote)
+        self.tunnels.release(*token)
 
     def _program(self, entry: InstalledPair) -> None:
         # the XDP programs drop the entry themselves once its lifetime is over

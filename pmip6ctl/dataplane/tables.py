@@ -21,6 +21,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 RO_RX_ONLY = defs.constants()["RO_RX_ONLY"]
+RO_DRAINING = defs.constants()["RO_DRAINING"]
 
 
 class PeerKind(enum.IntEnum):
@@ -56,6 +57,7 @@ class RoEntry:
     tunnel_id: int
     expires_ns: int = 0          # time.monotonic_ns() deadline; 0 = none
     also_from_tunnel: int = 0    # a second tunnel the peer may send through; 0 = none
+    flags: int = 0               # RO_RX_ONLY, RO_DRAINING
 
 
 @dataclass(frozen=True)
@@ -184,13 +186,15 @@ class Tables:
         return key
 
     def set_ro(self, local, remote, tunnel_id: int, expires_ns: int = 0, rx_only: bool = False,
-               also_from_tunnel: int = 0) -> None:
+               also_from_tunnel: int = 0, draining: bool = False) -> None:
         """expires_ns: a time.monotonic_ns() deadline after which the data
         plane itself ignores the entry (0: never). rx_only: accept the peer's
         traffic but send nothing until its first packet arrives (RO_RX_ONLY);
         an entry the data plane already confirmed stays confirmed.
         also_from_tunnel: a second tunnel whose peer's traffic the entry
-        accepts (the peer's own RO exchange chose another transport)."""
+        accepts (the peer's own RO exchange chose another transport).
+        draining: our side stopped; accept the peer's traffic, send nothing
+        (RO_DRAINING), until the daemon removes the entry."""
         key = self._ro_key(local, remote)
         current = self.ro_table.get(key)
         if current is not None and current.tunnel_id == tunnel_id and not current.flags & RO_RX_ONLY:
@@ -199,7 +203,7 @@ class Tables:
         leaf.tunnel_id = tunnel_id
         leaf.also_from_tunnel = also_from_tunnel
         leaf.expires_ns = expires_ns
-        leaf.flags = RO_RX_ONLY if rx_only else 0
+        leaf.flags = (RO_RX_ONLY if rx_only else 0) | (RO_DRAINING if draining else 0)
         self.ro_table[key] = leaf
 
     def ro_flags(self, local, remote) -> int | None:
@@ -227,7 +231,7 @@ class Tables:
     def list_ro(self) -> list[RoEntry]:
         return [
             RoEntry(_get_addr(key.local), _get_addr(key.remote), leaf.tunnel_id, leaf.expires_ns,
-                    leaf.also_from_tunnel)
+                    leaf.also_from_tunnel, leaf.flags)
             for key, leaf in self.ro_table.items()
         ]
 

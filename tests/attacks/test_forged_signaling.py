@@ -335,6 +335,18 @@ def test_the_peers_signed_binding_error_still_ends_ro_at_once(mode):
         not d.nodes["mag1"].initiator.attempts[RoPair(MN, CN)].established
 
 
+@pytest.mark.parametrize("mode", ["rr", "quick"])
+def test_the_ba_to_our_own_deregistration_is_no_refusal(mode):
+    """`ro stop` sends a lifetime-0 BU; its BA is expected, not counted as an
+    old or forged one."""
+    d = ro_domain(mode)
+    since = len(d.log)
+    d.call("mag1", "stop_ro", RoPair(MN, CN))
+    d.run(1)
+    assert d.messages(wire.BindingAck, origin="mag2")[-1].lifetime == 0
+    assert [a for a in d.actions("mag1", RoRejected, since=since)] == []
+
+
 # --- RO responder policy ----------------------------------------------------------------------------------
 
 def test_a_quick_mode_key_binds_only_the_prefixes_configured_for_it():

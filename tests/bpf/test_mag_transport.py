@@ -223,3 +223,41 @@ def test_an_ro_peer_never_takes_over_the_lma_tunnel(mag):
     registry.release(lma, "mn1")                  # once nobody uses it, the end is free for another kind
     ro = registry.acquire(Tunnel(Encap.IP6, LOCAL6, LMA6), "pair", PeerKind.RO)
     assert [(p.kind, p.tunnel_id) for p in mag.tables.list_peers()] == [(PeerKind.RO, ro)]
+
+
+def test_a_stopped_pair_drains_its_peers_packets_in_flight(mag):
+    """RO_DRAINING: after `ro stop` our traffic takes the LMA path at once,
+    the peer's packets sent before our deregistration reached it still get
+    in, and one of them does not turn sending back on (as RO_RX_ONLY would)."""
+    from ipaddress import IPv6Address
+
+    from pmip6ctl.daemon.ro_entries import RoEntries
+    from pmip6ctl.daemon.tunnels import TunnelRegistry
+    from pmip6ctl.protocol.ro import RoInstalled, RoPair
+
+    from .packets import from_mn, toward_next_hop
+    serve_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
+    later = []
+    entries = RoEntries(mag.tables, TunnelRegistry(mag.tables), IPv6Address(LOCAL6),
+                        later=lambda seconds, callback: later.append((seconds, callback)))
+    pair = RoPair(IPv6Address(MN6), IPv6Address(CN6))
+    entries.install(RoInstalled(pair, IPv6Address(PEER6), None, expires=2e9, lifetime=400, mode="rr",
+                                role="initiator"))
+    entries.remove(pair, "initiator", "stopped")
+    reply, from_peer = tcp6(MN6, CN6), from_next_hop(outer6(PEER6, LOCAL6, tcp6(CN6, MN6)))
+
+    in_flight = mag.run(TRANSPORT, from_peer, "out0").action
+    ours = mag.run("xdp_mag_access", from_mn(reply), "in0").packet
+    (seconds, drained), = later
+    drained()
+    after = mag.run(TRANSPORT, from_peer, "out0").action
+
+    assert in_flight == "redirect"                                                            # let in
+    assert ours == toward_next_hop(mag.mac("out0"), outer6(LOCAL6, LMA6, hop(reply)))        # LMA path
+    assert seconds == 2.0 and after == "drop"                                                 # then gone
+    assert {str(p.address) for p in mag.tables.list_peers()} == {LMA6}
+    # ended by the peer (its deregistration): it sends nothing more, nothing to drain
+    entries.install(RoInstalled(pair, IPv6Address(PEER6), None, expires=2e9, lifetime=400, mode="rr",
+                                role="initiator"))
+    entries.remove(pair, "initiator", "deregistered_by_peer")
+    assert len(later) == 1 and mag.tables.list_ro() == []

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from pmip6ctl.daemon.ro_entries import DRAIN_SECONDS
 from pmip6ctl.lab import topology as t
 from pmip6ctl.lab.probe import SteadyPing
 
@@ -137,11 +138,14 @@ def test_handover_with_ro_active_keeps_tcp_going_and_leaves_no_stale_entry(lab, 
                    for node in before}
         assert refused == {"mag1": {}, "mag2": {}, "mag3": {}}
         # no stale entry anywhere: the old MAG holds nothing for the pair, nobody points at it
+        # (once the removed entries have drained: DRAIN_SECONDS)
+        def tunnels_toward_home():
+            return [x for node in (t.AWAY_MAG, t.HOME_MAG[stayer]) for x in lab.client(node).call("tables")["tunnels"]
+                    if x["remote"] in (t.address6(home), t.address4(home))]
+        wait_for(lambda: all_ro_entries(lab)[home] == [] and tunnels_toward_home() == [], timeout=DRAIN_SECONDS + 5,
+                 what="the old MAG's entries drained")
         entries = all_ro_entries(lab)
-        assert entries[home] == []
         assert all(e["remote"] != mover_addr or node != home for node, rows in entries.items() for e in rows)
-        tunnels = {node: lab.client(node).call("tables")["tunnels"] for node in (t.AWAY_MAG, t.HOME_MAG[stayer])}
-        assert all(x["remote"] not in (t.address6(home), t.address4(home)) for rows in tunnels.values() for x in rows)
         assert lab.client(home).call("tables")["mobile_nodes"] == []      # the old MAG forgot the MN
         assert binding(lab, "lma", f"{mover}@lab.example")["mag"] == t.address6(t.AWAY_MAG)
     finally:

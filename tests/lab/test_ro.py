@@ -16,6 +16,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.utils import rdpcap
 
 from pmip6ctl import netns, wire
+from pmip6ctl.daemon.ro_entries import DRAIN_SECONDS
 from pmip6ctl.lab import topology as t
 
 from ..tshark_check import TSHARK, dissect
@@ -44,6 +45,9 @@ def clean_ro(lab):
             lab.client("cn").call("ro_stop", mn=row["remote"], cn=row["local"])
         wait_for(lambda: all(not lab.client(n).call("ro_list") for n in ("mag1", "mag2", "cn")),
                  what="no RO left")
+        # and no entry draining (DRAIN_SECONDS after a stop) in any data plane
+        wait_for(lambda: all(not lab.client(n).call("tables")["ro_entries"] for n in ("mag1", "mag2", "mag3", "cn")),
+                 timeout=DRAIN_SECONDS + 10, what="the RO entries drained")
     reset()
     yield
     reset()

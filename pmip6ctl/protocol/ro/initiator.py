@@ -224,6 +224,9 @@ class RoInitiator:
         # while, so that the flow's next trigger backs off longer if it fails
         # again: pair -> (failures, when to forget).
         self._failures: dict[RoPair, tuple[int, float]] = {}
+        # deregistration BUs sent on stop: (peer, sequence) -> (Timestamp, forget at); their BA is
+        # expected, not an old or forged one
+        self._deregistered: dict[tuple, tuple[int, float]] = {}
 
     # --- inputs ------------------------------------------------------------------
     def start(self, local: Address, remote: Address, now: float, mn_prefix=None, operator: bool = False) -> list:
@@ -255,6 +258,8 @@ class RoInitiator:
         if self._can_sign_deregistration(attempt, now):
             attempt.sequence = self._next_sequence()
             message = self._binding_update(attempt, now, lifetime=0)
+            self._deregistered = {k: v for k, v in self._deregistered.items() if v[1] > now}
+            self._deregistered[(attempt.peer.address, attempt.sequence)] = (attempt.bu_stamp, now + 10.0)
         else:
             # No fresh token to sign a deregistration with: a Binding Error
             # tells the peer all the same (RFC 6275 §9.3.3), so that it stops
@@ -489,6 +494,10 @@ class RoInitiator:
             return []
         attempt = self._asking("bu", ba.sequence)
         stamp = wire.find_option(ba, wire.Timestamp)
+        dereg = self._deregistered.get((arrival.src, ba.sequence))
+        if attempt is None and dereg is not None and stamp is not None and stamp.timestamp == dereg[0]:
+            del self._deregistered[(arrival.src, ba.sequence)]
+            return []                      # the answer to a deregistration we sent on stop
         if attempt is None or attempt.phase is not Phase.BINDING or attempt.peer.address != arrival.src \
                 or stamp is None or stamp.timestamp != attempt.bu_stamp:
             # not the answer to the BU outstanding: an old BA names an old BU's
