@@ -146,6 +146,7 @@ class BindingCache:
         # with their prefix held, so that the PBU from the MN's next MAG still
         # finds it; here `expires` is when the entry is deleted.
         self._deregistered: dict[str, BindingCacheEntry] = {}
+        self._departed: PrefixIndex[str] = PrefixIndex()        # their HNPs and IPv4 HoAs -> MN-ID
 
     # --- Events -------------------------------------------------------------
 
@@ -181,7 +182,8 @@ class BindingCache:
         return self._move(move, now)   # gone (success), or it never had it (128)
 
     def on_timer(self, now: float) -> list:
-        self._delete_expired(self._deregistered, now)
+        for entry in self._delete_expired(self._deregistered, now):
+            self._unindex(entry, self._departed)
         expired = self._delete_expired(self.bindings, now)
         for entry in expired:
             self._unindex(entry)
@@ -206,6 +208,17 @@ class BindingCache:
         address it is."""
         mn_id = self._by_address.lookup(address)
         return self.bindings.get(mn_id) if mn_id is not None else None
+
+    def settling(self, address: IPv6Address | IPv4Address) -> bool:
+        """Whether the MN that holds this address is between two MAGs: its
+        old MAG deregistered it and no new one has registered it yet
+        (MinDelayBeforeBCEDelete), or a new MAG claims it and the old one
+        has not answered our BRI. Where it is will be known in a moment."""
+        live = self.binding_for_address(address)
+        if live is not None:
+            return live.mn_id in self.pending
+        mn_id = self._departed.lookup(address)
+        return mn_id is not None and mn_id in self._deregistered
 
     def restore(self, entries: list[BindingCacheEntry]) -> list[BindingCacheEntry]:
         """Rebuild the binding cache after a restart, holding each entry's
@@ -302,7 +315,8 @@ class BindingCache:
             access_technology_type=find_option(msg, AccessTechnologyType).access_technology_type,
             handoff_indicator=find_option(msg, HandoffIndicator).handoff_indicator,
             registered=known.registered if known else now)
-        self._deregistered.pop(mn_id, None)
+        if (held := self._deregistered.pop(mn_id, None)) is not None:
+            self._unindex(held, self._departed)
         self._bind(entry)
         if known is not None and (known.proxy_coa, known.mag_ipv4) != (entry.proxy_coa, entry.mag_ipv4):
             update = BindingUpdated(entry, known.proxy_coa, known.mag_ipv4)
@@ -326,6 +340,7 @@ class BindingCache:
         self._deregistered[mn_id] = replace(
             entry, lifetime=0, expires=now + self.policy.min_delay_before_bce_delete,
             sequence=msg.sequence, timestamp=_accepted_timestamp(msg, entry))
+        self._index(entry, self._departed)
         # The tunnel goes now: RFC 5213 §5.3.5 drops the MN's traffic while waiting.
         actions = [BindingRemoved(entry)] + answer
         move = self.pending.pop(mn_id, None)
@@ -402,14 +417,19 @@ class BindingCache:
         if known is not None:
             self._unindex(known)
         self.bindings[entry.mn_id] = entry
-        self._by_address.add(entry.hnp, entry.mn_id)
-        if entry.ipv4_hoa is not None:
-            self._by_address.add(entry.ipv4_hoa, entry.mn_id)
+        self._index(entry, self._by_address)
 
-    def _unindex(self, entry: BindingCacheEntry) -> None:
-        self._by_address.remove(entry.hnp, entry.mn_id)
+    @staticmethod
+    def _index(entry: BindingCacheEntry, index: PrefixIndex[str]) -> None:
+        index.add(entry.hnp, entry.mn_id)
         if entry.ipv4_hoa is not None:
-            self._by_address.remove(entry.ipv4_hoa, entry.mn_id)
+            index.add(entry.ipv4_hoa, entry.mn_id)
+
+    def _unindex(self, entry: BindingCacheEntry, index: PrefixIndex[str] | None = None) -> None:
+        index = self._by_address if index is None else index
+        index.remove(entry.hnp, entry.mn_id)
+        if entry.ipv4_hoa is not None:
+            index.remove(entry.ipv4_hoa, entry.mn_id)
 
     # --- Pools --------------------------------------------------------------
 

@@ -134,12 +134,12 @@ class LmaNode(Node):
         if arrival.src in self.inter_lma.peers:
             return self.inter_lma.answer_peer(lri, arrival, self.cache.binding_for_address)
         send, outcome = answer_lri(lri, arrival, self.policy.binding_cache.address, self.cache.binding_for_address,
-                                   self.policy.ro_allowed)
+                                   self.policy.ro_allowed, self.cache.settling)
         if outcome is QueryOutcome.CN_NOT_ANCHORED:
             relayed = self.inter_lma.ask_peers(lri, arrival, now)
             if relayed is not None:
                 return [QueryAnswered(arrival.src, RelayOutcome.ASKING_PEERS)] + relayed
-        return self._sealed([QueryAnswered(arrival.src, outcome), send], now)
+        return self._sealed([QueryAnswered(arrival.src, outcome)] + ([send] if send else []), now)
 
     def _on_lra(self, lra: wire.LocalizedRoutingAck, arrival: Arrival, now: float) -> list:
         """A peer LMA's answer, which may settle a MAG's query: our LRA to it."""

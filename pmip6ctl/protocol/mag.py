@@ -426,16 +426,19 @@ class MagNode(Node):
         """The binding update list's results, turned into the data plane's
         and the access link's terms. An MN whose routes go takes its RO
         bindings along."""
-        out = []
+        out, after = [], []
         for action in actions:
             if isinstance(action, MobileNodeRegistered):
                 self._index(action.entry)
                 out += [self._install(action.entry), Advertise(action.entry.link, action.entry.hnp)]
             elif isinstance(action, MobileNodeDeregistered):
                 self._index(action.entry, remove=True)
-                out += self._uninstall(action.entry, now)
+                after += self._uninstall(action.entry, now)
             else:
                 out.append(action)
+        # The deregistration leaves before the RO peers hear that the MN left:
+        # a peer that asks the LMA again at once finds the MN gone, not here.
+        out += after
         if actions:
             self._schedule_lma_keepalive(now)
         out = self._sealed(out, now)

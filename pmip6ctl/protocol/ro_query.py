@@ -3,7 +3,10 @@ TBD"; DESIGN §2): MAG1 asks with an LRI naming the MN and the CN, the LMA
 answers with an LRA — status 0 with the serving MAG's IPv6 proxy CoA
 (option 51) and its IPv4 proxy CoA (option 32) when it has one; 129 when it
 anchors no such CN (MAG1 may then try the CN itself, scenario 3); 128 when
-its policy forbids RO for the pair."""
+its policy forbids RO for the pair. A CN between two MAGs (its old MAG let
+it go, its new one has not registered it yet) gets no answer yet: the MAG
+asks again after its retransmission timeout and learns the new MAG, where an
+answer now would send it to the old MAG or to scenario 3."""
 
 from __future__ import annotations
 
@@ -42,8 +45,9 @@ def serving_mag_options(binding) -> list:
 
 def answer_lri(lri: wire.LocalizedRoutingInitiation, arrival: Arrival, lma_address: IPv6Address,
                binding_for: Callable[[Address], object | None],
-               allowed: Callable[[Address, Address], bool]) -> tuple[Send, QueryOutcome]:
-    """The LRA for lri, and how it was answered."""
+               allowed: Callable[[Address, Address], bool],
+               settling: Callable[[Address], bool]) -> tuple[Send | None, QueryOutcome]:
+    """The LRA for lri (None: not answered yet), and how it was answered."""
     mn, cn = named_addresses(lri)
     options: list = []
     if mn is None or cn is None:
@@ -53,6 +57,8 @@ def answer_lri(lri: wire.LocalizedRoutingInitiation, arrival: Arrival, lma_addre
         status, outcome = wire.LRAStatus.LOCALIZED_ROUTING_NOT_ALLOWED, QueryOutcome.NOT_THE_SERVING_MAG
     elif not allowed(mn, cn):
         status, outcome = wire.LRAStatus.LOCALIZED_ROUTING_NOT_ALLOWED, QueryOutcome.DENIED_BY_POLICY
+    elif settling(cn):
+        return None, QueryOutcome.CN_BETWEEN_MAGS
     else:
         serving = binding_for(cn)
         if serving is None:

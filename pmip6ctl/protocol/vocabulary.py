@@ -123,6 +123,7 @@ class FailReason(_Described):
     PEER_WITHOUT_IPV4_COA = "peer_without_ipv4_coa"
     NO_IPV4_PROXY_COA = "no_ipv4_proxy_coa"
     PEER_REFUSED = "peer_refused"
+    NONCES_EXPIRED_AGAIN = "nonces_expired_again"
     BINDING_ERROR = "binding_error_from_peer"
     NO_ANSWER = "no_answer"
     RESERVED_PEER = "peer_is_no_ro_peer"
@@ -137,6 +138,7 @@ FailReason._TEXT = {
     FailReason.PEER_WITHOUT_IPV4_COA: "over IPv4 transport, but the peer MAG has no IPv4 proxy CoA",
     FailReason.NO_IPV4_PROXY_COA: "RO for an IPv4 MN needs our IPv4 proxy CoA (fig. 3)",
     FailReason.PEER_REFUSED: "the peer refused the binding",
+    FailReason.NONCES_EXPIRED_AGAIN: "the peer refused fresh nonces too: its home test is answered elsewhere",
     FailReason.BINDING_ERROR: "binding error from the peer",
     FailReason.NO_ANSWER: "no answer",
     FailReason.RESERVED_PEER: "the peer would be our LMA, a peer LMA or ourselves",
@@ -208,6 +210,7 @@ class QueryOutcome(_Described):
     """How the LMA answered an RO query (LRI) from a MAG."""
     ANSWERED = "answered"
     CN_NOT_ANCHORED = "cn_not_anchored"
+    CN_BETWEEN_MAGS = "cn_between_mags"   # not answered: the MAG asks again once the CN is registered
     NOT_THE_SERVING_MAG = "not_the_serving_mag"
     DENIED_BY_POLICY = "denied_by_policy"
     MALFORMED = "malformed_query"

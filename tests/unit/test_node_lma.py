@@ -19,6 +19,7 @@ from pmip6ctl.wire import (BindingRevocation, CNAddress, HandoffIndicator, HomeN
                            LocalizedRoutingInitiation, LRAStatus, MAGIPv6Address, Status)
 
 LMA2 = IPv6Address("2001:db8:ffff::2")
+MAG3 = IPv6Address("2001:db8:a3::1")
 PEER_KEY = PeerKey(0x2001, b"LMA1 and LMA2 share this key....")
 ELSEWHERE = IPv6Address("2001:db8:300::30")      # a CN no LMA here anchors
 
@@ -119,6 +120,38 @@ def test_a_query_for_a_cn_anchored_nowhere_is_answered_129_without_peers():
     actions = node.receive(*carry(Send(lri(ELSEWHERE), MAG1, LMA)), T0)
     assert actions[0] == QueryAnswered(MAG1, QueryOutcome.CN_NOT_ANCHORED)
     assert only(of_type(actions, Send)).message.status == LRAStatus.MN_NOT_ATTACHED
+
+
+def test_a_query_for_a_cn_between_two_mags_waits_for_the_new_one_instead_of_naming_the_old():
+    node = empty_lma()
+    register(node, MN1, MAG1)
+    register(node, MN2, MAG2)
+    hnp = node.bindings[MN2].hnp
+    cn = hnp.network_address + 0x210
+
+    def ask(now: float) -> tuple:
+        actions = node.receive(*carry(Send(lri(cn, node.bindings[MN1].hnp), MAG1, LMA)), now)
+        sends = of_type(actions, Send)
+        return actions[0].outcome, sends[0].message if sends else None
+    assert ask(T0)[1].options[0] == MAGIPv6Address(MAG2)
+    # MAG2 let the CN go: where it is next is not known yet, so no answer (MAG1 asks again)
+    register(node, MN2, MAG2, now=T0 + 1, sequence=2, lifetime=0, hnp=hnp)
+    assert ask(T0 + 1) == (QueryOutcome.CN_BETWEEN_MAGS, None)
+    register(node, MN2, MAG3, now=T0 + 1.2, hnp=hnp, hi=2)
+    outcome, lra = ask(T0 + 1.3)
+    assert (outcome, lra.options[0]) == (QueryOutcome.ANSWERED, MAGIPv6Address(MAG3))
+    # a new MAG claims the CN while the old one has not let it go (our BRI is out): no answer either
+    node.receive(*carry(Send(pbu(MN2, T0 + 2, hnp=hnp, hi=2), MAG2, LMA)), T0 + 2)
+    assert node.cache.pending and ask(T0 + 2) == (QueryOutcome.CN_BETWEEN_MAGS, None)
+    # a CN that went for good is not anchored here, once MinDelayBeforeBCEDelete is over
+    node = empty_lma()
+    register(node, MN1, MAG1)
+    register(node, MN2, MAG2)
+    register(node, MN2, MAG2, now=T0 + 1, sequence=2, lifetime=0, hnp=hnp)
+    assert ask(T0 + 10)[0] is QueryOutcome.CN_BETWEEN_MAGS
+    node.on_timer(T0 + 11.1)
+    outcome, lra = ask(T0 + 11.1)
+    assert (outcome, lra.status) == (QueryOutcome.CN_NOT_ANCHORED, LRAStatus.MN_NOT_ATTACHED)
 
 
 def test_a_query_for_a_cn_anchored_nowhere_here_goes_on_to_the_peer_lmas():

@@ -218,6 +218,9 @@ def test_an_mn_that_leaves_takes_its_ro_bindings_along_on_both_sides():
     assert any(isinstance(m, BindingError) and m.home_address == CN_OTHER for m in to_peer)
     # the RO entries go before the MN's own
     assert actions.index(removed[-1]) < actions.index(only(a for a in actions if isinstance(a, RemoveMobileNode)))
+    # and the LMA hears first: a peer that asks it again at once finds the MN gone from here
+    sends = [a for a in actions if isinstance(a, Send)]
+    assert isinstance(sends[0].message, BindingUpdate) and sends[0].dst == LMA and sends[0].message.lifetime == 0
     d.run(1)
     # MAG2 falls back at once, on both of its sides
     assert RoPair(CN, MN) not in mag2.responder.bindings

@@ -23,7 +23,7 @@ from pmip6ctl.transport import Arrival, Send, UdpEndpoint
 from pmip6ctl.protocol.ro import Phase, RoFailed, RoInstalled, RoPair, RoRejected, RoRemoved, RoResponder
 from pmip6ctl.protocol.vocabulary import FailReason, RejectReason, Role, StopReason
 from pmip6ctl.transport import SendHomePath
-from pmip6ctl.security import MAX_NONCE_LIFETIME
+from pmip6ctl.security import MAX_NONCE_LIFETIME, NonceTable
 from pmip6ctl.wire import (BAFlags, BindingAck, BindingAuthorizationData, BindingError, BindingUpdate, BUFlags,
                            CareofTest, CareofTestInit, CNAddress, CNHomeNetworkPrefix, CNIPv4Address, CNIPv4HomeAddress,
                            Heartbeat, IPv4CareofAddress, NATDetection,
@@ -340,6 +340,24 @@ def test_a_bu_after_the_nonces_expired_gets_136_137_or_138_and_the_initiator_red
     installed = only(net.actions("initiator", RoInstalled, since=since))
     assert installed.setup_seconds == net.now - T0
     assert set(net.responder.bindings) == {REVERSED}
+
+
+def test_nonces_that_expire_again_after_a_fresh_rr_end_the_attempt_instead_of_looping():
+    # The home test answered by someone else than the peer (the CN moved on
+    # after the LMA answered): every BU names a home nonce the peer never gave.
+    net = network()
+
+    def forget_nonces(origin, action):
+        if isinstance(getattr(action, "message", None), BindingUpdate):
+            net.responder.nonces = NonceTable(rotation=30.0)
+        return False
+    net.hold = forget_nonces
+    net.start()
+    net.run(5)
+    assert len(net.messages(HomeTestInit)) == 2 and len(net.messages(BindingUpdate)) == 2    # one RR again, no more
+    failed = only(net.actions("initiator", RoFailed))
+    assert (failed.reason, failed.retry_at) == (FailReason.NONCES_EXPIRED_AGAIN, T0 + 30)
+    assert not net.actions("initiator", RoInstalled)
 
 
 # --- Replay protection (docs/protocol.md §4 decision 2) -------------------------------------------------

@@ -25,7 +25,7 @@ def ask(query, *anchored, src=MAG1, allowed=lambda mn, cn: True, **arrival):
     """MAG `src` asks; returns (the LRA as MAG1 decodes it, the Send, the outcome)."""
     message, at_lma = carry(Send(query, src, LMA, **arrival))
     send, outcome = answer_lri(message, at_lma, LMA, binding_lookup(*(anchored or (MN_AT_MAG1, CN_AT_MAG2))),
-                               allowed)
+                               allowed, settling=lambda address: False)
     lra, _ = carry(send)
     assert isinstance(lra, LocalizedRoutingAck)
     return lra, send, outcome
@@ -107,5 +107,6 @@ def test_an_mn_named_by_its_address_finds_its_prefix():
 
 def test_over_ipv4_transport_the_lra_goes_back_to_where_the_lri_came_from():
     message, at_lma = carry(Send(lri(), MAG1, LMA, ipv4_dst=UdpEndpoint(LMA4), ipv4_src=MAG1_4), nat=NAT)
-    send, _ = answer_lri(message, at_lma, LMA, binding_lookup(MN_AT_MAG1, CN_AT_MAG2), lambda mn, cn: True)
+    send, _ = answer_lri(message, at_lma, LMA, binding_lookup(MN_AT_MAG1, CN_AT_MAG2), lambda mn, cn: True,
+                         settling=lambda address: False)
     assert (send.src, send.dst, send.ipv4_dst, send.ipv4_src) == (LMA, MAG1, NAT, LMA4)

@@ -167,6 +167,7 @@ class Attempt:
     keepalive_at: float | None = None
     be_refresh_at: float | None = None    # the last refresh an unsigned Binding Error asked for
     failures: int = 0
+    nonces_renewed: bool = False          # one RR again after an expired-nonce BA, until a BA accepts
     retry_at: float | None = None
     last_failure: str = ""
     # (time, template, arguments) of this attempt's signaling, for `ro show`
@@ -509,7 +510,13 @@ class RoInitiator:
         attempt.note(now, "BA ← {}: {}", attempt.peer.address, status_label(status))
         if refused and status in EXPIRED_NONCE_STATUSES and attempt.mode is Mode.RR:
             # Without its nonces the peer has no Kbm, so this BA alone comes
-            # without a BAD (RFC 6275 §9.5.4); redo the RR (§11.7.3).
+            # without a BAD (RFC 6275 §9.5.4); redo the RR (§11.7.3), once. If
+            # fresh nonces expire too, the home test is answered by someone
+            # else than the peer (the CN moved on): a retry starts from the
+            # query, after a backoff, and never loops at the speed of the path.
+            if attempt.nonces_renewed:
+                return self._fail(attempt, now, FailReason.NONCES_EXPIRED_AGAIN, detail=status_label(status))
+            attempt.nonces_renewed = True
             return self._return_routability(attempt, now)
         if not self._authentic(ba, attempt):   # RFC 6275 §11.7.3: ignored (no answer); the BU will be resent
             return [RoRejected(attempt.pair, arrival.src, RejectReason.BAD_QUICK_MODE_AUTHENTICATOR
@@ -534,6 +541,7 @@ class RoInitiator:
         attempt.keepalive_at = now + keepalive if keepalive else None
         attempt.move(Event.BINDING_ACCEPTED)
         attempt.failures = 0
+        attempt.nonces_renewed = False
         if nat is not None:
             attempt.note(now, "NAT on the path: UDP encapsulation, keepalive every {} s", nat.refresh_time)
         attempt.note(now, "RO entry installed for {} s", granted)
