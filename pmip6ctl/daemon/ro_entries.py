@@ -10,8 +10,9 @@ traffic in (PeerKind.RO); our own traffic takes the initiator's tunnel. A
 tunnel is shared by every pair with that peer.
 
 When the last role of a pair goes, the entry drains for DRAIN_SECONDS before
-it is removed: our traffic takes the LMA path at once, and what the peer sent
-before our deregistration reached it is still let in (RO_DRAINING)."""
+it is removed, whichever side ended it: our traffic takes the LMA path at
+once, and what the peer sent before it heard of the end (or before it told
+us) is still let in (RO_DRAINING)."""
 
 from __future__ import annotations
 
@@ -23,15 +24,13 @@ from ..dataplane import PeerKind
 from ..dataplane.tables import RO_DRAINING
 from ..transport import PMIP6_UDP_PORT, Encap, Tunnel
 from ..protocol.ro import RoInstalled, RoPair
-from ..protocol.vocabulary import FailReason, Mode, Role, StopReason
+from ..protocol.vocabulary import Mode, Role
 
 log = logging.getLogger("pmip6ctl.ro")
 
 # Longer than a packet in flight between RO peers plus their handling of our
 # deregistration BU (or BE).
 DRAIN_SECONDS = 2.0
-# Ended by the peer, which stopped sending before it told us: nothing to drain.
-PEER_ENDED = frozenset({StopReason.DEREGISTERED_BY_PEER, StopReason.BINDING_ERROR, FailReason.BINDING_ERROR})
 
 
 @dataclass
@@ -120,7 +119,10 @@ class RoEntries:
             return False
         del self.pairs[pair]
         log.info("RO %s removed (%s): back to the LMA path", pair, reason)
-        if self.later is None or reason in PEER_ENDED:
+        # Drained also when the peer ended the pair: it stopped sending before
+        # it told us, but its last packets and its message take different
+        # paths (another 5-tuple) and may arrive in either order.
+        if self.later is None:
             self.tables.remove_ro(pair.local, pair.remote)
             self.tunnels.release(binding.tunnel_id, self._user(pair, role))
             return True

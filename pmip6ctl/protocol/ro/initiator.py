@@ -266,7 +266,9 @@ class RoInitiator:
             # tells the peer all the same (RFC 6275 §9.3.3), so that it stops
             # sending toward us at once; signed with the Kbm it knows.
             message = self._to_peer(attempt, self._sign_be(attempt, no_binding_error(pair.local)))
-        return [message, RoRemoved(pair, attempt.peer.address, Role.INITIATOR, reason)]
+        # Our traffic leaves the tunnel before the peer hears: once it has
+        # heard, it lets in nothing more of ours.
+        return [RoRemoved(pair, attempt.peer.address, Role.INITIATOR, reason), message]
 
     def mn_detached(self, local: Address, now: float) -> list:
         actions = []
