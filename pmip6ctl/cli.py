@@ -268,7 +268,7 @@ def dataplane(obj: Context, as_json):
         parts = []
         for key, columns in (
                 ("mobile_nodes", [("prefix", "prefix"), ("tunnel", "tunnel")]),
-                ("ro_entries", [("local", "local"), ("remote", "remote"), ("tunnel", "tunnel")]),
+                ("ro_entries", [("local", "local"), ("remote", "remote"), ("tunnel", "tunnel"), ("state", "state")]),
                 ("tunnels", [("tunnel", "id"), ("encap", "encap"), ("local", "local"), ("remote", "remote"),
                              ("dport", "udp port")]),
                 ("peers", [("address", "address"), ("port", "port"), ("tunnel", "tunnel"), ("kind", "kind")])):

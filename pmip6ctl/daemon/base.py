@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .. import defs, statefile, wire
 from ..dataplane import Dataplane, DataplaneSettings, FlowEvent, PuntEvent
+from ..dataplane.tables import RO_DRAINING, RO_RX_ONLY
 from ..io.control import CommandError, ControlServer
 from ..io.frames import home_path_packet
 from ..io.netlink import LinkEvent, Netlink
@@ -476,7 +477,8 @@ class Daemon:
         t = self.tables
         return {
             "mobile_nodes": [{"prefix": str(p), "tunnel": i} for p, i in sorted(t.list_mns().items(), key=str)],
-            "ro_entries": [{"local": str(e.local), "remote": str(e.remote), "tunnel": e.tunnel_id} for e in t.list_ro()],
+            "ro_entries": [{"local": str(e.local), "remote": str(e.remote), "tunnel": e.tunnel_id,
+                            "state": ro_entry_state(e.flags)} for e in t.list_ro()],
             "tunnels": [{"tunnel": i, "encap": x.encap.name, "local": str(x.local), "remote": str(x.remote),
                          "sport": x.sport, "dport": x.dport} for i, x in sorted(t.list_tunnels().items())],
             "peers": [{"address": str(p.address), "port": p.port, "tunnel": p.tunnel_id, "kind": p.kind.name}
@@ -496,3 +498,12 @@ class Daemon:
     def peers(self) -> list[dict]:
         return [{"tunnel": i, "encap": t.encap.name, "local": str(t.local), "remote": str(t.remote),
                  "port": t.dport or None, "users": len(users)} for i, t, users in self.tunnels.items()]
+
+
+def ro_entry_state(flags: int) -> str:
+    """An RO entry's flags as `tables` shows them."""
+    if flags & RO_DRAINING:
+        return "draining"            # ended: lets the peer's last packets in, sends nothing
+    if flags & RO_RX_ONLY:
+        return "receive_only"        # a responder's, until the peer's first packet
+    return "active"
