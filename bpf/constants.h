@@ -44,7 +44,8 @@
 #define EVENT_FLOW_TRIGGER  1   /* an MN->destination flow without an RO entry passed the threshold */
 #define EVENT_PUNT          2   /* an intercepted mobility message, whole frame follows */
 #define EVENT_NO_RO_BINDING 3   /* tunnelled traffic from an RO peer for a pair we hold no entry for */
-#define EVENT_KIND_COUNT    4
+#define EVENT_OVER_BUDGET   4   /* counted only: a punt or notice the per-CPU budget refused */
+#define EVENT_KIND_COUNT    5
 
 /* Default table sizes (overridden by the loader from config). */
 #ifndef MAX_MN_ENTRIES

@@ -31,6 +31,31 @@ static __always_inline struct dp_config *pmip_dp_config(void)
     return config.lookup(&zero);
 }
 
+/* Whether the daemon's per-CPU budget allows one more punt or notice: GCRA,
+ * which is a token bucket of punt_burst refilled at one per punt_interval_ns,
+ * kept as the theoretical arrival time of the next one. Per-CPU, so no lock;
+ * the daemon gets at most (CPUs x rate) of them, whatever arrives. */
+static __always_inline int pmip_within_punt_budget(const struct dp_config *cfg, __u32 prog)
+{
+    __u32 zero = 0;
+    __u64 *tat, now, next, interval;
+
+    if (!cfg || !cfg->punt_interval_ns)
+        return 1;
+    tat = punt_budget.lookup(&zero);
+    if (!tat)
+        return 0;
+    now = bpf_ktime_get_ns();
+    interval = cfg->punt_interval_ns;
+    next = *tat > now ? *tat : now;
+    if (next - now > (__u64)(cfg->punt_burst ? cfg->punt_burst - 1 : 0) * interval) {
+        pmip_count_event(prog, EVENT_OVER_BUDGET);
+        return 0;
+    }
+    *tat = next + interval;
+    return 1;
+}
+
 /* Counts a packet of flow (src, dst) and says whether a notice is due: the
  * flow reached threshold packets and none went out within the interval. */
 static __always_inline int pmip_flow_notice_due(const struct dp_config *cfg, struct ro_key *key,
@@ -70,6 +95,8 @@ static __always_inline void pmip_notify_flow(struct xdp_md *ctx, __u32 prog, __u
     __builtin_memcpy(&key.remote, dst, sizeof(key.remote));
     if (!pmip_flow_notice_due(cfg, &key, threshold, &ev.packets))
         return;
+    if (type != EVENT_FLOW_TRIGGER && !pmip_within_punt_budget(cfg, prog))
+        return;                         /* RO triggers come from our own MNs, one per flow and interval */
     ev.h.type = type;
     ev.h.prog = prog;
     ev.h.ifindex = ctx->ingress_ifindex;
@@ -100,7 +127,8 @@ static __always_inline void pmip_note_missing_ro_binding(struct xdp_md *ctx, __u
     pmip_notify_flow(ctx, prog, EVENT_NO_RO_BINDING, src, dst, peer, 1);
 }
 
-/* Hands the whole frame (outer headers included) to the daemon, then drops it. */
+/* Hands the whole frame (outer headers included) to the daemon, then drops
+ * it; over the daemon's budget, only drops it. */
 static __always_inline int pmip_punt(struct xdp_md *ctx, __u32 prog)
 {
     struct event_header h = {
@@ -112,6 +140,8 @@ static __always_inline int pmip_punt(struct xdp_md *ctx, __u32 prog)
 
     int rc;
 
+    if (!pmip_within_punt_budget(pmip_dp_config(), prog))
+        return pmip_finish(ctx, prog, REASON_DROP_PUNT_LIMIT);
     /* (bcc rewrites this call into a statement: it cannot stand in an if) */
     rc = events.perf_submit_skb(ctx, h.frame_len, &h, sizeof(h));
     if (rc != 0)

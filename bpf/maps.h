@@ -40,6 +40,7 @@ BPF_TABLE_PINNED("percpu_array", __u32, __u64, event_stats, PROG_COUNT * EVENT_K
 /* Derived state, rebuilt by every loader before it attaches. */
 PMIP_DEVMAP_HASH_PINNED(tx_ports, MAX_PORTS, PIN(tx_ports));   /* ifindex -> ifindex */
 BPF_PERCPU_ARRAY(nexthops, struct nexthop, MAX_TUNNELS);
+BPF_PERCPU_ARRAY(punt_budget, __u64, 1);       /* the theoretical arrival time of the next punt (GCRA) */
 BPF_PERF_OUTPUT(events);
 
 #endif

@@ -109,6 +109,8 @@ struct dp_config {
     __u32 ro_trigger_packets;    /* 0 disables the RO trigger */
     __u32 event_interval_ms;     /* at most one event per flow this often */
     __u32 hop_limit;             /* of the outer header */
+    __u32 punt_interval_ns;      /* the daemon's budget per CPU: one punt or notice per interval, */
+    __u32 punt_burst;            /* up to punt_burst at once; interval 0: no limit */
     __u32 pad;
 };
 

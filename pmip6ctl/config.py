@@ -567,6 +567,11 @@ class DataplaneSection:
     max_flows: int = _key(_integer(1, U32_MAX), factory=_constant("MAX_FLOWS"))
     event_interval_ms: int = _key(_integer(1, 60_000), 1000)
     hop_limit: int = _key(_integer(1, 255), 64)
+    # Mobility messages XDP hands to the daemon (and notices of vanished RO
+    # bindings), per CPU and second, and how many at once; the excess is
+    # dropped and counted (drop_punt_limit). 0: no limit.
+    punt_rate: int = _key(_integer(0, 1_000_000_000), 500)
+    punt_burst: int = _key(_integer(1, 1_000_000), 64)
 
 
 @dataclass(**_section)

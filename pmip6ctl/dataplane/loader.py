@@ -53,6 +53,8 @@ class DataplaneSettings:
     ro_trigger_packets: int = 10
     event_interval_ms: int = 1000
     hop_limit: int = 64
+    punt_rate: int = 500                       # per CPU and second (0: no limit); bpf/events.h
+    punt_burst: int = 64
     extra_cflags: list[str] = field(default_factory=list)
 
     @property
@@ -253,6 +255,8 @@ class Dataplane:
             ro_trigger_packets=s.ro_trigger_packets,
             event_interval_ms=s.event_interval_ms,
             hop_limit=s.hop_limit,
+            punt_rate=s.punt_rate,
+            punt_burst=s.punt_burst,
         )
         log.info("loaded %s programs for %s in %.1f s (maps in %s)",
                  s.role, s.node, self.compile_seconds, s.pin_dir)

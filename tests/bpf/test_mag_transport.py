@@ -1,5 +1,7 @@
 """MAG transport ingress: tunnels from the LMA and RO peers, through BPF_PROG_TEST_RUN."""
 
+import os
+
 import pytest
 from scapy.layers.inet import IP
 from scapy.layers.inet6 import IPv6
@@ -110,6 +112,31 @@ def test_mobility_message_for_an_attached_mn_is_punted_whole(mag, tunnelled):
     assert result.action == "drop"
     assert [(e.kind if hasattr(e, "kind") else "punt", e.frame) for e in events] == [("punt", frame)]
     assert mag.counter("mag_transport", "punt_mh") >= 1
+
+
+def test_punts_over_the_daemons_budget_are_dropped_and_counted(mag):
+    """A per-CPU budget (GCRA: punt_burst at once, punt_rate a second) keeps
+    a flood of mobility messages from the daemon; the excess is counted."""
+    serve_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
+    frame = from_next_hop(outer6(LMA6, LOCAL6, IPv6(src=CN6, dst=MN6, nh=135) / HOTI))
+    saved = mag.tables.get_config()
+    cpus = os.sched_getaffinity(0)
+    before = (mag.counter("mag_transport", "punt_mh"), mag.counter("mag_transport", "drop_punt_limit"),
+              mag.tables.event_counts()[("mag_transport", "over_budget")])
+    mag.tables.set_config(**(saved | {"punt_rate": 1, "punt_burst": 3}))     # 3 at once, then 1 a second
+    os.sched_setaffinity(0, {min(cpus)})                                     # the budget is per CPU
+    try:
+        verdicts = [mag.run(TRANSPORT, frame, "out0").action for _ in range(5)]
+    finally:
+        os.sched_setaffinity(0, cpus)
+        mag.tables.set_config(**saved)
+    events = mag.drain_events()
+
+    assert verdicts == ["drop"] * 5 and len(events) == 3
+    after = (mag.counter("mag_transport", "punt_mh"), mag.counter("mag_transport", "drop_punt_limit"),
+             mag.tables.event_counts()[("mag_transport", "over_budget")])
+    assert [a - b for a, b in zip(after, before)] == [3, 2, 2]
+    assert mag.tables.get_config()["punt_rate"] == saved["punt_rate"] == 500
 
 
 def test_signaling_for_the_mag_itself_in_udp_goes_to_the_stack(mag):
