@@ -74,6 +74,8 @@ def run_daemon(role: str, config_path: str, verbose: bool) -> None:
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from . import logthrottle
+    logthrottle.install()
     # A reload (SIGHUP) while the programs compile must not end the daemon; once it is
     # ready, SIGHUP reloads the config (Daemon.reload).
     signal.signal(signal.SIGHUP, signal.SIG_IGN)

@@ -545,6 +545,11 @@ class SecuritySection:
     # Key rotation by reload (SIGHUP or `pmip6ctl reload`): a replaced key is still believed
     # for this long, or until the peer is seen using the new one, whichever comes first.
     key_grace: float = _key(_number(0), 300.0)
+    # Answers to input anyone could have sent (HoT, CoT, Binding Errors) go out at most
+    # this many a second per destination prefix (/64, IPv4 /24), answer_burst at once:
+    # a forged source draws no more than that. 0: no limit.
+    answer_rate: float = _key(_number(0), 200.0)
+    answer_burst: int = _key(_integer(1, 1_000_000), 400)
 
 
 @dataclass(**_section)
@@ -572,6 +577,9 @@ class DataplaneSection:
     # dropped and counted (drop_punt_limit). 0: no limit.
     punt_rate: int = _key(_integer(0, 1_000_000_000), 500)
     punt_burst: int = _key(_integer(1, 1_000_000), 64)
+    # Data-plane events (punts, RO triggers) waiting for the daemon; beyond
+    # this they are dropped and counted (pmip6_dataplane_events_dropped).
+    event_queue: int = _key(_integer(1, 10_000_000), 4096)
 
 
 @dataclass(**_section)

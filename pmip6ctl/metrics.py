@@ -32,10 +32,11 @@ class DataplaneCollector:
     verdict and reason; map entries and capacity; the daemon's own gauges."""
 
     def __init__(self, node: str, tables_provider: Callable[[], object | None],
-                 gauges: Callable[[], Iterable[tuple[str, str, dict, float]]]):
+                 gauges: Callable[[], Iterable[tuple[str, str, dict, float]]], intake=None):
         self.node = node
         self.tables_provider = tables_provider
         self.gauges = gauges
+        self.intake = intake
 
     def collect(self):
         tables = self.tables_provider()
@@ -57,6 +58,19 @@ class DataplaneCollector:
                 capacity.add_metric([self.node, name], size)
             yield entries
             yield capacity
+            events = CounterMetricFamily("pmip6_dataplane_events", "Notices from the XDP programs to the daemon, "
+                                         "by kind (over_budget: refused by the per-CPU punt budget)",
+                                         labels=["node", "program", "kind"])
+            for (program, kind), n in tables.event_counts().items():
+                events.add_metric([self.node, program, kind], n)
+            yield events
+        if self.intake is not None:
+            dropped = CounterMetricFamily("pmip6_dataplane_events_dropped", "Data-plane events that never reached "
+                                          "the daemon's node: queue_full, or lost in the perf buffer",
+                                          labels=["node", "cause"])
+            dropped.add_metric([self.node, "queue_full"], self.intake.dropped)
+            dropped.add_metric([self.node, "perf_buffer_lost"], self.intake.lost)
+            yield dropped
         families: dict[str, GaugeMetricFamily] = {}
         for name, help_text, labels, value in self.gauges():
             family = families.get(name)

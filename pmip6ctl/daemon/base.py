@@ -19,7 +19,7 @@ import time
 import dataclasses
 from pathlib import Path
 
-from .. import defs, statefile, wire
+from .. import defs, logthrottle, statefile, wire
 from ..dataplane import Dataplane, DataplaneSettings, FlowEvent, PuntEvent
 from ..dataplane.tables import RO_DRAINING, RO_RX_ONLY
 from ..io.control import CommandError, ControlServer
@@ -35,6 +35,7 @@ from ..protocol.node import Node, NodeError, NotSent, StateChanged
 from ..protocol.ro import RoFailed, RoPair, RoRejected
 from ..protocol.vocabulary import message_kind, result_label
 from ..transport import Arrival, Encap, Send, SendHomePath, Tunnel
+from .intake import EventIntake
 from .tunnels import TunnelConflict, TunnelRegistry
 
 log = logging.getLogger("pmip6ctl.daemon")
@@ -149,6 +150,15 @@ class Daemon:
         """(metric name, help, labels, value) for the collector."""
         return []
 
+    def _all_gauges(self):
+        if logthrottle.installed is not None:
+            yield ("pmip6_log_lines_suppressed", "Log lines over their kind's rate (1/s, 10 at once), not written",
+                   {}, logthrottle.installed.suppressed_total)
+        yield ("pmip6_event_queue_depth", "Data-plane events waiting for the daemon", {}, self.intake.depth)
+        yield ("pmip6_event_queue_capacity", "Room for data-plane events waiting for the daemon", {},
+               self.intake.capacity)
+        yield from self.gauges()
+
     # --- running -------------------------------------------------------------------
     def run(self) -> None:
         asyncio.run(self._main())
@@ -179,6 +189,7 @@ class Daemon:
         self.tables.set_local_addresses(self.netlink.local_addresses())
         self.tunnels = TunnelRegistry(self.tables)
         self.setup()
+        self.node.limit_answers(self.config.security.answer_rate, self.config.security.answer_burst)
         state = statefile.load(self.state_path)
         if state:
             if self.node.guard is not None:
@@ -188,7 +199,9 @@ class Daemon:
         self.tunnels.forget_unused()
         for function, ifname in self.attachments():
             self.dataplane.attach(function, ifname)
-        self.dataplane.open_events(self._event_from_thread)
+        self.intake = EventIntake(self.on_dataplane_event, capacity=self.config.dataplane.event_queue)
+        self.intake.bind(self._loop.call_soon_threadsafe, self._loop.call_soon)
+        self.dataplane.open_events(self.intake.put, on_lost=self.intake.on_lost)
         poller = threading.Thread(target=self._poll_events, name="perf-events", daemon=True)
         poller.start()
 
@@ -199,7 +212,8 @@ class Daemon:
             **self.control_handlers(),
         })
         await control.start()
-        self.metrics.add_collector(DataplaneCollector(self.node_name, lambda: self.tables, self.gauges))
+        self.metrics.add_collector(DataplaneCollector(self.node_name, lambda: self.tables, self._all_gauges,
+                                                      intake=self.intake))
         self.metrics.serve(*self.config.metrics.listen)
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, self._stopping.set)
@@ -375,15 +389,6 @@ class Daemon:
                 log.exception("perf buffer poll failed")
                 time.sleep(1)
 
-    def _event_from_thread(self, event) -> None:
-        self._loop.call_soon_threadsafe(self._on_event, event)
-
-    def _on_event(self, event) -> None:
-        try:
-            self.on_dataplane_event(event)
-        except Exception:
-            log.exception("handling data-plane event %s failed", type(event).__name__)
-
     def _on_link(self, event: LinkEvent) -> None:
         """Keep the devmap current (a link made after start, as `lab move`
         makes them, is a valid egress at once), then the role's view."""
@@ -465,6 +470,11 @@ class Daemon:
                 "attached": [{"program": f, "interface": i} for f, i in self.attachments()],
                 "metrics": "{}:{}".format(*self.config.metrics.listen), "config": str(self.config.path),
                 "reloads": dict(self.reloads),
+                "events": {"queued": self.intake.depth, "capacity": self.intake.capacity,
+                           "handled": self.intake.taken, "dropped_queue_full": self.intake.dropped,
+                           "lost_in_perf_buffer": self.intake.lost,
+                           "over_budget_in_xdp": sum(n for (_, kind), n in self.tables.event_counts().items()
+                                                     if kind == "over_budget")},
                 "keys_in_grace": [str(a) for a in self.node.keys_in_grace()]}
 
     def counters(self) -> list[dict]:

@@ -300,7 +300,10 @@ class Dataplane:
             BPF.remove_xdp(ifname, XDP_FLAGS_SKB_MODE if generic_mode else XDP_FLAGS_DRV_MODE)
 
     # --- events --------------------------------------------------------------
-    def open_events(self, on_event: Callable[[FlowEvent | PuntEvent], None], page_count: int = 64) -> None:
+    def open_events(self, on_event: Callable[[FlowEvent | PuntEvent], None], page_count: int = 64,
+                    on_lost: Callable[[int], None] | None = None) -> None:
+        """on_event(event) for each event, on the thread that polls; on_lost(n)
+        when the kernel could not write n of them (the buffer was full)."""
         def callback(cpu, data, size):
             raw = ctypes.string_at(data, size)
             try:
@@ -310,7 +313,8 @@ class Dataplane:
                 return
             on_event(event)
 
-        self._bpf["events"].open_perf_buffer(callback, page_cnt=page_count)
+        self._bpf["events"].open_perf_buffer(callback, page_cnt=page_count,
+                                             lost_cb=(lambda lost: on_lost(lost)) if on_lost else None)
 
     def poll_events(self, timeout_ms: int = 100) -> None:
         self._bpf.perf_buffer_poll(timeout=timeout_ms)

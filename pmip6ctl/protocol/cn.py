@@ -56,7 +56,7 @@ class CnNode(Node):
     def missing_binding(self, src: Address, dst: Address, peer: IPv6Address, now: float) -> list:
         """RO-tunnelled traffic from peer for a pair we hold no entry for: the
         MN is the inner source (RFC 6275 §9.3.3)."""
-        return [self.responder.binding_error(src, peer)]
+        return self.limited([self.responder.binding_error(src, peer)], now)
 
     def stop_ro(self, pair: RoPair, now: float) -> list:
         return self.responder.remove(pair, StopReason.STOPPED)

@@ -384,7 +384,8 @@ class MagNode(Node):
         was the responder and the inner source when it was the initiator:
         with no state left to tell, name both (the peer ignores the other)."""
         address = self.policy.registration.proxy_coa
-        return [Send(no_binding_error(dst), address, peer), Send(no_binding_error(src), address, peer)]
+        return self.limited([Send(no_binding_error(dst), address, peer), Send(no_binding_error(src), address, peer)],
+                            now)
 
     # --- operator requests on route optimization --------------------------------------------------
     def start_ro(self, local: Address, remote: Address, now: float) -> list:

@@ -18,6 +18,7 @@ from typing import Callable, ClassVar
 from .. import wire
 from ..actions import Command, Notification
 from ..transport import Arrival, Send, SendHomePath
+from .limits import ANSWERS_TO_STRANGERS, PrefixRateLimiter
 from .auth import GUARDED, KeyChanges, NodeKeys, SignalingGuard, SignalingRefused, is_request, rekeyed
 from .vocabulary import MessageKind, message_kind
 
@@ -55,6 +56,26 @@ class Node:
     _HANDLERS: ClassVar[dict[type, Callable]] = {}
     guard: SignalingGuard | None = None          # None: security.auth = "none"
     _keys_retire_at: dict | None = None          # peer -> when its replaced quick-mode/inter-LMA key expires
+    answer_limit: PrefixRateLimiter | None = None   # None: answers to strangers unlimited (limit_answers)
+
+    def limit_answers(self, rate: float, burst: int) -> None:
+        """Answers to input anyone could have sent (HoT, CoT, BE) go out at
+        most `rate` a second per destination prefix (limits.py); 0: no limit."""
+        self.answer_limit = PrefixRateLimiter(rate, burst) if rate > 0 else None
+
+    def limited(self, actions: list, now: float) -> list:
+        """actions, with each answer to a stranger over its prefix's rate
+        replaced by a counted NotSent."""
+        if self.answer_limit is None:
+            return actions
+        out = []
+        for action in actions:
+            if isinstance(action, (Send, SendHomePath)) and isinstance(action.message, ANSWERS_TO_STRANGERS):
+                destination = action.ipv4_dst.address if getattr(action, "ipv4_dst", None) else action.dst
+                if not self.answer_limit.allow(destination, now):
+                    action = NotSent(message_kind(action.message), "rate_limited", str(destination))
+            out.append(action)
+        return out
 
     def receive(self, msg: wire.Message, arrival: Arrival, now: float) -> list:
         self._retire_keys(now)
@@ -62,7 +83,7 @@ class Node:
         if refused is not None:
             return [refused]
         handler = self._HANDLERS.get(type(msg))
-        return handler(self, msg, arrival, now) if handler else []
+        return self.limited(handler(self, msg, arrival, now) if handler else [], now)
 
     def _refused(self, msg: wire.Message, arrival: Arrival, now: float) -> SignalingRefused | None:
         """Signaling between MAGs and LMAs that must not be believed."""
@@ -118,7 +139,7 @@ class Node:
         """RFC 6275 §9.2: a Binding Error with status 2 (unrecognized MH type)
         back to the sender."""
         error = wire.BindingError(status=wire.BindingErrorStatus.UNRECOGNIZED_MH_TYPE, home_address=arrival.src)
-        return [arrival.reply(error, arrival.dst)]
+        return self.limited([arrival.reply(error, arrival.dst)], now)
 
     def on_timer(self, now: float) -> list:
         return []

@@ -3,6 +3,7 @@ under the names DESIGN §6 fixes, with low-cardinality labels."""
 
 from prometheus_client import generate_latest
 
+from pmip6ctl.daemon.intake import EventIntake
 from pmip6ctl.dataplane.tables import Counter, sum_counters
 from pmip6ctl.metrics import DataplaneCollector, Metrics
 
@@ -24,12 +25,17 @@ class FakeTables:
     def map_pressure(self):
         return {"ro_table": (3, 65536)}
 
+    def event_counts(self):
+        return {("mag_transport", "punt"): 5, ("mag_transport", "over_budget"): 2}
+
 
 def test_collector_reads_the_data_plane_at_every_scrape():
     tables = FakeTables()
     metrics = Metrics("mag1", "mag")
+    intake = EventIntake(lambda event: None)
+    intake.dropped, intake.lost = 4, 1
     metrics.add_collector(DataplaneCollector(
-        "mag1", lambda: tables, lambda: [("pmip6_bindings", "Bindings", {"kind": "pmip"}, 2)]))
+        "mag1", lambda: tables, lambda: [("pmip6_bindings", "Bindings", {"kind": "pmip"}, 2)], intake=intake))
     metrics.count_message("pbu", "out")
 
     first = generate_latest(metrics.registry).decode()
@@ -41,6 +47,9 @@ def test_collector_reads_the_data_plane_at_every_scrape():
     assert 'pmip6_bpf_map_entries{map="ro_table",node="mag1"} 3.0' in first
     assert 'pmip6_bpf_map_capacity{map="ro_table",node="mag1"} 65536.0' in first
     assert 'pmip6_bindings{kind="pmip",node="mag1"} 2.0' in first
+    assert 'pmip6_dataplane_events_total{kind="over_budget",node="mag1",program="mag_transport"} 2.0' in first
+    assert 'pmip6_dataplane_events_dropped_total{cause="queue_full",node="mag1"} 4.0' in first
+    assert 'pmip6_dataplane_events_dropped_total{cause="perf_buffer_lost",node="mag1"} 1.0' in first
     assert 'pmip6_signaling_messages_total{direction="out",node="mag1",result="ok",type="pbu"} 1.0' in first
     assert 'pmip6_daemon_info{node="mag1",role="mag",version=' in first
 
@@ -48,7 +57,7 @@ def test_collector_reads_the_data_plane_at_every_scrape():
 def test_every_exported_name_has_the_pmip6_prefix_or_is_standard():
     tables = FakeTables()
     metrics = Metrics("lma", "lma")
-    metrics.add_collector(DataplaneCollector("lma", lambda: tables, lambda: []))
+    metrics.add_collector(DataplaneCollector("lma", lambda: tables, lambda: [], intake=EventIntake(print)))
     names = {line.split("{")[0].split(" ")[0] for line in generate_latest(metrics.registry).decode().splitlines()
              if line and not line.startswith("#")}
     assert all(n.startswith(("pmip6_", "process_")) for n in names), names

@@ -4,6 +4,7 @@ from ipaddress import IPv6Address
 
 from protocol_helpers import MAG1, MN, OUTSIDE_CN, T0, cn_node, only
 
+from pmip6ctl.protocol.node import NotSent
 from pmip6ctl.protocol.ro import RoPair, RoRejected
 from pmip6ctl.protocol.vocabulary import RejectReason
 from pmip6ctl.transport import Arrival, Send
@@ -32,3 +33,32 @@ def test_traffic_for_a_pair_the_agent_does_not_hold_gets_one_binding_error_namin
 
 def test_stopping_a_pair_it_does_not_hold_does_nothing():
     assert cn_node().stop_ro(RoPair(OUTSIDE_CN, MN), T0) == []
+
+
+def test_answers_to_forged_sources_are_rate_limited_per_prefix_and_counted():
+    """A HoTI flood with a victim's source draws at most the burst, then the
+    rate; another prefix has its own budget (docs/operations.md)."""
+    node = cn_node()
+    node.limit_answers(rate=2.0, burst=3)
+    victim, other = MN, IPv6Address("2001:db8:999::1")
+
+    def hots(src, now, n):
+        out = [a for i in range(n) for a in node.receive(HomeTestInit(home_init_cookie=bytes(8)),
+                                                         Arrival(src, OUTSIDE_CN), now)]
+        return sum(isinstance(a, Send) for a in out), [a for a in out if isinstance(a, NotSent)]
+    sent, refused = hots(victim, T0, 10)
+    assert sent == 3 and len(refused) == 7
+    assert refused[0] == NotSent("hot", "rate_limited", str(victim))
+    assert hots(IPv6Address("2001:db8:100::99"), T0, 1)[0] == 0       # the same /64: the same budget
+    assert hots(other, T0, 1)[0] == 1
+    assert hots(victim, T0 + 1, 10)[0] == 2                           # two a second after that
+    # Binding Errors to traffic we hold nothing for share the rule
+    assert sum(isinstance(a, Send) for t in range(5) for a in node.missing_binding(MN, OUTSIDE_CN, MAG1, T0 + 2)) == 3
+    assert node.answer_limit.refused == 7 + 1 + 8 + 2
+
+
+def test_without_a_limit_every_answer_goes():
+    node = cn_node()
+    node.limit_answers(rate=0, burst=1)
+    assert all(isinstance(only(node.receive(HomeTestInit(home_init_cookie=bytes(8)), Arrival(MN, OUTSIDE_CN), T0)),
+                          Send) for _ in range(500))
