@@ -19,7 +19,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from . import __version__
+from . import __version__, logthrottle
 
 log = logging.getLogger("pmip6ctl.metrics")
 
@@ -71,6 +71,11 @@ class DataplaneCollector:
             dropped.add_metric([self.node, "queue_full"], self.intake.dropped)
             dropped.add_metric([self.node, "perf_buffer_lost"], self.intake.lost)
             yield dropped
+        if logthrottle.installed is not None:
+            suppressed = CounterMetricFamily("pmip6_log_lines_suppressed", "Log lines over their kind's rate "
+                                             "(10 at once, then 1 a second), not written", labels=["node"])
+            suppressed.add_metric([self.node], logthrottle.installed.suppressed_total)
+            yield suppressed
         families: dict[str, GaugeMetricFamily] = {}
         for name, help_text, labels, value in self.gauges():
             family = families.get(name)

@@ -19,7 +19,7 @@ import time
 import dataclasses
 from pathlib import Path
 
-from .. import defs, logthrottle, statefile, wire
+from .. import defs, statefile, wire
 from ..dataplane import Dataplane, DataplaneSettings, FlowEvent, PuntEvent
 from ..dataplane.tables import RO_DRAINING, RO_RX_ONLY
 from ..io.control import CommandError, ControlServer
@@ -151,9 +151,6 @@ class Daemon:
         return []
 
     def _all_gauges(self):
-        if logthrottle.installed is not None:
-            yield ("pmip6_log_lines_suppressed", "Log lines over their kind's rate (1/s, 10 at once), not written",
-                   {}, logthrottle.installed.suppressed_total)
         yield ("pmip6_event_queue_depth", "Data-plane events waiting for the daemon", {}, self.intake.depth)
         yield ("pmip6_event_queue_capacity", "Room for data-plane events waiting for the daemon", {},
                self.intake.capacity)
