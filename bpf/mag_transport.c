@@ -20,8 +20,15 @@ int xdp_mag_transport(struct xdp_md *ctx)
         return pmip_finish(ctx, prog, REASON_PASS_LOCAL);
 
     peer = pmip_lookup_peer(&tun);
-    if (!peer)
+    if (!peer) {
+        /* An RO peer whose binding we lost (this node restarted without its
+         * state), or a forgery: the daemon answers the outer IPv6 source with
+         * a Binding Error, within the punt budget, once per flow and interval,
+         * and at its per-prefix answer rate. The peer refreshes (issue 13). */
+        if (tun.outer.eth_proto == ETH_P_IPV6 && !tun.sport)
+            pmip_note_missing_ro_binding(ctx, prog, &tun.inner.src, &tun.inner.dst, &tun.outer.src);
         return pmip_finish(ctx, prog, REASON_DROP_UNKNOWN_PEER);
+    }
     if (!pmip_lookup_mn(&tun.inner.dst))
         return pmip_finish(ctx, prog, REASON_DROP_NOT_ATTACHED);
     if (pmip_carries_mobility_message(&tun.inner, (void *)(long)ctx->data_end))

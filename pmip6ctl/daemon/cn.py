@@ -62,6 +62,8 @@ class CnDaemon(Daemon):
         elif isinstance(action, ro.RoRemoved):
             if self.ro_entries.remove(action.pair, action.role, action.reason):
                 self.netlink.delete_route(f"{action.pair.remote}/128")
+        elif isinstance(action, ro.RoSendOnlyOnceHeard):
+            self.ro_entries.send_only_once_heard(action.pair)
         else:
             super().apply_action(action)
 

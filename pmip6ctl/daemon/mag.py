@@ -86,6 +86,8 @@ class MagDaemon(Daemon):
                 self.metrics.ro_attempts.labels(self.node_name, action.mode, "established").inc()
         elif isinstance(action, ro.RoRemoved):
             self.ro_entries.remove(action.pair, action.role, action.reason)
+        elif isinstance(action, ro.RoSendOnlyOnceHeard):
+            self.ro_entries.send_only_once_heard(action.pair)
         elif isinstance(action, RegistrationRejected):
             log.warning("the LMA rejected %s: %s", action.entry.mn_id, status_label(action.status))
         elif isinstance(action, mag.MobileNodeAttaching):

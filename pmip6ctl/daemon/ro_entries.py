@@ -136,6 +136,17 @@ class RoEntries:
         self.later(DRAIN_SECONDS, lambda: self._drained(pair, token))
         return True
 
+    def send_only_once_heard(self, pair: RoPair) -> bool:
+        """A pair we only answer for: send by the LMA path again until the
+        peer's next tunnelled packet (RO_RX_ONLY, which XDP clears). An entry
+        we initiated is left alone: its refresh tells."""
+        entry = self.pairs.get(pair)
+        if entry is None or Role.INITIATOR in entry.roles:
+            return False
+        self._program(entry, reconfirm=True)
+        log.info("RO %s: the peer may have lost it, our side takes the LMA path until it is heard", pair)
+        return True
+
     def forget_lapsed(self) -> None:
         """At start: a draining entry the last daemon did not live to remove,
         and entries whose lifetime is over (the data plane already ignores
@@ -153,7 +164,7 @@ class RoEntries:
         self.tables.remove_ro(pair.local, pair.remote)
         self.tunnels.release(*token)
 
-    def _program(self, entry: InstalledPair) -> None:
+    def _program(self, entry: InstalledPair, reconfirm: bool = False) -> None:
         # the XDP programs drop the entry themselves once its lifetime is over
         expires_ns = time.monotonic_ns() + int(max(entry.expires - time.time(), 0) * 1e9)
         # The responder installs before its BA reaches the initiator: it sends
@@ -161,7 +172,8 @@ class RoEntries:
         # there, else its packets would meet a peer that does not know it yet.
         other_tunnels = {b.tunnel_id for b in entry.by_role.values()} - {entry.tunnel_id}
         self.tables.set_ro(entry.pair.local, entry.pair.remote, entry.tunnel_id, expires_ns,
-                           rx_only=Role.INITIATOR not in entry.roles, also_from_tunnel=min(other_tunnels, default=0))
+                           rx_only=Role.INITIATOR not in entry.roles, also_from_tunnel=min(other_tunnels, default=0),
+                           reconfirm=reconfirm)
 
     @staticmethod
     def _user(pair: RoPair, role: Role) -> str:

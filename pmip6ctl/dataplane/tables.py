@@ -194,7 +194,7 @@ class Tables:
         return key
 
     def set_ro(self, local, remote, tunnel_id: int, expires_ns: int = 0, rx_only: bool = False,
-               also_from_tunnel: int = 0, draining: bool = False) -> None:
+               also_from_tunnel: int = 0, draining: bool = False, reconfirm: bool = False) -> None:
         """expires_ns: a time.monotonic_ns() deadline after which the data
         plane itself ignores the entry (0: never). rx_only: accept the peer's
         traffic but send nothing until its first packet arrives (RO_RX_ONLY);
@@ -202,10 +202,12 @@ class Tables:
         also_from_tunnel: a second tunnel whose peer's traffic the entry
         accepts (the peer's own RO exchange chose another transport).
         draining: our side stopped; accept the peer's traffic, send nothing
-        (RO_DRAINING), until the daemon removes the entry."""
+        (RO_DRAINING), until the daemon removes the entry. reconfirm: rx_only
+        even if the data plane had confirmed the entry (the peer may be gone)."""
         key = self._ro_key(local, remote)
         current = self.ro_table.get(key)
-        if current is not None and current.tunnel_id == tunnel_id and not current.flags & RO_RX_ONLY:
+        if current is not None and current.tunnel_id == tunnel_id and not current.flags & RO_RX_ONLY \
+                and not reconfirm:
             rx_only = False
         leaf = self.ro_table.Leaf()
         leaf.tunnel_id = tunnel_id

@@ -384,6 +384,10 @@ class MagNode(Node):
         was the responder and the inner source when it was the initiator:
         with no state left to tell, name both (the peer ignores the other)."""
         address = self.policy.registration.proxy_coa
+        if not isinstance(peer, IPv6Address):
+            # an IPv4 tunnel source: the BE would go as IPv6/MH in UDP to the
+            # peer's IPv6 proxy CoA, which only a binding with it could name
+            return [NotSent(message_kind(no_binding_error(dst)), "no_ipv6_address_for_peer", str(peer))]
         return self.limited([Send(no_binding_error(dst), address, peer), Send(no_binding_error(src), address, peer)],
                             now)
 

@@ -17,7 +17,7 @@ from pmip6ctl.protocol.auth import AuthFailure, SignalingGuard, SignalingPeer, S
 from pmip6ctl.protocol.binding_update_list import BindingState, RegistrationRejected
 from pmip6ctl.protocol.lma import LmaNode, LmaNodePolicy, RemoveBinding
 from pmip6ctl.protocol.mag import InstallMobileNode
-from pmip6ctl.protocol.ro import Phase, RoInstalled, RoPair, RoRejected
+from pmip6ctl.protocol.ro import Phase, RoInstalled, RoPair, RoRejected, RoSendOnlyOnceHeard
 from pmip6ctl.protocol.vocabulary import MessageKind, RejectReason
 from pmip6ctl.security import PeerKey
 from pmip6ctl.transport import Arrival, Send, SendHomePath, UdpEndpoint
@@ -304,6 +304,10 @@ def test_a_forged_binding_error_ends_no_ro_entry_on_either_side(mode, signed_wit
     to_mag2 = d.post("mag2", d.nodes["mag2"].receive(*carry(Send(wire.BindingError(1, MN), MAG1, MAG2)), d.now))
     assert [a.reason for a in to_mag1 if isinstance(a, RoRejected)] == [RejectReason.UNAUTHENTICATED_BE]
     assert [a.reason for a in to_mag2 if isinstance(a, RoRejected)] == [RejectReason.UNAUTHENTICATED_BE]
+    # the responder side sends by the LMA path until MAG1's next tunnelled packet
+    # (the data plane's RO_RX_ONLY): the binding stays, traffic arrives either way
+    assert [a for a in to_mag2 if isinstance(a, RoSendOnlyOnceHeard)] == [RoSendOnlyOnceHeard(RoPair(CN, MN), MAG1)]
+    assert not any(isinstance(a, RoSendOnlyOnceHeard) for a in to_mag1)      # the initiator refreshes instead
     d.run(5)
     assert d.nodes["mag1"].initiator.attempts[RoPair(MN, CN)].established          # still optimized
     assert RoPair(CN, MN) in d.nodes["mag2"].responder.bindings

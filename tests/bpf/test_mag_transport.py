@@ -54,15 +54,23 @@ def test_tunnel_from_the_lma_is_decapsulated_toward_the_mn(mag, encap, inner, ou
     assert mag.counter("mag_transport", "fwd_decap") == before + 1
 
 
-def test_tunnel_from_an_unknown_source_is_dropped(mag):
+def test_tunnel_from_an_unknown_source_is_dropped_and_reported_once_per_flow(mag):
+    """An RO peer we lost the binding with (we restarted without state), or a
+    forgery: dropped, and the daemon hears of it to answer with a BE."""
     serve_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
     forged = outer6("2001:db8:bad::1", LOCAL6, ping6(CN6, MN6))
+    over_ipv4 = outer4(LMA4, LOCAL4, ping6(CN6, MN6))
     before = mag.counter("mag_transport", "drop_unknown_peer")
 
-    result = mag.run(TRANSPORT, from_next_hop(forged), "out0")
+    results = [mag.run(TRANSPORT, from_next_hop(forged), "out0") for _ in range(3)]
+    ipv4 = mag.run(TRANSPORT, from_next_hop(over_ipv4), "out0")
+    events = mag.drain_events()
 
-    assert result.action == "drop"
-    assert mag.counter("mag_transport", "drop_unknown_peer") == before + 1
+    assert [r.action for r in results] == ["drop"] * 3 and ipv4.action == "drop"
+    assert mag.counter("mag_transport", "drop_unknown_peer") == before + 4
+    # one notice per flow and interval; none for an IPv4 source (no IPv6 address to answer)
+    assert [(e.kind, str(e.src), str(e.dst), str(e.peer)) for e in events] == [
+        ("no_ro_binding", CN6, MN6, "2001:db8:bad::1")]
 
 
 def test_udp_tunnel_from_an_unexpected_port_is_dropped(mag):
@@ -292,3 +300,32 @@ def test_a_stopped_pair_drains_its_peers_packets_in_flight(mag):
     assert len(later) == 2
     later[1][1]()
     assert mag.tables.list_ro() == []
+
+
+def test_a_responder_entry_told_the_peer_may_be_gone_sends_by_the_lma_until_the_peer_is_heard(mag):
+    """An unsigned Binding Error (RoSendOnlyOnceHeard): the entry goes back to
+    RO_RX_ONLY. Our packets take the LMA path; the peer's next tunnelled
+    packet turns sending back on. Nothing is removed."""
+    from ipaddress import IPv6Address
+
+    from pmip6ctl.daemon.ro_entries import RoEntries
+    from pmip6ctl.daemon.tunnels import TunnelRegistry
+    from pmip6ctl.protocol.ro import RoInstalled, RoPair
+
+    from .packets import from_mn, toward_next_hop
+    serve_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
+    entries = RoEntries(mag.tables, TunnelRegistry(mag.tables), IPv6Address(LOCAL6))
+    pair = RoPair(IPv6Address(MN6), IPv6Address(CN6))
+    entries.install(RoInstalled(pair, IPv6Address(PEER6), None, expires=2e9, lifetime=400, mode="rr",
+                                role="responder"))
+    reply, from_peer = tcp6(MN6, CN6), from_next_hop(outer6(PEER6, LOCAL6, tcp6(CN6, MN6)))
+    by_lma = toward_next_hop(mag.mac("out0"), outer6(LOCAL6, LMA6, hop(reply)))
+    by_ro = toward_next_hop(mag.mac("out0"), outer6(LOCAL6, PEER6, hop(reply)))
+
+    assert mag.run(TRANSPORT, from_peer, "out0").action == "redirect"            # heard: RX_ONLY cleared
+    assert mag.run("xdp_mag_access", from_mn(reply), "in0").packet == by_ro
+    assert entries.send_only_once_heard(pair)
+    assert mag.run("xdp_mag_access", from_mn(reply), "in0").packet == by_lma      # not heard since
+    assert mag.run(TRANSPORT, from_peer, "out0").action == "redirect"
+    assert mag.run("xdp_mag_access", from_mn(reply), "in0").packet == by_ro       # heard again
+    assert len(mag.tables.list_ro()) == 1

@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import threading
+import shutil
 import time
 
 import pytest
@@ -20,7 +21,7 @@ from pmip6ctl.daemon.ro_entries import DRAIN_SECONDS
 from pmip6ctl.lab import topology as t
 
 from ..tshark_check import TSHARK, dissect
-from .conftest import Capture, counters, delta, established, iperf, ping, ro_row, wait_for
+from .conftest import Capture, binding, counters, delta, established, iperf, ping, ro_row, signaling, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -195,6 +196,35 @@ def test_lost_peer_daemon_and_lapsed_lifetime_bring_the_flow_back_via_the_lma(la
         assert lma_forwarded(lab) - lma0 >= 40                           # both directions via the LMA again
     finally:
         lab.restart_daemon("mag2")
+
+
+def test_a_peer_that_comes_back_without_its_state_is_told_and_ro_resumes(lab, clean_ro):
+    """Issue 13, item 6: MAG2 reboots (its daemon killed, its pins and state
+    gone). MAG1's tunnelled packets meet a MAG2 that knows no such peer: it
+    answers with a Binding Error (unsigned: it has no key for the pair), MAG1
+    refreshes at once, and the flow is optimized again, not black-holed for
+    the rest of the RO lifetime."""
+    mn1, mn2 = addresses(lab)
+    start_ro(lab, mn1, mn2)
+    lab.stop_daemon("mag2", sig=signal.SIGKILL)
+    shutil.rmtree(lab.pin_root / "mag2")
+    lab.socket("mag2").with_suffix(".state.json").unlink(missing_ok=True)
+    lab.start_daemon("mag2")
+    lab.wait_ready("mag2")
+    lab.link_down("mn2")                               # MN2 attaches again (by RS)
+    lab.link_up("mn2")
+    wait_for(lambda: binding(lab, "mag2", "mn2@lab.example"), what="MN2 at MAG2 again")
+    assert established(lab, "mag1", mn1, mn2)          # MAG1 still believes in the pair
+
+    wait_for(lambda: ping(lab, "mn1", mn2, count=3, interval=0.2) == 3, timeout=20, what="MN1 → MN2 again")
+    told = sum(n for (kind, direction, result), n in signaling(lab, "mag2").items()
+               if kind == "be" and direction == "out" and result != "rate_limited")
+    assert told >= 1
+    assert counters(lab, "mag2").get(("mag_transport", "drop_unknown_peer"), 0) >= 1
+    # refreshed with the new MAG2, which holds the pair again
+    wait_for(lambda: established(lab, "mag2", mn2, mn1), what="MAG2's new binding")
+    assert established(lab, "mag1", mn1, mn2)["peer"] == t.address6("mag2")
+    assert ping(lab, "mn1", mn2, count=10) == 10
 
 
 # --- rejected input --------------------------------------------------------------------------

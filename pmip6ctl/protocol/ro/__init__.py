@@ -2,8 +2,8 @@
 sans-I/O: the initiator at MAG1 (initiator.py), the responder at MAG2 and in
 the CN agent (responder.py), and what they return (actions.py)."""
 
-from .actions import (Address, RoFailed, RoInstalled, RoPair, RoRejected, RoRemoved, mapped, no_binding_error,
-                      unmapped)
+from .actions import (Address, RoFailed, RoInstalled, RoPair, RoRejected, RoRemoved, RoSendOnlyOnceHeard, mapped,
+                      no_binding_error, unmapped)
 from .initiator import (Attempt, Binding, Event, IllegalTransition, InitiatorPolicy, Peer, Phase, RoInitiator,
                         Tokens)
 from .responder import ResponderBinding, ResponderPolicy, RoResponder
@@ -11,5 +11,5 @@ from .responder import ResponderBinding, ResponderPolicy, RoResponder
 __all__ = [
     "Address", "Attempt", "Binding", "Event", "IllegalTransition", "InitiatorPolicy", "Peer", "Phase",
     "ResponderBinding", "ResponderPolicy", "RoFailed", "RoInitiator", "RoInstalled", "RoPair", "RoRejected",
-    "RoRemoved", "RoResponder", "Tokens", "mapped", "no_binding_error", "unmapped",
+    "RoRemoved", "RoResponder", "RoSendOnlyOnceHeard", "Tokens", "mapped", "no_binding_error", "unmapped",
 ]

@@ -60,6 +60,17 @@ class RoInstalled(Command):
 
 
 @dataclass(frozen=True)
+class RoSendOnlyOnceHeard(Command):
+    """An unsigned Binding Error named a pair we answer for: the peer may
+    have lost its state (it restarted), or someone forged the BE. Our side
+    sends through the LMA path until the peer's next tunnelled packet shows
+    it still holds the binding (RO_RX_ONLY, as at install); the binding and
+    the entry stay. Traffic arrives either way (docs/security.md)."""
+    pair: RoPair
+    peer: IPv6Address
+
+
+@dataclass(frozen=True)
 class RoRemoved(Command):
     """Remove the pair's RO entry for this role: back to the LMA path."""
     pair: RoPair

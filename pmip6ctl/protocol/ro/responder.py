@@ -17,7 +17,8 @@ from ...security import PeerKey
 from ...transport import Arrival, Send, SendHomePath, UdpEndpoint
 from ..common import earliest
 from ..vocabulary import Mode, RejectReason, Role, StopReason, status_label
-from .actions import Address, RoInstalled, RoPair, RoRejected, RoRemoved, mapped, no_binding_error, unmapped
+from .actions import (Address, RoInstalled, RoPair, RoRejected, RoRemoved, RoSendOnlyOnceHeard, mapped, no_binding_error,
+                      unmapped)
 from .initiator import RO_ACCEPTED_BELOW
 
 
@@ -264,14 +265,16 @@ class RoResponder:
     def _on_be(self, be: wire.BindingError, arrival: Arrival, now: float) -> list:
         """MAG1 has no binding for that MN any more: drop ours, if MAG1 says
         so under the pair's key. An unsigned BE ends nothing (anyone can send
-        one with MAG1's address); the binding then lasts its lifetime."""
+        one with MAG1's address), but MAG1 may have lost its state: our side
+        sends by the LMA path until MAG1's next tunnelled packet."""
         actions = []
         for binding in [b for b in self.bindings.values()
                         if b.peer == arrival.src and mapped(b.pair.remote) == be.home_address]:
             if self._be_authentic(be, binding, arrival):
                 actions += self.remove(binding.pair, StopReason.BINDING_ERROR)
             else:
-                actions.append(RoRejected(binding.pair, arrival.src, RejectReason.UNAUTHENTICATED_BE))
+                actions += [RoRejected(binding.pair, arrival.src, RejectReason.UNAUTHENTICATED_BE),
+                            RoSendOnlyOnceHeard(binding.pair, binding.peer)]
         return actions
 
     _HANDLERS = {
