@@ -77,7 +77,11 @@ def from_jsonable(cls: Any, data: Any) -> Any:
 def save(path: Path, state: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(to_jsonable(state), indent=1))
+    # readable by root only: it holds the RO pairs' Kbm, which sign their Binding Errors
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(to_jsonable(state), indent=1))
+    os.chmod(tmp, 0o600)
     os.replace(tmp, path)
 
 

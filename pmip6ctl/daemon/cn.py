@@ -13,7 +13,7 @@ from ..io.control import CommandError
 from ..protocol import ro
 from ..protocol.cn import CnNode, CnNodePolicy
 from .base import Daemon, node_keys, pair_from
-from .ro_entries import RoEntries
+from .ro_entries import RoEntries, saved_ro
 
 EGRESS_GATEWAY = ipaddress.IPv6Address("fe80::1")      # next hop on the egress veth
 
@@ -50,6 +50,13 @@ class CnDaemon(Daemon):
                                     later=self._loop.call_later)
         self.ro_entries.forget_lapsed()
         self.open_signaling(c.addresses.ipv4)
+
+    def snapshot(self) -> dict:
+        return {"ro": self.node.ro_snapshot()}
+
+    def restore(self, state: dict) -> None:
+        for action in self.node.restore_ro(saved_ro(state.get("ro") or {}), time.time()):
+            self._apply_one(action)
 
     def attachments(self):
         return ([("xdp_cn", i) for i in self.config.interfaces.transport]

@@ -21,7 +21,7 @@ from ..protocol.vocabulary import Role, StopReason, status_label
 from ..statefile import from_jsonable
 from ..transport import Encap
 from .base import Daemon, node_keys, pair_from, signaling_guard
-from .ro_entries import RoEntries
+from .ro_entries import RoEntries, saved_ro
 
 log = logging.getLogger("pmip6ctl.mag")
 
@@ -180,12 +180,19 @@ class MagDaemon(Daemon):
 
     # --- state ---------------------------------------------------------------------------------
     def snapshot(self) -> dict:
-        return {"entries": list(self.node.bul.entries.values())}
+        return {"entries": list(self.node.bul.entries.values()), "ro": self.node.ro_snapshot()}
 
     def restore(self, state: dict) -> None:
+        now = time.time()
         entries = [from_jsonable(BindingUpdateListEntry, e) for e in state.get("entries", [])]
-        for action in self.node.restore(entries, time.time()):
+        for action in self.node.restore(entries, now):
             self._apply_one(action)
+        saved = saved_ro(state.get("ro") or {})
+        for action in self.node.restore_ro(saved, now):
+            self._apply_one(action)
+        if saved["initiator"] or saved["responder"]:
+            log.info("restored %d RO pairs as the initiator, %d as the responder",
+                     len(self.node.initiator.attempts), len(self.node.responder.bindings))
 
     # --- operator view and commands ----------------------------------------------------------------
     def binding_rows(self) -> list[dict]:
@@ -279,3 +286,4 @@ class MagDaemon(Daemon):
         for state, n in states.items():
             yield ("pmip6_mobile_nodes", "Mobile nodes in the binding update list, by state", {"state": state}, n)
         yield ("pmip6_bindings", "Bindings held, by kind", {"kind": "pmip"}, states.get("registered", 0))
+

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from ..dataplane import PeerKind
 from ..dataplane.tables import RO_DRAINING
 from ..transport import PMIP6_UDP_PORT, Encap, Tunnel
-from ..protocol.ro import RoInstalled, RoPair
+from ..protocol.ro import RoInstalled, RoPair, SavedAttempt, SavedResponder
+from ..statefile import from_jsonable
 from ..protocol.vocabulary import Mode, Role
 
 log = logging.getLogger("pmip6ctl.ro")
@@ -185,3 +186,10 @@ class RoEntries:
                  "tunnel": e.tunnel_id, "transport": self.tunnels.tunnel(e.tunnel_id).encap.name.lower(),
                  "mode": e.mode, "roles": sorted(e.roles), "expires_in": round(e.expires - now, 1)}
                 for e in self.pairs.values()]
+
+
+def saved_ro(data: dict) -> dict:
+    """The state file's RO pairs, typed again (the node's ro_snapshot)."""
+    responder = data.get("responder")
+    return {"initiator": [from_jsonable(SavedAttempt, s) for s in data.get("initiator", [])],
+            "responder": from_jsonable(SavedResponder, responder) if responder else None}

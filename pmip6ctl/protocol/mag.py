@@ -38,8 +38,8 @@ from .auth import SignalingGuard
 from .common import Stamper, earliest
 from .index import PrefixIndex
 from .node import Node, NodeError, NotSent, with_state_change
-from .ro import (Address, InitiatorPolicy, ResponderPolicy, RoInitiator, RoPair, RoRejected, RoResponder,
-                 no_binding_error)
+from .ro import (Address, InitiatorPolicy, ResponderPolicy, RoInitiator, RoInstalled, RoPair, RoRejected,
+                 RoRemoved, RoResponder, no_binding_error)
 from .vocabulary import Mode, RejectReason, StopReason, acknowledges_route_optimization, message_kind
 
 
@@ -366,6 +366,19 @@ class MagNode(Node):
         self._schedule_lma_keepalive(now)
         return actions
 
+    def ro_snapshot(self) -> dict:
+        """The RO pairs, both roles, for the state file."""
+        return {"initiator": self.initiator.snapshot(), "responder": self.responder.snapshot()}
+
+    def restore_ro(self, saved: dict, now: float) -> list:
+        """After restore(): the RO pairs of MNs registered here, with their
+        refresh timers (a pair whose MN is gone is left to lapse)."""
+        initiated = [s for s in saved.get("initiator", []) if self.entry_for(s.pair.local) is not None]
+        actions = self.initiator.restore(initiated, now)
+        if saved.get("responder") is not None:
+            actions += self.responder.restore(saved["responder"], now)
+        return actions
+
     # --- inputs: the data plane ------------------------------------------------------------------
     def flow_seen(self, src: Address, dst: Address, now: float) -> list:
         """The data plane saw an MN→destination flow pass the trigger threshold."""
@@ -492,6 +505,8 @@ class MagNode(Node):
                     continue
                 action = dataclasses.replace(action, tunnel=self.lma_tunnel(entry))
             out.append(action)
+        if any(isinstance(a, (RoInstalled, RoRemoved)) for a in out):
+            out = with_state_change(out)    # the state file keeps the RO pairs (ro_snapshot)
         return self._sealed(out, now)
 
     # --- NAT keepalive toward the LMA --------------------------------------------------------------

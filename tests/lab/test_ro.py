@@ -198,6 +198,33 @@ def test_lost_peer_daemon_and_lapsed_lifetime_bring_the_flow_back_via_the_lma(la
         lab.restart_daemon("mag2")
 
 
+def test_a_mag_killed_and_restarted_resumes_its_ro_pairs_and_the_flow_loses_nothing(lab, clean_ro):
+    """Issue 13, item 7: kill -9 of MAG1 with RO up. XDP forwards alone
+    meanwhile (pinned maps); the new daemon takes the pair back from its
+    state file, keeps the RO tunnel the entry points at (it deleted it once:
+    drop_no_tunnel until the entry lapsed), and refreshes it later."""
+    mn1, mn2 = addresses(lab)
+    start_ro(lab, mn1, mn2)
+    before = counters(lab, "mag1")
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(out=lab.net.sh_ok(
+        "mn1", "ping", "-c", "600", "-i", "0.02", "-W", "2", mn2)))
+    thread.start()
+    time.sleep(0.5)
+    lab.stop_daemon("mag1", sig=signal.SIGKILL)
+    lab.start_daemon("mag1")
+    lab.wait_ready("mag1")
+    thread.join(timeout=60)
+
+    assert "600 packets transmitted, 600 received" in result["out"]
+    row = established(lab, "mag1", mn1, mn2)
+    assert row and row["peer"] == t.address6("mag2")                  # taken back, not set up anew
+    after = counters(lab, "mag1")
+    assert delta(after, before, "mag_access", "drop_no_tunnel") == 0
+    assert delta(after, before, "mag_access", "fwd_encap_ro") >= 500    # optimized all along
+    assert ping(lab, "mn1", mn2, count=5) == 5
+
+
 def test_a_peer_that_comes_back_without_its_state_is_told_and_ro_resumes(lab, clean_ro):
     """Issue 13, item 6: MAG2 reboots (its daemon killed, its pins and state
     gone). MAG1's tunnelled packets meet a MAG2 that knows no such peer: it

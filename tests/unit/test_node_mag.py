@@ -3,6 +3,7 @@ and the RO responder at a MAG, driven through the node's own inputs with a
 fake clock (Domain: every message encoded, decoded and handed to the
 receiving node's receive(), as the daemons do)."""
 
+import json
 from ipaddress import IPv6Address
 
 import pytest
@@ -14,7 +15,9 @@ from pmip6ctl.protocol.binding_update_list import BindingState
 from pmip6ctl.protocol.lma import InstallBinding, LmaNode, LmaNodePolicy, RouteMagAddress
 from pmip6ctl.protocol.mag import (Advertise, InstallMobileNode, MnIdentity, MobileNodeAttaching, MobileNodeLeft,
                                    RemoveMobileNode, RouterSolicitationRefused)
+from pmip6ctl.daemon.ro_entries import saved_ro
 from pmip6ctl.protocol.node import NodeError, StateChanged
+from pmip6ctl.statefile import to_jsonable
 from pmip6ctl.protocol.ro import RoInstalled, RoPair, RoRemoved
 from pmip6ctl.protocol.vocabulary import FailReason, RejectReason, Role, StopReason
 from pmip6ctl.transport import Arrival, Encap, Send, SendHomePath, Tunnel, UdpEndpoint
@@ -290,3 +293,46 @@ def test_without_a_nat_there_is_no_keepalive():
     d.run(100)
     assert d.nodes["mag1"].lma_keepalive_at is None
     assert not [a for a in d.actions("mag1", Send) if isinstance(a.message, Heartbeat)]
+
+
+# --- across a restart --------------------------------------------------------------------------
+
+def test_ro_pairs_survive_a_restart_through_the_state_file_and_are_refreshed_before_they_lapse():
+    """Issue 13, item 7: a MAG restarted with its state file takes its RO
+    pairs back (both roles), puts their entries in again (which keeps their
+    tunnels), and refreshes them in time; one whose MN is gone is left out."""
+    d = ro_domain()
+    d.call("mag1", "flow_seen", MN, CN)
+    d.run(1)
+    mag1, mag2 = d.nodes["mag1"], d.nodes["mag2"]
+    attempt = mag1.initiator.attempts[RoPair(MN, CN)]
+    assert attempt.established and RoPair(CN, MN) in mag2.responder.bindings
+    # the state file, as the daemons write and read it
+    saved1 = saved_ro(json.loads(json.dumps(to_jsonable(mag1.ro_snapshot()))))
+    saved2 = saved_ro(json.loads(json.dumps(to_jsonable(mag2.ro_snapshot()))))
+
+    restarted = mag_node(attached=MNS_AT_MAG1, random=seeded(3))
+    installed = restarted.restore_ro(saved1, d.now)
+    assert [(a.pair, a.peer, a.role, a.expires) for a in installed if isinstance(a, RoInstalled)] == [
+        (RoPair(MN, CN), MAG2, Role.INITIATOR, attempt.binding.expires)]
+    again = restarted.initiator.attempts[RoPair(MN, CN)]
+    assert again.established and again.binding.kbm == attempt.binding.kbm
+    responder = mag_node(MAG2, MAG2_4, name="mag2", attached=CNS_AT_MAG2, kcn=KCN, random=seeded(4))
+    assert [a.role for a in responder.restore_ro(saved2, d.now) if isinstance(a, RoInstalled)] == [Role.RESPONDER]
+    assert responder.responder.bindings[RoPair(CN, MN)].kbm == mag2.responder.bindings[RoPair(CN, MN)].kbm
+    # the restarted MAG1 refreshes with MAG2 before the binding lapses
+    d.nodes["mag1"] = restarted
+    since, _ = d.mark()
+    d.run(again.binding.refresh_at - d.now + 1)
+    refreshed = [a for a in of(d, "mag1", RoInstalled, since) if a.role is Role.INITIATOR]
+    assert refreshed and refreshed[-1].expires > attempt.binding.expires
+    # an MN no longer registered here: its pair stays out
+    gone = mag_node(attached=(), random=seeded(5))
+    assert gone.restore_ro(saved1, d.now) == [] and gone.initiator.attempts == {}
+
+
+def test_the_state_file_is_readable_by_its_owner_only(tmp_path):
+    from pmip6ctl import statefile
+    path = tmp_path / "mag1.state.json"
+    statefile.save(path, {"ro": {"responder": None}})
+    assert path.stat().st_mode & 0o777 == 0o600 and statefile.load(path) == {"ro": {"responder": None}}

@@ -19,6 +19,7 @@ from protocol_helpers import (CN, CN4, CN_AT_MAG2, CN_HNP, CNS_AT_MAG2, FIRST_HN
                               T0, Anchored, RoNetwork, cn_node, initiator_policy, lma_node, mag_node, quick_keys,
                               responder_policy, seeded)
 
+from pmip6ctl.protocol.node import StateChanged
 from pmip6ctl.transport import Arrival, Send, UdpEndpoint
 from pmip6ctl.protocol.ro import Phase, RoFailed, RoInstalled, RoPair, RoRejected, RoRemoved, RoResponder
 from pmip6ctl.protocol.vocabulary import FailReason, RejectReason, Role, StopReason
@@ -169,11 +170,12 @@ def test_full_return_routability_exchange_installs_the_pair_on_both_sides():
     assert bu.options[:4] == [HomeNetworkPrefix(128, MN), CNHomeNetworkPrefix(128, CN), Timestamp.from_unix(t_bu),
                               NonceIndices(hot.home_nonce_index, cot.careof_nonce_index)]
     assert len(bu.options) == 5 and isinstance(bu.options[-1], BindingAuthorizationData)
-    # MAG2 installs before its BA leaves, so MAG1's first optimized packet finds the entry.
+    # MAG2 installs (and saves its state) before its BA leaves, so MAG1's first
+    # optimized packet finds the entry.
     at_bu = [a for t, n, a in net.log if n == "responder" and t == near(T0 + 0.05)]
-    assert [type(a) for a in at_bu] == [RoInstalled, Send]
+    assert [type(a) for a in at_bu] == [RoInstalled, StateChanged, Send]
     assert at_bu[0] == RoInstalled(REVERSED, MAG1, None, T0 + 0.05 + LIFETIME, LIFETIME, "rr", "responder")
-    assert isinstance(at_bu[1].message, BindingAck) and (at_bu[1].src, at_bu[1].dst) == (MAG2, MAG1)
+    assert isinstance(at_bu[2].message, BindingAck) and (at_bu[2].src, at_bu[2].dst) == (MAG2, MAG1)
     ba = only(net.messages(BindingAck))
     assert (ba.status, ba.flags, ba.sequence, ba.lifetime_seconds) == (0, BAFlags.P, bu.sequence, LIFETIME)
     assert ba.options[:2] == [ROAcknowledgement(0, LIFETIME // 4), find_option(bu, Timestamp)]   # the BU's, echoed
@@ -369,7 +371,7 @@ def test_the_same_bu_twice_gets_157_and_changes_nothing():
     net.run()
     flight = only(net.held)
     first = net.deliver(flight)
-    assert [type(a) for a in first] == [RoInstalled, Send]
+    assert [type(a) for a in first] == [RoInstalled, StateChanged, Send]
     binding = net.responder.bindings[REVERSED]
     net.run(2)
     since, traffic = net.mark()
@@ -652,7 +654,7 @@ def test_cn_detach_tells_mag1_with_a_binding_error_and_mag1_falls_back():
     # the flow's next trigger looks for the CN's new MAG at once (handover)
     assert net.actions("initiator", since=since) == [
         RoRemoved(PAIR, MAG2, Role.INITIATOR, FailReason.BINDING_ERROR),
-        RoFailed(PAIR, FailReason.BINDING_ERROR, net.now)]
+        RoFailed(PAIR, FailReason.BINDING_ERROR, net.now), StateChanged()]
     assert net.initiator.start(MN, CN, net.now) != []                   # a flow trigger restarts it
     assert net.initiator.attempts[PAIR].failures == 0
     assert net.initiator.attempts[RoPair(MN_B, CN_OTHER)].established    # another MN's pair stays

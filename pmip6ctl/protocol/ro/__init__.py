@@ -5,11 +5,11 @@ the CN agent (responder.py), and what they return (actions.py)."""
 from .actions import (Address, RoFailed, RoInstalled, RoPair, RoRejected, RoRemoved, RoSendOnlyOnceHeard, mapped,
                       no_binding_error, unmapped)
 from .initiator import (Attempt, Binding, Event, IllegalTransition, InitiatorPolicy, Peer, Phase, RoInitiator,
-                        Tokens)
-from .responder import ResponderBinding, ResponderPolicy, RoResponder
+                        SavedAttempt, Tokens)
+from .responder import ResponderBinding, ResponderPolicy, RoResponder, SavedReplay, SavedResponder
 
 __all__ = [
     "Address", "Attempt", "Binding", "Event", "IllegalTransition", "InitiatorPolicy", "Peer", "Phase",
     "ResponderBinding", "ResponderPolicy", "RoFailed", "RoInitiator", "RoInstalled", "RoPair", "RoRejected",
-    "RoRemoved", "RoResponder", "RoSendOnlyOnceHeard", "Tokens", "mapped", "no_binding_error", "unmapped",
+    "RoRemoved", "RoResponder", "RoSendOnlyOnceHeard", "SavedAttempt", "SavedReplay", "SavedResponder", "Tokens", "mapped", "no_binding_error", "unmapped",
 ]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import Callable, Mapping
 
 from ... import security, wire
@@ -70,6 +70,20 @@ _TRANSITIONS: dict[Phase, dict[Event, Phase]] = {
                         Event.FAILED: Phase.BACKOFF},
     Phase.BACKOFF: {},                    # a retry is a new attempt, in QUERY
 }
+
+
+@dataclass
+class SavedAttempt:
+    """An established pair as the state file keeps it, so that a restarted
+    daemon (even after kill -9) refreshes it before it lapses."""
+    pair: RoPair
+    peer: Peer
+    mode: Mode
+    binding: Binding
+    tokens: Tokens | None
+    mn_prefix: IPv6Network | None
+    triggered: float
+    bu_stamp: int = 0
 
 
 class IllegalTransition(RuntimeError):
@@ -140,6 +154,7 @@ class Binding:
     refresh_at: float | None              # None once its refresh has been tried
     nat: bool = False                     # the BA said a NAT is on the path (RFC 5555 NAT Detection)
     keepalive_interval: float | None = None
+    peer_endpoint: UdpEndpoint | None = None  # where the BA came from over IPv4 (the NAT's mapping)
     # RR: the Kbm of the BU the peer granted: it signs and checks the pair's
     # Binding Errors (quick mode uses the peer's key)
     kbm: bytes | None = field(default=None, repr=False, compare=False)
@@ -228,6 +243,32 @@ class RoInitiator:
         # deregistration BUs sent on stop: (peer, sequence) -> (Timestamp, forget at); their BA is
         # expected, not an old or forged one
         self._deregistered: dict[tuple, tuple[int, float]] = {}
+
+    # --- across a restart ---------------------------------------------------------
+    def snapshot(self) -> list[SavedAttempt]:
+        return [SavedAttempt(a.pair, a.peer, a.mode, a.binding, a.tokens, a.mn_prefix, a.triggered, a.bu_stamp)
+                for a in self.attempts.values() if a.established]
+
+    def restore(self, saved: list[SavedAttempt], now: float) -> list:
+        """Take the established pairs back: their entries go in again (which
+        keeps their tunnels), and each is refreshed when it was due, or at
+        once if that time passed while we were down."""
+        actions = []
+        for s in saved:
+            if s.binding.expires <= now or s.pair in self.attempts:
+                continue
+            refresh_at = s.binding.refresh_at if s.binding.refresh_at is not None else s.binding.expires
+            binding = replace(s.binding, refresh_at=max(refresh_at, now))
+            attempt = Attempt(pair=s.pair, started=now, triggered=s.triggered, mn_prefix=s.mn_prefix,
+                              phase=Phase.ESTABLISHED, mode=s.mode, peer=s.peer, tokens=s.tokens,
+                              bu_stamp=s.bu_stamp, binding=binding)
+            if binding.keepalive_interval:
+                attempt.keepalive_at = now + binding.keepalive_interval
+            attempt.note(now, "restored from the state file, established until {}", round(binding.expires - now))
+            self.attempts[s.pair] = attempt
+            actions.append(RoInstalled(s.pair, s.peer.address, binding.peer_endpoint, binding.expires,
+                                       round(binding.expires - now), s.mode, Role.INITIATOR, nat=binding.nat))
+        return actions
 
     # --- inputs ------------------------------------------------------------------
     def start(self, local: Address, remote: Address, now: float, mn_prefix=None, operator: bool = False) -> list:
@@ -538,7 +579,7 @@ class RoInitiator:
         # RFC 5555 §4.1: keep the NAT's mapping alive at the refresh time it gave
         keepalive = max(float(nat.refresh_time), 1.0) if nat is not None else None
         attempt.binding = Binding(expires=sent + granted, refresh_at=sent + granted * self.policy.refresh_fraction,
-                                  nat=nat is not None, keepalive_interval=keepalive,
+                                  nat=nat is not None, keepalive_interval=keepalive, peer_endpoint=arrival.ipv4_src,
                                   kbm=attempt.tokens.kbm if attempt.mode is Mode.RR and attempt.tokens else None)
         attempt.keepalive_at = now + keepalive if keepalive else None
         attempt.move(Event.BINDING_ACCEPTED)

@@ -53,6 +53,20 @@ class ResponderBinding:
     # RR: the Kbm of the BU it was granted for, which signs and checks the pair's
     # Binding Errors (docs/security.md); quick mode uses the peer's key
     kbm: bytes | None = field(default=None, repr=False, compare=False)
+    nat: bool = False                     # a NAT on the IPv4 path: the tunnel is UDP to peer_ipv4
+
+
+@dataclass
+class SavedReplay:
+    """The newest BU Timestamp accepted for a pair (replay protection)."""
+    pair: RoPair
+    timestamp: float
+
+
+@dataclass
+class SavedResponder:
+    bindings: list[ResponderBinding]
+    replay: list[SavedReplay]
 
 
 class RoResponder:
@@ -77,6 +91,24 @@ class RoResponder:
 
     def next_deadline(self) -> float | None:
         return earliest(*(b.expires for b in self.bindings.values()))
+
+    def snapshot(self) -> SavedResponder:
+        return SavedResponder(list(self.bindings.values()),
+                              [SavedReplay(pair, stamp) for pair, stamp in self._last_timestamp.items()])
+
+    def restore(self, saved: SavedResponder, now: float) -> list:
+        """Take the bindings back after a restart (those still live, for CNs
+        we serve), and the replay Timestamps with them."""
+        for replay in saved.replay:
+            self._last_timestamp.setdefault(replay.pair, replay.timestamp)
+        actions = []
+        for b in saved.bindings:
+            if b.expires <= now or b.pair in self.bindings or not self.policy.serves(b.pair.local):
+                continue
+            self.bindings[b.pair] = b
+            actions.append(RoInstalled(b.pair, b.peer, b.peer_ipv4, b.expires, round(b.expires - now), b.mode,
+                                       Role.RESPONDER, nat=b.nat))
+        return actions
 
     def cn_detached(self, local: Address) -> list:
         """Our CN left (detach, handover): drop its bindings and tell each
@@ -227,7 +259,7 @@ class RoResponder:
                     self._ba(bu, pair, stamp, arrival, wire.Status.INSUFFICIENT_RESOURCES, 0, kbm, now, mode)]
         else:
             binding = ResponderBinding(pair, peer, arrival.ipv4_src, now + lifetime, lifetime, stamp.to_unix(), mode,
-                                       kbm=kbm)
+                                       kbm=kbm, nat=nat)
             self.bindings[pair] = binding
             # installed before the BA leaves: MAG1's first optimized packet finds it
             actions.append(RoInstalled(pair, peer, arrival.ipv4_src, binding.expires, lifetime, mode, Role.RESPONDER,
