@@ -240,7 +240,8 @@ def test_a_peer_that_comes_back_without_its_state_is_told_and_ro_resumes(lab, cl
     lab.wait_ready("mag2")
     lab.link_down("mn2")                               # MN2 attaches again (by RS)
     lab.link_up("mn2")
-    wait_for(lambda: binding(lab, "mag2", "mn2@lab.example"), what="MN2 at MAG2 again")
+    again = wait_for(lambda: binding(lab, "mag2", "mn2@lab.example"), what="MN2 at MAG2 again")
+    lab.configure_mn_ipv4("mn2", again["ipv4_hoa"])   # the link went down: its routes went
     assert established(lab, "mag1", mn1, mn2)          # MAG1 still believes in the pair
 
     wait_for(lambda: ping(lab, "mn1", mn2, count=3, interval=0.2) == 3, timeout=20, what="MN1 → MN2 again")
