@@ -127,6 +127,23 @@ static __always_inline void pmip_note_missing_ro_binding(struct xdp_md *ctx, __u
     pmip_notify_flow(ctx, prog, EVENT_NO_RO_BINDING, src, dst, peer, 1);
 }
 
+/* Traffic on an access link from a source no attached MN holds: an MN this
+ * MAG forgot (it restarted without its state), or a spoofer. The daemon
+ * attaches the sender as a Router Solicitation would, if the MN-ID table
+ * names its MAC on that link (issue 13). The MAC travels in the first six
+ * octets of `peer`; the budget and the per-flow interval bound the notices. */
+static __always_inline void pmip_note_unknown_source(struct xdp_md *ctx, __u32 prog,
+                                                const union ip_addr *src, const union ip_addr *dst)
+{
+    struct ethhdr *eth = (void *)(long)ctx->data;
+    union ip_addr mac = {};
+
+    if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
+        return;
+    __builtin_memcpy(mac.b, eth->h_source, ETH_ALEN);
+    pmip_notify_flow(ctx, prog, EVENT_UNKNOWN_SOURCE, src, dst, &mac, 1);
+}
+
 /* Hands the whole frame (outer headers included) to the daemon, then drops
  * it; over the daemon's budget, only drops it. */
 static __always_inline int pmip_punt(struct xdp_md *ctx, __u32 prog)

@@ -23,8 +23,10 @@ int xdp_mag_access(struct xdp_md *ctx)
         return pmip_finish(ctx, prog, REASON_PASS_LOCAL);
 
     mn = pmip_lookup_mn(&ip.src);
-    if (!mn)
+    if (!mn) {
+        pmip_note_unknown_source(ctx, prog, &ip.src, &ip.dst);
         return pmip_finish(ctx, prog, REASON_DROP_UNKNOWN_SOURCE);
+    }
     if (mn->ifindex && mn->ifindex != ctx->ingress_ifindex)
         return pmip_finish(ctx, prog, REASON_DROP_WRONG_LINK);
     if (pmip_is_mobility_signaling(&ip, (void *)(long)ctx->data_end))

@@ -175,6 +175,8 @@ class MagDaemon(Daemon):
             self.handle_signaling(mh, arrival)
         elif event.kind == "flow_trigger":
             self.apply(self.node.flow_seen(event.src, event.dst, now))
+        elif event.kind == "unknown_source" and event.mac and event.ifindex in self.access:
+            self.apply(self.node.unknown_source(self.access[event.ifindex], event.mac, now))
         elif event.kind == "no_ro_binding" and event.peer is not None:
             self.apply(self.node.missing_binding(event.src, event.dst, event.peer, now))
 

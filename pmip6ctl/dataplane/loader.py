@@ -73,6 +73,7 @@ class FlowEvent:
     dst: ipaddress.IPv4Address | ipaddress.IPv6Address
     packets: int
     peer: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    mac: str | None = None                     # kind 'unknown_source': the frame's source MAC
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,9 @@ def decode_event(raw: bytes) -> FlowEvent | PuntEvent:
     if kind == "punt":
         return PuntEvent(program, ifindex, bytes(body[:frame_len]))
     src, dst, peer, packets = _FLOW_BODY.unpack_from(body)
+    if kind == "unknown_source":
+        return FlowEvent(kind, program, ifindex, unpack_address(src), unpack_address(dst), packets,
+                         mac=":".join(f"{b:02x}" for b in peer[:6]))
     return FlowEvent(kind, program, ifindex, unpack_address(src), unpack_address(dst), packets,
                      unpack_address(peer) if any(peer) else None)
 

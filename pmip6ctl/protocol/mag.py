@@ -390,6 +390,17 @@ class MagNode(Node):
             return []                      # optimized already, as the responder
         return self._ro(self.initiator.start(src, dst, now, mn_prefix=entry.hnp), now)
 
+    def unknown_source(self, link: str, mac: str, now: float) -> list:
+        """Traffic on an access link from a source no attached MN holds. An
+        MN this MAG forgot (it restarted without its state) attaches again,
+        as by its Router Solicitation, if the MN-ID table names its MAC on
+        that link; anyone else, and an MN attached already, gets nothing
+        (XDP counted the drop)."""
+        identity = self.policy.mn_ids.get(mac.lower())
+        if identity is None or identity.nai in self.bul.entries or self.mn_id_for(mac, link) is None:
+            return []
+        return self.router_solicitation(link, mac, now)
+
     def missing_binding(self, src: Address, dst: Address, peer: IPv6Address, now: float) -> list:
         """RO-tunnelled traffic from peer for a pair we hold no entry for.
         RFC 6275 §9.3.3: tell the peer we hold no binding. A BE names the

@@ -75,7 +75,13 @@ def test_a_source_of_no_attached_mn_is_dropped_and_counted(mag, inner):
     attach_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
     before = mag.counter("mag_access", "drop_unknown_source")
     assert mag.run(ACCESS, from_mn(inner), "in0").action == "drop"
-    assert mag.counter("mag_access", "drop_unknown_source") == before + 1
+    assert mag.run(ACCESS, from_mn(inner), "in0").action == "drop"
+    assert mag.counter("mag_access", "drop_unknown_source") == before + 2
+    # the daemon hears once per flow and interval, with the sender's MAC: an MN
+    # it forgot (a restart without state) attaches again (issue 13, item 7)
+    (notice,) = mag.drain_events()
+    assert (notice.kind, str(notice.src), notice.mac, notice.ifindex) == (
+        "unknown_source", inner.src, MN_MAC_, mag.ifindex["in0"])
 
 
 def test_an_mns_source_from_another_link_is_dropped(mag):

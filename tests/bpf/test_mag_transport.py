@@ -1,6 +1,7 @@
 """MAG transport ingress: tunnels from the LMA and RO peers, through BPF_PROG_TEST_RUN."""
 
 import os
+import time
 
 import pytest
 from scapy.layers.inet import IP
@@ -134,16 +135,19 @@ def test_punts_over_the_daemons_budget_are_dropped_and_counted(mag):
     mag.tables.set_config(**(saved | {"punt_rate": 1, "punt_burst": 3}))     # 3 at once, then 1 a second
     os.sched_setaffinity(0, {min(cpus)})                                     # the budget is per CPU
     try:
+        started = time.monotonic()
         verdicts = [mag.run(TRANSPORT, frame, "out0").action for _ in range(5)]
+        refilled = int(time.monotonic() - started)        # a stalled machine: one more a second
     finally:
         os.sched_setaffinity(0, cpus)
         mag.tables.set_config(**saved)
     events = mag.drain_events()
 
-    assert verdicts == ["drop"] * 5 and len(events) == 3
+    allowed = min(3 + refilled, 5)
+    assert verdicts == ["drop"] * 5 and len(events) == allowed
     after = (mag.counter("mag_transport", "punt_mh"), mag.counter("mag_transport", "drop_punt_limit"),
              mag.tables.event_counts()[("mag_transport", "over_budget")])
-    assert [a - b for a, b in zip(after, before)] == [3, 2, 2]
+    assert [a - b for a, b in zip(after, before)] == [allowed, 5 - allowed, 5 - allowed]
     assert mag.tables.get_config()["punt_rate"] == saved["punt_rate"] == 500
 
 

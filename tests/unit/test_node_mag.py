@@ -76,6 +76,22 @@ def test_an_rs_from_a_registered_mn_on_its_link_is_answered_with_an_ra_alone():
     assert d.call("mag1", "router_solicitation", "acc1", MAC1) == [Advertise("acc1", entry.hnp)]
 
 
+def test_a_forgotten_mns_traffic_attaches_it_again_as_its_rs_would():
+    """Issue 13, item 7: a MAG restarted without its state learns its MNs
+    from their next packet (XDP reports the unknown source with its MAC):
+    only MNs of the MN-ID table, only on their links, only once."""
+    d = registration_domain(mn_ids={MAC1: MnIdentity(MN1_NAI, ("acc1",))})
+    assert d.call("mag1", "unknown_source", "acc1", MAC3) == []           # a stranger: nothing
+    assert d.call("mag1", "unknown_source", "acc2", MAC1) == []           # not its link
+    actions = d.call("mag1", "unknown_source", "acc1", MAC1.upper())
+    assert actions[0] == MobileNodeAttaching(MN1_NAI, "acc1", MAC1.upper())
+    assert isinstance(only(a for a in actions if isinstance(a, Send)).message, BindingUpdate)
+    d.run(0.1)
+    entry = d.nodes["mag1"].bul.entries[MN1_NAI]
+    assert entry.state is BindingState.REGISTERED and Advertise("acc1", entry.hnp) in d.actions("mag1", Advertise)
+    assert d.call("mag1", "unknown_source", "acc1", MAC1) == []           # attached: a spoofed source, not it
+
+
 def test_an_rs_names_an_mn_only_through_the_mn_id_table_and_only_on_its_links():
     d = registration_domain(mn_ids={MAC1: MnIdentity(MN1_NAI, ("acc1",)), MAC2: "any@example.org"})
     node = d.nodes["mag1"]
