@@ -19,7 +19,6 @@ from scapy.packet import Raw
 
 from pmip6ctl import netns, wire
 from pmip6ctl.config import DataplaneSection, SecuritySection
-from pmip6ctl.lab import topology as t
 
 from ..lab.conftest import IPV6_HDRINCL, binding, counters, delta, ping, signaling
 
@@ -63,7 +62,7 @@ def metric(text: str, name: str, **labels) -> float:
 
 
 def test_a_hoti_flood_toward_an_mn_is_held_to_the_budget_and_the_mag_keeps_working(lab):
-    mn1, mn2 = lab.mns["mn1"]["ipv6"], lab.mns["mn2"]["ipv6"]
+    mn2 = lab.mns["mn2"]["ipv6"]
     hoti = wire.HomeTestInit(home_init_cookie=os.urandom(8))
     packet = bytes(IPv6(src=VICTIM, dst=mn2, nh=135, hlim=64) /
                    Raw(wire.encode(hoti, ipaddress.IPv6Address(VICTIM), ipaddress.IPv6Address(mn2))))
