@@ -472,7 +472,11 @@ class Daemon:
                            "lost_in_perf_buffer": self.intake.lost,
                            "over_budget_in_xdp": sum(n for (_, kind), n in self.tables.event_counts().items()
                                                      if kind == "over_budget")},
-                "keys_in_grace": [str(a) for a in self.node.keys_in_grace()]}
+                "keys_in_grace": [str(a) for a in self.node.keys_in_grace()], **self.limits()}
+
+    def limits(self) -> dict:
+        """The role's bounded tables, as `status` shows them (docs/operations.md)."""
+        return {}
 
     def counters(self) -> list[dict]:
         rows = [{"program": c.program, "verdict": c.verdict, "reason": c.reason,

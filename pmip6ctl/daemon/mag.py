@@ -41,6 +41,7 @@ class MagDaemon(Daemon):
             refresh_fraction=t.refresh_fraction, initial_bindack_timeout=t.initial_bindack_timeout,
             max_bindack_timeout=t.max_bindack_timeout, request_ipv4=c.mag.request_ipv4, ro_enabled=c.ro.enabled,
             ro_mode=c.ro.mode, ro_lifetime=c.ro.lifetime, ro_retry_interval=c.ro.retry_interval,
+            ro_max_attempts=c.ro.max_attempts, ro_max_attempts_per_mn=c.ro.max_attempts_per_mn,
             peer_keys=node_keys(c).quick_mode,
             nat_keepalive=c.ro.nat_keepalive, mn_ids=c.mag.mn_ids, ro_allowed=c.ro.allowed,
             reserved={p.address for p in c.peers_of("lma")}, hnp_lengths=c.mag.hnp_lengths,
@@ -275,6 +276,11 @@ class MagDaemon(Daemon):
                 "ro_list": lambda args: self.ro_rows(), "ro_start": self.command(self.ro_start_command),
                 "ro_stop": self.ro_stop_command, "ro_settings": self.command(self.ro_settings_command)}
 
+    def limits(self) -> dict:
+        policy = self.node.initiator.policy
+        return {"ro_attempts": {"held": len(self.node.initiator.attempts), "capacity": policy.max_attempts,
+                                "per_mn": policy.max_attempts_per_mn}}
+
     def gauges(self):
         roles = {}
         for entry in self.ro_entries.pairs.values():
@@ -282,6 +288,11 @@ class MagDaemon(Daemon):
                 roles[role] = roles.get(role, 0) + 1
         for role in Role:
             yield ("pmip6_bindings", "Bindings held, by kind", {"kind": f"ro_{role}"}, roles.get(role, 0))
+        policy = self.node.initiator.policy
+        yield ("pmip6_ro_attempts_held", "RO attempts held as the initiator, any phase", {},
+               len(self.node.initiator.attempts))
+        yield ("pmip6_ro_attempts_capacity", "ro.max_attempts: past it a new flow pushes out an attempt in backoff",
+               {}, policy.max_attempts)
         states = {}
         for e in self.node.bul.entries.values():
             states[e.state.value] = states.get(e.state.value, 0) + 1

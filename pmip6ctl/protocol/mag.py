@@ -156,7 +156,8 @@ class MagNodePolicy:
               peer_keys: Mapping | None = None, nat_keepalive: int = 20,
               mn_ids: Mapping[str, str] | None = None, ro_allowed: Callable | None = None,
               reserved=(), max_ro_pairs: int = 65536, max_ro_peers: int = 4094, hnp_lengths=(64,),
-              infrastructure=(), retry_after_rejection: float = 30.0) -> MagNodePolicy:
+              infrastructure=(), retry_after_rejection: float = 30.0, ro_max_attempts: int = 65536,
+              ro_max_attempts_per_mn: int = 256) -> MagNodePolicy:
         """One policy from the flat settings a config file gives."""
         keys = dict(peer_keys or {})
         return cls(
@@ -172,6 +173,7 @@ class MagNodePolicy:
                 proxy_coa=proxy_coa, lma_address=lma, lifetime=ro_lifetime, mode=Mode(ro_mode), peer_keys=keys,
                 refresh_fraction=refresh_fraction, initial_timeout=initial_bindack_timeout,
                 max_timeout=max_bindack_timeout, retry_interval=ro_retry_interval,
+                max_attempts=ro_max_attempts, max_attempts_per_mn=ro_max_attempts_per_mn,
                 lma_ipv4=UdpEndpoint(lma_ipv4) if ipv4_transport else None, ipv4_proxy_coa=ipv4_proxy_coa,
                 ipv4_transport=ipv4_transport),
             responder=ResponderPolicy(address=proxy_coa, serves=_serves_nothing, max_lifetime=ro_lifetime,

@@ -124,6 +124,9 @@ class FailReason(_Described):
     NO_IPV4_PROXY_COA = "no_ipv4_proxy_coa"
     PEER_REFUSED = "peer_refused"
     NONCES_EXPIRED_AGAIN = "nonces_expired_again"
+    ATTEMPT_LIMIT_PER_MN = "attempt_limit_per_mn"
+    ATTEMPT_LIMIT = "attempt_limit"
+    PUSHED_OUT = "pushed_out"
     BINDING_ERROR = "binding_error_from_peer"
     NO_ANSWER = "no_answer"
     RESERVED_PEER = "peer_is_no_ro_peer"
@@ -139,6 +142,9 @@ FailReason._TEXT = {
     FailReason.NO_IPV4_PROXY_COA: "RO for an IPv4 MN needs our IPv4 proxy CoA (fig. 3)",
     FailReason.PEER_REFUSED: "the peer refused the binding",
     FailReason.NONCES_EXPIRED_AGAIN: "the peer refused fresh nonces too: its home test is answered elsewhere",
+    FailReason.ATTEMPT_LIMIT_PER_MN: "this MN holds ro.max_attempts_per_mn attempts, none in backoff: not started",
+    FailReason.ATTEMPT_LIMIT: "ro.max_attempts attempts held, none in backoff: not started",
+    FailReason.PUSHED_OUT: "an attempt in backoff forgotten to make room for a new one",
     FailReason.BINDING_ERROR: "binding error from the peer",
     FailReason.NO_ANSWER: "no answer",
     FailReason.RESERVED_PEER: "the peer would be our LMA, a peer LMA or ourselves",

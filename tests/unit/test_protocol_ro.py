@@ -14,15 +14,15 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 from hypothesis import given, settings, strategies as st
-from protocol_helpers import (CN, CN4, CN_AT_MAG2, CN_HNP, CNS_AT_MAG2, FIRST_HNP, FIRST_HOA, KCN, LMA, MAG1, MAG1_4, MAG2,
+from protocol_helpers import (CN, CN4, CN_AT_MAG2, CN_HNP, CNS_AT_MAG2, FIRST_HNP, FIRST_HOA, SECOND_HNP, KCN, LMA, MAG1, MAG1_4, MAG2,
                               MAG2_4, MN, MN_AT_MAG1, MN_B, MN_B_AT_MAG1, MNS_AT_MAG1, OUTSIDE_CN, QUICK_KEY, QUICK_SPI,
                               T0, Anchored, RoNetwork, cn_node, initiator_policy, lma_node, mag_node, quick_keys,
                               responder_policy, seeded)
 
 from pmip6ctl.protocol.node import StateChanged
 from pmip6ctl.transport import Arrival, Send, UdpEndpoint
-from pmip6ctl.protocol.ro import Phase, RoFailed, RoInstalled, RoPair, RoRejected, RoRemoved, RoResponder
-from pmip6ctl.protocol.vocabulary import FailReason, RejectReason, Role, StopReason
+from pmip6ctl.protocol.ro import Phase, RoFailed, RoInitiator, RoInstalled, RoPair, RoRejected, RoRemoved, RoResponder
+from pmip6ctl.protocol.vocabulary import FailReason, Mode, RejectReason, Role, StopReason
 from pmip6ctl.transport import SendHomePath
 from pmip6ctl.security import MAX_NONCE_LIFETIME, NonceTable
 from pmip6ctl.wire import (BAFlags, BindingAck, BindingAuthorizationData, BindingError, BindingUpdate, BUFlags,
@@ -1136,3 +1136,34 @@ def test_established_is_derived_from_the_granted_binding():
     assert attempt.established and attempt.expires == installed.expires
     net.stop()
     assert PAIR not in net.initiator.attempts
+
+
+# --- Bounded state (issue 13, item 2) -------------------------------------------------------------
+
+def test_attempts_are_bounded_per_mn_and_in_all_and_the_oldest_in_backoff_makes_room():
+    initiator = RoInitiator(initiator_policy(max_attempts_per_mn=2, max_attempts=3), random=seeded(1))
+    cns = [IPv6Address(f"2001:db8:200::{n}") for n in range(1, 6)]
+
+    def start(mn, prefix, cn, now):
+        return initiator.start(mn, cn, now, mn_prefix=prefix)
+    assert start(MN, FIRST_HNP, cns[0], T0) and start(MN, FIRST_HNP, cns[1], T0 + 1)
+    # the MN holds its two, none of them idle: a third starts nothing
+    assert start(MN, FIRST_HNP, cns[2], T0 + 2) == [RoFailed(RoPair(MN, cns[2]), FailReason.ATTEMPT_LIMIT_PER_MN,
+                                                           T0 + 2 + 30, Mode.RR)]
+    assert start(MN_B, SECOND_HNP, cns[0], T0 + 2)                      # another MN has its own budget
+    assert start(MN_B, SECOND_HNP, cns[1], T0 + 2)[0].reason is FailReason.ATTEMPT_LIMIT    # 3 in all
+    assert len(initiator.attempts) == 3 and initiator.held_by(MN, FIRST_HNP) == 2
+    # unanswered, they fail into backoff; then the oldest of the MN's makes room
+    for step in range(36):
+        initiator.on_timer(T0 + step / 2)
+    assert all(a.phase is Phase.BACKOFF for a in initiator.attempts.values())
+    actions = start(MN, FIRST_HNP, cns[3], T0 + 18)
+    assert actions[0] == RoFailed(RoPair(MN, cns[0]), FailReason.PUSHED_OUT, T0 + 18, Mode.RR,
+                                  FailReason.ATTEMPT_LIMIT_PER_MN.text)
+    assert RoPair(MN, cns[0]) not in initiator.attempts and RoPair(MN, cns[3]) in initiator.attempts
+    assert initiator.held_by(MN, FIRST_HNP) == 2 and len(initiator.attempts) == 3
+    # stop and the end of a backoff give the room back
+    initiator.stop(RoPair(MN, cns[3]), T0 + 19)
+    assert initiator.held_by(MN, FIRST_HNP) == 1
+    initiator.on_timer(T0 + 17 + 30 + 1)
+    assert initiator.attempts == {} and initiator.held_by(MN, FIRST_HNP) == 0

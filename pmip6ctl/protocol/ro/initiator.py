@@ -102,6 +102,10 @@ class InitiatorPolicy:
     max_timeout: float = 32.0
     max_transmissions: int = 4            # per message, before the attempt fails (1+2+4+8 s)
     retry_interval: float = 30.0          # first retry after a failure, doubling up to 16×
+    # Attempts held (any phase), in all and per MN (its prefix): a flow trigger
+    # past either limit pushes out the oldest attempt in backoff, or starts nothing.
+    max_attempts: int = 65536
+    max_attempts_per_mn: int = 256
     lma_ipv4: UdpEndpoint | None = None   # send the LRI over IPv4 (RFC 5844 transport)
     ipv4_proxy_coa: IPv4Address | None = None
     # The MAGs reach each other over IPv4 only (draft §2.1.1.2, §2.3.2): the
@@ -232,6 +236,7 @@ class RoInitiator:
         self.random = random
         self.stamper = stamper or Stamper()
         self.attempts: dict[RoPair, Attempt] = {}
+        self._per_mn: dict[object, int] = {}      # an MN's prefix (or address) -> attempts held
         # what an answer names -> the pair that asked: ("lri", sequence),
         # ("home"/"careof", cookie), ("bu", sequence); at most four per attempt
         self._asked: dict[tuple[str, object], RoPair] = {}
@@ -265,7 +270,7 @@ class RoInitiator:
             if binding.keepalive_interval:
                 attempt.keepalive_at = now + binding.keepalive_interval
             attempt.note(now, "restored from the state file, established until {}", round(binding.expires - now))
-            self.attempts[s.pair] = attempt
+            self._hold(attempt)
             actions.append(RoInstalled(s.pair, s.peer.address, binding.peer_endpoint, binding.expires,
                                        round(binding.expires - now), s.mode, Role.INITIATOR, nat=binding.nat))
         return actions
@@ -276,24 +281,71 @@ class RoInitiator:
         operator's `ro start`, which also cuts a backoff short)."""
         pair = RoPair(local, remote)
         attempt = self.attempts.get(pair)
+        limited = []
         if attempt is not None:
             if attempt.phase is not Phase.BACKOFF or (not operator and now < attempt.retry_at):
                 return []
+        else:
+            limited = self._make_room(pair, mn_prefix, now)
+            if limited and limited[-1].pair == pair:
+                return limited                  # no room, and nothing to push out
         remembered, _ = self._failures.pop(pair, (0, None))
         if attempt is not None:
             self._forget_asked(attempt)
+            self._release(attempt)
         attempt = Attempt(pair, started=now, triggered=now, mn_prefix=mn_prefix,
                           failures=attempt.failures if attempt else remembered)
-        self.attempts[pair] = attempt
-        return self._query(attempt, now)
+        self._hold(attempt)
+        return limited + self._query(attempt, now)
+
+    # --- bounded state (issue 13) ----------------------------------------------------
+    def _hold(self, attempt: Attempt) -> None:
+        self.attempts[attempt.pair] = attempt
+        key = _mn_key(attempt.pair, attempt.mn_prefix)
+        self._per_mn[key] = self._per_mn.get(key, 0) + 1
+
+    def _release(self, attempt: Attempt) -> None:
+        if self.attempts.get(attempt.pair) is attempt:
+            del self.attempts[attempt.pair]
+        key = _mn_key(attempt.pair, attempt.mn_prefix)
+        left = self._per_mn.get(key, 0) - 1
+        if left > 0:
+            self._per_mn[key] = left
+        else:
+            self._per_mn.pop(key, None)
+
+    def held_by(self, local: Address, mn_prefix=None) -> int:
+        return self._per_mn.get(_mn_key(RoPair(local, local), mn_prefix), 0)
+
+    def _make_room(self, pair: RoPair, mn_prefix, now: float) -> list:
+        """Room for one more attempt: [] when there is; else the oldest
+        attempt in backoff (of this MN, at its limit) is forgotten, or, with
+        none to forget, a RoFailed for pair (nothing starts)."""
+        p = self.policy
+        key = _mn_key(pair, mn_prefix)
+        if self._per_mn.get(key, 0) >= p.max_attempts_per_mn:
+            reason, mine = FailReason.ATTEMPT_LIMIT_PER_MN, True
+        elif len(self.attempts) >= p.max_attempts:
+            reason, mine = FailReason.ATTEMPT_LIMIT, False
+        else:
+            return []
+        idle = [a for a in self.attempts.values() if a.phase is Phase.BACKOFF
+                and (not mine or _mn_key(a.pair, a.mn_prefix) == key)]
+        if not idle:
+            return [RoFailed(pair, reason, now + p.retry_interval, p.mode)]
+        oldest = min(idle, key=lambda a: a.started)
+        self._forget_asked(oldest)
+        self._release(oldest)
+        return [RoFailed(oldest.pair, FailReason.PUSHED_OUT, now, oldest.mode, reason.text)]
 
     def stop(self, pair: RoPair, now: float, reason: StopReason = StopReason.STOPPED) -> list:
         """Tear the binding down (operator, MN detach): a deregistration BU
         when the peer still holds state we can authenticate, then remove."""
-        attempt = self.attempts.pop(pair, None)
+        attempt = self.attempts.get(pair)
         self._failures.pop(pair, None)
         if attempt is None:
             return []
+        self._release(attempt)
         self._forget_asked(attempt)
         if not attempt.established:
             return []
@@ -339,7 +391,7 @@ class RoInitiator:
             elif attempt.phase is Phase.BACKOFF and now >= attempt.retry_at:
                 # retry only when the flow asks again (start); forget idle pairs,
                 # but remember their failures as long as the longest backoff
-                del self.attempts[attempt.pair]
+                self._release(attempt)
                 self._forget_asked(attempt)
                 self._failures[attempt.pair] = (attempt.failures, now + self.policy.retry_interval * 16)
         for pair, (_, forget) in list(self._failures.items()):
@@ -752,3 +804,8 @@ class RoInitiator:
         wire.BindingAck: _on_ba,
         wire.BindingError: _on_be,
     }
+
+
+def _mn_key(pair: RoPair, mn_prefix) -> object:
+    """What the per-MN limit counts by: the MN's prefix, else its address."""
+    return mn_prefix if mn_prefix is not None else pair.local
