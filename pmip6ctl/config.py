@@ -465,10 +465,6 @@ class LmaSection:
     # Refresh time (s) in the NAT Detection option: how often a MAG behind a
     # NAT sends keepalives (RFC 5555 §4.1, RFC 5844); below the NAT's UDP timeout.
     nat_keepalive: int = _key(_integer(1, 3600), 20)
-    # RO attempts a MAG holds (any phase), in all and per MN: a new flow past either
-    # limit pushes out the oldest attempt in backoff, or is not optimized (docs/operations.md).
-    max_attempts: int = _key(_integer(1, U32_MAX), 65536)
-    max_attempts_per_mn: int = _key(_integer(1, U32_MAX), 256)
 
     def ro_allowed(self, mn: IPv6Address | IPv4Address, cn: IPv6Address | IPv4Address) -> bool:
         rule = next((r for r in self.ro_policy if r.matches(mn, cn)), None)
@@ -505,6 +501,10 @@ class RoSection:
     mode: str = _key(_choice("rr", "quick"), "rr")
     # As the responder: the refresh time our NAT Detection option asks of an initiator behind a NAT.
     nat_keepalive: int = _key(_integer(1, 3600), 20)
+    # RO attempts a MAG holds (any phase), in all and per MN: a new flow past either
+    # limit pushes out the oldest attempt in backoff, or is not optimized (docs/operations.md).
+    max_attempts: int = _key(_integer(1, U32_MAX), 65536)
+    max_attempts_per_mn: int = _key(_integer(1, U32_MAX), 256)
     # Which pairs may be optimized, for both roles (first match wins; no match: allowed).
     policy: tuple[RoPolicyRule, ...] = _tables(RoPolicyRule)
 
