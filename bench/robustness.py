@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import threading
@@ -37,12 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scapy.layers.inet6 import IPv6  # noqa: E402
 from scapy.packet import Raw  # noqa: E402
 
-from pmip6ctl import netns, wire  # noqa: E402
+from pmip6ctl import wire  # noqa: E402
+from pmip6ctl.lab import probe  # noqa: E402
 from pmip6ctl.lab.demo import attach_mobile_nodes  # noqa: E402
 from pmip6ctl.lab.probe import SteadyPing  # noqa: E402
 from pmip6ctl.lab.runner import Lab, poll  # noqa: E402
 
-IPV6_HDRINCL = 36
 VICTIM = "2001:db8:66::1"
 
 
@@ -71,24 +70,8 @@ def flood(lab: Lab, mn2: str, seconds: float) -> int:
     hoti = wire.HomeTestInit(home_init_cookie=os.urandom(8))
     packet = bytes(IPv6(src=VICTIM, dst=mn2, nh=135) /
                    Raw(wire.encode(hoti, ipaddress.IPv6Address(VICTIM), ipaddress.IPv6Address(mn2))))
-    sent, end, report = 0, time.monotonic() + seconds, time.monotonic() + 10
-    with netns.entered(lab.ns("inet")):
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
-        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_HDRINCL, 1)
-        try:
-            while (now := time.monotonic()) < end:
-                if now >= report:
-                    say(f"flood: {sent} sent, {end - now:.0f} s to go")
-                    report = now + 10
-                for _ in range(200):
-                    try:
-                        sock.sendto(packet, (mn2, 0))
-                        sent += 1
-                    except BlockingIOError:
-                        pass
-        finally:
-            sock.close()
-    return sent
+    return probe.flood(lab.ns("inet"), packet, mn2, seconds,
+                       progress=lambda sent, left: say(f"flood: {sent} sent, {left:.0f} s to go"))
 
 
 def punt_flood(lab: Lab, seconds: float) -> dict:

@@ -1,4 +1,5 @@
-"""A fixed-pace IPv6 echo sender, for measuring handovers.
+"""A fixed-pace IPv6 echo sender, for measuring handovers; and a raw flood
+sender, for the robustness test and bench.
 
 iputils ping cannot keep a pace below 10 ms while replies are missing: with
 replies outstanding it polls up to MININTERVAL (10 ms) before it sends again
@@ -79,3 +80,30 @@ class SteadyPing:
                 identifier, sequence = struct.unpack_from("!HH", message, 4)
                 if identifier == self.identifier:
                     self.replies.add(sequence)
+
+
+IPV6_HDRINCL = 36
+
+
+def flood(namespace: str, packet: bytes, destination: str, seconds: float, progress=None) -> int:
+    """Send one whole IPv6 packet (its source whatever it says) from
+    `namespace` as fast as one thread can, for `seconds`; returns how many
+    went. progress(sent, seconds left) every 10 s."""
+    sent, end, report = 0, time.monotonic() + seconds, time.monotonic() + 10
+    with netns.entered(namespace):
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_HDRINCL, 1)
+        try:
+            while (now := time.monotonic()) < end:
+                if progress is not None and now >= report:
+                    progress(sent, end - now)
+                    report = now + 10
+                for _ in range(200):
+                    try:
+                        sock.sendto(packet, (destination, 0))
+                        sent += 1
+                    except BlockingIOError:
+                        pass
+        finally:
+            sock.close()
+    return sent

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import socket
 import threading
 import time
 import urllib.request
@@ -17,36 +16,16 @@ import pytest
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Raw
 
-from pmip6ctl import netns, wire
+from pmip6ctl import wire
 from pmip6ctl.config import DataplaneSection, SecuritySection
+from pmip6ctl.lab.probe import flood
 
-from ..lab.conftest import IPV6_HDRINCL, binding, counters, delta, ping, signaling
+from ..lab.conftest import binding, counters, delta, ping, signaling
 
 pytestmark = pytest.mark.root
 
 VICTIM = "2001:db8:66::1"          # the forged source: whoever the attacker wants the answers to hit
 FLOOD_SECONDS = 3.0
-
-
-def flood(lab, packet: bytes, dst: str, seconds: float) -> int:
-    """Send packet from outside (the inet namespace) as fast as one thread
-    can, for `seconds`; returns how many went."""
-    sent = 0
-    with netns.entered(lab.ns("inet")):
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
-        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_HDRINCL, 1)
-        try:
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                for _ in range(200):
-                    try:
-                        sock.sendto(packet, (dst, 0))
-                        sent += 1
-                    except BlockingIOError:
-                        pass
-        finally:
-            sock.close()
-    return sent
 
 
 def metrics(lab, node: str) -> str:
@@ -90,7 +69,7 @@ def test_a_hoti_flood_toward_an_mn_is_held_to_the_budget_and_the_mag_keeps_worki
     asker.start()
     started = time.monotonic()
     try:
-        sent = flood(lab, packet, mn2, FLOOD_SECONDS)
+        sent = flood(lab.ns("inet"), packet, mn2, FLOOD_SECONDS)        # from outside
     finally:
         stop.set()
         asker.join(timeout=30)
