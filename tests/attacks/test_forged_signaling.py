@@ -329,6 +329,18 @@ def test_an_unsigned_binding_error_refreshes_and_so_mends_a_peer_that_lost_the_b
     assert len(d.sent(wire.BindingUpdate, origin="mag1")) == refreshes
 
 
+def test_a_refresh_an_unsigned_binding_error_asked_for_retries_after_a_quarter_second():
+    """The peer that lost its state may not serve the CN again yet (it learns
+    the MN from its next packet): the flow is black-holed meanwhile, so the
+    refresh does not wait the routine 1 s before it asks again."""
+    d = ro_domain("quick")
+    d.drop = lambda origin, action: origin == "mag1" and isinstance(getattr(action, "message", None),
+                                                                    wire.BindingUpdate)
+    at = d.now
+    d.post("mag1", d.nodes["mag1"].receive(*carry(Send(wire.BindingError(1, MN), MAG2, MAG1)), at))
+    assert d.nodes["mag1"].initiator.attempts[RoPair(MN, CN)].retransmission.due == at + 0.25
+
+
 @pytest.mark.parametrize("mode", ["rr", "quick"])
 def test_the_peers_signed_binding_error_still_ends_ro_at_once(mode):
     """The CN leaves MAG2 (handover): MAG2's BE, signed, makes MAG1 fall back."""

@@ -40,6 +40,10 @@ EXPIRED_NONCE_STATUSES = {wire.Status.EXPIRED_HOME_NONCE_INDEX, wire.Status.EXPI
 # At most one refresh per pair in this many seconds on an unsigned Binding Error
 # (which ends nothing: docs/security.md), so a stream of them is no amplifier.
 BE_REFRESH_INTERVAL = 10.0
+# That refresh retries sooner than a routine one: the peer that lost its state
+# may not know our MN's correspondent again for a moment (it learns the MN
+# from its next packet), and meanwhile the flow is black-holed (issue 13).
+BE_REFRESH_FIRST_TIMEOUT = 0.25
 
 
 class Phase(enum.StrEnum):
@@ -670,6 +674,9 @@ class RoInitiator:
                 attempt.be_refresh_at = now
                 attempt.note(now, "unsigned BE from {}: refreshing now", arrival.src)
                 actions += self._refresh(attempt, now)
+                attempt.retransmission = Retransmission(initial=BE_REFRESH_FIRST_TIMEOUT,
+                                                        maximum=self.policy.max_timeout)
+                attempt.retransmission.start(now)
         return actions
 
     def _sign_be(self, attempt: Attempt, be: wire.BindingError) -> wire.BindingError:
