@@ -194,13 +194,16 @@ class Daemon:
             self.restore(state)
             log.info("restored state from %s", self.state_path)
         self.tunnels.forget_unused()
-        for function, ifname in self.attachments():
-            self.dataplane.attach(function, ifname)
+        # Events first, then the programs: the first notice of a flow must find
+        # a reader, or the next one waits event_interval_ms (a restart without
+        # state learned its MNs a second late).
         self.intake = EventIntake(self.on_dataplane_event, capacity=self.config.dataplane.event_queue)
         self.intake.bind(self._loop.call_soon_threadsafe, self._loop.call_soon)
         self.dataplane.open_events(self.intake.put, on_lost=self.intake.on_lost)
         poller = threading.Thread(target=self._poll_events, name="perf-events", daemon=True)
         poller.start()
+        for function, ifname in self.attachments():
+            self.dataplane.attach(function, ifname)
 
         control = ControlServer(Path(self.config.control.socket), {
             "status": lambda args: self.status(), "counters": lambda args: self.counters(),

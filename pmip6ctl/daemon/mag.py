@@ -92,7 +92,7 @@ class MagDaemon(Daemon):
         elif isinstance(action, RegistrationRejected):
             log.warning("the LMA rejected %s: %s", action.entry.mn_id, status_label(action.status))
         elif isinstance(action, mag.MobileNodeAttaching):
-            log.info("router solicitation from %s on %s: attaching %s", action.mac, action.link, action.mn_id)
+            log.info("%s from %s on %s: attaching %s", action.by, action.mac, action.link, action.mn_id)
         elif isinstance(action, mag.RouterSolicitationRefused):
             self.metrics.count_message("rs", "in", action.reason)
             log.warning("router solicitation from %s on %s refused: %s%s", action.mac, action.link,

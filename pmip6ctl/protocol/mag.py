@@ -80,10 +80,12 @@ class Advertise(Command):
 
 @dataclass(frozen=True)
 class MobileNodeAttaching(Notification):
-    """A Router Solicitation named an MN that is not registered on that link."""
+    """A Router Solicitation (or, after a restart without state, the MN's
+    traffic) named an MN that is not registered on that link."""
     mn_id: str
     link: str
     mac: str | None
+    by: str = "router solicitation"
 
 
 @dataclass(frozen=True)
@@ -401,7 +403,8 @@ class MagNode(Node):
         identity = self.policy.mn_ids.get(mac.lower())
         if identity is None or identity.nai in self.bul.entries or self.mn_id_for(mac, link) is None:
             return []
-        return self.router_solicitation(link, mac, now)
+        return [dataclasses.replace(a, by="traffic") if isinstance(a, MobileNodeAttaching) else a
+                for a in self.router_solicitation(link, mac, now)]
 
     def missing_binding(self, src: Address, dst: Address, peer: IPv6Address, now: float) -> list:
         """RO-tunnelled traffic from peer for a pair we hold no entry for.

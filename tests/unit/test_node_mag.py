@@ -84,7 +84,7 @@ def test_a_forgotten_mns_traffic_attaches_it_again_as_its_rs_would():
     assert d.call("mag1", "unknown_source", "acc1", MAC3) == []           # a stranger: nothing
     assert d.call("mag1", "unknown_source", "acc2", MAC1) == []           # not its link
     actions = d.call("mag1", "unknown_source", "acc1", MAC1.upper())
-    assert actions[0] == MobileNodeAttaching(MN1_NAI, "acc1", MAC1.upper())
+    assert actions[0] == MobileNodeAttaching(MN1_NAI, "acc1", MAC1.upper(), by="traffic")
     assert isinstance(only(a for a in actions if isinstance(a, Send)).message, BindingUpdate)
     d.run(0.1)
     entry = d.nodes["mag1"].bul.entries[MN1_NAI]
