@@ -465,6 +465,9 @@ class LmaSection:
     # Refresh time (s) in the NAT Detection option: how often a MAG behind a
     # NAT sends keepalives (RFC 5555 §4.1, RFC 5844); below the NAT's UDP timeout.
     nat_keepalive: int = _key(_integer(1, 3600), 20)
+    # MAG queries out to the peer LMAs at once (scenario 2); past it a query gets no
+    # answer and waits for its MAG's retry (docs/operations.md).
+    max_pending_queries: int = _key(_integer(1, U32_MAX), 4096)
 
     def ro_allowed(self, mn: IPv6Address | IPv4Address, cn: IPv6Address | IPv4Address) -> bool:
         rule = next((r for r in self.ro_policy if r.matches(mn, cn)), None)

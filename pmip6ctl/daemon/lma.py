@@ -35,7 +35,7 @@ class LmaDaemon(Daemon):
                 allowed_mags=set(c.lma.allowed_mags) if c.lma.allowed_mags else None,
                 nat_keepalive=c.lma.nat_keepalive),
             ro_allowed=c.lma.ro_allowed,
-            peers=node_keys(c).inter_lma),
+            peers=node_keys(c).inter_lma, max_pending_queries=c.lma.max_pending_queries),
             guard=signaling_guard(c, window=c.lma.timestamp_window))
         self.installed: dict[str, int] = {}      # mn_id -> tunnel id in use
         self.open_signaling(c.addresses.ipv4)
@@ -119,5 +119,11 @@ class LmaDaemon(Daemon):
     def control_handlers(self):
         return {"bindings": lambda args: self.binding_rows()}
 
+    def limits(self) -> dict:
+        queries = self.node.inter_lma
+        return {"peer_queries": {"pending": len(queries.pending), "capacity": queries.max_pending}}
+
     def gauges(self):
         yield ("pmip6_bindings", "Bindings held, by kind", {"kind": "pmip"}, len(self.node.bindings))
+        yield ("pmip6_peer_queries_pending", "RO queries out to the peer LMAs", {}, len(self.node.inter_lma.pending))
+        yield ("pmip6_peer_queries_capacity", "lma.max_pending_queries", {}, self.node.inter_lma.max_pending)

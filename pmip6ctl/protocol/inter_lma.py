@@ -32,6 +32,7 @@ from .vocabulary import RelayOutcome
 Address = IPv6Address | IPv4Address
 
 QUERY_TIMEOUT = 1.0        # how long the asking MAG waits for the peers, at most
+MAX_PENDING = 4096         # MAG queries waiting for the peers at once; past it, a query waits for its MAG's retry
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class InterLmaQuery:
     # random after every start: answers are tied to the question by it (and by the Timestamp)
     _sequence: itertools.count = field(default_factory=lambda: itertools.count(int.from_bytes(os.urandom(2), "big")))
     stamper: Stamper = field(default_factory=Stamper)
+    max_pending: int = MAX_PENDING
 
     # --- a MAG asked about a CN we do not anchor -------------------------------------------
     def ask_peers(self, lri: wire.LocalizedRoutingInitiation, arrival: Arrival, now: float) -> list | None:
@@ -82,6 +84,9 @@ class InterLmaQuery:
         self.cache.pop(cn, None)
         if not self.peers or cn is None:
             return None
+        if len(self.pending) >= self.max_pending:
+            # bounded state (issue 13): no LRIs, no answer; the MAG asks again after 1 s
+            return [Relayed(cn, RelayOutcome.PENDING_LIMIT)]
         query = PendingQuery(lri, arrival, cn, {}, now + QUERY_TIMEOUT)
         actions = []
         for peer, key in self.peers.items():

@@ -29,7 +29,7 @@ from ..transport import PMIP6_UDP_PORT, Arrival, Encap, Tunnel
 from .binding_cache import BindingCache, BindingCacheEntry, BindingRemoved, BindingUpdated, LmaPolicy
 from .auth import AuthFailure, SignalingGuard, SignalingRefused
 from .common import Stamper, earliest
-from .inter_lma import InterLmaQuery, Relayed
+from .inter_lma import MAX_PENDING, InterLmaQuery, Relayed
 from .node import Node, StateChanged, with_state_change
 from .ro_query import answer_lri
 from .vocabulary import QueryOutcome, RelayOutcome, message_kind
@@ -77,6 +77,7 @@ class LmaNodePolicy:
     binding_cache: LmaPolicy
     ro_allowed: Callable[[Address, Address], bool] = lambda mn, cn: True    # [[lma.ro_policy]]
     peers: Mapping[IPv6Address, PeerKey] = field(default_factory=dict)      # peer LMAs (scenario 2)
+    max_pending_queries: int = MAX_PENDING                                 # [lma] max_pending_queries
 
 
 class LmaNode(Node):
@@ -87,7 +88,8 @@ class LmaNode(Node):
         self.guard = guard
         self.cache = BindingCache(policy.binding_cache, stamper=guard.stamper if guard else None)
         self.inter_lma = InterLmaQuery(policy.binding_cache.address, dict(policy.peers),
-                                       stamper=guard.stamper if guard else Stamper())
+                                       stamper=guard.stamper if guard else Stamper(),
+                                       max_pending=policy.max_pending_queries)
         # each serving MAG's proxy CoA -> (MN -> tunnel) of the bindings through it
         self._through_mag: dict[IPv6Address, dict[str, Tunnel]] = {}
         self._mag_routes: dict[IPv6Address, Tunnel] = {}
@@ -138,6 +140,8 @@ class LmaNode(Node):
         if outcome is QueryOutcome.CN_NOT_ANCHORED:
             relayed = self.inter_lma.ask_peers(lri, arrival, now)
             if relayed is not None:
+                if any(isinstance(r, Relayed) and r.outcome is RelayOutcome.PENDING_LIMIT for r in relayed):
+                    return [QueryAnswered(arrival.src, RelayOutcome.PENDING_LIMIT)]
                 return [QueryAnswered(arrival.src, RelayOutcome.ASKING_PEERS)] + relayed
         return self._sealed([QueryAnswered(arrival.src, outcome)] + ([send] if send else []), now)
 

@@ -225,6 +225,7 @@ class QueryOutcome(_Described):
 class RelayOutcome(_Described):
     """How an inter-LMA query was settled (scenario 2, docs/protocol.md §8)."""
     ASKING_PEERS = "asking_peers"
+    PENDING_LIMIT = "pending_limit"       # too many queries out to the peers: this one waits for its retry
     ANSWERED_BY_PEER = "answered_by_peer"
     ANSWERED_FROM_CACHE = "answered_from_cache"
     NO_PEER_ANCHORS_IT = "no_peer_anchors_it"

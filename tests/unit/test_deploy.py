@@ -45,6 +45,7 @@ METRICS = frozenset({
     "pmip6_dataplane_events_total", "pmip6_dataplane_events_dropped_total", "pmip6_log_lines_suppressed_total",
     "pmip6_event_queue_depth", "pmip6_event_queue_capacity",
     "pmip6_ro_attempts_held", "pmip6_ro_attempts_capacity",
+    "pmip6_peer_queries_pending", "pmip6_peer_queries_capacity",
 })
 PROCESS_METRIC = re.compile(r"process_[a-z_]+")
 DATASOURCE_UIDS = {"${DS_PROMETHEUS}", "$DS_PROMETHEUS", "prometheus"}

@@ -162,6 +162,20 @@ def test_a_query_for_a_cn_anchored_nowhere_here_goes_on_to_the_peer_lmas():
     assert (asked.src, asked.dst) == (LMA, LMA2) and PEER_KEY.verify(asked.message, LMA, LMA2)
 
 
+def test_queries_out_to_the_peers_are_bounded_and_one_past_the_limit_waits_for_its_retry():
+    node = lma_node(MN_AT_MAG1, CN_AT_MAG2, peers={LMA2: PEER_KEY})
+    node.inter_lma.max_pending = 2
+    outcomes = []
+    for n in range(3):
+        actions = node.receive(*carry(Send(lri(IPv6Address(f"2001:db8:300::{n + 1}"), sequence=n), MAG1, LMA)), T0)
+        outcomes.append((actions[0].outcome, len(of_type(actions, Send))))
+    assert outcomes == [(RelayOutcome.ASKING_PEERS, 1), (RelayOutcome.ASKING_PEERS, 1),
+                        (RelayOutcome.PENDING_LIMIT, 0)]         # no LRI out, no answer: the MAG asks again
+    node.on_timer(T0 + 1.5)                                     # the two time out (129 to the MAG)
+    actions = node.receive(*carry(Send(lri(IPv6Address("2001:db8:300::3"), sequence=9), MAG1, LMA)), T0 + 1.5)
+    assert actions[0].outcome is RelayOutcome.ASKING_PEERS
+
+
 def test_a_peer_lmas_query_is_answered_from_the_binding_cache_and_a_move_tells_the_peer():
     node = lma_node(MN_AT_MAG1, peers={LMA2: PEER_KEY})
     asked = PEER_KEY.sign(lri(MN), LMA2, LMA)
