@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
-from ... import wire
+from ... import security, wire
 from ...actions import Command, Notification
+from ...security import PeerKey
 from ...transport import UdpEndpoint
 from ..vocabulary import FailReason, Mode, RejectReason, Role, StopReason
 
@@ -32,6 +33,31 @@ def no_binding_error(mn_address: Address) -> wire.BindingError:
     """RFC 6275 §9.3.3: no binding for this home address (status 1)."""
     return wire.BindingError(status=wire.BindingErrorStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS_DESTINATION_OPTION,
                              home_address=mapped(mn_address))
+
+
+@dataclass(frozen=True)
+class BindingErrorKey:
+    """What signs and checks a pair's Binding Errors (docs/security.md): the
+    quick-mode key shared with the peer, else the Kbm of the BU the pair
+    runs on, which covers (care-of address = the initiator, correspondent =
+    the responder) as the BA does (RFC 6275 §9.5.4). Neither: unsigned."""
+    quick: PeerKey | None
+    kbm: bytes | None
+    careof: IPv6Address
+    correspondent: IPv6Address
+
+    def sign(self, be: wire.BindingError, src: IPv6Address, dst: IPv6Address) -> wire.BindingError:
+        if self.quick is not None:
+            return self.quick.sign(be, src, dst)
+        if self.kbm is not None:
+            return security.sign_binding_update(be, self.kbm, self.careof, self.correspondent)
+        return be
+
+    def verify(self, be: wire.BindingError, src: IPv6Address, dst: IPv6Address) -> bool:
+        if self.quick is not None:
+            return self.quick.verify(be, src, dst)
+        return self.kbm is not None and security.verify_binding_authorization(be, self.kbm, self.careof,
+                                                                               self.correspondent)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ from ...security import PeerKey
 from ...transport import Arrival, Send, SendHomePath, UdpEndpoint
 from ..common import Retransmission, Stamper, earliest
 from ..vocabulary import FailReason, Mode, RejectReason, Role, StopReason, status_label
-from .actions import Address, RoFailed, RoInstalled, RoPair, RoRejected, RoRemoved, mapped, no_binding_error
+from .actions import (Address, BindingErrorKey, RoFailed, RoInstalled, RoPair, RoRejected, RoRemoved, mapped,
+                      no_binding_error)
 
 RO_ACCEPTED_BELOW = 128                  # BA status < 128: accepted (RFC 6275 §6.1.8)
 EXPIRED_NONCE_STATUSES = {wire.Status.EXPIRED_HOME_NONCE_INDEX, wire.Status.EXPIRED_CAREOF_NONCE_INDEX,
@@ -679,20 +680,17 @@ class RoInitiator:
                 attempt.retransmission.start(now)
         return actions
 
-    def _sign_be(self, attempt: Attempt, be: wire.BindingError) -> wire.BindingError:
+    def _be_key(self, attempt: Attempt) -> BindingErrorKey:
         p, peer = self.policy, attempt.peer.address
-        if attempt.mode is Mode.QUICK and peer in p.peer_keys:
-            return p.peer_keys[peer].sign(be, p.proxy_coa, peer)
-        if attempt.binding is not None and attempt.binding.kbm is not None:   # care-of = us, correspondent = peer
-            return security.sign_binding_update(be, attempt.binding.kbm, p.proxy_coa, peer)
-        return be
+        return BindingErrorKey(quick=p.peer_keys.get(peer) if attempt.mode is Mode.QUICK else None,
+                               kbm=attempt.binding.kbm if attempt.binding is not None else None,
+                               careof=p.proxy_coa, correspondent=peer)
+
+    def _sign_be(self, attempt: Attempt, be: wire.BindingError) -> wire.BindingError:
+        return self._be_key(attempt).sign(be, self.policy.proxy_coa, attempt.peer.address)
 
     def _be_authentic(self, attempt: Attempt, be: wire.BindingError) -> bool:
-        p, peer = self.policy, attempt.peer.address
-        if attempt.mode is Mode.QUICK and peer in p.peer_keys:
-            return p.peer_keys[peer].verify(be, peer, p.proxy_coa)
-        kbm = attempt.binding.kbm if attempt.binding is not None else None
-        return kbm is not None and security.verify_binding_authorization(be, kbm, p.proxy_coa, peer)
+        return self._be_key(attempt).verify(be, attempt.peer.address, self.policy.proxy_coa)
 
     # --- refresh, retransmission, failure --------------------------------------------------------
     def _refresh(self, attempt: Attempt, now: float) -> list:

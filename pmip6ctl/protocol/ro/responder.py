@@ -17,8 +17,8 @@ from ...security import PeerKey
 from ...transport import Arrival, Send, SendHomePath, UdpEndpoint
 from ..common import earliest
 from ..vocabulary import Mode, RejectReason, Role, StopReason, status_label
-from .actions import (Address, RoInstalled, RoPair, RoRejected, RoRemoved, RoSendOnlyOnceHeard, mapped, no_binding_error,
-                      unmapped)
+from .actions import (Address, BindingErrorKey, RoInstalled, RoPair, RoRejected, RoRemoved, RoSendOnlyOnceHeard,
+                      mapped, no_binding_error, unmapped)
 from .initiator import RO_ACCEPTED_BELOW
 
 
@@ -132,20 +132,15 @@ class RoResponder:
             be = self._sign_be(be, binding)
         return Send(be, self.policy.address, peer)
 
+    def _be_key(self, binding: ResponderBinding) -> BindingErrorKey:
+        return BindingErrorKey(quick=self.policy.peer_keys.get(binding.peer) if binding.mode is Mode.QUICK else None,
+                               kbm=binding.kbm, careof=binding.peer, correspondent=self.policy.address)
+
     def _sign_be(self, be: wire.BindingError, binding: ResponderBinding) -> wire.BindingError:
-        key = self.policy.peer_keys.get(binding.peer)
-        if binding.mode is Mode.QUICK and key is not None:
-            return key.sign(be, self.policy.address, binding.peer)
-        if binding.kbm is not None:        # as the BA: care-of = MAG1, correspondent = us
-            return security.sign_binding_update(be, binding.kbm, binding.peer, self.policy.address)
-        return be
+        return self._be_key(binding).sign(be, self.policy.address, binding.peer)
 
     def _be_authentic(self, be: wire.BindingError, binding: ResponderBinding, arrival: Arrival) -> bool:
-        key = self.policy.peer_keys.get(binding.peer)
-        if binding.mode is Mode.QUICK and key is not None:
-            return key.verify(be, binding.peer, arrival.dst)
-        return binding.kbm is not None and security.verify_binding_authorization(
-            be, binding.kbm, binding.peer, self.policy.address)
+        return self._be_key(binding).verify(be, binding.peer, arrival.dst)
 
     # --- return routability (RFC 6275 §9.4) ------------------------------------------
     def _on_hoti(self, hoti: wire.HomeTestInit, arrival: Arrival, now: float) -> list:
