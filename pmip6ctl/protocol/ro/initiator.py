@@ -291,9 +291,9 @@ class RoInitiator:
             if attempt.phase is not Phase.BACKOFF or (not operator and now < attempt.retry_at):
                 return []
         else:
-            limited = self._make_room(pair, mn_prefix, now)
-            if limited and limited[-1].pair == pair:
-                return limited                  # no room, and nothing to push out
+            limited, room = self._make_room(pair, mn_prefix, now)
+            if not room:
+                return limited
         remembered, _ = self._failures.pop(pair, (0, None))
         if attempt is not None:
             self._forget_asked(attempt)
@@ -306,13 +306,13 @@ class RoInitiator:
     # --- bounded state (issue 13) ----------------------------------------------------
     def _hold(self, attempt: Attempt) -> None:
         self.attempts[attempt.pair] = attempt
-        key = _mn_key(attempt.pair, attempt.mn_prefix)
+        key = _mn_key(attempt.pair.local, attempt.mn_prefix)
         self._per_mn[key] = self._per_mn.get(key, 0) + 1
 
     def _release(self, attempt: Attempt) -> None:
         if self.attempts.get(attempt.pair) is attempt:
             del self.attempts[attempt.pair]
-        key = _mn_key(attempt.pair, attempt.mn_prefix)
+        key = _mn_key(attempt.pair.local, attempt.mn_prefix)
         left = self._per_mn.get(key, 0) - 1
         if left > 0:
             self._per_mn[key] = left
@@ -320,28 +320,28 @@ class RoInitiator:
             self._per_mn.pop(key, None)
 
     def held_by(self, local: Address, mn_prefix=None) -> int:
-        return self._per_mn.get(_mn_key(RoPair(local, local), mn_prefix), 0)
+        return self._per_mn.get(_mn_key(local, mn_prefix), 0)
 
-    def _make_room(self, pair: RoPair, mn_prefix, now: float) -> list:
-        """Room for one more attempt: [] when there is; else the oldest
-        attempt in backoff (of this MN, at its limit) is forgotten, or, with
-        none to forget, a RoFailed for pair (nothing starts)."""
+    def _make_room(self, pair: RoPair, mn_prefix, now: float) -> tuple[list, bool]:
+        """Room for one more attempt, and what making it took: none needed;
+        else the oldest attempt in backoff (of this MN, at its limit) is
+        forgotten; with none to forget, no room (a RoFailed for pair)."""
         p = self.policy
-        key = _mn_key(pair, mn_prefix)
+        key = _mn_key(pair.local, mn_prefix)
         if self._per_mn.get(key, 0) >= p.max_attempts_per_mn:
             reason, mine = FailReason.ATTEMPT_LIMIT_PER_MN, True
         elif len(self.attempts) >= p.max_attempts:
             reason, mine = FailReason.ATTEMPT_LIMIT, False
         else:
-            return []
+            return [], True
         idle = [a for a in self.attempts.values() if a.phase is Phase.BACKOFF
-                and (not mine or _mn_key(a.pair, a.mn_prefix) == key)]
+                and (not mine or _mn_key(a.pair.local, a.mn_prefix) == key)]
         if not idle:
-            return [RoFailed(pair, reason, now + p.retry_interval, p.mode)]
+            return [RoFailed(pair, reason, now + p.retry_interval, p.mode)], False
         oldest = min(idle, key=lambda a: a.started)
         self._forget_asked(oldest)
         self._release(oldest)
-        return [RoFailed(oldest.pair, FailReason.PUSHED_OUT, now, oldest.mode, reason.text)]
+        return [RoFailed(oldest.pair, FailReason.PUSHED_OUT, now, oldest.mode, reason.text)], True
 
     def stop(self, pair: RoPair, now: float, reason: StopReason = StopReason.STOPPED) -> list:
         """Tear the binding down (operator, MN detach): a deregistration BU
@@ -675,9 +675,7 @@ class RoInitiator:
                 attempt.be_refresh_at = now
                 attempt.note(now, "unsigned BE from {}: refreshing now", arrival.src)
                 actions += self._refresh(attempt, now)
-                attempt.retransmission = Retransmission(initial=BE_REFRESH_FIRST_TIMEOUT,
-                                                        maximum=self.policy.max_timeout)
-                attempt.retransmission.start(now)
+                attempt.retransmission = self._retransmission(now, initial=BE_REFRESH_FIRST_TIMEOUT)
         return actions
 
     def _be_key(self, attempt: Attempt) -> BindingErrorKey:
@@ -754,8 +752,9 @@ class RoInitiator:
         return (tokens is not None and tokens.home_token is not None and tokens.complete_at is not None
                 and now - tokens.complete_at < security.MAX_TOKEN_LIFETIME)
 
-    def _retransmission(self, now: float) -> Retransmission:
-        r = Retransmission(initial=self.policy.initial_timeout, maximum=self.policy.max_timeout)
+    def _retransmission(self, now: float, initial: float | None = None) -> Retransmission:
+        r = Retransmission(initial=self.policy.initial_timeout if initial is None else initial,
+                           maximum=self.policy.max_timeout)
         r.start(now)
         return r
 
@@ -811,6 +810,6 @@ class RoInitiator:
     }
 
 
-def _mn_key(pair: RoPair, mn_prefix) -> object:
+def _mn_key(local: Address, mn_prefix) -> object:
     """What the per-MN limit counts by: the MN's prefix, else its address."""
-    return mn_prefix if mn_prefix is not None else pair.local
+    return mn_prefix if mn_prefix is not None else local
