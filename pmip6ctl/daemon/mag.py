@@ -299,4 +299,3 @@ class MagDaemon(Daemon):
         for state, n in states.items():
             yield ("pmip6_mobile_nodes", "Mobile nodes in the binding update list, by state", {"state": state}, n)
         yield ("pmip6_bindings", "Bindings held, by kind", {"kind": "pmip"}, states.get("registered", 0))
-

@@ -15,8 +15,8 @@ from typing import Callable
 
 from .. import wire
 from ..transport import Arrival
-from .node import Node, with_state_change
-from .ro import Address, ResponderPolicy, RoInstalled, RoPair, RoRemoved, RoResponder
+from .node import Node, saved_on_ro_change
+from .ro import Address, ResponderPolicy, RoPair, RoResponder
 from .vocabulary import StopReason
 
 
@@ -44,7 +44,7 @@ class CnNode(Node):
         return address in (self.policy.address, self.policy.ipv4_address)
 
     def _to_responder(self, msg, arrival: Arrival, now: float) -> list:
-        return saved_on_change(self.responder.receive(msg, arrival, now))
+        return saved_on_ro_change(self.responder.receive(msg, arrival, now))
 
     _HANDLERS = {
         wire.HomeTestInit: _to_responder,
@@ -59,10 +59,10 @@ class CnNode(Node):
         return self.limited([self.responder.binding_error(src, peer)], now)
 
     def stop_ro(self, pair: RoPair, now: float) -> list:
-        return saved_on_change(self.responder.remove(pair, StopReason.STOPPED))
+        return saved_on_ro_change(self.responder.remove(pair, StopReason.STOPPED))
 
     def on_timer(self, now: float) -> list:
-        return saved_on_change(self.responder.on_timer(now))
+        return saved_on_ro_change(self.responder.on_timer(now))
 
     def ro_snapshot(self) -> dict:
         return {"responder": self.responder.snapshot()}
@@ -72,8 +72,3 @@ class CnNode(Node):
 
     def next_deadline(self) -> float | None:
         return self.responder.next_deadline()
-
-
-def saved_on_change(actions: list) -> list:
-    """The state file keeps the RO pairs: saved whenever one comes or goes."""
-    return with_state_change(actions) if any(isinstance(a, (RoInstalled, RoRemoved)) for a in actions) else actions

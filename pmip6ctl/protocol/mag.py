@@ -37,9 +37,9 @@ from .binding_update_list import (BindingState, BindingUpdateList, BindingUpdate
 from .auth import SignalingGuard
 from .common import Stamper, earliest
 from .index import PrefixIndex
-from .node import Node, NodeError, NotSent, with_state_change
-from .ro import (Address, InitiatorPolicy, ResponderPolicy, RoInitiator, RoInstalled, RoPair, RoRejected,
-                 RoRemoved, RoResponder, no_binding_error)
+from .node import Node, NodeError, NotSent, saved_on_ro_change, with_state_change
+from .ro import (Address, InitiatorPolicy, ResponderPolicy, RoInitiator, RoPair, RoRejected, RoResponder,
+                 no_binding_error)
 from .vocabulary import Mode, RejectReason, StopReason, acknowledges_route_optimization, message_kind
 
 
@@ -521,9 +521,7 @@ class MagNode(Node):
                     continue
                 action = dataclasses.replace(action, tunnel=self.lma_tunnel(entry))
             out.append(action)
-        if any(isinstance(a, (RoInstalled, RoRemoved)) for a in out):
-            out = with_state_change(out)    # the state file keeps the RO pairs (ro_snapshot)
-        return self._sealed(out, now)
+        return self._sealed(saved_on_ro_change(out), now)
 
     # --- NAT keepalive toward the LMA --------------------------------------------------------------
     def _nat_refresh(self) -> int | None:

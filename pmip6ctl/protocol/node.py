@@ -19,6 +19,7 @@ from .. import wire
 from ..actions import Command, Notification
 from ..transport import Arrival, Send, SendHomePath
 from .limits import ANSWERS_TO_STRANGERS, PrefixRateLimiter
+from .ro.actions import RoInstalled, RoRemoved
 from .auth import GUARDED, KeyChanges, NodeKeys, SignalingGuard, SignalingRefused, is_request, rekeyed
 from .vocabulary import MessageKind, message_kind
 
@@ -38,6 +39,12 @@ def with_state_change(actions: list) -> list:
     """actions with StateChanged before the first message they send."""
     first = next((i for i, a in enumerate(actions) if isinstance(a, (Send, SendHomePath))), len(actions))
     return actions[:first] + [StateChanged()] + actions[first:]
+
+
+def saved_on_ro_change(actions: list) -> list:
+    """actions, with StateChanged when an RO pair comes or goes: the state
+    file keeps the RO pairs (a restart takes them back)."""
+    return with_state_change(actions) if any(isinstance(a, (RoInstalled, RoRemoved)) for a in actions) else actions
 
 
 @dataclass(frozen=True)
