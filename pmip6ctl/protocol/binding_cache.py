@@ -186,7 +186,7 @@ class BindingCache:
             self._unindex(entry, self._departed)
         expired = self._delete_expired(self.bindings, now)
         for entry in expired:
-            self._unindex(entry)
+            self._unindex(entry, self._by_address)
         actions = [BindingRemoved(entry) for entry in expired]
         for move in [m for m in self.pending.values() if m.due <= now]:
             if move.retries < len(REVOCATION_RETRIES):
@@ -336,7 +336,7 @@ class BindingCache:
             # that the MAG stops retransmitting.
             return answer
         del self.bindings[mn_id]
-        self._unindex(entry)
+        self._unindex(entry, self._by_address)
         self._deregistered[mn_id] = replace(
             entry, lifetime=0, expires=now + self.policy.min_delay_before_bce_delete,
             sequence=msg.sequence, timestamp=_accepted_timestamp(msg, entry))
@@ -415,7 +415,7 @@ class BindingCache:
     def _bind(self, entry: BindingCacheEntry) -> None:
         known = self.bindings.get(entry.mn_id)
         if known is not None:
-            self._unindex(known)
+            self._unindex(known, self._by_address)
         self.bindings[entry.mn_id] = entry
         self._index(entry, self._by_address)
 
@@ -425,8 +425,8 @@ class BindingCache:
         if entry.ipv4_hoa is not None:
             index.add(entry.ipv4_hoa, entry.mn_id)
 
-    def _unindex(self, entry: BindingCacheEntry, index: PrefixIndex[str] | None = None) -> None:
-        index = self._by_address if index is None else index
+    @staticmethod
+    def _unindex(entry: BindingCacheEntry, index: PrefixIndex[str]) -> None:
         index.remove(entry.hnp, entry.mn_id)
         if entry.ipv4_hoa is not None:
             index.remove(entry.ipv4_hoa, entry.mn_id)
