@@ -134,19 +134,16 @@ def keygen(path, force):
     """Write a new 32-octet key, in hex, to PATH, readable by its owner only.
 
     Both ends of a [[peers]] pair name a copy of the same file (docs/security.md)."""
-    import os
     from pathlib import Path
 
+    from .io.files import write_private
     from .security import new_peer_key
 
     target = Path(path)
     if target.exists() and not force:
         raise click.ClickException(f"{path} exists: --force replaces it (both ends must then get the new key)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        os.fchmod(f.fileno(), 0o600)
-        f.write(new_peer_key().hex() + "\n")
+    write_private(target, new_peer_key().hex() + "\n")
     click.echo(f"{path}: a new key (mode 0600)")
 
 

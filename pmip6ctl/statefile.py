@@ -17,6 +17,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from .io.files import write_private
+
 _IP_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address, ipaddress.IPv4Network, ipaddress.IPv6Network)
 
 
@@ -78,10 +80,7 @@ def save(path: Path, state: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     # readable by root only: it holds the RO pairs' Kbm, which sign their Binding Errors
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(to_jsonable(state), indent=1))
-    os.chmod(tmp, 0o600)
+    write_private(tmp, json.dumps(to_jsonable(state), indent=1))
     os.replace(tmp, path)
 
 

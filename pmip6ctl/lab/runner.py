@@ -21,6 +21,7 @@ from typing import Callable
 
 from .. import netns
 from ..io.control import CommandError, ControlClient
+from ..io.files import write_private
 from . import topology as t
 from .configs import lab_configs, lab_keys
 from .netlab import LabError, NetLab, _run, list_namespaces
@@ -249,9 +250,7 @@ class Lab:
         for name, key in lab_keys().items():            # readable by root only, as the daemons demand
             path = self.lab_dir / name
             path.parent.mkdir(mode=0o700, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(key + "\n")
+            write_private(path, key + "\n")
 
     # --- daemons ------------------------------------------------------------------------
     def start_daemon(self, node: str) -> None:

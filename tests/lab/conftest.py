@@ -13,6 +13,7 @@ from scapy.layers.inet6 import IPv6
 
 from pmip6ctl import netns, wire
 from pmip6ctl.lab import topology as t
+from pmip6ctl.lab.probe import IPV6_HDRINCL
 from pmip6ctl.lab.runner import poll
 
 
@@ -50,7 +51,6 @@ def signaling(lab, node: str) -> dict[tuple[str, str, str], int]:
     return {(r["type"], r["direction"], r["result"]): r["count"] for r in lab.client(node).call("signaling")}
 
 
-IPV6_HDRINCL = 36
 
 
 def send_ipv6(lab, ns: str, packet) -> None:
