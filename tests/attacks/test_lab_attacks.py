@@ -11,6 +11,7 @@ import socket
 import time
 
 import pytest
+from scapy.layers.inet import UDP
 from scapy.layers.inet6 import ICMPv6ND_RS, ICMPv6NDOptSrcLLAddr, IPv6
 from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
@@ -109,25 +110,39 @@ def test_attack_3_a_pbu_from_an_access_link_never_leaves_the_mag(lab):
     still_served(lab)
 
 
-def test_attack_4_an_rs_with_mn1s_mac_at_mag3_does_not_steal_mn1s_binding(lab):
-    """MN1's second interface comes up at MAG3 and solicits with MN1's MAC in
-    its SLLA option: MAG3 may list MN1 (it moves there), so MAG3 registers
-    it; the LMA asks MAG1 first (RFC 5846), MAG1 still sees MN1 on a live
-    link and says so, and the binding stays."""
+def forged_frames(kind: str) -> bytes:
+    """What claims MN1 on MAG3's link: an RS naming MN1's MAC in its SLLA
+    option, or (issue 13) traffic from MN1's MAC with a source MAG3 does not
+    hold, which a MAG back without its state takes as the MN's return."""
+    if kind == "rs":
+        return bytes(Ether(src=t.SECOND_MACS["mn1"], dst="33:33:00:00:00:02")
+                     / IPv6(src="fe80::6666", dst="ff02::2", hlim=255)
+                     / ICMPv6ND_RS() / ICMPv6NDOptSrcLLAddr(lladdr=t.MN_MACS["mn1"]))
+    return bytes(Ether(src=t.MN_MACS["mn1"], dst="ff:ff:ff:ff:ff:ff")
+                 / IPv6(src="2001:db8:100::6666", dst=t.CN6) / UDP(sport=6666, dport=6666) / Raw(b"mine now"))
+
+
+@pytest.mark.parametrize("kind", ["rs", "traffic"], ids=["an RS", "traffic"])
+def test_attack_4_mn1s_mac_at_mag3_does_not_steal_mn1s_binding(lab, kind):
+    """MN1's second interface comes up at MAG3 and claims MN1's MAC: MAG3 may
+    list MN1 (it moves there), so MAG3 registers it; the LMA asks MAG1 first
+    (RFC 5846), MAG1 still sees MN1 on a live link and says so, and the
+    binding stays."""
     lma_before = signaling(lab, "lma")
     lab.net.ip("mn1", "link set eth1 up")
     try:
-        rs = (Ether(src=t.SECOND_MACS["mn1"], dst="33:33:00:00:00:02") / IPv6(src="fe80::6666", dst="ff02::2", hlim=255)
-              / ICMPv6ND_RS() / ICMPv6NDOptSrcLLAddr(lladdr=t.MN_MACS["mn1"]))
+        rs = forged_frames(kind)
         with netns.entered(lab.ns("mn1")):
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
             sock.bind(("eth1", 0))
             try:
-                sock.send(bytes(rs))
+                sock.send(rs)
             finally:
                 sock.close()
         wait_for(lambda: grew(lma_before, signaling(lab, "lma"), ("pbu", "in", "mn_attached_elsewhere")),
                  what="the LMA to refuse MAG3's claim")
+        if kind == "traffic":                                         # XDP dropped it and told MAG3
+            assert counters(lab, "mag3").get(("mag_access", "drop_unknown_source"), 0) >= 1
         assert all(b["mn_id"] != "mn1@lab.example" or b["state"] != "registered"
                    for b in lab.client("mag3").call("bindings"))                      # MAG3 got no binding
         still_served(lab)
