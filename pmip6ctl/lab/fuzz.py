@@ -23,14 +23,21 @@ reproduced from the seed and the index it prints.
 from __future__ import annotations
 
 import random
+import socket
+import struct
+import time
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import Callable
 
 from .. import wire
-from ..wire.checksum import CHECKSUM_OFFSET, mh_checksum
+from ..io.signaling import ipv6_packet
+from ..transport import PMIP6_UDP_PORT
+from ..wire.checksum import CHECKSUM_OFFSET, internet_checksum, mh_checksum
 from ..wire.messages import FIXED_OFFSET
 from ..wire.options import PAD1, PADN, encode_options, iter_tlv
+from . import configs, topology as t
+from .probe import RawSender
 
 MAX_OCTETS = 1280 - 40 - 28        # fits any path: IPv6 minimum MTU, minus IPv6, IPv4 and UDP headers
 MMA_SUBTYPE = 255                  # security.py: HMAC-SHA256 under the peer's SPI
@@ -430,10 +437,152 @@ def option_classes_without_builder() -> list[type]:
     return [cls for cls in _known_option_classes() if cls not in _option_builders(d)]
 
 
-@dataclass
-class Tally:
-    """How many mutants of each first mutation, and how they fared."""
-    by_outcome: dict[str, int] = field(default_factory=dict)
+# --- against the running daemons of the lab ---------------------------------------------------------------
 
-    def add(self, outcome: str) -> None:
-        self.by_outcome[outcome] = self.by_outcome.get(outcome, 0) + 1
+TARGETS = ("lma", "mag1", "cn")
+TRANSPORTS = ("ipv6", "udp4", "raw4")      # IPv6/MH; IPv4/UDP 5436/IPv6/MH (RFC 5844); IPv4 proto 41/IPv6/MH
+SPOOFED_PEER = {"lma": "mag1", "mag1": "lma", "cn": "mag1"}    # whose source a third of the mutants claim
+
+
+def ipv4_packet(src: IPv4Address, dst: IPv4Address, protocol: int, payload: bytes, ttl: int = 64) -> bytes:
+    header = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0, ttl, protocol, 0,
+                                   src.packed, dst.packed))
+    header[10:12] = internet_checksum(bytes(header)).to_bytes(2, "big")
+    return bytes(header) + payload
+
+
+def carried(transport: str, mh: bytes, src6: IPv6Address, dst6: IPv6Address, src4: IPv4Address,
+            dst4: IPv4Address, sport: int = PMIP6_UDP_PORT) -> tuple[bytes, str]:
+    """The whole packet for a Mobility Header over `transport`, and where to send it."""
+    inner = ipv6_packet(src6, dst6, mh)
+    if transport == "ipv6":
+        return inner, str(dst6)
+    if transport == "udp4":
+        udp = struct.pack("!HHHH", sport, PMIP6_UDP_PORT, 8 + len(inner), 0) + inner   # checksum 0: none (IPv4)
+        return ipv4_packet(src4, dst4, socket.IPPROTO_UDP, udp), str(dst4)
+    return ipv4_packet(src4, dst4, 41, inner), str(dst4)
+
+
+def lab_hints(lab, now: float) -> Hints:
+    """The lab's addresses, prefixes, NAIs and SPIs (pmip6ctl/lab/topology.py, configs.py)."""
+    mns = getattr(lab, "mns", {}) or {}
+    addresses6 = [IPv6Address(t.address6(n)) for n in t.DAEMONS] + [IPv6Address(t.CN6), IPv6Address(t.DENIED_CN)]
+    addresses6 += [IPv6Address(mn["ipv6"]) for mn in mns.values() if mn.get("ipv6")]
+    addresses4 = [IPv4Address(t.address4(n)) for n in t.DAEMONS] + [IPv4Address(t.CN4)]
+    addresses4 += [IPv4Address(mn["ipv4"]) for mn in mns.values() if mn.get("ipv4")]
+    prefixes = [IPv6Network(f"{mn['ipv6']}/64", strict=False) for mn in mns.values() if mn.get("ipv6")]
+    prefixes += [IPv6Network(t.HNP_POOL)]
+    nais = [f"{mn}@lab.example" for mn in t.HOME_MAG] + list(t.SECOND_NAIS.values())
+    spis = [configs.pair_key(a, b, tag)[1] for a, b, tag in (("lma", "mag1", "signaling"), ("lma", "mag2", "signaling"),
+                                                             ("mag1", "mag2", "quick-mode"), ("lma", "lma2", "inter-lma"))]
+    return Hints(tuple(addresses6), tuple(addresses4), tuple(prefixes), tuple(nais), tuple(spis), now)
+
+
+def messages_in(rows: list[dict]) -> dict[tuple[str, str], int]:
+    """A daemon's `signaling` rows of what came in: (type, result) -> count."""
+    return {(r["type"], r["result"]): r["count"] for r in rows if r["direction"] == "in"}
+
+
+def reached(counts: dict[tuple[str, str], int]) -> int:
+    """Messages a daemon took off its sockets: each is counted once, by its
+    kind and result (an RO rejection, type "ro", is counted on top)."""
+    return sum(n for (kind, _), n in counts.items() if kind != "ro")
+
+
+@dataclass
+class LabFuzzReport:
+    seed: int
+    sent: dict[tuple[str, str], int] = field(default_factory=dict)        # (target, transport) -> packets
+    received: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)   # target -> (type, result) -> n
+    xdp: dict[str, dict[str, int]] = field(default_factory=dict)          # target -> "program reason" -> packets
+    seconds: float = 0.0
+
+    def reached(self, target: str) -> int:
+        return reached(self.received.get(target, {}))
+
+    def lines(self) -> list[str]:
+        out = [f"seed {self.seed}: {sum(self.sent.values())} mutants in {self.seconds:.0f} s"]
+        for target in TARGETS:
+            sent = {tr: self.sent.get((target, tr), 0) for tr in TRANSPORTS}
+            out.append(f"  {target}: sent {sum(sent.values())} ({', '.join(f'{k} {v}' for k, v in sent.items())}), "
+                       f"{self.reached(target)} reached the daemon's parser")
+            results: dict[str, int] = {}
+            for (_, result), n in self.received.get(target, {}).items():
+                results[result] = results.get(result, 0) + n
+            out.append("    results: " + ", ".join(f"{k} {v}" for k, v in sorted(results.items(), key=lambda kv: -kv[1])))
+            xdp = {k: v for k, v in self.xdp.get(target, {}).items() if v}
+            out.append("    data plane: " + (", ".join(f"{k} {v}" for k, v in sorted(xdp.items())) or "-"))
+        return out
+
+
+def fuzz_lab(lab, count: int, seed: int, *, chunk: int = 250, progress: Callable[[str], None] | None = None,
+             settle: float = 0.3) -> LabFuzzReport:
+    """`count` mutants from namespace pmip-inet to the LMA, MAG1 and the CN
+    agent, over IPv6, IPv4/UDP 5436 and IPv4 proto 41, evenly; from inet's
+    own addresses or (a third) a signaling peer's. Paced by the daemons:
+    after each chunk the sender waits until every target took what it was
+    sent off its sockets (or its count stops growing for `settle` s, what
+    the data plane drops never arrives), so that the socket buffers never
+    overflow and what is sent reaches the parsers."""
+    started = time.monotonic()
+    fuzzer = Fuzzer(seed, lab_hints(lab, time.time()))
+    rng = random.Random(seed)
+    report = LabFuzzReport(seed)
+
+    def inbound(target):
+        return messages_in(lab.client(target, timeout=30).call("signaling"))
+
+    def xdp(target):
+        return {f'{c["program"]} {c["reason"]}': c["packets"] for c in lab.client(target, timeout=30).call("counters")}
+
+    base = {target: inbound(target) for target in TARGETS}
+    base_xdp = {target: xdp(target) for target in TARGETS}
+    sent_to = dict.fromkeys(TARGETS, 0)
+    with RawSender(lab.ns("inet")) as sender:
+        done, next_report = 0, time.monotonic() + 10
+        while done < count:
+            for _ in range(min(chunk, count - done)):
+                target, transport = rng.choice(TARGETS), rng.choice(TRANSPORTS)
+                source = SPOOFED_PEER[target] if rng.random() < 1 / 3 else None
+                src6 = IPv6Address(t.address6(source) if source else t.gateway6(target))
+                src4 = IPv4Address(t.address4(source) if source else t.gateway4(target))
+                dst6, dst4 = IPv6Address(t.address6(target)), IPv4Address(t.address4(target))
+                mutant = fuzzer.mutant(src6, dst6)
+                packet, destination = carried(transport, mutant.data, src6, dst6, src4, dst4,
+                                              rng.choice((PMIP6_UDP_PORT, 40000 + rng.randrange(1000))))
+                while not sender.send(packet, destination):
+                    time.sleep(0.001)
+                report.sent[target, transport] = report.sent.get((target, transport), 0) + 1
+                sent_to[target] += 1
+                done += 1
+            _wait_taken(lambda target: reached(inbound(target)) - reached(base[target]), sent_to, settle)
+            if progress is not None and (time.monotonic() >= next_report or done == count):
+                took = {target: reached(inbound(target)) - reached(base[target]) for target in TARGETS}
+                progress(f"{done}/{count} sent, taken off the sockets: "
+                         + ", ".join(f"{k} {v}/{sent_to[k]}" for k, v in took.items()))
+                next_report = time.monotonic() + 10
+    for target in TARGETS:
+        now = inbound(target)
+        report.received[target] = {k: n - base[target].get(k, 0) for k, n in now.items() if n - base[target].get(k, 0)}
+        now_xdp = xdp(target)
+        report.xdp[target] = {k: n - base_xdp[target].get(k, 0) for k, n in now_xdp.items()}
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _wait_taken(taken: Callable[[str], int], sent_to: dict[str, int], settle: float, timeout: float = 30.0) -> None:
+    """Until each target took all it was sent, or its count stood still for `settle` s."""
+    end = time.monotonic() + timeout
+    last = {target: (-1, time.monotonic()) for target in sent_to}
+    waiting = set(sent_to)
+    while waiting and time.monotonic() < end:
+        for target in list(waiting):
+            n = taken(target)
+            if n >= sent_to[target]:
+                waiting.discard(target)
+            elif n != last[target][0]:
+                last[target] = (n, time.monotonic())
+            elif time.monotonic() - last[target][1] >= settle:
+                waiting.discard(target)
+        if waiting:
+            time.sleep(0.02)

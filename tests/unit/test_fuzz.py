@@ -18,7 +18,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 from protocol_helpers import (CN, CN4, CN_HNP, FIRST_HNP, FIRST_HOA, KCN, LMA, LMA4, MAG1, MAG1_4, MAG2, MAG2_4, MN,
-                              MN_B, MNS_AT_MAG1, OUTSIDE_CN, QUICK_KEY, QUICK_SPI, SECOND_HNP, T0, cn_node, lma_node,
+                              MN_B, MNS_AT_MAG1, OUTSIDE_CN, QUICK_SPI, SECOND_HNP, T0, cn_node, lma_node,
                               mag_node, quick_keys, seeded)
 
 from pmip6ctl import wire
@@ -223,3 +223,47 @@ def test_node_cores_without_the_guard_raise_nothing():
         except Exception as exc:                                 # noqa: BLE001
             fail(m, target, arrival, f"raised {exc!r}")
     assert fed.decoded > COUNT // 3 and fed.sends > COUNT // 50, fed
+
+
+# --- the punted-frame parser (what XDP hands the MAG's daemon: io/frames.py) --------------------------------
+
+def test_punted_frames_raise_only_value_errors_and_reach_the_mag_core():
+    """Mutated whole frames (Ethernet / outer IPv6, IPv4, IPv4/UDP 5436 /
+    [IPv4 /] IPv6 / MH) through punted_arrival, then decoded and handed to
+    MagNode as daemon/mag.py does: ValueError (a malformed frame, counted)
+    and WireError are the only errors."""
+    from pmip6ctl.io.frames import punted_arrival
+    from pmip6ctl.io.signaling import ipv6_packet
+    from pmip6ctl.lab.fuzz import OCTET_MUTATIONS, ipv4_packet
+
+    mag = guarded_nodes()["mag1"]
+    fuzzer, rng, fed = Fuzzer(SEED + 2, HINTS), random.Random(SEED + 2), Fed()
+    ethernet = bytes.fromhex("020000000001020000000002")
+    for _ in range(COUNT // 2):
+        src, dst = rng.choice((CN, STRANGER, MAG2)), rng.choice((MN, MN_B))
+        inner = ipv6_packet(src, dst, fuzzer.mutant(src, dst).data)
+        how = rng.choice(("ip6ip6", "udp4", "ip4", "wrapped4"))
+        if how == "ip6ip6":
+            frame = ethernet + b"\x86\xdd" + ipv6_packet(LMA, MAG1, inner, next_header=41)
+        elif how == "udp4":
+            udp = (5436).to_bytes(2, "big") * 2 + (8 + len(inner)).to_bytes(2, "big") + b"\0\0" + inner
+            frame = ethernet + b"\x08\x00" + ipv4_packet(LMA4, MAG1_4, 17, udp)
+        elif how == "ip4":
+            frame = ethernet + b"\x08\x00" + ipv4_packet(LMA4, MAG1_4, 41, inner)
+        else:
+            frame = ethernet + b"\x08\x00" + ipv4_packet(LMA4, MAG1_4, 4, ipv4_packet(CN4, FIRST_HOA, 41, inner))
+        frame = bytearray(frame)
+        if rng.random() < 0.5:
+            OCTET_MUTATIONS[rng.choice(("bit_flips", "bytes_set", "truncated", "extended"))](rng, frame)
+        try:
+            mh, arrival = punted_arrival(bytes(frame))
+        except ValueError:
+            continue
+        except Exception as exc:                                 # noqa: BLE001
+            pytest.fail(f"punted_arrival raised {exc!r} for frame {bytes(frame).hex()}", pytrace=False)
+        m = Mutant(SEED + 2, -1, ("frame", how), mh, arrival.checksum_src, arrival.checksum_dst)
+        try:
+            feed(mag, m, arrival, T0, fed)
+        except Exception as exc:                                 # noqa: BLE001
+            fail(m, "mag1", arrival, f"raised {exc!r} (frame {bytes(frame).hex()})")
+    assert fed.decoded > COUNT // 8, fed
