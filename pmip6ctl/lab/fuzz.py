@@ -32,6 +32,7 @@ from typing import Callable
 
 from .. import wire
 from ..io.signaling import ipv6_packet
+from ..security import MMA_SUBTYPE          # HMAC-SHA256 under the peer's SPI
 from ..transport import PMIP6_UDP_PORT
 from ..wire.checksum import CHECKSUM_OFFSET, internet_checksum, mh_checksum
 from ..wire.messages import FIXED_OFFSET
@@ -40,7 +41,6 @@ from . import configs, topology as t
 from .probe import RawSender
 
 MAX_OCTETS = 1280 - 40 - 28        # fits any path: IPv6 minimum MTU, minus IPv6, IPv4 and UDP headers
-MMA_SUBTYPE = 255                  # security.py: HMAC-SHA256 under the peer's SPI
 
 
 @dataclass(frozen=True)
@@ -505,7 +505,8 @@ class LabFuzzReport:
         for target in TARGETS:
             sent = {tr: self.sent.get((target, tr), 0) for tr in TRANSPORTS}
             out.append(f"  {target}: sent {sum(sent.values())} ({', '.join(f'{k} {v}' for k, v in sent.items())}), "
-                       f"{self.reached(target)} reached the daemon's parser")
+                       f"{self.reached(target)} taken off the daemon's sockets "
+                       "(with its peers' own signaling and answers to spoofed ones)")
             results: dict[str, int] = {}
             for (_, result), n in self.received.get(target, {}).items():
                 results[result] = results.get(result, 0) + n
