@@ -441,6 +441,7 @@ def option_classes_without_builder() -> list[type]:
 
 TARGETS = ("lma", "mag1", "cn")
 TRANSPORTS = ("ipv6", "udp4", "raw4")      # IPv6/MH; IPv4/UDP 5436/IPv6/MH (RFC 5844); IPv4 proto 41/IPv6/MH
+# and "home_path": IPv6/MH to an MN, which the LMA tunnels to its MAG and the MAG's XDP punts
 SPOOFED_PEER = {"lma": "mag1", "mag1": "lma", "cn": "mag1"}    # whose source a third of the mutants claim
 
 
@@ -451,8 +452,8 @@ def ipv4_packet(src: IPv4Address, dst: IPv4Address, protocol: int, payload: byte
     return bytes(header) + payload
 
 
-def carried(transport: str, mh: bytes, src6: IPv6Address, dst6: IPv6Address, src4: IPv4Address,
-            dst4: IPv4Address, sport: int = PMIP6_UDP_PORT) -> tuple[bytes, str]:
+def carried(transport: str, mh: bytes, src6: IPv6Address, dst6: IPv6Address, src4: IPv4Address | None = None,
+            dst4: IPv4Address | None = None, sport: int = PMIP6_UDP_PORT) -> tuple[bytes, str]:
     """The whole packet for a Mobility Header over `transport`, and where to send it."""
     inner = ipv6_packet(src6, dst6, mh)
     if transport == "ipv6":
@@ -503,7 +504,8 @@ class LabFuzzReport:
     def lines(self) -> list[str]:
         out = [f"seed {self.seed}: {sum(self.sent.values())} mutants in {self.seconds:.0f} s"]
         for target in TARGETS:
-            sent = {tr: self.sent.get((target, tr), 0) for tr in TRANSPORTS}
+            sent = {tr: self.sent.get((target, tr), 0) for tr in (*TRANSPORTS, "home_path")
+                    if (target, tr) in self.sent}
             out.append(f"  {target}: sent {sum(sent.values())} ({', '.join(f'{k} {v}' for k, v in sent.items())}), "
                        f"{self.reached(target)} taken off the daemon's sockets "
                        "(with its peers' own signaling and answers to spoofed ones)")
@@ -517,15 +519,18 @@ class LabFuzzReport:
 
 
 def fuzz_lab(lab, count: int, seed: int, *, chunk: int = 250, progress: Callable[[str], None] | None = None,
-             settle: float = 0.3) -> LabFuzzReport:
+             settle: float = 0.3, home_path: int | None = None, punt_pace: float = 200.0) -> LabFuzzReport:
     """`count` mutants from namespace pmip-inet to the LMA, MAG1 and the CN
     agent, over IPv6, IPv4/UDP 5436 and IPv4 proto 41, evenly; from inet's
-    own addresses or (a third) a signaling peer's. Paced by the daemons:
+    own addresses or (a third) a signaling peer's. Then `home_path` more
+    (count/20 by default) to MN1, which MAG1's XDP punts to its daemon, at
+    `punt_pace` a second (under the punt budget). Paced by the daemons:
     after each chunk the sender waits until every target took what it was
     sent off its sockets (or its count stops growing for `settle` s, what
     the data plane drops never arrives), so that the socket buffers never
     overflow and what is sent reaches the parsers."""
     started = time.monotonic()
+    home_path = count // 20 if home_path is None else home_path
     fuzzer = Fuzzer(seed, lab_hints(lab, time.time()))
     rng = random.Random(seed)
     report = LabFuzzReport(seed)
@@ -562,6 +567,22 @@ def fuzz_lab(lab, count: int, seed: int, *, chunk: int = 250, progress: Callable
                 progress(f"{done}/{count} sent, taken off the sockets: "
                          + ", ".join(f"{k} {v}/{sent_to[k]}" for k, v in took.items()))
                 next_report = time.monotonic() + 10
+        # the home path: to MN1 from outside, through the LMA's tunnel to MAG1, whose
+        # XDP punts it (proxy RR, draft §3): under the punt budget, at `punt_pace` a second
+        mn1 = (getattr(lab, "mns", None) or {}).get("mn1", {}).get("ipv6")
+        if mn1 and home_path:
+            dst6 = IPv6Address(mn1)
+            for _ in range(home_path):
+                src6 = IPv6Address(t.CN6) if rng.random() < 1 / 3 else IPv6Address(t.gateway6("lma"))
+                packet, destination = carried("ipv6", fuzzer.mutant(src6, dst6).data, src6, dst6)
+                time.sleep(1 / punt_pace)        # never faster, never a catch-up burst past the budget
+                while not sender.send(packet, destination):
+                    time.sleep(0.001)
+                report.sent["mag1", "home_path"] = report.sent.get(("mag1", "home_path"), 0) + 1
+                sent_to["mag1"] += 1
+            _wait_taken(lambda target: reached(inbound(target)) - reached(base[target]), sent_to, settle)
+            if progress is not None:
+                progress(f"{home_path} to MN1 along the home path, punted by MAG1's XDP")
     for target in TARGETS:
         now = inbound(target)
         report.received[target] = {k: n - base[target].get(k, 0) for k, n in now.items() if n - base[target].get(k, 0)}

@@ -3,7 +3,8 @@ Header messages (pmip6ctl/lab/fuzz.py: every MH type and option, truncated,
 extended, bit-flipped, with lying lengths, unknown types and options,
 authenticated-shape ones; most with the right Checksum) go from pmip-inet to
 the LMA, MAG1 and the CN agent, over IPv6, IPv4/UDP 5436 and IPv4 proto 41,
-paced by the daemons so that they reach the parsers. Afterwards every daemon
+paced by the daemons so that they reach the parsers, and to MN1 along the
+home path (the LMA's tunnel, punted by MAG1's XDP). Afterwards every daemon
 answers, no log holds a traceback, every binding is where it was, and route
 optimization still sets up.
 
@@ -71,6 +72,9 @@ def fuzz_and_check(lab, count: int) -> None:
         assert report.reached(target) >= share * sent, (target, report.reached(target), sent)
         results = {result for _, result in report.received[target]}
         assert {"ok", "malformed", "bad_checksum", "unknown_type"} <= results, (target, results)
+    # along the home path, MAG1's XDP punted them all (under its budget) to the daemon
+    home_path = report.sent[("mag1", "home_path")]
+    assert home_path >= count // 20 and report.xdp["mag1"].get("mag_transport punt_mh", 0) >= 0.9 * home_path
     # a signaling peer's spoofed source reached the guard, which refused
     assert any(result in ("bad_authenticator", "wrong_spi", "unauthenticated", "stale_timestamp")
                for _, result in report.received["lma"])
