@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 import pytest
-from protocol_helpers import (CN, CN4, CN_HNP, FIRST_HNP, FIRST_HOA, KCN, LMA, LMA4, MAG1, MAG1_4, MAG2, MAG2_4, MN,
-                              MN_B, MNS_AT_MAG1, OUTSIDE_CN, QUICK_SPI, SECOND_HNP, T0, cn_node, lma_node,
-                              mag_node, quick_keys, seeded)
+from protocol_helpers import (CN, CN4, CN_HNP, CNS_AT_MAG2, FIRST_HNP, FIRST_HOA, KCN, LMA, LMA4, MAG1, MAG1_4, MAG2,
+                              MAG2_4, MN, MN_B, MNS_AT_MAG1, OUTSIDE_CN, QUICK_SPI, SECOND_HNP, T0, RoNetwork, cn_node,
+                              initiator_policy, lma_node, mag_node, quick_keys, responder_policy, seeded)
 
 from pmip6ctl import wire
 from pmip6ctl.lab.fuzz import Fuzzer, Hints, Mutant, option_classes_without_builder
@@ -267,3 +267,49 @@ def test_punted_frames_raise_only_value_errors_and_reach_the_mag_core():
         except Exception as exc:                                 # noqa: BLE001
             fail(m, "mag1", arrival, f"raised {exc!r} (frame {bytes(frame).hex()})")
     assert fed.decoded > COUNT // 8, fed
+
+
+# --- with route optimization established ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("cn_agent", [False, True], ids=["mag1-mag2", "mag1-cn-agent"])
+def test_node_cores_with_an_ro_pair_up_raise_nothing(cn_agent):
+    """MAG1's pair with MAG2 (or the CN agent) is established; mutants come
+    from the real peers' addresses (the pair's peer, the LMA, along the home
+    path), and what the nodes answer is delivered too, timers firing: the
+    initiator's and responder's rules for a pair that exists (BE, BA, BU
+    refresh) see every mutant. A BE may end the pair (RFC 6275: it is not
+    authenticated); nothing may raise."""
+
+    mag1 = mag_node(initiator=initiator_policy(), attached=MNS_AT_MAG1, random=seeded(1))
+    if cn_agent:
+        peer, remote = cn_node(OUTSIDE_CN, responder=responder_policy(address=OUTSIDE_CN), kcn=KCN,
+                               random=seeded(1001)), OUTSIDE_CN
+    else:
+        peer, remote = mag_node(MAG2, MAG2_4, name="mag2", responder=responder_policy(), attached=CNS_AT_MAG2,
+                                kcn=KCN, random=seeded(2), responder_random=seeded(1001)), CN
+    net = RoNetwork(mag1, peer, lma_node())
+    net.start(MN, remote)
+    net.run(1.0)
+    assert net.mag1.initiator.attempts[next(iter(net.mag1.initiator.attempts))].established
+    peer_address = OUTSIDE_CN if cn_agent else MAG2
+    fuzzer, rng, fed = Fuzzer(SEED + 3, HINTS), random.Random(SEED + 3), Fed()
+    m = arrival = None
+    try:
+        for i in range(COUNT // 2):
+            name = rng.choice(("initiator", "responder", "lma"))
+            if name == "initiator":
+                arrival = rng.choice((Arrival(peer_address, MAG1), Arrival(LMA, MAG1),
+                                      Arrival(remote, MN, home_path=True, tunnel_src=LMA)))
+            elif name == "responder":
+                arrival = rng.choice((Arrival(MAG1, peer_address), Arrival(MN, remote, home_path=not cn_agent,
+                                                                            tunnel_src=LMA if not cn_agent else None)))
+            else:
+                arrival = Arrival(rng.choice((MAG1, peer_address)), LMA)
+            m = fuzzer.mutant(arrival.checksum_src, arrival.checksum_dst)
+            net.post(name, feed(net.nodes[name], m, arrival, net.now, fed))
+            net.run(rng.choice((0.0, 0.01, 1.0)))
+            if i % 200 == 0:
+                net.run(60.0)
+    except Exception as exc:                                     # noqa: BLE001
+        fail(m, "ro network", arrival, f"raised {exc!r} (this mutant, or the answers it drew)")
+    assert fed.decoded > COUNT // 8 and fed.sends > 0, fed
