@@ -1,5 +1,6 @@
-"""A fixed-pace IPv6 echo sender, for measuring handovers; and a raw flood
-sender, for the robustness test and bench.
+"""A fixed-pace IPv6 echo sender, for measuring handovers; and a raw packet
+sender (RawSender), for the flood of the robustness test and bench and for
+the fuzz (lab/fuzz.py).
 
 iputils ping cannot keep a pace below 10 ms while replies are missing: with
 replies outstanding it polls up to MININTERVAL (10 ms) before it sends again
@@ -85,25 +86,47 @@ class SteadyPing:
 IPV6_HDRINCL = 36
 
 
+class RawSender:
+    """Whole IP packets (IPv6 or IPv4, headers and sources whatever they
+    say) sent from a lab namespace through raw sockets: the flood's and
+    the fuzz's sender."""
+
+    def __init__(self, namespace: str):
+        with netns.entered(namespace):
+            self.v6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            self.v6.setsockopt(socket.IPPROTO_IPV6, IPV6_HDRINCL, 1)
+            self.v4 = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)   # IP_HDRINCL implied
+
+    def send(self, packet: bytes, destination: str) -> bool:
+        """False when the socket buffer is full (the packet is not sent)."""
+        sock = self.v6 if packet[0] >> 4 == 6 else self.v4
+        try:
+            sock.sendto(packet, (destination, 0))
+            return True
+        except BlockingIOError:
+            return False
+
+    def close(self) -> None:
+        self.v6.close()
+        self.v4.close()
+
+    def __enter__(self) -> RawSender:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def flood(namespace: str, packet: bytes, destination: str, seconds: float, progress=None) -> int:
     """Send one whole IPv6 packet (its source whatever it says) from
     `namespace` as fast as one thread can, for `seconds`; returns how many
     went. progress(sent, seconds left) every 10 s."""
     sent, end, report = 0, time.monotonic() + seconds, time.monotonic() + 10
-    with netns.entered(namespace):
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
-        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_HDRINCL, 1)
-        try:
-            while (now := time.monotonic()) < end:
-                if progress is not None and now >= report:
-                    progress(sent, end - now)
-                    report = now + 10
-                for _ in range(200):
-                    try:
-                        sock.sendto(packet, (destination, 0))
-                        sent += 1
-                    except BlockingIOError:
-                        pass
-        finally:
-            sock.close()
+    with RawSender(namespace) as sender:
+        while (now := time.monotonic()) < end:
+            if progress is not None and now >= report:
+                progress(sent, end - now)
+                report = now + 10
+            for _ in range(200):
+                sent += sender.send(packet, destination)
     return sent

@@ -180,7 +180,7 @@ class BindingUpdateList:
         """A PBA for the request outstanding for its MN; anything else is ignored."""
         if not isinstance(msg, BindingAck) or not msg.flags & BAFlags.P or arrival.src != self.policy.lma_address:
             return []
-        entry = self.entries.get(_nai(find_option(msg, MobileNodeIdentifier)))
+        entry = self.entries.get(mn_id_of(find_option(msg, MobileNodeIdentifier)))
         if entry is None or not entry.outstanding:
             return []
         if msg.status == Status.SEQUENCE_OUT_OF_WINDOW:
@@ -356,7 +356,8 @@ class BindingUpdateList:
                     ipv4_dst=UdpEndpoint(self.policy.lma_ipv4, PMIP6_UDP_PORT), ipv4_src=self.policy.ipv4_proxy_coa)
 
 
-def _nai(option: MobileNodeIdentifier | None) -> str | None:
+def mn_id_of(option: MobileNodeIdentifier | None) -> str | None:
+    """The NAI of an MN-ID option; None when there is none, or it is no UTF-8."""
     try:
         return option.nai if option is not None else None
     except UnicodeDecodeError:

@@ -33,7 +33,7 @@ from ..actions import Command, Notification
 from ..security import MAX_RR_BINDING_LIFETIME
 from ..transport import PMIP6_UDP_PORT, Arrival, Encap, Send, SendHomePath, Tunnel, UdpEndpoint
 from .binding_update_list import (BindingState, BindingUpdateList, BindingUpdateListEntry, MagPolicy,
-                                  MobileNodeDeregistered, MobileNodeRegistered)
+                                  MobileNodeDeregistered, MobileNodeRegistered, mn_id_of)
 from .auth import SignalingGuard
 from .common import Stamper, earliest
 from .index import PrefixIndex
@@ -292,7 +292,7 @@ class MagNode(Node):
         if not bri.is_indication or arrival.src != p.lma_address:
             return []
         option = wire.find_option(bri, wire.MobileNodeIdentifier)
-        mn_id = option.nai if option is not None else None
+        mn_id = mn_id_of(option)             # an NAI that is no UTF-8 names no MN (it raised: test_fuzz.py)
         entry = self.bul.entries.get(mn_id)
         actions = []
         if entry is None:

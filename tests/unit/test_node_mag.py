@@ -9,7 +9,7 @@ from ipaddress import IPv6Address
 import pytest
 from protocol_helpers import (CN, CNS_AT_MAG2, FIRST_HNP, FIRST_HOA, KCN, LMA, LMA4, MAG1, MAG1_4, MAG2,
                               MAG2_4, MN, MN_B, MNS_AT_MAG1, NAT, T0, Domain, lma_node, lma_policy,
-                              mag_node, only, registered, seeded)
+                              mag_node, only, only_send, carry, registered, seeded)
 
 from pmip6ctl.protocol.binding_update_list import BindingState
 from pmip6ctl.protocol.lma import InstallBinding, LmaNode, LmaNodePolicy, RouteMagAddress
@@ -352,3 +352,16 @@ def test_the_state_file_is_readable_by_its_owner_only(tmp_path):
     path = tmp_path / "mag1.state.json"
     statefile.save(path, {"ro": {"responder": None}})
     assert path.stat().st_mode & 0o777 == 0o600 and statefile.load(path) == {"ro": {"responder": None}}
+
+
+def test_a_revocation_naming_an_mn_id_that_is_no_utf8_names_no_mn():
+    """Found by the fuzz (tests/unit/test_fuzz.py): the BRI handler read the
+    NAI without a guard and raised UnicodeDecodeError. It names no MN: the
+    answer is "binding does not exist", and the MNs stay."""
+    from pmip6ctl.wire import BindingRevocation, RevocationStatus, Timestamp
+    mag = mag_node(attached=MNS_AT_MAG1)
+    before = dict(mag.bul.entries)
+    bri = BindingRevocation.indication(5, 2, [MobileNodeIdentifier(b"mn\xe7\xb7@example.org"), Timestamp.from_unix(T0)])
+    answer = only_send(mag.receive(*carry(Send(bri, LMA, MAG1)), T0))
+    assert answer.message.code == RevocationStatus.BINDING_DOES_NOT_EXIST and answer.dst == LMA
+    assert mag.bul.entries == before
