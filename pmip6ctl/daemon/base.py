@@ -475,6 +475,8 @@ class Daemon:
         self.config = reloaded(self.config, config)
         keys = self.node.rekey(node_keys(self.config), time.time(), config.security.key_grace)
         self.node.configure_heartbeats(*heartbeat_policies(self.config), time.time())
+        if self._timer_wakeup is not None:
+            self._timer_wakeup.set()              # the next deadline may be sooner now
         self.reload_role(self.config)
         self._count_reload("ok")
         result = {"applied": [key for key in changed if key.startswith(RELOADABLE)],
