@@ -287,3 +287,24 @@ def test_a_reload_changes_the_interval_and_off_stops_watching():
     assert net.mag1.ro_heartbeats.next_deadline() <= net.now + 0.5
     net.mag1.configure_heartbeats(OFF, OFF, net.now)
     assert net.mag1.ro_heartbeats.next_deadline() is None
+
+
+def test_over_ipv4_transport_and_a_nat_ro_heartbeats_go_in_udp_and_keepalives_prove_nothing():
+    from ipaddress import IPv4Address
+    from pmip6ctl.transport import UdpEndpoint
+    from protocol_helpers import MAG1_4, MAG2_4
+    from test_protocol_ro import over_ipv4_network
+    nat = UdpEndpoint(IPv4Address("203.0.113.7"), 40001)
+    net = over_ipv4_network(nat=nat)
+    ro_up(net)
+    net.run(45)                                # past two NAT keepalives (20 s)
+    mine = [a for _, n, a in net.log if n == "initiator" and isinstance(a, Send)
+            and isinstance(a.message, wire.Heartbeat) and a.message.options and not a.message.response]
+    assert mine and all((a.ipv4_src, a.ipv4_dst.address) == (MAG1_4, MAG2_4) for a in mine)
+    theirs = [a for _, n, a in net.log if n == "responder" and isinstance(a, Send)
+              and isinstance(a.message, wire.Heartbeat) and not a.message.response]
+    assert theirs and all(a.ipv4_dst == nat for a in theirs)        # to the NAT's mapping
+    assert net.actions(cls=PeerDead) == [] and net.actions(cls=SignalingRefused) == []
+    keepalives = [a for a in net.actions("responder", HeartbeatIgnored)]
+    assert len(keepalives) >= 2 and {a.reason for a in keepalives} == {Ignored.UNAUTHENTICATED_KEEPALIVE}
+    assert {r["state"] for r in net.mag1.liveness_rows(net.now) + net.peer.liveness_rows(net.now)} == {"alive"}
