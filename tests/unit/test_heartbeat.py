@@ -308,3 +308,17 @@ def test_over_ipv4_transport_and_a_nat_ro_heartbeats_go_in_udp_and_keepalives_pr
     keepalives = [a for a in net.actions("responder", HeartbeatIgnored)]
     assert len(keepalives) >= 2 and {a.reason for a in keepalives} == {Ignored.UNAUTHENTICATED_KEEPALIVE}
     assert {r["state"] for r in net.mag1.liveness_rows(net.now) + net.peer.liveness_rows(net.now)} == {"alive"}
+
+
+def test_a_quick_mode_key_rotation_loses_no_heartbeat():
+    from pmip6ctl.protocol.auth import NodeKeys
+    from protocol_helpers import quick_keys
+    net = quick_network()
+    ro_up(net)
+    new = b"the quick-mode key after rotation"
+    net.mag1.rekey(NodeKeys(quick_mode=quick_keys(MAG2, key=new)), net.now, 300.0)
+    net.run(8)                                   # MAG1 reloaded, MAG2 not yet: 8 intervals
+    net.peer.rekey(NodeKeys(quick_mode=quick_keys(MAG1, key=new)), net.now, 300.0)
+    net.run(8)
+    assert net.actions(cls=PeerDead) == [] and net.actions(cls=RoRemoved) == []
+    assert {r["missed"] for r in net.mag1.liveness_rows(net.now) + net.peer.liveness_rows(net.now)} <= {0, 1}

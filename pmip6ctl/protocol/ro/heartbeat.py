@@ -21,6 +21,7 @@ the cores return (`track`), so nothing here walks the RO tables.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
@@ -132,13 +133,30 @@ class RoHeartbeats:
         return None
 
     # --- out -----------------------------------------------------------------------------------
-    def _heartbeat(self, signer: _Signer, peer: IPv6Address, response: bool, sequence: int, now: float) -> Send:
+    def _heartbeats(self, signer: _Signer, peer: IPv6Address, response: bool, sequence: int, now: float,
+                    keys: list[BindingErrorKey] | None = None) -> list[Send]:
+        """One heartbeat, signed with each of keys (default: the pair's)."""
         hb = wire.Heartbeat(unsolicited=False, response=response, sequence=sequence,
                             options=[*pair_options(signer.mn, signer.cn), self.stamper.stamp(now)])
-        hb = signer.key.sign(hb, self.address, peer)
-        if signer.ipv4_dst is not None and self.ipv4_address is not None:
-            return Send(hb, self.address, peer, ipv4_dst=signer.ipv4_dst, ipv4_src=self.ipv4_address)
-        return Send(hb, self.address, peer)
+        sends = []
+        for key in keys or [signer.key]:
+            signed = key.sign(hb, self.address, peer)
+            if signer.ipv4_dst is not None and self.ipv4_address is not None:
+                sends.append(Send(signed, self.address, peer, ipv4_dst=signer.ipv4_dst, ipv4_src=self.ipv4_address))
+            else:
+                sends.append(Send(signed, self.address, peer))
+        return sends
+
+    @staticmethod
+    def _request_keys(signer: _Signer) -> list[BindingErrorKey]:
+        """Mid rotation of a quick-mode key (a reload, docs/security.md) a
+        request goes twice, under the new key and the old one, as the guard
+        sends its requests: the peer believes one whether it has reloaded
+        or not (the other copy is refused there, and counted)."""
+        quick = signer.key.quick
+        if quick is None or quick.previous is None:
+            return [signer.key]
+        return [signer.key, dataclasses.replace(signer.key, quick=quick.previous)]
 
     def on_timer(self, now: float) -> tuple[list, list[IPv6Address]]:
         """(what to send and tell, the peers declared dead now)."""
@@ -147,7 +165,7 @@ class RoHeartbeats:
         for peer, sequence in requests:
             signer = self._any_signer(peer)
             if signer is not None:
-                actions.append(self._heartbeat(signer, peer, False, sequence, now))
+                actions += self._heartbeats(signer, peer, False, sequence, now, self._request_keys(signer))
         return actions, [n.peer for n in notes if isinstance(n, PeerDead)]
 
     def next_deadline(self) -> float | None:
@@ -180,7 +198,10 @@ class RoHeartbeats:
         if stamp.timestamp <= self._newest.get(peer, -1):
             return [SignalingRefused(MessageKind.HEARTBEAT, peer, AuthFailure.REPLAYED)]
         self._newest[peer] = stamp.timestamp
-        answer = self._heartbeat(signer, peer, True, msg.sequence, now)
+        key = signer.key
+        if key.quick is not None:                       # the key the request came with, mid rotation
+            key = dataclasses.replace(key, quick=key.quick.answering(msg, peer, arrival.dst))
+        (answer,) = self._heartbeats(signer, peer, True, msg.sequence, now, [key])
         return [arrival.reply(answer.message, self.address)]
 
     def rows(self, now: float) -> list[dict]:
