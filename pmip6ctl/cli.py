@@ -186,6 +186,10 @@ def status(obj: Context, as_json):
         for key, value in d.items():
             if isinstance(value, dict):
                 lines.append(f"{key:<10} " + ", ".join(f"{k}={v}" for k, v in value.items()))
+        for peer in d.get("liveness", []):          # heartbeats (RFC 5847)
+            heard = "never answered" if peer["last_heard_ago"] is None else f"answered {peer['last_heard_ago']} s ago"
+            lines.append(f"liveness   {peer['kind']} {peer['peer']}: {peer['state']} for {peer['since']} s, "
+                         f"{heard}, {peer['missed']} missed")
         return "\n".join(lines)
     emit(data, as_json, table)
 
@@ -195,8 +199,8 @@ def status(obj: Context, as_json):
 @click.pass_obj
 def reload(obj: Context, as_json):
     """Read the daemon's config file again (as SIGHUP does) and apply the
-    peers and their keys (key rotation), security.key_grace and a MAG's
-    mn_ids, keeping every binding. Anything else waits for a restart."""
+    peers and their keys (key rotation), security.key_grace, [heartbeat] and
+    a MAG's mn_ids, keeping every binding. Anything else waits for a restart."""
     data = obj.call("reload")
 
     def text(d):

@@ -39,7 +39,7 @@ from .security import MAX_RR_BINDING_LIFETIME
 __all__ = [
     "KNOWN_KEYS", "ROLES", "MnId", "SecuritySection", "read_key", "read_keys", "AddressesSection", "CnSection", "ConfigError", "ControlSection",
     "DataplaneSection", "InterfacesSection", "LmaSection", "MagSection", "MetricsSection",
-    "NodeConfig", "NodeSection", "Peer", "RoPolicyRule", "RoSection", "TimersSection",
+    "HeartbeatSection", "NodeConfig", "NodeSection", "Peer", "RoPolicyRule", "RoSection", "TimersSection",
     "load_config", "parse_config",
 ]
 
@@ -155,6 +155,17 @@ def _integer(lo: int, hi: int, *, also: tuple[int, ...] = (), note: str = "") ->
         if not (lo <= value <= hi or value in also):
             raise _Invalid(f"{_show(value)} is not {span}{suffix}")
         return value
+    return convert
+
+
+def _off_or_seconds(lo: float, hi: float) -> Converter:
+    """0 (off), or a number of seconds in [lo, hi]."""
+    def convert(value: Any) -> float:
+        _typed((int, float), "a number", value)
+        number = float(value)
+        if number != 0 and not lo <= number <= hi:
+            raise _Invalid(f"{_show(value)} is not 0 (off) or in {lo:g}..{hi:g} seconds")
+        return number
     return convert
 
 
@@ -569,6 +580,19 @@ class TimersSection:
 
 
 @dataclass(**_section)
+class HeartbeatSection:
+    """Liveness (RFC 5847; docs/operations.md says how to size it)."""
+    # HEARTBEAT_INTERVAL between a MAG and its LMA, seconds; 0: no heartbeats.
+    interval: float = _key(_off_or_seconds(0.1, 86400), 60.0)
+    # MISSING_HEARTBEATS_ALLOWED: that many unanswered in a row and the peer is dead.
+    missed: int = _key(_integer(1, 255), 3)
+    # The same between the two ends of an RO binding (MAG-MAG, MAG-CN agent): a dead
+    # RO peer's pairs fall back to the LMA path.
+    ro_interval: float = _key(_off_or_seconds(0.1, 86400), 10.0)
+    ro_missed: int = _key(_integer(1, 255), 3)
+
+
+@dataclass(**_section)
 class DataplaneSection:
     pin_root: Path = _key(_path, Path("/sys/fs/bpf/pmip6"))
     generic_mode: bool = _key(_boolean, False)
@@ -624,6 +648,7 @@ class NodeConfig:
     peers: tuple[Peer, ...] = _tables(Peer)
     security: SecuritySection = _table(SecuritySection, factory=SecuritySection)
     timers: TimersSection = _table(TimersSection, factory=TimersSection)
+    heartbeat: HeartbeatSection = _table(HeartbeatSection, factory=HeartbeatSection)
     dataplane: DataplaneSection = _table(DataplaneSection, factory=DataplaneSection)
     metrics: MetricsSection = _table(MetricsSection, factory=MetricsSection)
     control: ControlSection = _table(ControlSection, factory=ControlSection)

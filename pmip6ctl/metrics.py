@@ -98,6 +98,12 @@ class Metrics:
         self.ro_attempts = Counter(
             "pmip6_ro_attempts", "Route-optimization attempts by mode and outcome",
             ["node", "mode", "result"], registry=self.registry)
+        self.ro_removed = Counter(
+            "pmip6_ro_removed", "RO pairs ended here (their entry leaves the data plane: LMA path), by role and reason",
+            ["node", "role", "reason"], registry=self.registry)
+        self.liveness = Counter(
+            "pmip6_heartbeat_peer_events", "Peers declared dead (missed heartbeats) or alive again (RFC 5847), "
+            "by peer kind", ["node", "kind", "event"], registry=self.registry)
         self.tunnels_refused = Counter(
             "pmip6_tunnels_refused", "Tunnels refused: toward a remote end in use as another kind of peer",
             ["node"], registry=self.registry)

@@ -30,9 +30,10 @@ from ..io.tunnel_sender import TunnelSender
 from ..metrics import DataplaneCollector, Metrics
 from ..config import ConfigError, differences, load_config
 from ..protocol.auth import NodeKeys, SignalingGuard, SignalingPeer, SignalingRefused
+from ..protocol.heartbeat import HeartbeatIgnored, HeartbeatPolicy, PeerAlive, PeerDead
 from ..security import PeerKey
 from ..protocol.node import Node, NodeError, NotSent, StateChanged
-from ..protocol.ro import RoFailed, RoPair, RoRejected
+from ..protocol.ro import RoFailed, RoPair, RoRejected, RoRemoved
 from ..protocol.vocabulary import message_kind, result_label
 from ..transport import Arrival, Encap, Send, SendHomePath, Tunnel
 from .intake import EventIntake
@@ -73,15 +74,21 @@ def signaling_guard(config, window: float = 7.0) -> SignalingGuard | None:
     return SignalingGuard(dict(node_keys(config).signaling), window=window)
 
 
+def heartbeat_policies(config) -> tuple[HeartbeatPolicy, HeartbeatPolicy]:
+    """[heartbeat]: (toward the signaling peers, toward the RO peers)."""
+    h = config.heartbeat
+    return HeartbeatPolicy(h.interval, h.missed), HeartbeatPolicy(h.ro_interval, h.ro_missed)
+
+
 # What a reload applies; any other change is reported and waits for a restart.
-RELOADABLE = ("peers", "security.key_grace", "mag.mn_ids")
+RELOADABLE = ("peers", "security.key_grace", "mag.mn_ids", "heartbeat")
 
 
 def reloaded(running, new):
     """The running config with the RELOADABLE parts of new, and nothing else:
     a new mag.lma or security.auth must not reach the guard before a restart."""
     return dataclasses.replace(
-        running, peers=new.peers,
+        running, peers=new.peers, heartbeat=new.heartbeat,
         security=dataclasses.replace(running.security, key_grace=new.security.key_grace),
         mag=dataclasses.replace(running.mag, mn_ids=new.mag.mn_ids) if running.mag and new.mag else running.mag)
 
@@ -155,6 +162,12 @@ class Daemon:
         yield ("pmip6_event_queue_capacity", "Room for data-plane events waiting for the daemon", {},
                self.intake.capacity)
         yield from self.gauges()
+        states = {}
+        for row in self.node.liveness_rows(time.time()):
+            states[(row["kind"], row["state"])] = states.get((row["kind"], row["state"]), 0) + 1
+        for (kind, state), n in sorted(states.items()):
+            yield ("pmip6_heartbeat_peers", "Peers watched by heartbeats (RFC 5847), by kind and state",
+                   {"kind": kind, "state": state}, n)
 
     # --- running -------------------------------------------------------------------
     def run(self) -> None:
@@ -287,7 +300,7 @@ class Daemon:
             self.metrics.count_message(kind, "in", "internal_error")
             log.exception("processing %s from %s failed; the daemon goes on", kind, arrival.src)
             return
-        if not any(isinstance(a, SignalingRefused) for a in actions):    # a refusal is counted by its reason
+        if not any(isinstance(a, (SignalingRefused, HeartbeatIgnored)) for a in actions):    # counted by reason
             self.metrics.count_message(kind, "in")
         self.apply(actions)
 
@@ -322,6 +335,23 @@ class Daemon:
             log.warning("RO message from %s rejected: %s%s", action.peer, action.reason.text,
                         f" ({action.detail})" if action.detail else "")
             self.metrics.count_message("ro", "in", action.reason)
+        elif isinstance(action, HeartbeatIgnored):
+            self.metrics.count_message("heartbeat", "in", action.reason)
+            log.debug("heartbeat from %s ignored: %s%s", action.src, action.reason.text,
+                      f" ({action.detail})" if action.detail else "")
+        elif isinstance(action, PeerDead):
+            self.metrics.liveness.labels(self.node_name, action.kind, "dead").inc()
+            heard = "never answered" if action.last_heard is None else \
+                f"last answered {time.time() - action.last_heard:.1f} s ago"
+            log.warning("%s %s is dead: %d heartbeats missed in a row (%s)", action.kind.text, action.peer,
+                        action.missed, heard)
+        elif isinstance(action, PeerAlive):
+            self.metrics.liveness.labels(self.node_name, action.kind, "alive").inc()
+            log.warning("%s %s answers heartbeats again (dead for %.1f s)", action.kind.text, action.peer,
+                        time.time() - action.dead_since)
+        elif isinstance(action, RoRemoved):
+            self.metrics.ro_removed.labels(self.node_name, action.role, action.reason).inc()
+            self.apply_action(action)
         elif isinstance(action, RoFailed):
             log.info("RO %s failed: %s (retry after %.0f s)", action.pair, action.text, action.retry_at - time.time())
             self.metrics.ro_attempts.labels(self.node_name, action.mode, "failed").inc()
@@ -444,6 +474,9 @@ class Daemon:
         later = [key for key in changed if not key.startswith(RELOADABLE)]
         self.config = reloaded(self.config, config)
         keys = self.node.rekey(node_keys(self.config), time.time(), config.security.key_grace)
+        self.node.configure_heartbeats(*heartbeat_policies(self.config), time.time())
+        if self._timer_wakeup is not None:
+            self._timer_wakeup.set()              # the next deadline may be sooner now
         self.reload_role(self.config)
         self._count_reload("ok")
         result = {"applied": [key for key in changed if key.startswith(RELOADABLE)],
@@ -475,7 +508,8 @@ class Daemon:
                            "lost_in_perf_buffer": self.intake.lost,
                            "over_budget_in_xdp": sum(n for (_, kind), n in self.tables.event_counts().items()
                                                      if kind == "over_budget")},
-                "keys_in_grace": [str(a) for a in self.node.keys_in_grace()], **self.limits()}
+                "keys_in_grace": [str(a) for a in self.node.keys_in_grace()],
+                "liveness": self.node.liveness_rows(time.time()), **self.limits()}
 
     def limits(self) -> dict:
         """The role's bounded tables, as `status` shows them (docs/operations.md)."""

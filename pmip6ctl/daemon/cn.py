@@ -12,7 +12,7 @@ import time
 from ..io.control import CommandError
 from ..protocol import ro
 from ..protocol.cn import CnNode, CnNodePolicy
-from .base import Daemon, node_keys, pair_from
+from .base import Daemon, heartbeat_policies, node_keys, pair_from
 from .ro_entries import RoEntries, saved_ro
 
 EGRESS_GATEWAY = ipaddress.IPv6Address("fe80::1")      # next hop on the egress veth
@@ -45,7 +45,8 @@ class CnDaemon(Daemon):
             address=c.addresses.ipv6, ipv4_address=c.addresses.ipv4,
             responder=ro.ResponderPolicy(address=c.addresses.ipv6, serves=lambda a: False, home_path=False,
                                          max_lifetime=c.ro.lifetime, peer_keys=keys,
-                                         nat_keepalive=c.ro.nat_keepalive)))
+                                         nat_keepalive=c.ro.nat_keepalive),
+            ro_heartbeat=heartbeat_policies(c)[1]))
         self.ro_entries = RoEntries(self.tables, self.tunnels, c.addresses.ipv6, c.addresses.ipv4,
                                     later=self._loop.call_later)
         self.ro_entries.forget_lapsed()

@@ -14,7 +14,7 @@ from ..protocol.inter_lma import Relayed
 from ..protocol.pools import AddressPool, PrefixPool
 from ..protocol.vocabulary import status_label
 from ..statefile import from_jsonable
-from .base import Daemon, node_keys, signaling_guard
+from .base import Daemon, heartbeat_policies, node_keys, signaling_guard
 
 log = logging.getLogger("pmip6ctl.lma")
 
@@ -35,7 +35,8 @@ class LmaDaemon(Daemon):
                 allowed_mags=set(c.lma.allowed_mags) if c.lma.allowed_mags else None,
                 nat_keepalive=c.lma.nat_keepalive),
             ro_allowed=c.lma.ro_allowed,
-            peers=node_keys(c).inter_lma, max_pending_queries=c.lma.max_pending_queries),
+            peers=node_keys(c).inter_lma, max_pending_queries=c.lma.max_pending_queries,
+            heartbeat=heartbeat_policies(c)[0]),
             guard=signaling_guard(c, window=c.lma.timestamp_window))
         self.installed: dict[str, int] = {}      # mn_id -> tunnel id in use
         self.open_signaling(c.addresses.ipv4)

@@ -20,7 +20,7 @@ from ..protocol.binding_update_list import BindingUpdateListEntry, RegistrationR
 from ..protocol.vocabulary import Role, StopReason, status_label
 from ..statefile import from_jsonable
 from ..transport import Encap
-from .base import Daemon, node_keys, pair_from, signaling_guard
+from .base import Daemon, heartbeat_policies, node_keys, pair_from, signaling_guard
 from .ro_entries import RoEntries, saved_ro
 
 log = logging.getLogger("pmip6ctl.mag")
@@ -47,7 +47,8 @@ class MagDaemon(Daemon):
             reserved={p.address for p in c.peers_of("lma")}, hnp_lengths=c.mag.hnp_lengths,
             infrastructure=infrastructure, retry_after_rejection=c.mag.retry_after_rejection,
             max_ro_pairs=c.dataplane.max_ro_entries,
-            max_ro_peers=max(c.dataplane.max_tunnels - 2, 1)), guard=signaling_guard(c))
+            max_ro_peers=max(c.dataplane.max_tunnels - 2, 1), heartbeat=heartbeat_policies(c)[0],
+            ro_heartbeat=heartbeat_policies(c)[1]), guard=signaling_guard(c))
         self.installed: dict[str, int] = {}      # mn_id -> tunnel id toward the LMA
         self.open_signaling(c.addresses.ipv4)
         self.ro_entries = RoEntries(self.tables, self.tunnels, c.addresses.ipv6, c.addresses.ipv4,

@@ -15,8 +15,11 @@ from typing import Callable
 
 from .. import wire
 from ..transport import Arrival
+from .common import earliest
+from .heartbeat import OFF, HeartbeatPolicy
 from .node import Node, saved_on_ro_change
 from .ro import Address, ResponderPolicy, RoPair, RoResponder
+from .ro.heartbeat import RoHeartbeats
 from .vocabulary import StopReason
 
 
@@ -25,6 +28,7 @@ class CnNodePolicy:
     address: IPv6Address                   # the CN's own address, which the RR tests
     ipv4_address: IPv4Address | None = None
     responder: ResponderPolicy             # its `serves` is the node's own; no home path here
+    ro_heartbeat: HeartbeatPolicy = OFF    # liveness of the RO peers ([heartbeat] ro_interval, ro_missed)
 
 
 class CnNode(Node):
@@ -35,6 +39,8 @@ class CnNode(Node):
         self.responder = RoResponder(dataclasses.replace(policy.responder, address=policy.address,
                                                          serves=self.serves, home_path=False),
                                      kcn=kcn, random=random)
+        self.ro_heartbeats = RoHeartbeats(policy.address, self.responder, None, None, policy.ro_heartbeat,
+                                          policy.responder.timestamp_window, random)
 
     def key_tables(self) -> list[tuple[str, dict]]:
         return [("quick_mode", self.responder.policy.peer_keys)]
@@ -44,9 +50,16 @@ class CnNode(Node):
         return address in (self.policy.address, self.policy.ipv4_address)
 
     def _to_responder(self, msg, arrival: Arrival, now: float) -> list:
-        return saved_on_ro_change(self.responder.receive(msg, arrival, now))
+        return self._changed(self.responder.receive(msg, arrival, now), now)
+
+    def _on_heartbeat(self, hb: wire.Heartbeat, arrival: Arrival, now: float) -> list:
+        return self.ro_heartbeats.receive(hb, arrival, now)
+
+    def _changed(self, actions: list, now: float) -> list:
+        return saved_on_ro_change(self.ro_heartbeats.track(actions, now))
 
     _HANDLERS = {
+        wire.Heartbeat: _on_heartbeat,
         wire.HomeTestInit: _to_responder,
         wire.CareofTestInit: _to_responder,
         wire.BindingUpdate: _to_responder,
@@ -59,16 +72,29 @@ class CnNode(Node):
         return self.limited([self.responder.binding_error(src, peer)], now)
 
     def stop_ro(self, pair: RoPair, now: float) -> list:
-        return saved_on_ro_change(self.responder.remove(pair, StopReason.STOPPED))
+        return self._changed(self.responder.remove(pair, StopReason.STOPPED), now)
 
     def on_timer(self, now: float) -> list:
-        return saved_on_ro_change(self.responder.on_timer(now))
+        actions = self._changed(self.responder.on_timer(now), now)
+        beats, dead = self.ro_heartbeats.on_timer(now)
+        actions += beats
+        for peer in dead:                 # its pairs end here: the CN answers by the plain route
+            actions += self._changed(self.responder.peer_dead(peer), now)
+        return actions
 
     def ro_snapshot(self) -> dict:
         return {"responder": self.responder.snapshot()}
 
     def restore_ro(self, saved: dict, now: float) -> list:
-        return self.responder.restore(saved["responder"], now) if saved.get("responder") else []
+        return self.ro_heartbeats.track(self.responder.restore(saved["responder"], now), now) \
+            if saved.get("responder") else []
 
     def next_deadline(self) -> float | None:
-        return self.responder.next_deadline()
+        return earliest(self.responder.next_deadline(), self.ro_heartbeats.next_deadline())
+
+    def configure_heartbeats(self, peers: HeartbeatPolicy, ro: HeartbeatPolicy, now: float) -> None:
+        self.policy.ro_heartbeat = ro
+        self.ro_heartbeats.configure(ro, now)
+
+    def liveness_rows(self, now: float) -> list[dict]:
+        return self.ro_heartbeats.rows(now)

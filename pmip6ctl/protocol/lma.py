@@ -25,14 +25,15 @@ from typing import Callable, Mapping
 from .. import wire
 from ..actions import Command, Notification
 from ..security import PeerKey
-from ..transport import PMIP6_UDP_PORT, Arrival, Encap, Tunnel
+from ..transport import PMIP6_UDP_PORT, Arrival, Encap, Send, Tunnel, UdpEndpoint
 from .binding_cache import BindingCache, BindingCacheEntry, BindingRemoved, BindingUpdated, LmaPolicy
 from .auth import AuthFailure, SignalingGuard, SignalingRefused
 from .common import Stamper, earliest
+from .heartbeat import OFF, HeartbeatPolicy, Liveness, PeerKind
 from .inter_lma import MAX_PENDING, InterLmaQuery, Relayed
 from .node import Node, StateChanged, with_state_change
 from .ro_query import answer_lri
-from .vocabulary import QueryOutcome, RelayOutcome, message_kind
+from .vocabulary import MessageKind, QueryOutcome, RelayOutcome, message_kind
 
 Address = IPv6Address | IPv4Address
 
@@ -78,6 +79,7 @@ class LmaNodePolicy:
     ro_allowed: Callable[[Address, Address], bool] = lambda mn, cn: True    # [[lma.ro_policy]]
     peers: Mapping[IPv6Address, PeerKey] = field(default_factory=dict)      # peer LMAs (scenario 2)
     max_pending_queries: int = MAX_PENDING                                 # [lma] max_pending_queries
+    heartbeat: HeartbeatPolicy = OFF                                       # [heartbeat]: toward serving MAGs
 
 
 class LmaNode(Node):
@@ -93,6 +95,9 @@ class LmaNode(Node):
         # each serving MAG's proxy CoA -> (MN -> tunnel) of the bindings through it
         self._through_mag: dict[IPv6Address, dict[str, Tunnel]] = {}
         self._mag_routes: dict[IPv6Address, Tunnel] = {}
+        # liveness of the serving MAGs (RFC 5847), and where their IPv4 signaling goes
+        self.liveness = Liveness(policy.heartbeat)
+        self._mag_ipv4: dict[IPv6Address, UdpEndpoint | None] = {}
 
     @property
     def bindings(self) -> dict[str, BindingCacheEntry]:
@@ -153,7 +158,19 @@ class LmaNode(Node):
         """An old MAG's answer (BRA) about an MN another MAG claims."""
         return self._sealed(self._bindings(self.cache.receive_revocation(msg, arrival, now), now), now)
 
+    def _on_heartbeat(self, hb: wire.Heartbeat, arrival: Arrival, now: float) -> list:
+        """RFC 5847 §5: a MAG's request is answered with its sequence number
+        (past the guard; with auth = "none", only a MAG serving an MN here
+        gets an answer); a response counts only as the answer to ours."""
+        if self.guard is None and arrival.src not in self._through_mag:
+            return [SignalingRefused(MessageKind.HEARTBEAT, arrival.src, AuthFailure.UNKNOWN_PEER)]
+        if hb.response:
+            return self.liveness.response(arrival.src, hb.sequence, now)
+        answer = wire.Heartbeat(unsolicited=False, response=True, sequence=hb.sequence)
+        return self._sealed([arrival.reply(answer, self.policy.binding_cache.address)], now)
+
     _HANDLERS = {
+        wire.Heartbeat: _on_heartbeat,
         wire.BindingRevocation: _on_revocation,
         wire.BindingUpdate: _on_pbu,
         wire.LocalizedRoutingInitiation: _on_lri,
@@ -170,10 +187,38 @@ class LmaNode(Node):
 
     # --- timers --------------------------------------------------------------------------------
     def on_timer(self, now: float) -> list:
-        return self._sealed(self._bindings(self.cache.on_timer(now), now) + self.inter_lma.on_timer(now), now)
+        return self._sealed(self._bindings(self.cache.on_timer(now), now) + self.inter_lma.on_timer(now)
+                            + self._heartbeats(now), now)
 
     def next_deadline(self) -> float | None:
-        return earliest(self.cache.next_deadline(), self.inter_lma.next_deadline())
+        return earliest(self.cache.next_deadline(), self.inter_lma.next_deadline(), self.liveness.next_deadline())
+
+    # --- liveness of the serving MAGs (RFC 5847) ------------------------------------------------
+    def _heartbeats(self, now: float) -> list:
+        """Requests due; a MAG that missed its heartbeats is only reported
+        (PeerDead): its bindings stay until their lifetime ends, since the
+        MAG may be cut off from us while its MNs still have their links."""
+        requests, actions = self.liveness.on_timer(now)
+        p = self.policy.binding_cache
+        for mag, sequence in requests:
+            hb = wire.Heartbeat(unsolicited=False, response=False, sequence=sequence)
+            endpoint = self._mag_ipv4.get(mag)
+            actions.append(Send(hb, p.address, mag) if endpoint is None else
+                           Send(hb, p.address, mag, ipv4_dst=endpoint, ipv4_src=p.ipv4_address))
+        return actions
+
+    def _watch_mags(self, now: float) -> None:
+        self.liveness.sync({mag: PeerKind.MAG for mag in self._through_mag}, now)
+        for mag in [m for m in self._mag_ipv4 if m not in self._through_mag]:
+            del self._mag_ipv4[mag]
+
+    def configure_heartbeats(self, peers: HeartbeatPolicy, ro: HeartbeatPolicy, now: float) -> None:
+        self.policy.heartbeat = peers
+        self.liveness.configure(peers, now)
+        self._watch_mags(now)
+
+    def liveness_rows(self, now: float) -> list[dict]:
+        return self.liveness.rows(now)
 
     # --- the rules between the cores -------------------------------------------------------
     def _bindings(self, actions: list, now: float) -> list:
@@ -186,6 +231,7 @@ class LmaNode(Node):
                 changed = True
                 entry, moved = action.entry, action.previous_proxy_coa is not None
                 tunnel = self.mag_tunnel(entry)
+                self._mag_ipv4[entry.proxy_coa] = entry.mag_ipv4
                 out.append(InstallBinding(entry.mn_id, entry.hnp, entry.ipv4_hoa, tunnel, entry.proxy_coa, moved))
                 out += self._through(entry.mn_id, entry.proxy_coa, tunnel)
                 if moved:                                       # a handover: peers' answers are stale
@@ -198,6 +244,8 @@ class LmaNode(Node):
                 out += self.inter_lma.binding_changed(entry.hnp, entry.ipv4_hoa, now)
             else:
                 out.append(action)
+        if changed:
+            self._watch_mags(now)
         return with_state_change(out) if changed else out
 
     def _through(self, mn_id: str, mag: IPv6Address | None, tunnel: Tunnel | None) -> list:

@@ -36,10 +36,12 @@ from .binding_update_list import (BindingState, BindingUpdateList, BindingUpdate
                                   MobileNodeDeregistered, MobileNodeRegistered, mn_id_of)
 from .auth import SignalingGuard
 from .common import Stamper, earliest
+from .heartbeat import OFF, HeartbeatPolicy, Liveness, PeerKind
 from .index import PrefixIndex
 from .node import Node, NodeError, NotSent, saved_on_ro_change, with_state_change
 from .ro import (Address, InitiatorPolicy, ResponderPolicy, RoInitiator, RoPair, RoRejected, RoResponder,
                  no_binding_error)
+from .ro.heartbeat import RoHeartbeats
 from .vocabulary import Mode, RejectReason, StopReason, acknowledges_route_optimization, message_kind
 
 
@@ -145,6 +147,9 @@ class MagNodePolicy:
     # RO table and tunnel room (dataplane.max_ro_entries, max_tunnels): past it, BA 130.
     max_ro_pairs: int = 65536
     max_ro_peers: int = 4094
+    # Liveness (RFC 5847): toward the LMA, and toward each RO peer ([heartbeat]).
+    heartbeat: HeartbeatPolicy = OFF
+    ro_heartbeat: HeartbeatPolicy = OFF
 
     def __post_init__(self):
         self.mn_ids = identities(self.mn_ids)
@@ -159,12 +164,14 @@ class MagNodePolicy:
               mn_ids: Mapping[str, str] | None = None, ro_allowed: Callable | None = None,
               reserved=(), max_ro_pairs: int = 65536, max_ro_peers: int = 4094, hnp_lengths=(64,),
               infrastructure=(), retry_after_rejection: float = 30.0, ro_max_attempts: int = 65536,
-              ro_max_attempts_per_mn: int = 256) -> MagNodePolicy:
+              ro_max_attempts_per_mn: int = 256, heartbeat: HeartbeatPolicy = OFF,
+              ro_heartbeat: HeartbeatPolicy = OFF) -> MagNodePolicy:
         """One policy from the flat settings a config file gives."""
         keys = dict(peer_keys or {})
         return cls(
             name=name, ro_enabled=ro_enabled, mn_ids=identities(mn_ids), reserved=frozenset(reserved),
             ro_allowed=ro_allowed or (lambda mn, cn: True), max_ro_pairs=max_ro_pairs, max_ro_peers=max_ro_peers,
+            heartbeat=heartbeat, ro_heartbeat=ro_heartbeat,
             registration=MagPolicy(
                 proxy_coa=proxy_coa, ipv4_proxy_coa=ipv4_proxy_coa, lma_address=lma, lma_ipv4=lma_ipv4,
                 ipv4_transport=ipv4_transport, lifetime=lifetime, refresh_fraction=refresh_fraction,
@@ -202,6 +209,10 @@ class MagNode(Node):
             policy.responder, serves=self.serves, reserved=self.reserved.__contains__, allowed=policy.ro_allowed,
             has_room=self._has_room), kcn=kcn, random=responder_random or random)
         self.lma_keepalive_at: float | None = None
+        self.lma_liveness = Liveness(policy.heartbeat, random)
+        self.ro_heartbeats = RoHeartbeats(p.proxy_coa, self.responder, self.initiator, p.ipv4_proxy_coa,
+                                          policy.ro_heartbeat, policy.responder.timestamp_window, random,
+                                          self.stamper)
         self._by_address: PrefixIndex[str] = PrefixIndex()      # registered MNs' HNPs and IPv4 HoAs -> MN-ID
         self.carrier: dict[str, bool] = {}                       # access link -> carrier up (unknown: up)
 
@@ -306,7 +317,26 @@ class MagNode(Node):
         bra = wire.BindingRevocation.acknowledgement(bri.sequence, status, options, flags=bri.flags)
         return actions + self._sealed([arrival.reply(bra, p.proxy_coa)], now)
 
+    def _refused(self, msg: wire.Message, arrival: Arrival, now: float):
+        """A Heartbeat from anyone but our LMA is an RO peer's: ro/heartbeat.py
+        checks it under the pair's key, as the guard checks the LMA's."""
+        if isinstance(msg, wire.Heartbeat) and arrival.src != self.policy.registration.lma_address:
+            return None
+        return super()._refused(msg, arrival, now)
+
+    def _on_heartbeat(self, hb: wire.Heartbeat, arrival: Arrival, now: float) -> list:
+        """RFC 5847 §5: a request is answered with its sequence number; a
+        response counts only as the answer to our request outstanding."""
+        p = self.policy.registration
+        if arrival.src != p.lma_address:
+            return self.ro_heartbeats.receive(hb, arrival, now)
+        if hb.response:
+            return self.lma_liveness.response(arrival.src, hb.sequence, now)
+        return self._sealed([arrival.reply(wire.Heartbeat(unsolicited=False, response=True, sequence=hb.sequence),
+                                           p.proxy_coa)], now)
+
     _HANDLERS = {
+        wire.Heartbeat: _on_heartbeat,
         wire.BindingRevocation: _on_revocation,
         wire.BindingAck: _on_binding_ack,
         wire.LocalizedRoutingAck: _to_initiator,
@@ -368,6 +398,7 @@ class MagNode(Node):
                 self._index(entry)
                 actions += [self._install(entry), Advertise(entry.link, entry.hnp)]
         self._schedule_lma_keepalive(now)
+        self._watch_lma(now)
         return actions
 
     def ro_snapshot(self) -> dict:
@@ -381,7 +412,7 @@ class MagNode(Node):
         actions = self.initiator.restore(initiated, now)
         if saved.get("responder") is not None:
             actions += self.responder.restore(saved["responder"], now)
-        return actions
+        return self.ro_heartbeats.track(actions, now)
 
     # --- inputs: the data plane ------------------------------------------------------------------
     def flow_seen(self, src: Address, dst: Address, now: float) -> list:
@@ -449,11 +480,11 @@ class MagNode(Node):
     def on_timer(self, now: float) -> list:
         actions = self._registration(self.bul.on_timer(now), now)
         actions += self._ro(self.initiator.on_timer(now) + self.responder.on_timer(now), now)
-        return actions + self._lma_keepalive(now)
+        return actions + self._lma_keepalive(now) + self._heartbeats(now)
 
     def next_deadline(self) -> float | None:
         return earliest(self.bul.next_deadline(), self.initiator.next_deadline(), self.responder.next_deadline(),
-                        self.lma_keepalive_at)
+                        self.lma_keepalive_at, self.lma_liveness.next_deadline(), self.ro_heartbeats.next_deadline())
 
     # --- the rules between the cores -------------------------------------------------------------
     def _registration(self, actions: list, now: float, changed: bool = False) -> list:
@@ -475,6 +506,7 @@ class MagNode(Node):
         out += after
         if actions:
             self._schedule_lma_keepalive(now)
+            self._watch_lma(now)
         out = self._sealed(out, now)
         return with_state_change(out) if actions or changed else out
 
@@ -521,7 +553,7 @@ class MagNode(Node):
                     continue
                 action = dataclasses.replace(action, tunnel=self.lma_tunnel(entry))
             out.append(action)
-        return self._sealed(saved_on_ro_change(out), now)
+        return self._sealed(saved_on_ro_change(self.ro_heartbeats.track(out, now)), now)
 
     # --- NAT keepalive toward the LMA --------------------------------------------------------------
     def _nat_refresh(self) -> int | None:
@@ -552,9 +584,48 @@ class MagNode(Node):
             return []
         self.lma_keepalive_at = now + refresh
         p = self.policy.registration
-        return self._sealed([Send(wire.Heartbeat(unsolicited=False, response=False, sequence=int(now) & 0xFFFFFFFF),
+        # the liveness request outstanding, again: its answer counts (heartbeat.py)
+        sequence = self.lma_liveness.outstanding(p.lma_address)
+        if sequence is None:
+            sequence = int(now) & 0xFFFFFFFF
+        return self._sealed([Send(wire.Heartbeat(unsolicited=False, response=False, sequence=sequence),
                                   p.proxy_coa, p.lma_address, ipv4_dst=UdpEndpoint(p.lma_ipv4),
                                   ipv4_src=p.ipv4_proxy_coa)], now)
+
+
+    # --- liveness (RFC 5847) -----------------------------------------------------------------------
+    def _watch_lma(self, now: float) -> None:
+        """The LMA is watched while it holds a binding of ours."""
+        lma = self.policy.registration.lma_address
+        if any(e.state is BindingState.REGISTERED for e in self.bul.entries.values()):
+            self.lma_liveness.watch(lma, PeerKind.LMA, now)
+        else:
+            self.lma_liveness.unwatch(lma)
+
+    def _heartbeats(self, now: float) -> list:
+        """Requests due to the LMA and the RO peers; an RO peer that missed
+        its heartbeats takes its pairs along (both roles): LMA path."""
+        p = self.policy.registration
+        requests, actions = self.lma_liveness.on_timer(now)
+        over_ipv4 = p.ipv4_transport and p.lma_ipv4 is not None
+        sends = [Send(wire.Heartbeat(unsolicited=False, response=False, sequence=sequence), p.proxy_coa, lma,
+                      ipv4_dst=UdpEndpoint(p.lma_ipv4) if over_ipv4 else None,
+                      ipv4_src=p.ipv4_proxy_coa if over_ipv4 else None) for lma, sequence in requests]
+        actions += self._sealed(sends, now)
+        ro_actions, dead = self.ro_heartbeats.on_timer(now)
+        actions += ro_actions
+        for peer in dead:
+            actions += self._ro(self.initiator.peer_dead(peer, now) + self.responder.peer_dead(peer), now)
+        return actions
+
+    def configure_heartbeats(self, peers: HeartbeatPolicy, ro: HeartbeatPolicy, now: float) -> None:
+        self.policy.heartbeat, self.policy.ro_heartbeat = peers, ro
+        self.lma_liveness.configure(peers, now)
+        self._watch_lma(now)
+        self.ro_heartbeats.configure(ro, now)
+
+    def liveness_rows(self, now: float) -> list[dict]:
+        return self.lma_liveness.rows(now) + self.ro_heartbeats.rows(now)
 
 
 __all__ = ["Advertise", "InstallMobileNode", "MagNode", "MagNodePolicy", "MnIdentity", "MobileNodeAttaching",

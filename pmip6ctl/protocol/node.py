@@ -148,6 +148,14 @@ class Node:
         error = wire.BindingError(status=wire.BindingErrorStatus.UNRECOGNIZED_MH_TYPE, home_address=arrival.src)
         return self.limited([arrival.reply(error, arrival.dst)], now)
 
+    # --- liveness (RFC 5847, heartbeat.py) ----------------------------------------------------
+    def configure_heartbeats(self, peers, ro, now: float) -> None:
+        """New heartbeat settings (HeartbeatPolicy) toward the signaling peers and the RO peers."""
+
+    def liveness_rows(self, now: float) -> list[dict]:
+        """Each peer watched by heartbeats, as `status` shows it."""
+        return []
+
     def on_timer(self, now: float) -> list:
         return []
 

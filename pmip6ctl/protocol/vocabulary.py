@@ -130,6 +130,7 @@ class FailReason(_Described):
     BINDING_ERROR = "binding_error_from_peer"
     NO_ANSWER = "no_answer"
     RESERVED_PEER = "peer_is_no_ro_peer"
+    PEER_DEAD = "peer_dead"
 
 
 FailReason._TEXT = {
@@ -148,6 +149,7 @@ FailReason._TEXT = {
     FailReason.BINDING_ERROR: "binding error from the peer",
     FailReason.NO_ANSWER: "no answer",
     FailReason.RESERVED_PEER: "the peer would be our LMA, a peer LMA or ourselves",
+    FailReason.PEER_DEAD: "the peer missed heartbeat.ro_missed heartbeats in a row (RFC 5847): LMA path",
 }
 
 
@@ -159,6 +161,7 @@ class StopReason(_Described):
     DEREGISTERED_BY_PEER = "deregistered_by_peer"
     BINDING_ERROR = "binding_error_from_peer"
     LIFETIME_EXPIRED = "lifetime_expired"
+    PEER_DEAD = "peer_dead"                       # it missed its heartbeats (RFC 5847)
 
 
 StopReason._TEXT = {
@@ -168,6 +171,7 @@ StopReason._TEXT = {
     StopReason.DEREGISTERED_BY_PEER: "deregistered by the peer",
     StopReason.BINDING_ERROR: "binding error from the peer",
     StopReason.LIFETIME_EXPIRED: "lifetime expired",
+    StopReason.PEER_DEAD: "the peer missed heartbeat.ro_missed heartbeats in a row (RFC 5847)",
 }
 
 

@@ -226,7 +226,8 @@ def test_example_keys_are_all_known():
 
 def test_known_keys_lists_sections_and_nested_tables():
     assert set(KNOWN_KEYS) == {"node", "interfaces", "addresses", "lma", "lma.ro_policy", "mag", "ro",
-                               "ro.policy", "peers", "security", "timers", "dataplane", "metrics", "control", "cn"}
+                               "ro.policy", "peers", "security", "timers", "heartbeat", "dataplane", "metrics", "control",
+                               "cn"}
     assert KNOWN_KEYS["lma.ro_policy"] == {"action", "mn", "cn"}
     assert "hnp_pool" in KNOWN_KEYS["lma"] and "path" not in KNOWN_KEYS
 
@@ -471,6 +472,15 @@ CASES = [
     ("mag", {"dataplane.hop_limit": 256}, "dataplane.hop_limit: 256 is not in 1..255"),
     ("mag", {"dataplane.hop_limit": 0}, "dataplane.hop_limit: 0 is not in 1..255"),
     ("mag", {"dataplane.event_interval_ms": 0}, "dataplane.event_interval_ms: 0 is not in 1..60000"),
+    # [heartbeat]
+    ("mag", {"heartbeat.interval": 0.05}, "heartbeat.interval: 0.05 is not 0 (off) or in 0.1..86400 seconds"),
+    ("lma", {"heartbeat.interval": -1}, "heartbeat.interval: -1 is not 0 (off) or in 0.1..86400 seconds"),
+    ("mag", {"heartbeat.ro_interval": math.inf},
+     "heartbeat.ro_interval: inf is not 0 (off) or in 0.1..86400 seconds"),
+    ("cn", {"heartbeat.ro_interval": "10s"}, "heartbeat.ro_interval: '10s' is not a number"),
+    ("mag", {"heartbeat.missed": 0}, "heartbeat.missed: 0 is not in 1..255"),
+    ("lma", {"heartbeat.ro_missed": 256}, "heartbeat.ro_missed: 256 is not in 1..255"),
+    ("mag", {"heartbeat.timeout": 3}, "heartbeat.timeout: unknown key"),
     # [metrics]
     ("cn", {"metrics.listen": "localhost"}, "metrics.listen: 'localhost' is not host:port or [ipv6]:port"),
     ("cn", {"metrics.listen": "::1:9436"}, "metrics.listen: '::1:9436' is not host:port or [ipv6]:port"),

@@ -89,6 +89,11 @@ def samples():
         w.IPv4HomeAddress(MN_V4), w.CNIPv4HomeAddress(32, CN_V4), ts]), 0x100, PEER_KEY, MAG1, MAG2)
     ro_ba = security.sign_binding_update(w.BindingAck(0, w.BAFlags.P, 7, 105, [
         w.ROAcknowledgement(0, 105), ts]), KBM, MAG1, MAG2)
+    # RO-peer heartbeats (ro/heartbeat.py): the pair named as in the RO BU, signed with its key
+    hb_rr = security.sign_binding_update(w.Heartbeat(False, False, 0x01020304, [
+        w.HomeNetworkPrefix(128, MN_HOA), w.CNHomeNetworkPrefix(128, CN_HOA), ts]), KBM, MAG1, MAG2)
+    hb_quick = security.sign_mma(w.Heartbeat(False, True, 0x01020304, [
+        w.IPv4HomeAddress(MN_V4), w.CNIPv4HomeAddress(32, CN_V4), ts]), 0x100, PEER_KEY, MAG2, MAG1)
     ro_ba_v4 = security.sign_mma(w.BindingAck(0, w.BAFlags.P, 8, 105, [
         w.IPv4ROAcknowledgement(0, 105), ts]), 0x100, PEER_KEY, MAG2, MAG1)
 
@@ -148,6 +153,14 @@ def samples():
         ("Heartbeat", MAG1, LMA, w.Heartbeat(False, True, 0xDEADBEEF), [
             ("mip6.mhtype", "13"), ("mip6.hb.u_flag", "0"), ("mip6.hb.r_flag", "1"),
             ("mip6.hb.seqnr", str(0xDEADBEEF))]),
+        ("Heartbeat-RO-rr", MAG1, MAG2, hb_rr, [
+            ("mip6.mhtype", "13"), ("mip6.hb.r_flag", "0"), ("mip6.hb.seqnr", str(0x01020304)),
+            ("mip6.nemo.mnp.pfl", "128"), ("mip6.nemo.mnp.mnp", str(MN_HOA)), em(w.CNHomeNetworkPrefix(128, CN_HOA)),
+            ts_field, ("mip6.bad.auth", hexval(hb_rr.options[-1].authenticator))]),
+        ("Heartbeat-RO-quick", MAG2, MAG1, hb_quick, [
+            ("mip6.mhtype", "13"), ("mip6.hb.r_flag", "1"), ("mip6.hb.seqnr", str(0x01020304)),
+            ("mip6.ipv4ha.ha", str(MN_V4)), em(w.CNIPv4HomeAddress(32, CN_V4)), ts_field,
+            ("mip6.auth.subtype", "255"), ("mip6.auth.mobility_spi", "256")]),
         ("LRI-query", MAG1, LMA, w.LocalizedRoutingInitiation(0x0A0B, 40, [
             w.HomeNetworkPrefix(64, HNP), w.CNAddress(CN_HOA)]), [
             ("mip6.mhtype", "17"), ("mip6.lri.sequence", "2571"), ("mip6.lri.lifetime", "0028"),

@@ -368,6 +368,14 @@ class RoInitiator:
         # heard, it lets in nothing more of ours.
         return [RoRemoved(pair, attempt.peer.address, Role.INITIATOR, reason), message]
 
+    def peer_dead(self, peer: IPv6Address, now: float) -> list:
+        """The peer missed its heartbeats (RFC 5847, ro/heartbeat.py): each
+        pair established with it falls back to the LMA path, and retries
+        after the backoff, as after any failure."""
+        return [action for attempt in [a for a in self.attempts.values()
+                                       if a.established and a.peer is not None and a.peer.address == peer]
+                for action in self._fail(attempt, now, FailReason.PEER_DEAD)]
+
     def mn_detached(self, local: Address, now: float) -> list:
         actions = []
         for pair in [p for p in [*self.attempts, *self._failures] if p.local == local]:

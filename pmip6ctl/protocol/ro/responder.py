@@ -124,6 +124,12 @@ class RoResponder:
         binding = self.bindings.pop(pair, None)
         return [RoRemoved(pair, binding.peer, Role.RESPONDER, reason)] if binding else []
 
+    def peer_dead(self, peer: IPv6Address) -> list:
+        """The initiator missed its heartbeats (RFC 5847, ro/heartbeat.py):
+        its pairs end here; nothing is sent to a dead peer."""
+        return [action for pair in [b.pair for b in self.bindings.values() if b.peer == peer]
+                for action in self.remove(pair, StopReason.PEER_DEAD)]
+
     def binding_error(self, mn_address: Address, peer: IPv6Address, binding: ResponderBinding | None = None) -> Send:
         """RFC 6275 §9.3.3's BE; signed with the pair's key when we held a
         binding for it (the initiator believes only a signed one)."""
