@@ -30,7 +30,7 @@ from typing import Callable, Mapping
 from ... import security, wire
 from ...security import PeerKey
 from ...transport import Arrival, Send, SendHomePath, UdpEndpoint
-from ..common import Retransmission, Stamper, earliest
+from ..common import Deadlines, Retransmission, Stamper, earliest
 from ..vocabulary import FailReason, Mode, RejectReason, Role, StopReason, status_label
 from .actions import (Address, BindingErrorKey, RoFailed, RoInstalled, RoPair, RoRejected, RoRemoved, mapped,
                       no_binding_error)
@@ -111,6 +111,9 @@ class InitiatorPolicy:
     # past either limit pushes out the oldest attempt in backoff, or starts nothing.
     max_attempts: int = 65536
     max_attempts_per_mn: int = 256
+    # Pairs whose attempt ended in a failure are remembered (for a longer
+    # backoff) this many at most; past it the soonest to be forgotten goes.
+    max_remembered_failures: int = 65536
     lma_ipv4: UdpEndpoint | None = None   # send the LRI over IPv4 (RFC 5844 transport)
     ipv4_proxy_coa: IPv4Address | None = None
     # The MAGs reach each other over IPv4 only (draft §2.1.1.2, §2.3.2): the
@@ -250,6 +253,15 @@ class RoInitiator:
         # while, so that the flow's next trigger backs off longer if it fails
         # again: pair -> (failures, when to forget).
         self._failures: dict[RoPair, tuple[int, float]] = {}
+        # Timers (issue 13): each attempt's next deadline, and when each
+        # remembered failure goes, in heaps; a method that changes an
+        # attempt notes its pair (_touch) and reschedules it on the way out.
+        self._timers = Deadlines()
+        self._forget_at = Deadlines()
+        self._touched: set[RoPair] = set()
+        # (table, reason) -> entries pushed out at a limit, and new ones refused there
+        self.pushed_out: dict[tuple[str, str], int] = {}
+        self.refused: dict[tuple[str, str], int] = {}
         # deregistration BUs sent on stop: (peer, sequence) -> (Timestamp, forget at); their BA is
         # expected, not an old or forged one
         self._deregistered: dict[tuple, tuple[int, float]] = {}
@@ -278,13 +290,15 @@ class RoInitiator:
             self._hold(attempt)
             actions.append(RoInstalled(s.pair, s.peer.address, binding.peer_endpoint, binding.expires,
                                        round(binding.expires - now), s.mode, Role.INITIATOR, nat=binding.nat))
-        return actions
+        return self._rescheduled(actions)
 
     # --- inputs ------------------------------------------------------------------
     def start(self, local: Address, remote: Address, now: float, mn_prefix=None, operator: bool = False) -> list:
         """Begin RO for a flow local → remote (a data-plane trigger, or the
         operator's `ro start`, which also cuts a backoff short)."""
-        pair = RoPair(local, remote)
+        return self._rescheduled(self._start(RoPair(local, remote), now, mn_prefix, operator))
+
+    def _start(self, pair: RoPair, now: float, mn_prefix, operator: bool) -> list:
         attempt = self.attempts.get(pair)
         limited = []
         if attempt is not None:
@@ -294,7 +308,7 @@ class RoInitiator:
             limited, room = self._make_room(pair, mn_prefix, now)
             if not room:
                 return limited
-        remembered, _ = self._failures.pop(pair, (0, None))
+        remembered = self._forget_failure(pair)
         if attempt is not None:
             self._forget_asked(attempt)
             self._release(attempt)
@@ -305,11 +319,13 @@ class RoInitiator:
 
     # --- bounded state (issue 13) ----------------------------------------------------
     def _hold(self, attempt: Attempt) -> None:
+        self._touched.add(attempt.pair)
         self.attempts[attempt.pair] = attempt
         key = _mn_key(attempt.pair.local, attempt.mn_prefix)
         self._per_mn[key] = self._per_mn.get(key, 0) + 1
 
     def _release(self, attempt: Attempt) -> None:
+        self._touched.add(attempt.pair)
         if self.attempts.get(attempt.pair) is attempt:
             del self.attempts[attempt.pair]
         key = _mn_key(attempt.pair.local, attempt.mn_prefix)
@@ -337,17 +353,22 @@ class RoInitiator:
         idle = [a for a in self.attempts.values() if a.phase is Phase.BACKOFF
                 and (not mine or _mn_key(a.pair.local, a.mn_prefix) == key)]
         if not idle:
+            self._count("ro_attempts", reason.value, refused=True)
             return [RoFailed(pair, reason, now + p.retry_interval, p.mode)], False
         oldest = min(idle, key=lambda a: a.started)
         self._forget_asked(oldest)
         self._release(oldest)
+        self._count("ro_attempts", reason.value)
         return [RoFailed(oldest.pair, FailReason.PUSHED_OUT, now, oldest.mode, reason.text)], True
 
     def stop(self, pair: RoPair, now: float, reason: StopReason = StopReason.STOPPED) -> list:
         """Tear the binding down (operator, MN detach): a deregistration BU
         when the peer still holds state we can authenticate, then remove."""
+        return self._rescheduled(self._stop(pair, now, reason))
+
+    def _stop(self, pair: RoPair, now: float, reason: StopReason) -> list:
         attempt = self.attempts.get(pair)
-        self._failures.pop(pair, None)
+        self._forget_failure(pair)
         if attempt is None:
             return []
         self._release(attempt)
@@ -376,11 +397,14 @@ class RoInitiator:
 
     def receive(self, msg: wire.Message, arrival: Arrival, now: float) -> list:
         handler = self._HANDLERS.get(type(msg))
-        return handler(self, msg, arrival, now) if handler else []
+        return self._rescheduled(handler(self, msg, arrival, now) if handler else [])
 
     def on_timer(self, now: float) -> list:
+        """What is due at now: O(k log n) for k due of n held."""
         actions = []
-        for attempt in list(self.attempts.values()):
+        for pair in self._timers.pop_due(now):
+            attempt = self.attempts[pair]
+            self._touched.add(pair)
             binding = attempt.binding
             if binding is not None and now >= binding.expires:
                 actions += self._fail(attempt, now, FailReason.LIFETIME_EXPIRED)   # the binding is gone: LMA path
@@ -398,15 +422,46 @@ class RoInitiator:
                 # but remember their failures as long as the longest backoff
                 self._release(attempt)
                 self._forget_asked(attempt)
-                self._failures[attempt.pair] = (attempt.failures, now + self.policy.retry_interval * 16)
-        for pair, (_, forget) in list(self._failures.items()):
-            if now >= forget:
-                del self._failures[pair]
-        return actions
+                self._remember_failure(attempt.pair, attempt.failures, now + self.policy.retry_interval * 16)
+        for pair in self._forget_at.pop_due(now):
+            del self._failures[pair]
+        return self._rescheduled(actions)
 
     def next_deadline(self) -> float | None:
-        return earliest(*(a.next_deadline for a in self.attempts.values()),
-                        *(forget for _, forget in self._failures.values()))
+        """O(1) amortised, whatever the number of attempts."""
+        return earliest(self._timers.next(), self._forget_at.next())
+
+    def _touch(self, attempt: Attempt) -> Attempt:
+        self._touched.add(attempt.pair)
+        return attempt
+
+    def _rescheduled(self, actions: list) -> list:
+        """actions, once every attempt the call changed is due at its new deadline."""
+        for pair in self._touched:
+            attempt = self.attempts.get(pair)
+            self._timers.set(pair, attempt.next_deadline if attempt is not None else None)
+        self._touched.clear()
+        return actions
+
+    # --- failures remembered past an attempt (bounded: ro.max_remembered_failures) ----------------
+    def _remember_failure(self, pair: RoPair, failures: int, until: float) -> None:
+        if pair not in self._failures and len(self._failures) >= self.policy.max_remembered_failures:
+            first = self._forget_at.first()
+            if first is not None:                # the one due to be forgotten soonest goes now
+                self._forget_failure(first[1])
+                self._count("remembered_failures", "soonest_forgotten")
+        self._failures[pair] = (failures, until)
+        self._forget_at.set(pair, until)
+
+    def _forget_failure(self, pair: RoPair) -> int:
+        """Forget pair's failures; how many there were."""
+        self._forget_at.discard(pair)
+        failures, _ = self._failures.pop(pair, (0, None))
+        return failures
+
+    def _count(self, table: str, reason: str, refused: bool = False) -> None:
+        counts = self.refused if refused else self.pushed_out
+        counts[(table, reason)] = counts.get((table, reason), 0) + 1
 
     # --- the query (LRI/LRA) -------------------------------------------------------
     def _query(self, attempt: Attempt, now: float) -> list:
@@ -663,6 +718,7 @@ class RoInitiator:
         actions = []
         for attempt in [a for a in self.attempts.values() if a.phase is not Phase.BACKOFF and a.peer is not None
                         and a.peer.address == arrival.src and mapped(a.pair.local) == be.home_address]:
+            self._touch(attempt)
             if self._be_authentic(attempt, be):
                 # The peer lost the pair (its CN moved or left): no fault of the
                 # attempt, so no backoff: the flow's next trigger starts afresh
@@ -788,7 +844,7 @@ class RoInitiator:
         current = {"lri": attempt.lri_sequence, "bu": attempt.sequence,
                    "home": attempt.tokens.home_cookie if attempt.tokens else None,
                    "careof": attempt.tokens.careof_cookie if attempt.tokens else None}[what]
-        return attempt if current == value else None
+        return self._touch(attempt) if current == value else None
 
     def _forget_asked(self, attempt: Attempt) -> None:
         for key in (("lri", attempt.lri_sequence), ("bu", attempt.sequence),
