@@ -66,7 +66,7 @@ class InterLmaQuery:
     address: IPv6Address
     peers: Mapping[IPv6Address, PeerKey]
     cache: dict[Address, CachedAnswer] = field(default_factory=dict)
-    pending: dict[PendingQuery, None] = field(default_factory=dict)    # in the order asked
+    pending: list[PendingQuery] = field(default_factory=list)
     askers: dict[IPv6Network | IPv4Address, set[IPv6Address]] = field(default_factory=dict)
     # random after every start: answers are tied to the question by it (and by the Timestamp)
     _sequence: itertools.count = field(default_factory=lambda: itertools.count(int.from_bytes(os.urandom(2), "big")))
@@ -107,12 +107,12 @@ class InterLmaQuery:
             forwarded = wire.LocalizedRoutingInitiation(sequence=sequence, lifetime=lri.lifetime,
                                                         options=options + [stamp])
             actions.append(Send(key.sign(forwarded, self.address, peer), self.address, peer))
-        self.pending[query] = None
+        self.pending.append(query)
         self._deadlines.set(query, query.deadline)
         return actions
 
     def _settled(self, query: PendingQuery) -> None:
-        del self.pending[query]
+        self.pending.remove(query)     # O(max_pending) at most
         self._deadlines.discard(query)
         for sequence, (peer, _) in query.sequences.items():
             self._asked.pop((peer, sequence), None)
