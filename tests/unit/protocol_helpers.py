@@ -304,6 +304,27 @@ def node_addresses(node) -> set:
     return {node.policy.address, node.policy.ipv4_address} - {None}
 
 
+def assert_timers_agree(node) -> None:
+    """The node's timer heaps (protocol/common.py Deadlines) hold exactly
+    what a walk of its tables finds: each key at its current deadline, and
+    nothing more (issue 13: the heap replaced that walk)."""
+    def agree(deadlines, wanted: dict) -> None:
+        wanted = {key: d for key, d in wanted.items() if d is not None}
+        assert {key: deadlines.get(key) for key in wanted} == wanted
+        assert len(deadlines) == len(wanted)
+        assert deadlines.next() == earliest(*wanted.values())
+    if isinstance(node, MagNode):
+        initiator = node.initiator
+        agree(initiator._timers, {pair: a.next_deadline for pair, a in initiator.attempts.items()})
+        agree(initiator._forget_at, {pair: until for pair, (_, until) in initiator._failures.items()})
+    if isinstance(node, LmaNode):
+        queries = node.inter_lma
+        agree(queries._deadlines, {q: q.deadline for q in queries.pending})
+        agree(queries._expiry, {cn: a.expires for cn, a in queries.cache.items()})
+    if isinstance(node, (MagNode, CnNode)):
+        agree(node.responder._expiry, {pair: b.expires for pair, b in node.responder.bindings.items()})
+
+
 class Domain:
     """Node cores, by name, joined by a network with a fake clock.
 
@@ -348,6 +369,7 @@ class Domain:
 
     # --- what the nodes do --------------------------------------------------------------
     def post(self, node: str, actions: list) -> list:
+        assert_timers_agree(self.nodes[node])
         for action in actions:
             self.log.append((self.now, node, action))
             if isinstance(action, (Send, SendHomePath)):
