@@ -314,10 +314,17 @@ def assert_timers_agree(node) -> None:
         assert len(deadlines) == len(wanted)
         assert deadlines.next() == earliest(*wanted.values())
     if isinstance(node, MagNode):
+        agree(node.bul._timers, {mn_id: earliest(e.retransmission.due, e.refresh_at, e.expires, e.retry_at)
+                                 for mn_id, e in node.bul.entries.items()})
         initiator = node.initiator
         agree(initiator._timers, {pair: a.next_deadline for pair, a in initiator.attempts.items()})
         agree(initiator._forget_at, {pair: until for pair, (_, until) in initiator._failures.items()})
     if isinstance(node, LmaNode):
+        cache = node.cache
+        agree(cache._timers, {mn_id: earliest(*(table[mn_id].expires for table in (cache.bindings, cache._deregistered)
+                                                if mn_id in table), cache.pending[mn_id].due if mn_id in cache.pending
+                                              else None)
+                              for mn_id in {*cache.bindings, *cache._deregistered, *cache.pending}})
         queries = node.inter_lma
         agree(queries._deadlines, {q: q.deadline for q in queries.pending})
         agree(queries._expiry, {cn: a.expires for cn, a in queries.cache.items()})
