@@ -276,9 +276,8 @@ class MagNode(Node):
         return super().unknown_message(mh_type, arrival, now)
 
     def _knows(self, address) -> bool:
-        return (address == self.policy.registration.lma_address
-                or any(a.peer is not None and a.peer.address == address for a in self.initiator.attempts.values())
-                or any(b.peer == address for b in self.responder.bindings.values()))
+        return (address == self.policy.registration.lma_address or self.initiator.knows_peer(address)
+                or self.responder.knows_peer(address))
 
     def _from_our_lma(self, address) -> bool:
         p = self.policy.registration

@@ -319,6 +319,11 @@ def assert_timers_agree(node) -> None:
         initiator = node.initiator
         agree(initiator._timers, {pair: a.next_deadline for pair, a in initiator.attempts.items()})
         agree(initiator._forget_at, {pair: until for pair, (_, until) in initiator._failures.items()})
+        with_peer = {}
+        for pair, attempt in initiator.attempts.items():
+            if attempt.peer is not None:
+                with_peer.setdefault(attempt.peer.address, set()).add(pair)
+        assert {peer: set(pairs) for peer, pairs in initiator._with_peer.items()} == with_peer
     if isinstance(node, LmaNode):
         cache = node.cache
         agree(cache._timers, {mn_id: earliest(*(table[mn_id].expires for table in (cache.bindings, cache._deregistered)
@@ -330,6 +335,10 @@ def assert_timers_agree(node) -> None:
         agree(queries._expiry, {cn: a.expires for cn, a in queries.cache.items()})
     if isinstance(node, (MagNode, CnNode)):
         agree(node.responder._expiry, {pair: b.expires for pair, b in node.responder.bindings.items()})
+        bound_with = {}
+        for pair, binding in node.responder.bindings.items():
+            bound_with.setdefault(binding.peer, set()).add(pair)
+        assert {peer: set(pairs) for peer, pairs in node.responder._with_peer.items()} == bound_with
 
 
 class Domain:

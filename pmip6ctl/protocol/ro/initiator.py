@@ -245,6 +245,9 @@ class RoInitiator:
         self.stamper = stamper or Stamper()
         self.attempts: dict[RoPair, Attempt] = {}
         self._per_mn: dict[object, int] = {}      # an MN's prefix (or address) -> attempts held
+        # a peer's address -> the pairs of the attempts held with it (a BE from
+        # anyone looks there, not through every attempt)
+        self._with_peer: dict[IPv6Address, dict[RoPair, None]] = {}
         # what an answer names -> the pair that asked: ("lri", sequence),
         # ("home"/"careof", cookie), ("bu", sequence); at most four per attempt
         self._asked: dict[tuple[str, object], RoPair] = {}
@@ -323,20 +326,26 @@ class RoInitiator:
         self.attempts[attempt.pair] = attempt
         key = _mn_key(attempt.pair.local, attempt.mn_prefix)
         self._per_mn[key] = self._per_mn.get(key, 0) + 1
+        if attempt.peer is not None:
+            self._with_peer.setdefault(attempt.peer.address, {})[attempt.pair] = None
 
     def _release(self, attempt: Attempt) -> None:
         self._touched.add(attempt.pair)
         if self.attempts.get(attempt.pair) is attempt:
             del self.attempts[attempt.pair]
-        key = _mn_key(attempt.pair.local, attempt.mn_prefix)
-        left = self._per_mn.get(key, 0) - 1
-        if left > 0:
-            self._per_mn[key] = left
-        else:
-            self._per_mn.pop(key, None)
+        _count_in(self._per_mn, _mn_key(attempt.pair.local, attempt.mn_prefix), -1)
+        pairs = self._with_peer.get(attempt.peer.address) if attempt.peer is not None else None
+        if pairs is not None and self.attempts.get(attempt.pair) is None:
+            pairs.pop(attempt.pair, None)
+            if not pairs:
+                del self._with_peer[attempt.peer.address]
 
     def held_by(self, local: Address, mn_prefix=None) -> int:
         return self._per_mn.get(_mn_key(local, mn_prefix), 0)
+
+    def knows_peer(self, address: IPv6Address) -> bool:
+        """Some attempt is with this peer (O(1): a check on what anyone may send)."""
+        return address in self._with_peer
 
     def _make_room(self, pair: RoPair, mn_prefix, now: float) -> tuple[list, bool]:
         """Room for one more attempt, and what making it took: none needed;
@@ -524,6 +533,7 @@ class RoInitiator:
         if p.reserved(peer.address):
             return self._fail(attempt, now, FailReason.RESERVED_PEER, long=True, detail=str(peer.address))
         attempt.peer = peer
+        self._with_peer.setdefault(peer.address, {})[attempt.pair] = None
         quick = p.mode is Mode.QUICK and peer.address in p.peer_keys
         attempt.mode = Mode.QUICK if quick else Mode.RR
         if quick:
@@ -716,8 +726,8 @@ class RoInitiator:
         state, or anyone using its address): it ends nothing, but a binding
         in place is refreshed now, which mends a peer that forgot it."""
         actions = []
-        for attempt in [a for a in self.attempts.values() if a.phase is not Phase.BACKOFF and a.peer is not None
-                        and a.peer.address == arrival.src and mapped(a.pair.local) == be.home_address]:
+        for attempt in [a for a in map(self.attempts.get, self._with_peer.get(arrival.src, ()))
+                        if a.phase is not Phase.BACKOFF and mapped(a.pair.local) == be.home_address]:
             self._touch(attempt)
             if self._be_authentic(attempt, be):
                 # The peer lost the pair (its CN moved or left): no fault of the
@@ -864,6 +874,14 @@ class RoInitiator:
         wire.BindingAck: _on_ba,
         wire.BindingError: _on_be,
     }
+
+
+def _count_in(counts: dict, key, step: int) -> None:
+    left = counts.get(key, 0) + step
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
 
 
 def _mn_key(local: Address, mn_prefix) -> object:

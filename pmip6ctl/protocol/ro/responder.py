@@ -81,6 +81,9 @@ class RoResponder:
         self.nonces = security.NonceTable(rotation=policy.nonce_rotation, random=random)
         self.bindings: dict[RoPair, ResponderBinding] = {}
         self._expiry = Deadlines()                # pair -> when its binding expires (issue 13: a heap)
+        # a peer's address -> the pairs bound with it (a BE from anyone looks
+        # there, not through every binding)
+        self._with_peer: dict[IPv6Address, dict[RoPair, None]] = {}
         self._last_timestamp: dict[RoPair, float] = {}
         # (table, reason) -> entries pushed out at a limit
         self.pushed_out: dict[tuple[str, str], int] = {}
@@ -91,19 +94,31 @@ class RoResponder:
 
     def on_timer(self, now: float) -> list:
         self._forget_timestamps(now)
-        expired = [self.bindings.pop(pair) for pair in self._expiry.pop_due(now)]
+        expired = [self._drop(pair) for pair in self._expiry.pop_due(now)]
         return [RoRemoved(b.pair, b.peer, Role.RESPONDER, StopReason.LIFETIME_EXPIRED) for b in expired]
 
     def next_deadline(self) -> float | None:
         return self._expiry.next()
 
     def _hold(self, binding: ResponderBinding) -> None:
+        self._drop(binding.pair)
         self.bindings[binding.pair] = binding
+        self._with_peer.setdefault(binding.peer, {})[binding.pair] = None
         self._expiry.set(binding.pair, binding.expires)
 
     def _drop(self, pair: RoPair) -> ResponderBinding | None:
         self._expiry.discard(pair)
-        return self.bindings.pop(pair, None)
+        binding = self.bindings.pop(pair, None)
+        if binding is not None:
+            pairs = self._with_peer[binding.peer]
+            del pairs[pair]
+            if not pairs:
+                del self._with_peer[binding.peer]
+        return binding
+
+    def knows_peer(self, address: IPv6Address) -> bool:
+        """We hold a binding with this peer (O(1): a check on what anyone may send)."""
+        return address in self._with_peer
 
     def snapshot(self) -> SavedResponder:
         return SavedResponder(list(self.bindings.values()),
@@ -314,8 +329,8 @@ class RoResponder:
         one with MAG1's address), but MAG1 may have lost its state: our side
         sends by the LMA path until MAG1's next tunnelled packet."""
         actions = []
-        for binding in [b for b in self.bindings.values()
-                        if b.peer == arrival.src and mapped(b.pair.remote) == be.home_address]:
+        for binding in [b for b in map(self.bindings.get, self._with_peer.get(arrival.src, ()))
+                        if mapped(b.pair.remote) == be.home_address]:
             if self._be_authentic(be, binding, arrival):
                 actions += self.remove(binding.pair, StopReason.BINDING_ERROR)
             else:
