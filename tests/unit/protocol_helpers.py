@@ -22,7 +22,7 @@ from pmip6ctl.protocol.common import earliest
 from pmip6ctl.protocol.lma import LmaNode, LmaNodePolicy
 from pmip6ctl.protocol.mag import MagNode, MagNodePolicy
 from pmip6ctl.protocol.pools import AddressPool, PrefixPool
-from pmip6ctl.protocol.ro import InitiatorPolicy, ResponderPolicy, RoPair
+from pmip6ctl.protocol.ro import InitiatorPolicy, Phase, ResponderPolicy, RoPair
 from pmip6ctl.protocol.vocabulary import StopReason
 from pmip6ctl.security import PeerKey
 from pmip6ctl.transport import Arrival, Send, SendHomePath, UdpEndpoint
@@ -319,6 +319,9 @@ def assert_timers_agree(node) -> None:
         initiator = node.initiator
         agree(initiator._timers, {pair: a.next_deadline for pair, a in initiator.attempts.items()})
         agree(initiator._forget_at, {pair: until for pair, (_, until) in initiator._failures.items()})
+        idle = {pair: a.started for pair, a in initiator.attempts.items() if a.phase is Phase.BACKOFF}
+        agree(initiator._idle, idle)
+        assert sum(len(d) for d in initiator._idle_per_mn.values()) == len(idle)
         with_peer = {}
         for pair, attempt in initiator.attempts.items():
             if attempt.peer is not None:

@@ -262,6 +262,10 @@ class RoInitiator:
         self._timers = Deadlines()
         self._forget_at = Deadlines()
         self._touched: set[RoPair] = set()
+        # attempts in backoff by when they started, in all and per MN: the
+        # oldest makes room at a limit (_make_room), found without a walk
+        self._idle = Deadlines()
+        self._idle_per_mn: dict[object, Deadlines] = {}
         # (table, reason) -> entries pushed out at a limit, and new ones refused there
         self.pushed_out: dict[tuple[str, str], int] = {}
         self.refused: dict[tuple[str, str], int] = {}
@@ -333,7 +337,14 @@ class RoInitiator:
         self._touched.add(attempt.pair)
         if self.attempts.get(attempt.pair) is attempt:
             del self.attempts[attempt.pair]
-        _count_in(self._per_mn, _mn_key(attempt.pair.local, attempt.mn_prefix), -1)
+        key = _mn_key(attempt.pair.local, attempt.mn_prefix)
+        _count_in(self._per_mn, key, -1)
+        if self._idle.get(attempt.pair) is not None and self.attempts.get(attempt.pair) is None:
+            self._idle.discard(attempt.pair)
+            idle = self._idle_per_mn[key]
+            idle.discard(attempt.pair)
+            if not len(idle):
+                del self._idle_per_mn[key]
         pairs = self._with_peer.get(attempt.peer.address) if attempt.peer is not None else None
         if pairs is not None and self.attempts.get(attempt.pair) is None:
             pairs.pop(attempt.pair, None)
@@ -359,12 +370,12 @@ class RoInitiator:
             reason, mine = FailReason.ATTEMPT_LIMIT, False
         else:
             return [], True
-        idle = [a for a in self.attempts.values() if a.phase is Phase.BACKOFF
-                and (not mine or _mn_key(a.pair.local, a.mn_prefix) == key)]
-        if not idle:
+        idle = (self._idle_per_mn.get(key) if mine else self._idle) or Deadlines()
+        first = idle.first()
+        if first is None:
             self._count("ro_attempts", reason.value, refused=True)
             return [RoFailed(pair, reason, now + p.retry_interval, p.mode)], False
-        oldest = min(idle, key=lambda a: a.started)
+        oldest = self.attempts[first[1]]
         self._forget_asked(oldest)
         self._release(oldest)
         self._count("ro_attempts", reason.value)
@@ -795,6 +806,9 @@ class RoInitiator:
         if attempt.established:
             actions.append(RoRemoved(attempt.pair, attempt.peer.address, Role.INITIATOR, reason, detail))
         attempt.move(Event.FAILED)
+        self._idle.set(attempt.pair, attempt.started)
+        self._idle_per_mn.setdefault(_mn_key(attempt.pair.local, attempt.mn_prefix), Deadlines()).set(
+            attempt.pair, attempt.started)
         attempt.binding = None
         attempt.keepalive_at = None
         if penalize:
