@@ -35,7 +35,8 @@ class LmaDaemon(Daemon):
                 allowed_mags=set(c.lma.allowed_mags) if c.lma.allowed_mags else None,
                 nat_keepalive=c.lma.nat_keepalive),
             ro_allowed=c.lma.ro_allowed,
-            peers=node_keys(c).inter_lma, max_pending_queries=c.lma.max_pending_queries),
+            peers=node_keys(c).inter_lma, max_pending_queries=c.lma.max_pending_queries,
+            max_cached_answers=c.lma.max_cached_answers),
             guard=signaling_guard(c, window=c.lma.timestamp_window))
         self.installed: dict[str, int] = {}      # mn_id -> tunnel id in use
         self.open_signaling(c.addresses.ipv4)

@@ -75,6 +75,7 @@ class InterLmaQuery:
     max_cached: int = MAX_CACHED
     # (table, reason) -> entries pushed out at a limit
     pushed_out: dict[tuple[str, str], int] = field(default_factory=dict)
+    refused: dict[tuple[str, str], int] = field(default_factory=dict)
     # Timers (issue 13): when each pending query times out and each cached answer
     # expires, in heaps; the LRI each peer's answer names, by (peer, sequence).
     _deadlines: Deadlines = field(default_factory=Deadlines)
@@ -94,6 +95,7 @@ class InterLmaQuery:
             return None
         if len(self.pending) >= self.max_pending:
             # bounded state (issue 13): no LRIs, no answer; the MAG asks again after 1 s
+            self.refused[("peer_queries", "pending_limit")] = self.refused.get(("peer_queries", "pending_limit"), 0) + 1
             return [Relayed(cn, RelayOutcome.PENDING_LIMIT)]
         query = PendingQuery(lri, arrival, cn, {}, now + QUERY_TIMEOUT)
         actions = []

@@ -85,8 +85,9 @@ class RoResponder:
         # there, not through every binding)
         self._with_peer: dict[IPv6Address, dict[RoPair, None]] = {}
         self._last_timestamp: dict[RoPair, float] = {}
-        # (table, reason) -> entries pushed out at a limit
+        # (table, reason) -> entries pushed out at a limit, and new ones refused there
         self.pushed_out: dict[tuple[str, str], int] = {}
+        self.refused: dict[tuple[str, str], int] = {}
 
     def receive(self, msg: wire.Message, arrival: Arrival, now: float) -> list:
         handler = self._HANDLERS.get(type(msg))
@@ -115,6 +116,14 @@ class RoResponder:
             if not pairs:
                 del self._with_peer[binding.peer]
         return binding
+
+    @property
+    def replay_entries(self) -> int:
+        return len(self._last_timestamp)
+
+    @property
+    def peers_bound(self) -> int:
+        return len(self._with_peer)
 
     def knows_peer(self, address: IPv6Address) -> bool:
         """We hold a binding with this peer (O(1): a check on what anyone may send)."""
@@ -284,6 +293,7 @@ class RoResponder:
             actions += self.remove(pair, StopReason.DEREGISTERED_BY_PEER)
         elif pair not in self.bindings and not self.policy.has_room(pair, peer):
             # RFC 6275 §9.5.1 status 130: better than accepting and black-holing the flow
+            self.refused[("ro_bindings", "no_room")] = self.refused.get(("ro_bindings", "no_room"), 0) + 1
             return [RoRejected(pair, peer, RejectReason.NO_ROOM),
                     self._ba(bu, pair, stamp, arrival, wire.Status.INSUFFICIENT_RESOURCES, 0, kbm, now, mode)]
         else:
