@@ -219,8 +219,10 @@ class BindingUpdateList:
         """What is due at now: O(k log n) for k due of n entries."""
         actions = []
         for mn_id in self._timers.pop_due(now):
+            entry = self.entries.get(mn_id)
+            if entry is None:
+                continue                          # forgotten behind our back (a test's lost state)
             self._touched.add(mn_id)
-            entry = self.entries[mn_id]
             actions += self._expire(entry, now)
             if entry.state is BindingState.FAILED and entry.retry_at is not None and entry.retry_at <= now:
                 entry.state, entry.retry_at = BindingState.REGISTERING, None

@@ -95,7 +95,15 @@ class RoResponder:
 
     def on_timer(self, now: float) -> list:
         self._forget_timestamps(now)
-        expired = [self._drop(pair) for pair in self._expiry.pop_due(now)]
+        expired = []
+        for pair in self._expiry.pop_due(now):
+            binding = self.bindings.get(pair)
+            if binding is None:
+                continue                     # dropped behind our back (a test's lost state)
+            if now >= binding.expires:
+                expired.append(self._drop(pair))
+            else:
+                self._expiry.set(pair, binding.expires)
         return [RoRemoved(b.pair, b.peer, Role.RESPONDER, StopReason.LIFETIME_EXPIRED) for b in expired]
 
     def next_deadline(self) -> float | None:
@@ -110,9 +118,9 @@ class RoResponder:
     def _drop(self, pair: RoPair) -> ResponderBinding | None:
         self._expiry.discard(pair)
         binding = self.bindings.pop(pair, None)
-        if binding is not None:
-            pairs = self._with_peer[binding.peer]
-            del pairs[pair]
+        pairs = self._with_peer.get(binding.peer) if binding is not None else None
+        if pairs is not None:
+            pairs.pop(pair, None)
             if not pairs:
                 del self._with_peer[binding.peer]
         return binding
@@ -340,7 +348,7 @@ class RoResponder:
         sends by the LMA path until MAG1's next tunnelled packet."""
         actions = []
         for binding in [b for b in map(self.bindings.get, self._with_peer.get(arrival.src, ()))
-                        if mapped(b.pair.remote) == be.home_address]:
+                        if b is not None and mapped(b.pair.remote) == be.home_address]:
             if self._be_authentic(be, binding, arrival):
                 actions += self.remove(binding.pair, StopReason.BINDING_ERROR)
             else:
