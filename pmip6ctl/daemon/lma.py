@@ -122,7 +122,7 @@ class LmaDaemon(Daemon):
 
     def limits(self) -> dict:
         queries = self.node.inter_lma
-        return {"peer_queries": {"pending": len(queries.pending), "capacity": queries.max_pending}}
+        return {"peer_queries": {"pending": len(queries.pending), "capacity": queries.max_pending}, **super().limits()}
 
     def gauges(self):
         yield ("pmip6_bindings", "Bindings held, by kind", {"kind": "pmip"}, len(self.node.bindings))
