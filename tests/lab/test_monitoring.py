@@ -130,7 +130,7 @@ def test_status_and_metrics_show_each_bounded_table_next_to_its_capacity(lab):
     pmip6_table_capacity; the flows XDP counts toward the RO trigger in
     status with the map's own capacity."""
     from pmip6ctl.config import DataplaneSection, RoSection
-    mn1, mn2 = lab.mns["mn1"]["ipv6"], lab.mns["mn2"]["ipv6"]
+    mn2 = lab.mns["mn2"]["ipv6"]
     # XDP counts flows only with a trigger: one no ping here reaches
     was = lab.client("mag1").call("ro_settings")["trigger_packets"]
     lab.client("mag1").call("ro_settings", trigger_packets=100_000)
