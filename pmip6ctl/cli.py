@@ -184,12 +184,17 @@ def status(obj: Context, as_json):
         if d.get("keys_in_grace"):
             lines.append("rotating   replaced keys still believed for " + ", ".join(d["keys_in_grace"]))
         for key, value in d.items():
-            if isinstance(value, dict):
+            if isinstance(value, dict) and key != "limits":
                 lines.append(f"{key:<10} " + ", ".join(f"{k}={v}" for k, v in value.items()))
         for peer in d.get("liveness", []):          # heartbeats (RFC 5847)
             heard = "never answered" if peer["last_heard_ago"] is None else f"answered {peer['last_heard_ago']} s ago"
             lines.append(f"liveness   {peer['kind']} {peer['peer']}: {peer['state']} for {peer['since']} s, "
                          f"{heard}, {peer['missed']} missed")
+        for name, t in d.get("limits", {}).items():
+            # a table others fill: held/capacity (its config key), and what the limit did
+            went = t["pushed_out"] if isinstance(t["pushed_out"], str) else ", ".join(
+                f"{k}={v}" for k, v in {**t["pushed_out"], **t.get("refused", {})}.items()) or "nothing"
+            lines.append(f"limit      {name} {t['held']}/{t['capacity']} ({t['setting']}); at the limit: {went}")
         return "\n".join(lines)
     emit(data, as_json, table)
 

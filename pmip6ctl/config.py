@@ -479,6 +479,9 @@ class LmaSection:
     # MAG queries out to the peer LMAs at once (scenario 2); past it a query gets no
     # answer and waits for its MAG's retry (docs/operations.md).
     max_pending_queries: int = _key(_integer(1, U32_MAX), 4096)
+    # Peer LMAs' answers cached at once (each for the lifetime it came with); past it
+    # the oldest goes, and its MAG's next query asks the peers again.
+    max_cached_answers: int = _key(_integer(1, U32_MAX), 65536)
 
     def ro_allowed(self, mn: IPv6Address | IPv4Address, cn: IPv6Address | IPv4Address) -> bool:
         rule = next((r for r in self.ro_policy if r.matches(mn, cn)), None)
@@ -519,6 +522,12 @@ class RoSection:
     # limit pushes out the oldest attempt in backoff, or is not optimized (docs/operations.md).
     max_attempts: int = _key(_integer(1, U32_MAX), 65536)
     max_attempts_per_mn: int = _key(_integer(1, U32_MAX), 256)
+    # Pairs whose RO failed, remembered (for a longer backoff) at most this many; past
+    # it the one due to be forgotten soonest goes (docs/operations.md).
+    max_remembered_failures: int = _key(_integer(1, U32_MAX), 65536)
+    # As the responder (MAG, CN agent): the newest RO BU Timestamp per pair, kept for
+    # the Timestamp window against replay, at most this many; past it the oldest goes.
+    max_replay_entries: int = _key(_integer(1, U32_MAX), 65536)
     # Which pairs may be optimized, for both roles (first match wins; no match: allowed).
     policy: tuple[RoPolicyRule, ...] = _tables(RoPolicyRule)
 
@@ -568,6 +577,9 @@ class SecuritySection:
     # a forged source draws no more than that. 0: no limit.
     answer_rate: float = _key(_number(0), 200.0)
     answer_burst: int = _key(_integer(1, 1_000_000), 400)
+    # Destination prefixes whose answer budget is tracked; past it the least
+    # recently seen is forgotten (and starts again with a full burst).
+    answer_prefixes: int = _key(_integer(1, U32_MAX), 65536)
 
 
 @dataclass(**_section)

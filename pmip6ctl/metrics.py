@@ -32,11 +32,13 @@ class DataplaneCollector:
     verdict and reason; map entries and capacity; the daemon's own gauges."""
 
     def __init__(self, node: str, tables_provider: Callable[[], object | None],
-                 gauges: Callable[[], Iterable[tuple[str, str, dict, float]]], intake=None):
+                 gauges: Callable[[], Iterable[tuple[str, str, dict, float]]], intake=None,
+                 bounded: Callable[[], Iterable] | None = None):
         self.node = node
         self.tables_provider = tables_provider
         self.gauges = gauges
         self.intake = intake
+        self.bounded = bounded        # the node core's bounded tables (protocol/limits.py Bounded)
 
     def collect(self):
         tables = self.tables_provider()
@@ -76,6 +78,8 @@ class DataplaneCollector:
                                              "(10 at once, then 1 a second), not written", labels=["node"])
             suppressed.add_metric([self.node], logthrottle.installed.suppressed_total)
             yield suppressed
+        if self.bounded is not None:
+            yield from self._bounded()
         families: dict[str, GaugeMetricFamily] = {}
         for name, help_text, labels, value in self.gauges():
             family = families.get(name)
@@ -83,6 +87,26 @@ class DataplaneCollector:
                 family = families[name] = GaugeMetricFamily(name, help_text, labels=["node", *labels])
             family.add_metric([self.node, *labels.values()], value)
         yield from families.values()
+
+
+    def _bounded(self):
+        """Each table others fill (issue 13): its entries next to its
+        capacity, and what its limit pushed out or refused, by reason."""
+        held = GaugeMetricFamily("pmip6_table_entries", "Entries in a table others fill", labels=["node", "table"])
+        capacity = GaugeMetricFamily("pmip6_table_capacity", "Its limit (the config key in status)",
+                                     labels=["node", "table"])
+        pushed = CounterMetricFamily("pmip6_table_pushed_out", "Entries that went to make room at the table's limit",
+                                     labels=["node", "table", "reason"])
+        refused = CounterMetricFamily("pmip6_table_refused", "New entries not taken at the table's limit",
+                                      labels=["node", "table", "reason"])
+        for b in self.bounded():
+            held.add_metric([self.node, b.table], b.held)
+            capacity.add_metric([self.node, b.table], b.capacity)
+            for reason, n in b.pushed_out.items():
+                pushed.add_metric([self.node, b.table, reason], n)
+            for reason, n in b.refused.items():
+                refused.add_metric([self.node, b.table, reason], n)
+        yield from (held, capacity, pushed, refused)
 
 
 class Metrics:

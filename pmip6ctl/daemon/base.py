@@ -199,7 +199,8 @@ class Daemon:
         self.tables.set_local_addresses(self.netlink.local_addresses())
         self.tunnels = TunnelRegistry(self.tables)
         self.setup()
-        self.node.limit_answers(self.config.security.answer_rate, self.config.security.answer_burst)
+        sec = self.config.security
+        self.node.limit_answers(sec.answer_rate, sec.answer_burst, sec.answer_prefixes)
         state = statefile.load(self.state_path)
         if state:
             if self.node.guard is not None:
@@ -226,7 +227,7 @@ class Daemon:
         })
         await control.start()
         self.metrics.add_collector(DataplaneCollector(self.node_name, lambda: self.tables, self._all_gauges,
-                                                      intake=self.intake))
+                                                      intake=self.intake, bounded=self.node.bounded))
         self.metrics.serve(*self.config.metrics.listen)
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, self._stopping.set)
@@ -512,8 +513,10 @@ class Daemon:
                 "liveness": self.node.liveness_rows(time.time()), **self.limits()}
 
     def limits(self) -> dict:
-        """The role's bounded tables, as `status` shows them (docs/operations.md)."""
-        return {}
+        """The node's bounded tables, as `status` shows them (docs/operations.md)."""
+        return {"limits": {b.table: {"held": b.held, "capacity": b.capacity, "setting": b.setting,
+                                     "pushed_out": dict(b.pushed_out), "refused": dict(b.refused)}
+                           for b in self.node.bounded()}}
 
     def counters(self) -> list[dict]:
         rows = [{"program": c.program, "verdict": c.verdict, "reason": c.reason,

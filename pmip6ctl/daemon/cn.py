@@ -43,9 +43,11 @@ class CnDaemon(Daemon):
         keys = dict(node_keys(c).quick_mode)
         self.node = CnNode(CnNodePolicy(
             address=c.addresses.ipv6, ipv4_address=c.addresses.ipv4,
+            max_ro_pairs=c.dataplane.max_ro_entries, max_ro_peers=max(c.dataplane.max_tunnels - 1, 1),
             responder=ro.ResponderPolicy(address=c.addresses.ipv6, serves=lambda a: False, home_path=False,
                                          max_lifetime=c.ro.lifetime, peer_keys=keys,
-                                         nat_keepalive=c.ro.nat_keepalive),
+                                         nat_keepalive=c.ro.nat_keepalive,
+                                         max_replay_entries=c.ro.max_replay_entries),
             ro_heartbeat=heartbeat_policies(c)[1]))
         self.ro_entries = RoEntries(self.tables, self.tunnels, c.addresses.ipv6, c.addresses.ipv4,
                                     later=self._loop.call_later)

@@ -36,7 +36,7 @@ class LmaDaemon(Daemon):
                 nat_keepalive=c.lma.nat_keepalive),
             ro_allowed=c.lma.ro_allowed,
             peers=node_keys(c).inter_lma, max_pending_queries=c.lma.max_pending_queries,
-            heartbeat=heartbeat_policies(c)[0]),
+            heartbeat=heartbeat_policies(c)[0], max_cached_answers=c.lma.max_cached_answers),
             guard=signaling_guard(c, window=c.lma.timestamp_window))
         self.installed: dict[str, int] = {}      # mn_id -> tunnel id in use
         self.open_signaling(c.addresses.ipv4)
@@ -122,7 +122,7 @@ class LmaDaemon(Daemon):
 
     def limits(self) -> dict:
         queries = self.node.inter_lma
-        return {"peer_queries": {"pending": len(queries.pending), "capacity": queries.max_pending}}
+        return {"peer_queries": {"pending": len(queries.pending), "capacity": queries.max_pending}, **super().limits()}
 
     def gauges(self):
         yield ("pmip6_bindings", "Bindings held, by kind", {"kind": "pmip"}, len(self.node.bindings))

@@ -42,6 +42,7 @@ class MagDaemon(Daemon):
             max_bindack_timeout=t.max_bindack_timeout, request_ipv4=c.mag.request_ipv4, ro_enabled=c.ro.enabled,
             ro_mode=c.ro.mode, ro_lifetime=c.ro.lifetime, ro_retry_interval=c.ro.retry_interval,
             ro_max_attempts=c.ro.max_attempts, ro_max_attempts_per_mn=c.ro.max_attempts_per_mn,
+            ro_max_remembered_failures=c.ro.max_remembered_failures, ro_max_replay_entries=c.ro.max_replay_entries,
             peer_keys=node_keys(c).quick_mode,
             nat_keepalive=c.ro.nat_keepalive, mn_ids=c.mag.mn_ids, ro_allowed=c.ro.allowed,
             reserved={p.address for p in c.peers_of("lma")}, hnp_lengths=c.mag.hnp_lengths,
@@ -279,8 +280,14 @@ class MagDaemon(Daemon):
 
     def limits(self) -> dict:
         policy = self.node.initiator.policy
+        limits = super().limits()
+        limits["limits"]["ro_attempts"]["per_mn"] = policy.max_attempts_per_mn
+        # the flows XDP counts toward the RO trigger: an LRU map, the kernel pushes out the least recent
+        flows, capacity = self.tables.map_pressure()["flows"]
+        limits["limits"]["flows"] = {"held": flows, "capacity": capacity, "setting": "dataplane.max_flows",
+                                     "pushed_out": "least recently used, by the kernel (not counted)"}
         return {"ro_attempts": {"held": len(self.node.initiator.attempts), "capacity": policy.max_attempts,
-                                "per_mn": policy.max_attempts_per_mn}}
+                                "per_mn": policy.max_attempts_per_mn}, **limits}
 
     def gauges(self):
         roles = {}

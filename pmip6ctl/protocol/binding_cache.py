@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
-from itertools import chain
 
 from ..wire import (AccessTechnologyType, BAFlags, BindingAck, BindingRevocation, BindingUpdate, BUFlags,
                     HandoffIndicator, HomeNetworkPrefix, IPv4CareofAddress,
@@ -24,7 +23,7 @@ from ..wire import (AccessTechnologyType, BAFlags, BindingAck, BindingRevocation
                     RevocationStatus, RevocationTrigger, Status, Timestamp, find_option, find_options)
 from ..actions import Command, Notification
 from ..transport import Arrival, Send, UdpEndpoint
-from .common import Stamper, earliest, sequence_greater
+from .common import Deadlines, Stamper, earliest, sequence_greater
 from .index import PrefixIndex
 from .pools import AddressPool, PoolExhausted, PrefixPool
 from .vocabulary import names_a_correspondent
@@ -147,6 +146,9 @@ class BindingCache:
         # finds it; here `expires` is when the entry is deleted.
         self._deregistered: dict[str, BindingCacheEntry] = {}
         self._departed: PrefixIndex[str] = PrefixIndex()        # their HNPs and IPv4 HoAs -> MN-ID
+        # each MN's next deadline (its binding's or deregistered entry's expiry,
+        # its pending move's) in a heap (issue 13), set again after each input
+        self._timers = Deadlines()
 
     # --- Events -------------------------------------------------------------
 
@@ -154,6 +156,9 @@ class BindingCache:
         if not isinstance(msg, BindingUpdate) or names_a_correspondent(msg):
             return []  # not a PBU (an RO BU goes between MAGs)
         mn_id = _mobile_node_identifier(msg)
+        return self._rescheduled(self._receive(msg, arrival, mn_id, now), mn_id)
+
+    def _receive(self, msg: BindingUpdate, arrival: Arrival, mn_id: str | None, now: float) -> list:
         known = self.bindings.get(mn_id) or self._deregistered.get(mn_id)
         status = self._refusal(msg, arrival, mn_id, known, now)
         if status is not None:
@@ -177,29 +182,39 @@ class BindingCache:
         del self.pending[move.old.mn_id]
         if bra.code == RevocationStatus.REVOCATION_FAILED_MN_IS_ATTACHED:
             refused = MoveRefused(move.old.mn_id, move.arrival.src, move.old.proxy_coa)
-            return [refused] + self._reject(move.pbu, move.arrival, move.old.mn_id, move.old,
-                                            Status.ADMIN_PROHIBITED, now)
-        return self._move(move, now)   # gone (success), or it never had it (128)
+            return self._rescheduled([refused] + self._reject(move.pbu, move.arrival, move.old.mn_id, move.old,
+                                                              Status.ADMIN_PROHIBITED, now), move.old.mn_id)
+        return self._rescheduled(self._move(move, now), move.old.mn_id)   # gone (success), or never had it (128)
 
     def on_timer(self, now: float) -> list:
-        for entry in self._delete_expired(self._deregistered, now):
+        """What is due at now: O(k log n) for k MNs due of n."""
+        due = self._timers.pop_due(now)
+        for entry in self._delete_expired(self._deregistered, due, now):
             self._unindex(entry, self._departed)
-        expired = self._delete_expired(self.bindings, now)
+        expired = self._delete_expired(self.bindings, due, now)
         for entry in expired:
             self._unindex(entry, self._by_address)
         actions = [BindingRemoved(entry) for entry in expired]
-        for move in [m for m in self.pending.values() if m.due <= now]:
+        for move in [m for m in map(self.pending.get, due) if m is not None and m.due <= now]:
             if move.retries < len(REVOCATION_RETRIES):
                 actions.append(self._indication(move, now))
             else:
                 # The old MAG does not answer: it serves nobody, the move goes ahead.
                 del self.pending[move.old.mn_id]
                 actions += self._move(move, now)
-        return actions
+        return self._rescheduled(actions, *due)
 
     def next_deadline(self) -> float | None:
-        return earliest(*(entry.expires for entry in chain(self.bindings.values(), self._deregistered.values())),
-                        *(move.due for move in self.pending.values()))
+        """O(1) amortised, whatever the number of MNs."""
+        return self._timers.next()
+
+    def _rescheduled(self, actions: list, *mn_ids: str | None) -> list:
+        """actions, once the MNs the call changed are due at their new deadlines."""
+        for mn_id in mn_ids:
+            binding, held, move = self.bindings.get(mn_id), self._deregistered.get(mn_id), self.pending.get(mn_id)
+            self._timers.set(mn_id, earliest(binding.expires if binding else None, held.expires if held else None,
+                                             move.due if move else None))
+        return actions
 
     # --- Lookups ------------------------------------------------------------
 
@@ -228,6 +243,7 @@ class BindingCache:
         for entry in entries:
             if entry.mn_id not in self.bindings and self._reserve(entry):
                 self._bind(entry)
+                self._rescheduled([], entry.mn_id)
             else:
                 refused.append(entry)
         return refused
@@ -446,8 +462,9 @@ class BindingCache:
         if self.policy.ipv4_pool is not None:
             self.policy.ipv4_pool.release(mn_id)
 
-    def _delete_expired(self, table: dict[str, BindingCacheEntry], now: float) -> list[BindingCacheEntry]:
-        expired = [entry for entry in table.values() if entry.expires <= now]
+    def _delete_expired(self, table: dict[str, BindingCacheEntry], due: list[str],
+                        now: float) -> list[BindingCacheEntry]:
+        expired = [entry for entry in map(table.get, due) if entry is not None and entry.expires <= now]
         for entry in expired:
             del table[entry.mn_id]
             self._release(entry.mn_id)

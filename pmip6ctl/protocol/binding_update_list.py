@@ -24,7 +24,7 @@ from ..wire import (AccessTechnologyType, AccessTechnologyTypeValue, BAFlags, Bi
                     Status, Timestamp, find_option)
 from ..actions import Command, Notification
 from ..transport import PMIP6_UDP_PORT, Arrival, Send, UdpEndpoint
-from .common import Retransmission, Stamper, earliest, sequence_greater
+from .common import Deadlines, Retransmission, Stamper, earliest, sequence_greater
 
 ALL_ZERO_PREFIX = IPv6Network("::/0")  # HNP option asking the LMA to assign (RFC 5213 §6.9.1.1)
 ALL_ZERO_IPV4 = IPv4Address(0)  # IPv4 HoA Request asking the LMA to assign (RFC 5844 §3.3.1)
@@ -131,6 +131,10 @@ class BindingUpdateList:
                  stamper: Stamper | None = None):
         self.policy = policy
         self.entries: dict[str, BindingUpdateListEntry] = {}
+        # each entry's next deadline in a heap (issue 13); a method that changes
+        # an entry notes its MN (_touched) and reschedules it on the way out
+        self._timers = Deadlines()
+        self._touched: set[str] = set()
         # random after every start: a restarted MAG never replays old numbers in order
         self._sequence = int.from_bytes(random(2), "big")
         self.stamper = stamper or Stamper()
@@ -139,6 +143,10 @@ class BindingUpdateList:
 
     def attach(self, mn_id: str, link: str, now: float, mac: str | None = None, handoff: bool = False) -> list:
         """The MN appeared on an access link: register it (RFC 5213 §6.9.1.1)."""
+        self._touched.add(mn_id)
+        return self._rescheduled(self._attach(mn_id, link, now, mac, handoff))
+
+    def _attach(self, mn_id: str, link: str, now: float, mac: str | None, handoff: bool) -> list:
         entry = self.entries.get(mn_id)
         active = (BindingState.REGISTERING, BindingState.REGISTERED)
         if entry is not None and entry.link == link and entry.state in active:
@@ -163,26 +171,32 @@ class BindingUpdateList:
         entry = self.entries.get(mn_id)
         if entry is None or entry.state is BindingState.DEREGISTERING:
             return []
+        self._touched.add(mn_id)
         actions = [MobileNodeDeregistered(_snapshot(entry))] if entry.state is BindingState.REGISTERED else []
         entry.state = BindingState.DEREGISTERING
         entry.refresh_at = entry.expires = None
-        return actions + self._request(entry, now)
+        return self._rescheduled(actions + self._request(entry, now))
 
     def revoke(self, mn_id: str) -> list:
         """The LMA revoked the binding (RFC 5846): the MN is gone from here,
         and nothing is sent (the LMA asked)."""
         entry = self.entries.pop(mn_id, None)
+        self._timers.discard(mn_id)
         if entry is None or entry.state is not BindingState.REGISTERED:
             return []
         return [MobileNodeDeregistered(_snapshot(entry))]
 
     def receive(self, msg: Message, arrival: Arrival, now: float) -> list:
         """A PBA for the request outstanding for its MN; anything else is ignored."""
+        return self._rescheduled(self._receive(msg, arrival, now))
+
+    def _receive(self, msg: Message, arrival: Arrival, now: float) -> list:
         if not isinstance(msg, BindingAck) or not msg.flags & BAFlags.P or arrival.src != self.policy.lma_address:
             return []
         entry = self.entries.get(mn_id_of(find_option(msg, MobileNodeIdentifier)))
         if entry is None or not entry.outstanding:
             return []
+        self._touched.add(entry.mn_id)
         if msg.status == Status.SEQUENCE_OUT_OF_WINDOW:
             # RFC 6275 §11.7.3: carry on from the LMA's last accepted number
             # (which is what this PBA carries), and send again at once.
@@ -202,8 +216,13 @@ class BindingUpdateList:
         return self._registered(entry, msg, sent, now)
 
     def on_timer(self, now: float) -> list:
+        """What is due at now: O(k log n) for k due of n entries."""
         actions = []
-        for entry in list(self.entries.values()):
+        for mn_id in self._timers.pop_due(now):
+            entry = self.entries.get(mn_id)
+            if entry is None:
+                continue                          # forgotten behind our back (a test's lost state)
+            self._touched.add(mn_id)
             actions += self._expire(entry, now)
             if entry.state is BindingState.FAILED and entry.retry_at is not None and entry.retry_at <= now:
                 entry.state, entry.retry_at = BindingState.REGISTERING, None
@@ -214,18 +233,29 @@ class BindingUpdateList:
                 actions += self._request(entry, now)
             elif entry.retransmission.due is not None and entry.retransmission.due <= now:
                 actions += self._retransmit(entry, now)
-        return actions
+        return self._rescheduled(actions)
 
     def next_deadline(self) -> float | None:
-        return earliest(*(deadline for entry in self.entries.values()
-                          for deadline in (entry.retransmission.due, entry.refresh_at, entry.expires, entry.retry_at)))
+        """O(1) amortised, whatever the number of MNs."""
+        return self._timers.next()
+
+    def _rescheduled(self, actions: list) -> list:
+        """actions, once every entry the call changed is due at its new deadline."""
+        for mn_id in self._touched:
+            entry = self.entries.get(mn_id)
+            self._timers.set(mn_id, None if entry is None else earliest(
+                entry.retransmission.due, entry.refresh_at, entry.expires, entry.retry_at))
+        self._touched.clear()
+        return actions
 
     def restore(self, entries: list[BindingUpdateListEntry]) -> None:
         """Take over the binding update list after a restart."""
         for entry in entries:
             self.entries[entry.mn_id] = entry
+            self._touched.add(entry.mn_id)
             if sequence_greater(entry.sequence, self._sequence):
                 self._sequence = entry.sequence  # the next PBU is newer than any restored one
+        self._rescheduled([])
 
     # --- Binding update list --------------------------------------------------
 

@@ -17,6 +17,7 @@ from .. import wire
 from ..transport import Arrival
 from .common import earliest
 from .heartbeat import OFF, HeartbeatPolicy
+from .limits import Bounded, counts_of
 from .node import Node, saved_on_ro_change
 from .ro import Address, ResponderPolicy, RoPair, RoResponder
 from .ro.heartbeat import RoHeartbeats
@@ -29,6 +30,9 @@ class CnNodePolicy:
     ipv4_address: IPv4Address | None = None
     responder: ResponderPolicy             # its `serves` is the node's own; no home path here
     ro_heartbeat: HeartbeatPolicy = OFF    # liveness of the RO peers ([heartbeat] ro_interval, ro_missed)
+    # RO table and tunnel room (dataplane.max_ro_entries, max_tunnels): past it, BA 130.
+    max_ro_pairs: int = 65536
+    max_ro_peers: int = 4094
 
 
 class CnNode(Node):
@@ -37,13 +41,29 @@ class CnNode(Node):
     def __init__(self, policy: CnNodePolicy, random: Callable[[int], bytes] = os.urandom, kcn: bytes | None = None):
         self.policy = policy
         self.responder = RoResponder(dataclasses.replace(policy.responder, address=policy.address,
-                                                         serves=self.serves, home_path=False),
+                                                         serves=self.serves, home_path=False,
+                                                         has_room=self._has_room),
                                      kcn=kcn, random=random)
         self.ro_heartbeats = RoHeartbeats(policy.address, self.responder, None, None, policy.ro_heartbeat,
                                           policy.responder.timestamp_window, random)
 
     def key_tables(self) -> list[tuple[str, dict]]:
         return [("quick_mode", self.responder.policy.peer_keys)]
+
+    def _has_room(self, pair: RoPair, peer: IPv6Address) -> bool:
+        """Room for one more RO pair (and, for a new peer, one more tunnel):
+        anyone who can answer the RR for its own address can ask for one."""
+        r = self.responder
+        return len(r.bindings) < self.policy.max_ro_pairs and (
+            r.knows_peer(peer) or r.peers_bound < self.policy.max_ro_peers)
+
+    def bounded(self) -> list[Bounded]:
+        r = self.responder
+        return super().bounded() + [
+            Bounded("ro_bindings", "dataplane.max_ro_entries", len(r.bindings), self.policy.max_ro_pairs, {},
+                    counts_of(r.refused, "ro_bindings")),
+            Bounded("ro_replay", "ro.max_replay_entries", r.replay_entries, r.policy.max_replay_entries,
+                    counts_of(r.pushed_out, "ro_replay"))]
 
     def serves(self, address: Address) -> bool:
         """The agent answers for its own addresses only."""

@@ -9,6 +9,7 @@ read a clock themselves.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 from ..wire import Timestamp
@@ -64,3 +65,82 @@ class Stamper:
         value = max(round(now * 65536), self._last + 1)
         self._last = value
         return Timestamp(value)
+
+
+class Deadlines:
+    """When each key is next due, in a heap with lazy deletion (aioquic's
+    and asyncio's timer heaps): `set` pushes a new entry and leaves the one
+    it replaces in place, marked stale by the key's current (deadline,
+    serial); stale tops are dropped when met. `next()` is O(1) amortised,
+    taking what is due `O(k log n)`. Stale entries are compacted away once
+    they outnumber the live ones, so churn never grows the heap beyond
+    twice the keys held (issue 13: bounded state)."""
+
+    COMPACT_ABOVE = 64                    # a heap this small is never worth rebuilding
+
+    def __init__(self):
+        self._heap: list[tuple[float, int, object]] = []
+        self._live: dict[object, tuple[float, int]] = {}    # key -> its current (deadline, serial)
+        self._serial = 0
+
+    def set(self, key, deadline: float | None) -> None:
+        """key is next due at deadline (None: not at all)."""
+        current = self._live.get(key)
+        if deadline is None:
+            if current is not None:
+                del self._live[key]
+                self._compact()
+            return
+        if current is not None and current[0] == deadline:
+            return
+        self._serial += 1
+        self._live[key] = (deadline, self._serial)
+        heapq.heappush(self._heap, (deadline, self._serial, key))
+        self._compact()
+
+    def discard(self, key) -> None:
+        self.set(key, None)
+
+    def get(self, key) -> float | None:
+        current = self._live.get(key)
+        return current[0] if current is not None else None
+
+    def next(self) -> float | None:
+        """The soonest deadline held, or None."""
+        top = self.first()
+        return top[0] if top is not None else None
+
+    def first(self) -> tuple[float, object] | None:
+        """(deadline, key) of the soonest, or None."""
+        heap, live = self._heap, self._live
+        while heap:
+            deadline, serial, key = heap[0]
+            if live.get(key) == (deadline, serial):
+                return deadline, key
+            heapq.heappop(heap)
+        return None
+
+    def pop_due(self, now: float) -> list:
+        """The keys due at now, soonest first; each is no longer due until set again."""
+        due = []
+        heap, live = self._heap, self._live
+        while heap and heap[0][0] <= now:
+            deadline, serial, key = heapq.heappop(heap)
+            if live.get(key) == (deadline, serial):
+                del live[key]
+                due.append(key)
+        return due
+
+    def _compact(self) -> None:
+        heap = self._heap
+        if len(heap) > self.COMPACT_ABOVE and len(heap) > 2 * len(self._live):
+            self._heap = [(d, s, k) for k, (d, s) in self._live.items()]
+            heapq.heapify(self._heap)
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    @property
+    def heap_size(self) -> int:
+        """Entries in the heap, stale ones included (for tests and bench)."""
+        return len(self._heap)

@@ -23,9 +23,8 @@ from typing import Callable, Mapping
 from .. import wire
 from ..actions import Notification
 from ..security import PeerKey
-from .common import earliest
 from ..transport import Arrival, Send
-from .common import Stamper
+from .common import Deadlines, Stamper, earliest
 from .ro_query import echoed_timestamp, mag_address_options, named_addresses, serving_mag_options
 from .vocabulary import RelayOutcome
 
@@ -33,6 +32,7 @@ Address = IPv6Address | IPv4Address
 
 QUERY_TIMEOUT = 1.0        # how long the asking MAG waits for the peers, at most
 MAX_PENDING = 4096         # MAG queries waiting for the peers at once; past it, a query waits for its MAG's retry
+MAX_CACHED = 65536         # peers' answers cached at once; past it, the oldest goes
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class CachedAnswer:
     peer: IPv6Address               # the LMA that anchors the CN
 
 
-@dataclass
+@dataclass(eq=False)
 class PendingQuery:
     """A MAG's LRI waiting for the peers' answers."""
     lri: wire.LocalizedRoutingInitiation
@@ -72,6 +72,15 @@ class InterLmaQuery:
     _sequence: itertools.count = field(default_factory=lambda: itertools.count(int.from_bytes(os.urandom(2), "big")))
     stamper: Stamper = field(default_factory=Stamper)
     max_pending: int = MAX_PENDING
+    max_cached: int = MAX_CACHED
+    # (table, reason) -> entries pushed out at a limit
+    pushed_out: dict[tuple[str, str], int] = field(default_factory=dict)
+    refused: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Timers (issue 13): when each pending query times out and each cached answer
+    # expires, in heaps; the LRI each peer's answer names, by (peer, sequence).
+    _deadlines: Deadlines = field(default_factory=Deadlines)
+    _expiry: Deadlines = field(default_factory=Deadlines)
+    _asked: dict[tuple[IPv6Address, int], PendingQuery] = field(default_factory=dict)
 
     # --- a MAG asked about a CN we do not anchor -------------------------------------------
     def ask_peers(self, lri: wire.LocalizedRoutingInitiation, arrival: Arrival, now: float) -> list | None:
@@ -81,11 +90,12 @@ class InterLmaQuery:
         cached = self.cache.get(cn)
         if cached is not None and cached.expires > now:
             return [self._answer(lri, arrival, cached), Relayed(cn, RelayOutcome.ANSWERED_FROM_CACHE)]
-        self.cache.pop(cn, None)
+        self._uncache(cn)
         if not self.peers or cn is None:
             return None
         if len(self.pending) >= self.max_pending:
             # bounded state (issue 13): no LRIs, no answer; the MAG asks again after 1 s
+            self.refused[("peer_queries", "pending_limit")] = self.refused.get(("peer_queries", "pending_limit"), 0) + 1
             return [Relayed(cn, RelayOutcome.PENDING_LIMIT)]
         query = PendingQuery(lri, arrival, cn, {}, now + QUERY_TIMEOUT)
         actions = []
@@ -93,13 +103,34 @@ class InterLmaQuery:
             sequence = next(self._sequence) & 0xFFFF
             stamp = self.stamper.stamp(now)
             query.sequences[sequence] = (peer, stamp.timestamp)
+            self._asked[(peer, sequence)] = query
             options = [o for o in lri.options if not isinstance(o, (wire.MobilityMessageAuthentication,
                                                                        wire.Timestamp))]
             forwarded = wire.LocalizedRoutingInitiation(sequence=sequence, lifetime=lri.lifetime,
                                                         options=options + [stamp])
             actions.append(Send(key.sign(forwarded, self.address, peer), self.address, peer))
         self.pending.append(query)
+        self._deadlines.set(query, query.deadline)
         return actions
+
+    def _settled(self, query: PendingQuery) -> None:
+        self.pending.remove(query)     # O(max_pending) at most
+        self._deadlines.discard(query)
+        for sequence, (peer, _) in query.sequences.items():
+            self._asked.pop((peer, sequence), None)
+
+    def _cache(self, cn: Address, answer: CachedAnswer) -> None:
+        if cn not in self.cache and len(self.cache) >= self.max_cached:
+            # bounded (issue 13): the oldest answer goes; its MAG's next query asks again
+            self._uncache(next(iter(self.cache)))
+            self.pushed_out[("peer_answers", "oldest")] = self.pushed_out.get(("peer_answers", "oldest"), 0) + 1
+        self.cache.pop(cn, None)
+        self.cache[cn] = answer                   # to the end: the newest last
+        self._expiry.set(cn, answer.expires)
+
+    def _uncache(self, cn: Address) -> None:
+        self.cache.pop(cn, None)
+        self._expiry.discard(cn)
 
     # --- answers and notices from a peer LMA ------------------------------------------------
     def on_peer_lra(self, lra: wire.LocalizedRoutingAck, arrival: Arrival, now: float) -> list:
@@ -110,34 +141,35 @@ class InterLmaQuery:
             return self._on_notice(lra, arrival.src)
         stamp = wire.find_option(lra, wire.Timestamp)
         asked = (arrival.src, stamp.timestamp if stamp else None)
-        query = next((q for q in self.pending if q.sequences.get(lra.sequence) == asked), None)
-        if query is None:
+        query = self._asked.get((arrival.src, lra.sequence))
+        if query is None or query.sequences.get(lra.sequence) != asked:
             return []                   # no question of ours with that number and Timestamp
         del query.sequences[lra.sequence]
+        del self._asked[(arrival.src, lra.sequence)]
         if lra.status == wire.LRAStatus.SUCCESS:
             mag = wire.find_option(lra, wire.MAGIPv6Address)
             if mag is not None:
                 ipv4 = wire.find_option(lra, wire.IPv4CareofAddress)
                 answer = CachedAnswer(mag.address, ipv4.address if ipv4 else None, now + lra.lifetime, arrival.src)
-                self.cache[query.cn] = answer
-                self.pending.remove(query)
+                self._cache(query.cn, answer)
+                self._settled(query)
                 return [self._answer(query.lri, query.arrival, answer), Relayed(query.cn, RelayOutcome.ANSWERED_BY_PEER)]
         if not query.sequences:
-            self.pending.remove(query)
+            self._settled(query)
             return [self._refuse(query), Relayed(query.cn, RelayOutcome.NO_PEER_ANCHORS_IT)]
         return []
 
     def on_timer(self, now: float) -> list:
         actions = []
-        for query in [q for q in self.pending if q.deadline <= now]:
-            self.pending.remove(query)
+        for query in self._deadlines.pop_due(now):
+            self._settled(query)
             actions += [self._refuse(query), Relayed(query.cn, RelayOutcome.PEERS_DID_NOT_ANSWER)]
-        for cn in [cn for cn, answer in self.cache.items() if answer.expires <= now]:
+        for cn in self._expiry.pop_due(now):
             del self.cache[cn]
         return actions
 
     def next_deadline(self) -> float | None:
-        return earliest(*(q.deadline for q in self.pending), *(a.expires for a in self.cache.values()))
+        return earliest(self._deadlines.next(), self._expiry.next())
 
     def _on_notice(self, lra: wire.LocalizedRoutingAck, peer: IPv6Address) -> list:
         """The peer's CN moved or left: forget what we cached from it."""
@@ -147,7 +179,7 @@ class InterLmaQuery:
             (prefix and isinstance(cn, IPv6Address) and cn in IPv6Network(f"{prefix.prefix}/{prefix.prefix_length}"))
             or (address and cn == address.address))]
         for cn in stale:
-            del self.cache[cn]
+            self._uncache(cn)
         return [Relayed(cn, RelayOutcome.CACHE_INVALIDATED_BY_PEER) for cn in stale]
 
     # --- a peer LMA asked us ---------------------------------------------------------------------

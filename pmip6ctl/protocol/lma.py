@@ -30,7 +30,8 @@ from .binding_cache import BindingCache, BindingCacheEntry, BindingRemoved, Bind
 from .auth import AuthFailure, SignalingGuard, SignalingRefused
 from .common import Stamper, earliest
 from .heartbeat import OFF, HeartbeatPolicy, Liveness, PeerKind
-from .inter_lma import MAX_PENDING, InterLmaQuery, Relayed
+from .inter_lma import MAX_CACHED, MAX_PENDING, InterLmaQuery, Relayed
+from .limits import Bounded, counts_of
 from .node import Node, StateChanged, with_state_change
 from .ro_query import answer_lri
 from .vocabulary import MessageKind, QueryOutcome, RelayOutcome, message_kind
@@ -80,6 +81,7 @@ class LmaNodePolicy:
     peers: Mapping[IPv6Address, PeerKey] = field(default_factory=dict)      # peer LMAs (scenario 2)
     max_pending_queries: int = MAX_PENDING                                 # [lma] max_pending_queries
     heartbeat: HeartbeatPolicy = OFF                                       # [heartbeat]: toward serving MAGs
+    max_cached_answers: int = MAX_CACHED                                   # [lma] max_cached_answers
 
 
 class LmaNode(Node):
@@ -91,7 +93,7 @@ class LmaNode(Node):
         self.cache = BindingCache(policy.binding_cache, stamper=guard.stamper if guard else None)
         self.inter_lma = InterLmaQuery(policy.binding_cache.address, dict(policy.peers),
                                        stamper=guard.stamper if guard else Stamper(),
-                                       max_pending=policy.max_pending_queries)
+                                       max_pending=policy.max_pending_queries, max_cached=policy.max_cached_answers)
         # each serving MAG's proxy CoA -> (MN -> tunnel) of the bindings through it
         self._through_mag: dict[IPv6Address, dict[str, Tunnel]] = {}
         self._mag_routes: dict[IPv6Address, Tunnel] = {}
@@ -105,6 +107,14 @@ class LmaNode(Node):
 
     def key_tables(self) -> list[tuple[str, dict]]:
         return [("inter_lma", self.inter_lma.peers)]
+
+    def bounded(self) -> list[Bounded]:
+        q = self.inter_lma
+        return super().bounded() + [
+            Bounded("peer_queries", "lma.max_pending_queries", len(q.pending), q.max_pending, {},
+                    counts_of(q.refused, "peer_queries")),
+            Bounded("peer_answers", "lma.max_cached_answers", len(q.cache), q.max_cached,
+                    counts_of(q.pushed_out, "peer_answers"))]
 
     # --- the guard: an LMA answers its signaling peers only -------------------------------------
     def _refused(self, msg: wire.Message, arrival: Arrival, now: float) -> SignalingRefused | None:

@@ -38,6 +38,7 @@ from .auth import SignalingGuard
 from .common import Stamper, earliest
 from .heartbeat import OFF, HeartbeatPolicy, Liveness, PeerKind
 from .index import PrefixIndex
+from .limits import Bounded, counts_of
 from .node import Node, NodeError, NotSent, saved_on_ro_change, with_state_change
 from .ro import (Address, InitiatorPolicy, ResponderPolicy, RoInitiator, RoPair, RoRejected, RoResponder,
                  no_binding_error)
@@ -164,7 +165,8 @@ class MagNodePolicy:
               mn_ids: Mapping[str, str] | None = None, ro_allowed: Callable | None = None,
               reserved=(), max_ro_pairs: int = 65536, max_ro_peers: int = 4094, hnp_lengths=(64,),
               infrastructure=(), retry_after_rejection: float = 30.0, ro_max_attempts: int = 65536,
-              ro_max_attempts_per_mn: int = 256, heartbeat: HeartbeatPolicy = OFF,
+              ro_max_attempts_per_mn: int = 256, ro_max_remembered_failures: int = 65536,
+              ro_max_replay_entries: int = 65536, heartbeat: HeartbeatPolicy = OFF,
               ro_heartbeat: HeartbeatPolicy = OFF) -> MagNodePolicy:
         """One policy from the flat settings a config file gives."""
         keys = dict(peer_keys or {})
@@ -183,10 +185,12 @@ class MagNodePolicy:
                 refresh_fraction=refresh_fraction, initial_timeout=initial_bindack_timeout,
                 max_timeout=max_bindack_timeout, retry_interval=ro_retry_interval,
                 max_attempts=ro_max_attempts, max_attempts_per_mn=ro_max_attempts_per_mn,
+                max_remembered_failures=ro_max_remembered_failures,
                 lma_ipv4=UdpEndpoint(lma_ipv4) if ipv4_transport else None, ipv4_proxy_coa=ipv4_proxy_coa,
                 ipv4_transport=ipv4_transport),
             responder=ResponderPolicy(address=proxy_coa, serves=_serves_nothing, max_lifetime=ro_lifetime,
-                                      peer_keys=keys, nat_keepalive=nat_keepalive))
+                                      peer_keys=keys, nat_keepalive=nat_keepalive,
+                                      max_replay_entries=ro_max_replay_entries))
 
 
 class MagNode(Node):
@@ -240,6 +244,16 @@ class MagNode(Node):
         """The RO responder answers for MNs registered here, and no one else."""
         return self.entry_for(address) is not None
 
+    def bounded(self) -> list[Bounded]:
+        i, r = self.initiator, self.responder
+        return super().bounded() + [
+            Bounded("ro_attempts", "ro.max_attempts", len(i.attempts), i.policy.max_attempts,
+                    counts_of(i.pushed_out, "ro_attempts"), counts_of(i.refused, "ro_attempts")),
+            Bounded("ro_remembered_failures", "ro.max_remembered_failures", len(i._failures),
+                    i.policy.max_remembered_failures, counts_of(i.pushed_out, "remembered_failures")),
+            Bounded("ro_replay", "ro.max_replay_entries", r.replay_entries, r.policy.max_replay_entries,
+                    counts_of(r.pushed_out, "ro_replay"))]
+
     def _has_room(self, pair: RoPair, peer: IPv6Address) -> bool:
         """Room for one more RO pair (and, for a new peer, one more tunnel)."""
         pairs = {*self.responder.bindings, *(a.pair for a in self.initiator.attempts.values() if a.established)}
@@ -287,9 +301,8 @@ class MagNode(Node):
         return super().unknown_message(mh_type, arrival, now)
 
     def _knows(self, address) -> bool:
-        return (address == self.policy.registration.lma_address
-                or any(a.peer is not None and a.peer.address == address for a in self.initiator.attempts.values())
-                or any(b.peer == address for b in self.responder.bindings.values()))
+        return (address == self.policy.registration.lma_address or self.initiator.knows_peer(address)
+                or self.responder.knows_peer(address))
 
     def _from_our_lma(self, address) -> bool:
         p = self.policy.registration

@@ -18,7 +18,7 @@ from typing import Callable, ClassVar
 from .. import wire
 from ..actions import Command, Notification
 from ..transport import Arrival, Send, SendHomePath
-from .limits import ANSWERS_TO_STRANGERS, PrefixRateLimiter
+from .limits import ANSWERS_TO_STRANGERS, Bounded, PrefixRateLimiter
 from .ro.actions import RoInstalled, RoRemoved
 from .auth import GUARDED, KeyChanges, NodeKeys, SignalingGuard, SignalingRefused, is_request, rekeyed
 from .vocabulary import MessageKind, message_kind
@@ -65,10 +65,20 @@ class Node:
     _keys_retire_at: dict | None = None          # peer -> when its replaced quick-mode/inter-LMA key expires
     answer_limit: PrefixRateLimiter | None = None   # None: answers to strangers unlimited (limit_answers)
 
-    def limit_answers(self, rate: float, burst: int) -> None:
+    def limit_answers(self, rate: float, burst: int, prefixes: int = 65536) -> None:
         """Answers to input anyone could have sent (HoT, CoT, BE) go out at
-        most `rate` a second per destination prefix (limits.py); 0: no limit."""
-        self.answer_limit = PrefixRateLimiter(rate, burst) if rate > 0 else None
+        most `rate` a second per destination prefix (limits.py), `prefixes`
+        of them tracked; 0: no limit."""
+        self.answer_limit = PrefixRateLimiter(rate, burst, prefixes) if rate > 0 else None
+
+    def bounded(self) -> list[Bounded]:
+        """The node's tables that others fill, each with its limit (issue 13;
+        docs/operations.md): what `status` and the metrics show."""
+        limit = self.answer_limit
+        if limit is None:
+            return []
+        return [Bounded("answer_prefixes", "security.answer_prefixes", len(limit), limit.max_prefixes,
+                        {"least_recently_seen": limit.forgotten})]
 
     def limited(self, actions: list, now: float) -> list:
         """actions, with each answer to a stranger over its prefix's rate

@@ -122,3 +122,37 @@ def test_the_alerting_and_recording_rules_load_and_evaluate(prometheus):
         return found if found and all(r["health"] != "unknown" for r in found) else None
     evaluated = wait_for(rules, timeout=20, what="the rules' first evaluation")
     assert [(r["name"], r.get("lastError")) for r in evaluated if r["health"] != "ok"] == []
+
+
+def test_status_and_metrics_show_each_bounded_table_next_to_its_capacity(lab):
+    """Issue 13: each table others fill, on the running daemons, in `status`
+    (held, capacity, config key) and as pmip6_table_entries next to
+    pmip6_table_capacity; the flows XDP counts toward the RO trigger in
+    status with the map's own capacity."""
+    from pmip6ctl.config import DataplaneSection, RoSection
+    mn2 = lab.mns["mn2"]["ipv6"]
+    # XDP counts flows only with a trigger: one no ping here reaches
+    was = lab.client("mag1").call("ro_settings")["trigger_packets"]
+    lab.client("mag1").call("ro_settings", trigger_packets=100_000)
+    try:
+        assert ping(lab, "mn1", mn2, count=5, interval=0.02) == 5
+    finally:
+        lab.client("mag1").call("ro_settings", trigger_packets=was)
+    expected = {"mag1": {"ro_attempts", "ro_remembered_failures", "ro_replay", "answer_prefixes", "flows"},
+                "lma": {"peer_queries", "peer_answers"},
+                "cn": {"ro_bindings", "ro_replay", "answer_prefixes"}}
+    for node, tables in expected.items():
+        limits = lab.client(node).call("status")["limits"]
+        assert tables <= set(limits), (node, sorted(limits))
+        with urllib.request.urlopen(f"http://{lab.metrics_targets()[node]}/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+        for table, row in limits.items():
+            if table == "flows":
+                continue                            # pmip6_bpf_map_entries{map="flows"} has it
+            assert re.search(rf'pmip6_table_capacity{{node="{node}",table="{table}"}} {row["capacity"]}\.0', text)
+            assert f'pmip6_table_entries{{node="{node}",table="{table}"}}' in text
+    mag1 = lab.client("mag1").call("status")["limits"]
+    assert mag1["ro_attempts"]["capacity"] == RoSection().max_attempts
+    assert mag1["ro_replay"]["setting"] == "ro.max_replay_entries"
+    # the ping's flows are in the LRU map XDP keeps, whose size is the config's
+    assert mag1["flows"]["capacity"] == DataplaneSection().max_flows and mag1["flows"]["held"] >= 1

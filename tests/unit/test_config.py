@@ -469,6 +469,11 @@ CASES = [
     ("mag", {"dataplane.pin_root": "bpf/pmip6"}, "dataplane.pin_root: 'bpf/pmip6' is not an absolute path"),
     ("mag", {"dataplane.generic_mode": 0}, "dataplane.generic_mode: 0 is not a boolean (true or false)"),
     ("mag", {"dataplane.max_flows": 0}, "dataplane.max_flows: 0 is not in 1..4294967295"),
+    # bounded tables (issue 13)
+    ("mag", {"ro.max_remembered_failures": 0}, "ro.max_remembered_failures: 0 is not in 1..4294967295"),
+    ("cn", {"ro.max_replay_entries": -1}, "ro.max_replay_entries: -1 is not in 1..4294967295"),
+    ("lma", {"lma.max_cached_answers": 0}, "lma.max_cached_answers: 0 is not in 1..4294967295"),
+    ("mag", {"security.answer_prefixes": 0}, "security.answer_prefixes: 0 is not in 1..4294967295"),
     ("mag", {"dataplane.hop_limit": 256}, "dataplane.hop_limit: 256 is not in 1..255"),
     ("mag", {"dataplane.hop_limit": 0}, "dataplane.hop_limit: 0 is not in 1..255"),
     ("mag", {"dataplane.event_interval_ms": 0}, "dataplane.event_interval_ms: 0 is not in 1..60000"),

@@ -46,6 +46,7 @@ METRICS = frozenset({
     "pmip6_event_queue_depth", "pmip6_event_queue_capacity",
     "pmip6_ro_attempts_held", "pmip6_ro_attempts_capacity",
     "pmip6_peer_queries_pending", "pmip6_peer_queries_capacity",
+    "pmip6_table_entries", "pmip6_table_capacity", "pmip6_table_pushed_out_total", "pmip6_table_refused_total",
 })
 PROCESS_METRIC = re.compile(r"process_[a-z_]+")
 DATASOURCE_UIDS = {"${DS_PROMETHEUS}", "$DS_PROMETHEUS", "prometheus"}

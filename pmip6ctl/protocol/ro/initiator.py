@@ -30,7 +30,7 @@ from typing import Callable, Mapping
 from ... import security, wire
 from ...security import PeerKey
 from ...transport import Arrival, Send, SendHomePath, UdpEndpoint
-from ..common import Retransmission, Stamper, earliest
+from ..common import Deadlines, Retransmission, Stamper, earliest
 from ..vocabulary import FailReason, Mode, RejectReason, Role, StopReason, status_label
 from .actions import (Address, BindingErrorKey, RoFailed, RoInstalled, RoPair, RoRejected, RoRemoved, mapped,
                       no_binding_error)
@@ -111,6 +111,9 @@ class InitiatorPolicy:
     # past either limit pushes out the oldest attempt in backoff, or starts nothing.
     max_attempts: int = 65536
     max_attempts_per_mn: int = 256
+    # Pairs whose attempt ended in a failure are remembered (for a longer
+    # backoff) this many at most; past it the soonest to be forgotten goes.
+    max_remembered_failures: int = 65536
     lma_ipv4: UdpEndpoint | None = None   # send the LRI over IPv4 (RFC 5844 transport)
     ipv4_proxy_coa: IPv4Address | None = None
     # The MAGs reach each other over IPv4 only (draft §2.1.1.2, §2.3.2): the
@@ -242,6 +245,9 @@ class RoInitiator:
         self.stamper = stamper or Stamper()
         self.attempts: dict[RoPair, Attempt] = {}
         self._per_mn: dict[object, int] = {}      # an MN's prefix (or address) -> attempts held
+        # a peer's address -> the pairs of the attempts held with it (a BE from
+        # anyone looks there, not through every attempt)
+        self._with_peer: dict[IPv6Address, dict[RoPair, None]] = {}
         # what an answer names -> the pair that asked: ("lri", sequence),
         # ("home"/"careof", cookie), ("bu", sequence); at most four per attempt
         self._asked: dict[tuple[str, object], RoPair] = {}
@@ -250,6 +256,19 @@ class RoInitiator:
         # while, so that the flow's next trigger backs off longer if it fails
         # again: pair -> (failures, when to forget).
         self._failures: dict[RoPair, tuple[int, float]] = {}
+        # Timers (issue 13): each attempt's next deadline, and when each
+        # remembered failure goes, in heaps; a method that changes an
+        # attempt notes its pair (_touch) and reschedules it on the way out.
+        self._timers = Deadlines()
+        self._forget_at = Deadlines()
+        self._touched: set[RoPair] = set()
+        # attempts in backoff by when they started, in all and per MN: the
+        # oldest makes room at a limit (_make_room), found without a walk
+        self._idle = Deadlines()
+        self._idle_per_mn: dict[object, Deadlines] = {}
+        # (table, reason) -> entries pushed out at a limit, and new ones refused there
+        self.pushed_out: dict[tuple[str, str], int] = {}
+        self.refused: dict[tuple[str, str], int] = {}
         # deregistration BUs sent on stop: (peer, sequence) -> (Timestamp, forget at); their BA is
         # expected, not an old or forged one
         self._deregistered: dict[tuple, tuple[int, float]] = {}
@@ -278,13 +297,15 @@ class RoInitiator:
             self._hold(attempt)
             actions.append(RoInstalled(s.pair, s.peer.address, binding.peer_endpoint, binding.expires,
                                        round(binding.expires - now), s.mode, Role.INITIATOR, nat=binding.nat))
-        return actions
+        return self._rescheduled(actions)
 
     # --- inputs ------------------------------------------------------------------
     def start(self, local: Address, remote: Address, now: float, mn_prefix=None, operator: bool = False) -> list:
         """Begin RO for a flow local → remote (a data-plane trigger, or the
         operator's `ro start`, which also cuts a backoff short)."""
-        pair = RoPair(local, remote)
+        return self._rescheduled(self._start(RoPair(local, remote), now, mn_prefix, operator))
+
+    def _start(self, pair: RoPair, now: float, mn_prefix, operator: bool) -> list:
         attempt = self.attempts.get(pair)
         limited = []
         if attempt is not None:
@@ -294,7 +315,7 @@ class RoInitiator:
             limited, room = self._make_room(pair, mn_prefix, now)
             if not room:
                 return limited
-        remembered, _ = self._failures.pop(pair, (0, None))
+        remembered = self._forget_failure(pair)
         if attempt is not None:
             self._forget_asked(attempt)
             self._release(attempt)
@@ -305,22 +326,37 @@ class RoInitiator:
 
     # --- bounded state (issue 13) ----------------------------------------------------
     def _hold(self, attempt: Attempt) -> None:
+        self._touched.add(attempt.pair)
         self.attempts[attempt.pair] = attempt
         key = _mn_key(attempt.pair.local, attempt.mn_prefix)
         self._per_mn[key] = self._per_mn.get(key, 0) + 1
+        if attempt.peer is not None:
+            self._with_peer.setdefault(attempt.peer.address, {})[attempt.pair] = None
 
     def _release(self, attempt: Attempt) -> None:
+        self._touched.add(attempt.pair)
         if self.attempts.get(attempt.pair) is attempt:
             del self.attempts[attempt.pair]
         key = _mn_key(attempt.pair.local, attempt.mn_prefix)
-        left = self._per_mn.get(key, 0) - 1
-        if left > 0:
-            self._per_mn[key] = left
-        else:
-            self._per_mn.pop(key, None)
+        _count_in(self._per_mn, key, -1)
+        if self._idle.get(attempt.pair) is not None and self.attempts.get(attempt.pair) is None:
+            self._idle.discard(attempt.pair)
+            idle = self._idle_per_mn[key]
+            idle.discard(attempt.pair)
+            if not len(idle):
+                del self._idle_per_mn[key]
+        pairs = self._with_peer.get(attempt.peer.address) if attempt.peer is not None else None
+        if pairs is not None and self.attempts.get(attempt.pair) is None:
+            pairs.pop(attempt.pair, None)
+            if not pairs:
+                del self._with_peer[attempt.peer.address]
 
     def held_by(self, local: Address, mn_prefix=None) -> int:
         return self._per_mn.get(_mn_key(local, mn_prefix), 0)
+
+    def knows_peer(self, address: IPv6Address) -> bool:
+        """Some attempt is with this peer (O(1): a check on what anyone may send)."""
+        return address in self._with_peer
 
     def _make_room(self, pair: RoPair, mn_prefix, now: float) -> tuple[list, bool]:
         """Room for one more attempt, and what making it took: none needed;
@@ -334,20 +370,25 @@ class RoInitiator:
             reason, mine = FailReason.ATTEMPT_LIMIT, False
         else:
             return [], True
-        idle = [a for a in self.attempts.values() if a.phase is Phase.BACKOFF
-                and (not mine or _mn_key(a.pair.local, a.mn_prefix) == key)]
-        if not idle:
+        idle = (self._idle_per_mn.get(key) if mine else self._idle) or Deadlines()
+        first = idle.first()
+        if first is None:
+            self._count("ro_attempts", reason.value, refused=True)
             return [RoFailed(pair, reason, now + p.retry_interval, p.mode)], False
-        oldest = min(idle, key=lambda a: a.started)
+        oldest = self.attempts[first[1]]
         self._forget_asked(oldest)
         self._release(oldest)
+        self._count("ro_attempts", reason.value)
         return [RoFailed(oldest.pair, FailReason.PUSHED_OUT, now, oldest.mode, reason.text)], True
 
     def stop(self, pair: RoPair, now: float, reason: StopReason = StopReason.STOPPED) -> list:
         """Tear the binding down (operator, MN detach): a deregistration BU
         when the peer still holds state we can authenticate, then remove."""
+        return self._rescheduled(self._stop(pair, now, reason))
+
+    def _stop(self, pair: RoPair, now: float, reason: StopReason) -> list:
         attempt = self.attempts.get(pair)
-        self._failures.pop(pair, None)
+        self._forget_failure(pair)
         if attempt is None:
             return []
         self._release(attempt)
@@ -372,9 +413,9 @@ class RoInitiator:
         """The peer missed its heartbeats (RFC 5847, ro/heartbeat.py): each
         pair established with it falls back to the LMA path, and retries
         after the backoff, as after any failure."""
-        return [action for attempt in [a for a in self.attempts.values()
-                                       if a.established and a.peer is not None and a.peer.address == peer]
-                for action in self._fail(attempt, now, FailReason.PEER_DEAD)]
+        dead = [self.attempts[pair] for pair in self._with_peer.get(peer, {}) if pair in self.attempts]
+        return self._rescheduled([action for attempt in dead if attempt.established
+                                  for action in self._fail(self._touch(attempt), now, FailReason.PEER_DEAD)])
 
     def mn_detached(self, local: Address, now: float) -> list:
         actions = []
@@ -384,11 +425,16 @@ class RoInitiator:
 
     def receive(self, msg: wire.Message, arrival: Arrival, now: float) -> list:
         handler = self._HANDLERS.get(type(msg))
-        return handler(self, msg, arrival, now) if handler else []
+        return self._rescheduled(handler(self, msg, arrival, now) if handler else [])
 
     def on_timer(self, now: float) -> list:
+        """What is due at now: O(k log n) for k due of n held."""
         actions = []
-        for attempt in list(self.attempts.values()):
+        for pair in self._timers.pop_due(now):
+            attempt = self.attempts.get(pair)
+            if attempt is None:
+                continue                          # forgotten behind our back (a test's lost state)
+            self._touched.add(pair)
             binding = attempt.binding
             if binding is not None and now >= binding.expires:
                 actions += self._fail(attempt, now, FailReason.LIFETIME_EXPIRED)   # the binding is gone: LMA path
@@ -406,15 +452,46 @@ class RoInitiator:
                 # but remember their failures as long as the longest backoff
                 self._release(attempt)
                 self._forget_asked(attempt)
-                self._failures[attempt.pair] = (attempt.failures, now + self.policy.retry_interval * 16)
-        for pair, (_, forget) in list(self._failures.items()):
-            if now >= forget:
-                del self._failures[pair]
-        return actions
+                self._remember_failure(attempt.pair, attempt.failures, now + self.policy.retry_interval * 16)
+        for pair in self._forget_at.pop_due(now):
+            del self._failures[pair]
+        return self._rescheduled(actions)
 
     def next_deadline(self) -> float | None:
-        return earliest(*(a.next_deadline for a in self.attempts.values()),
-                        *(forget for _, forget in self._failures.values()))
+        """O(1) amortised, whatever the number of attempts."""
+        return earliest(self._timers.next(), self._forget_at.next())
+
+    def _touch(self, attempt: Attempt) -> Attempt:
+        self._touched.add(attempt.pair)
+        return attempt
+
+    def _rescheduled(self, actions: list) -> list:
+        """actions, once every attempt the call changed is due at its new deadline."""
+        for pair in self._touched:
+            attempt = self.attempts.get(pair)
+            self._timers.set(pair, attempt.next_deadline if attempt is not None else None)
+        self._touched.clear()
+        return actions
+
+    # --- failures remembered past an attempt (bounded: ro.max_remembered_failures) ----------------
+    def _remember_failure(self, pair: RoPair, failures: int, until: float) -> None:
+        if pair not in self._failures and len(self._failures) >= self.policy.max_remembered_failures:
+            first = self._forget_at.first()
+            if first is not None:                # the one due to be forgotten soonest goes now
+                self._forget_failure(first[1])
+                self._count("remembered_failures", "soonest_forgotten")
+        self._failures[pair] = (failures, until)
+        self._forget_at.set(pair, until)
+
+    def _forget_failure(self, pair: RoPair) -> int:
+        """Forget pair's failures; how many there were."""
+        self._forget_at.discard(pair)
+        failures, _ = self._failures.pop(pair, (0, None))
+        return failures
+
+    def _count(self, table: str, reason: str, refused: bool = False) -> None:
+        counts = self.refused if refused else self.pushed_out
+        counts[(table, reason)] = counts.get((table, reason), 0) + 1
 
     # --- the query (LRI/LRA) -------------------------------------------------------
     def _query(self, attempt: Attempt, now: float) -> list:
@@ -477,6 +554,7 @@ class RoInitiator:
         if p.reserved(peer.address):
             return self._fail(attempt, now, FailReason.RESERVED_PEER, long=True, detail=str(peer.address))
         attempt.peer = peer
+        self._with_peer.setdefault(peer.address, {})[attempt.pair] = None
         quick = p.mode is Mode.QUICK and peer.address in p.peer_keys
         attempt.mode = Mode.QUICK if quick else Mode.RR
         if quick:
@@ -669,8 +747,9 @@ class RoInitiator:
         state, or anyone using its address): it ends nothing, but a binding
         in place is refreshed now, which mends a peer that forgot it."""
         actions = []
-        for attempt in [a for a in self.attempts.values() if a.phase is not Phase.BACKOFF and a.peer is not None
-                        and a.peer.address == arrival.src and mapped(a.pair.local) == be.home_address]:
+        for attempt in [a for a in map(self.attempts.get, self._with_peer.get(arrival.src, ()))
+                        if a.phase is not Phase.BACKOFF and mapped(a.pair.local) == be.home_address]:
+            self._touch(attempt)
             if self._be_authentic(attempt, be):
                 # The peer lost the pair (its CN moved or left): no fault of the
                 # attempt, so no backoff: the flow's next trigger starts afresh
@@ -737,6 +816,9 @@ class RoInitiator:
         if attempt.established:
             actions.append(RoRemoved(attempt.pair, attempt.peer.address, Role.INITIATOR, reason, detail))
         attempt.move(Event.FAILED)
+        self._idle.set(attempt.pair, attempt.started)
+        self._idle_per_mn.setdefault(_mn_key(attempt.pair.local, attempt.mn_prefix), Deadlines()).set(
+            attempt.pair, attempt.started)
         attempt.binding = None
         attempt.keepalive_at = None
         if penalize:
@@ -796,7 +878,7 @@ class RoInitiator:
         current = {"lri": attempt.lri_sequence, "bu": attempt.sequence,
                    "home": attempt.tokens.home_cookie if attempt.tokens else None,
                    "careof": attempt.tokens.careof_cookie if attempt.tokens else None}[what]
-        return attempt if current == value else None
+        return self._touch(attempt) if current == value else None
 
     def _forget_asked(self, attempt: Attempt) -> None:
         for key in (("lri", attempt.lri_sequence), ("bu", attempt.sequence),
@@ -816,6 +898,14 @@ class RoInitiator:
         wire.BindingAck: _on_ba,
         wire.BindingError: _on_be,
     }
+
+
+def _count_in(counts: dict, key, step: int) -> None:
+    left = counts.get(key, 0) + step
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
 
 
 def _mn_key(local: Address, mn_prefix) -> object:

@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 from ... import security, wire
 from ...security import PeerKey
 from ...transport import Arrival, Send, SendHomePath, UdpEndpoint
-from ..common import earliest
+from ..common import Deadlines
 from ..vocabulary import Mode, RejectReason, Role, StopReason, status_label
 from .actions import (Address, BindingErrorKey, RoInstalled, RoPair, RoRejected, RoRemoved, RoSendOnlyOnceHeard,
                       mapped, no_binding_error, unmapped)
@@ -39,6 +39,10 @@ class ResponderPolicy:
     allowed: Callable[[Address, Address], bool] = lambda mn, cn: True
     # Room for one more pair with this peer in the RO table and the tunnels (else BA 130).
     has_room: Callable[[RoPair, IPv6Address], bool] = lambda pair, peer: True
+    # The newest BU Timestamp per pair, kept for the Timestamp window (replay
+    # protection): at most this many; past it the oldest goes (a pair that
+    # holds a binding is still protected by the binding's own Timestamp).
+    max_replay_entries: int = 65536
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,14 @@ class RoResponder:
         self.kcn = kcn or security.new_kcn()
         self.nonces = security.NonceTable(rotation=policy.nonce_rotation, random=random)
         self.bindings: dict[RoPair, ResponderBinding] = {}
+        self._expiry = Deadlines()                # pair -> when its binding expires (issue 13: a heap)
+        # a peer's address -> the pairs bound with it (a BE from anyone looks
+        # there, not through every binding)
+        self._with_peer: dict[IPv6Address, dict[RoPair, None]] = {}
         self._last_timestamp: dict[RoPair, float] = {}
+        # (table, reason) -> entries pushed out at a limit, and new ones refused there
+        self.pushed_out: dict[tuple[str, str], int] = {}
+        self.refused: dict[tuple[str, str], int] = {}
 
     def receive(self, msg: wire.Message, arrival: Arrival, now: float) -> list:
         handler = self._HANDLERS.get(type(msg))
@@ -84,13 +95,47 @@ class RoResponder:
 
     def on_timer(self, now: float) -> list:
         self._forget_timestamps(now)
-        expired = [b for b in self.bindings.values() if now >= b.expires]
-        for binding in expired:
-            del self.bindings[binding.pair]
+        expired = []
+        for pair in self._expiry.pop_due(now):
+            binding = self.bindings.get(pair)
+            if binding is None:
+                continue                     # dropped behind our back (a test's lost state)
+            if now >= binding.expires:
+                expired.append(self._drop(pair))
+            else:
+                self._expiry.set(pair, binding.expires)
         return [RoRemoved(b.pair, b.peer, Role.RESPONDER, StopReason.LIFETIME_EXPIRED) for b in expired]
 
     def next_deadline(self) -> float | None:
-        return earliest(*(b.expires for b in self.bindings.values()))
+        return self._expiry.next()
+
+    def _hold(self, binding: ResponderBinding) -> None:
+        self._drop(binding.pair)
+        self.bindings[binding.pair] = binding
+        self._with_peer.setdefault(binding.peer, {})[binding.pair] = None
+        self._expiry.set(binding.pair, binding.expires)
+
+    def _drop(self, pair: RoPair) -> ResponderBinding | None:
+        self._expiry.discard(pair)
+        binding = self.bindings.pop(pair, None)
+        pairs = self._with_peer.get(binding.peer) if binding is not None else None
+        if pairs is not None:
+            pairs.pop(pair, None)
+            if not pairs:
+                del self._with_peer[binding.peer]
+        return binding
+
+    @property
+    def replay_entries(self) -> int:
+        return len(self._last_timestamp)
+
+    @property
+    def peers_bound(self) -> int:
+        return len(self._with_peer)
+
+    def knows_peer(self, address: IPv6Address) -> bool:
+        """We hold a binding with this peer (O(1): a check on what anyone may send)."""
+        return address in self._with_peer
 
     def snapshot(self) -> SavedResponder:
         return SavedResponder(list(self.bindings.values()),
@@ -105,7 +150,7 @@ class RoResponder:
         for b in saved.bindings:
             if b.expires <= now or b.pair in self.bindings or not self.policy.serves(b.pair.local):
                 continue
-            self.bindings[b.pair] = b
+            self._hold(b)
             actions.append(RoInstalled(b.pair, b.peer, b.peer_ipv4, b.expires, round(b.expires - now), b.mode,
                                        Role.RESPONDER, nat=b.nat))
         return actions
@@ -115,19 +160,19 @@ class RoResponder:
         peer with a Binding Error, so it falls back at once."""
         actions = []
         for binding in [b for b in self.bindings.values() if b.pair.local == local]:
-            del self.bindings[binding.pair]
+            self._drop(binding.pair)
             actions.append(RoRemoved(binding.pair, binding.peer, Role.RESPONDER, StopReason.CN_DETACHED))
             actions.append(self.binding_error(binding.pair.remote, binding.peer, binding))
         return actions
 
     def remove(self, pair: RoPair, reason: StopReason) -> list:
-        binding = self.bindings.pop(pair, None)
+        binding = self._drop(pair)
         return [RoRemoved(pair, binding.peer, Role.RESPONDER, reason)] if binding else []
 
     def peer_dead(self, peer: IPv6Address) -> list:
         """The initiator missed its heartbeats (RFC 5847, ro/heartbeat.py):
         its pairs end here; nothing is sent to a dead peer."""
-        return [action for pair in [b.pair for b in self.bindings.values() if b.peer == peer]
+        return [action for pair in list(self._with_peer.get(peer, {}))
                 for action in self.remove(pair, StopReason.PEER_DEAD)]
 
     def binding_error(self, mn_address: Address, peer: IPv6Address, binding: ResponderBinding | None = None) -> Send:
@@ -239,12 +284,18 @@ class RoResponder:
         if stamp is None or abs(stamp.to_unix() - now) > self.policy.timestamp_window:
             return [RoRejected(pair, peer, RejectReason.TIMESTAMP_MISMATCH),
                     self._ba(bu, pair, stamp, arrival, wire.Status.TIMESTAMP_MISMATCH, 0, kbm, now, mode)]
-        if stamp.to_unix() <= self._last_timestamp.get(pair, float("-inf")):
+        held = self.bindings.get(pair)
+        if stamp.to_unix() <= max(self._last_timestamp.get(pair, float("-inf")),
+                                  held.timestamp if held is not None else float("-inf")):
             return [RoRejected(pair, peer, RejectReason.REPLAYED),
                     self._ba(bu, pair, stamp, arrival, wire.Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED, 0, kbm, now,
                              mode)]
         self._forget_timestamps(now)
         self._last_timestamp.pop(pair, None)          # to the end: the dict stays in time order
+        if len(self._last_timestamp) >= self.policy.max_replay_entries:
+            # bounded (issue 13): the oldest goes, the soonest to leave the window anyway
+            del self._last_timestamp[next(iter(self._last_timestamp))]
+            self.pushed_out[("ro_replay", "oldest")] = self.pushed_out.get(("ro_replay", "oldest"), 0) + 1
         self._last_timestamp[pair] = stamp.to_unix()
         lifetime = min(bu.lifetime * 4, self.policy.max_lifetime)
         # RFC 5555 §4.1 style NAT detection: the IPv4 CoA the initiator put in
@@ -256,12 +307,13 @@ class RoResponder:
             actions += self.remove(pair, StopReason.DEREGISTERED_BY_PEER)
         elif pair not in self.bindings and not self.policy.has_room(pair, peer):
             # RFC 6275 §9.5.1 status 130: better than accepting and black-holing the flow
+            self.refused[("ro_bindings", "no_room")] = self.refused.get(("ro_bindings", "no_room"), 0) + 1
             return [RoRejected(pair, peer, RejectReason.NO_ROOM),
                     self._ba(bu, pair, stamp, arrival, wire.Status.INSUFFICIENT_RESOURCES, 0, kbm, now, mode)]
         else:
             binding = ResponderBinding(pair, peer, arrival.ipv4_src, now + lifetime, lifetime, stamp.to_unix(), mode,
                                        kbm=kbm, nat=nat)
-            self.bindings[pair] = binding
+            self._hold(binding)
             # installed before the BA leaves: MAG1's first optimized packet finds it
             actions.append(RoInstalled(pair, peer, arrival.ipv4_src, binding.expires, lifetime, mode, Role.RESPONDER,
                                        nat=nat))
@@ -301,8 +353,8 @@ class RoResponder:
         one with MAG1's address), but MAG1 may have lost its state: our side
         sends by the LMA path until MAG1's next tunnelled packet."""
         actions = []
-        for binding in [b for b in self.bindings.values()
-                        if b.peer == arrival.src and mapped(b.pair.remote) == be.home_address]:
+        for binding in [b for b in map(self.bindings.get, self._with_peer.get(arrival.src, ()))
+                        if b is not None and mapped(b.pair.remote) == be.home_address]:
             if self._be_authentic(be, binding, arrival):
                 actions += self.remove(binding.pair, StopReason.BINDING_ERROR)
             else:
