@@ -35,4 +35,24 @@ static __always_inline void pmip_ip4_decrease_ttl(struct iphdr *ip4)
     ip4->ttl--;
 }
 
+/* Folds a 64-bit one's-complement sum (bpf_csum_diff results plus extra
+ * words) into the 16-bit checksum to store. */
+static __always_inline __u16 pmip_fold_checksum64(__u64 sum)
+{
+    sum = (sum & 0xffffffff) + (sum >> 32);
+    sum = (sum & 0xffffffff) + (sum >> 32);
+    return pmip_fold_checksum((__u32)sum);
+}
+
+/* Patches a checksum for one 16-bit word changed from old to new (RFC 1624
+ * eqn. 3: HC' = ~(~HC + ~m + m')). */
+static __always_inline void pmip_checksum_replace16(__u16 *check, __u16 old, __u16 new)
+{
+    __u32 sum = (__u16)~*check;
+
+    sum += (__u16)~old;
+    sum += new;
+    *check = pmip_fold_checksum(sum);
+}
+
 #endif

@@ -15,7 +15,9 @@ int xdp_cn(struct xdp_md *ctx)
     rc = pmip_read_tunnel(ctx, prog, &tun, &verdict);
     if (rc < 0)
         return verdict;
-    if (rc == TUNNEL_NONE || !pmip_is_local_address(&tun.outer.dst))
+    /* Signaling to the agent inside IPv4 (UDP 5436, or IPv6/MH in IPv4) goes
+     * to its socket from any sender, as at a MAG: the daemon decides. */
+    if (rc == TUNNEL_NONE || !pmip_is_local_address(&tun.outer.dst) || pmip_is_signaling_for_us(&tun))
         return pmip_finish(ctx, prog, REASON_PASS_LOCAL);
 
     peer = pmip_lookup_peer(&tun);
@@ -23,6 +25,8 @@ int xdp_cn(struct xdp_md *ctx)
         return pmip_finish(ctx, prog, REASON_DROP_UNKNOWN_PEER);
     if (!pmip_ro_peer_may_send(ctx, prog, &tun, peer))
         return pmip_finish(ctx, prog, REASON_DROP_NO_RO_BINDING);
+    if (pmip_propagate_ecn(&tun.outer, &tun.inner, (void *)(long)ctx->data_end))
+        return pmip_finish(ctx, prog, REASON_DROP_ECN_NOT_ECT);
     if (pmip_decapsulate(ctx, tun.outer_len, tun.inner.eth_proto))
         return pmip_finish(ctx, prog, REASON_DROP_MALFORMED);
     return pmip_finish(ctx, prog, REASON_PASS_DECAP_LOCAL);

@@ -71,6 +71,17 @@
 #define MAX_LOCAL_ADDRS     256   /* this node's own addresses (local_addrs) */
 #endif
 
+/* Per-CPU budgets (GCRA slots of the map "budgets", bpf/events.h). */
+#define BUDGET_PUNT    0   /* punts and notices to the daemon */
+#define BUDGET_ICMP    1   /* ICMP errors the data plane sends (Packet Too Big) */
+#define BUDGET_COUNT   2
+
+/* Octets of the offending packet an ICMP Packet Too Big (or fragmentation
+ * needed) quotes: enough for the IP and transport headers a host matches
+ * the error by; fixed, so that the checksum runs over a known length. */
+#define PTB_QUOTE_IP6  256
+#define PTB_QUOTE_IP4  128
+
 /* Outer header sizes. */
 #define OUTER_IP6_LEN  40
 #define OUTER_IP4_LEN  20

@@ -63,8 +63,84 @@ static __always_inline __u32 pmip_tunnel_outer_len(const struct tunnel *t)
     return t->type == ENCAP_IP6 ? OUTER_IP6_LEN : t->type == ENCAP_UDP4 ? OUTER_UDP4_LEN : OUTER_IP4_LEN;
 }
 
+/* The ECN field (RFC 3168): the low two bits of the traffic class / TOS. */
+#define ECN_MASK    3
+#define ECN_NOT_ECT 0
+#define ECN_ECT1    1
+#define ECN_ECT0    2
+#define ECN_CE      3
+
+/* RFC 6438: the outer flow label of an IPv6 tunnel, from the inner flow
+ * (addresses, protocol, ports, and an IPv6 inner's own label), so that
+ * ECMP and LAG on the path spread the flows one tunnel carries. Never 0,
+ * which would say "no label". Read before the head moves. */
+static __always_inline __u32 pmip_flow_label(const struct ip_info *inner, void *data_end)
+{
+    __u32 h = inner->l4proto, ports = 0;
+    __u32 src = inner->src.w[0] ^ inner->src.w[1] ^ inner->src.w[2] ^ inner->src.w[3];
+    __u32 dst = inner->dst.w[0] ^ inner->dst.w[1] ^ inner->dst.w[2] ^ inner->dst.w[3];
+
+    if (!inner->is_later_fragment && (inner->l4proto == IPPROTO_TCP || inner->l4proto == IPPROTO_UDP
+                                      || inner->l4proto == IPPROTO_SCTP)) {
+        __u32 *l4 = pmip_ip_payload(inner);
+        if ((void *)(l4 + 1) <= data_end)
+            ports = *l4;
+    }
+    if (inner->eth_proto == ETH_P_IPV6)
+        h ^= *(__be32 *)inner->hdr & bpf_htonl(0x000fffff);
+    h = (h ^ src) * 0x9e3779b1;
+    h = (h ^ (h >> 15) ^ dst) * 0x85ebca6b;
+    h = (h ^ (h >> 13) ^ ports) * 0xc2b2ae35;
+    h = (h ^ (h >> 16)) & 0x000fffff;
+    return h ? h : 1;
+}
+
+/* RFC 6040 §4.2 (the decapsulation table): the inner ECN field after
+ * decapsulation, from the outer and inner ones; -1: drop the packet (CE
+ * outside, but the inner transport cannot take congestion marks). */
+static __always_inline int pmip_ecn_after_decap(__u8 outer_tos, __u8 inner_tos)
+{
+    __u8 outer = outer_tos & ECN_MASK, inner = inner_tos & ECN_MASK;
+
+    if (outer == ECN_CE)
+        return inner == ECN_NOT_ECT ? -1 : ECN_CE;
+    if (outer == ECN_ECT1 && inner == ECN_ECT0)
+        return ECN_ECT1;
+    return inner;
+}
+
+/* Writes the decapsulation's ECN result into the inner header, in place
+ * (before the outer headers go). Returns -1 when RFC 6040 says drop. */
+static __always_inline int pmip_propagate_ecn(struct ip_info *outer, struct ip_info *inner, void *data_end)
+{
+    int ecn = pmip_ecn_after_decap(outer->tos, inner->tos);
+
+    if (ecn < 0)
+        return -1;
+    if (ecn == (inner->tos & ECN_MASK))
+        return 0;
+    inner->tos = (inner->tos & ~ECN_MASK) | ecn;
+    if (inner->eth_proto == ETH_P_IPV6) {
+        struct ipv6hdr *ip6 = inner->hdr;
+        if ((void *)(ip6 + 1) > data_end)
+            return -1;
+        ip6->flow_lbl[0] = (ip6->flow_lbl[0] & 0xcf) | (ecn << 4);
+    } else {
+        struct iphdr *ip4 = inner->hdr;
+        if ((void *)(ip4 + 1) > data_end)
+            return -1;
+        __u16 old = *(__u16 *)ip4;
+        ip4->tos = inner->tos;
+        pmip_checksum_replace16(&ip4->check, old, *(__u16 *)ip4);
+    }
+    return 0;
+}
+
+/* The outer IPv6 header: traffic class copied from the inner packet, DSCP
+ * and ECN alike (RFC 2983 uniform model; RFC 6040 normal mode). */
 static __always_inline int pmip_push_ip6_outer(struct xdp_md *ctx, const struct tunnel *t,
-                                          __u16 inner_eth_proto, __u16 inner_len, __u8 hop_limit)
+                                          __u16 inner_eth_proto, __u16 inner_len, __u8 hop_limit,
+                                          __u8 tclass, __u32 flow_label)
 {
     struct ethhdr *eth = pmip_grow_head(ctx, OUTER_IP6_LEN, ETH_P_IPV6);
     struct ipv6hdr *ip6;
@@ -74,7 +150,7 @@ static __always_inline int pmip_push_ip6_outer(struct xdp_md *ctx, const struct 
     ip6 = (void *)(eth + 1);
     if ((void *)(ip6 + 1) > (void *)(long)ctx->data_end)
         return ENCAP_NO_ROOM;
-    *(__be32 *)ip6 = bpf_htonl(0x60000000);   /* version 6, traffic class 0, flow label 0 */
+    *(__be32 *)ip6 = bpf_htonl(0x60000000 | ((__u32)tclass << 20) | flow_label);
     ip6->payload_len = bpf_htons(inner_len);
     ip6->nexthdr = pmip_tunnel_proto(inner_eth_proto);
     ip6->hop_limit = hop_limit;
@@ -83,8 +159,10 @@ static __always_inline int pmip_push_ip6_outer(struct xdp_md *ctx, const struct 
     return ENCAP_OK;
 }
 
+/* The outer IPv4 header (and UDP for NAT traversal): TOS copied from the
+ * inner packet, DSCP and ECN alike, as for IPv6. */
 static __always_inline int pmip_push_ip4_outer(struct xdp_md *ctx, const struct tunnel *t,
-                                          __u16 inner_eth_proto, __u16 inner_len, __u8 ttl)
+                                          __u16 inner_eth_proto, __u16 inner_len, __u8 ttl, __u8 tos)
 {
     int with_udp = t->type == ENCAP_UDP4;
     int outer_len = pmip_tunnel_outer_len(t);
@@ -98,7 +176,7 @@ static __always_inline int pmip_push_ip4_outer(struct xdp_md *ctx, const struct 
         return ENCAP_NO_ROOM;
     ip4->version = 4;
     ip4->ihl = 5;
-    ip4->tos = 0;
+    ip4->tos = tos;
     ip4->tot_len = bpf_htons(outer_len + inner_len);
     ip4->id = 0;
     ip4->frag_off = bpf_htons(0x4000);        /* DF: XDP cannot fragment, so never ask a router to */
@@ -125,8 +203,9 @@ static __always_inline int pmip_encapsulate(struct xdp_md *ctx, const struct tun
                                        const struct ip_info *inner, __u8 hop_limit)
 {
     if (t->type == ENCAP_IP6)
-        return pmip_push_ip6_outer(ctx, t, inner->eth_proto, inner->total_len, hop_limit);
-    return pmip_push_ip4_outer(ctx, t, inner->eth_proto, inner->total_len, hop_limit);
+        return pmip_push_ip6_outer(ctx, t, inner->eth_proto, inner->total_len, hop_limit, inner->tos,
+                              pmip_flow_label(inner, (void *)(long)ctx->data_end));
+    return pmip_push_ip4_outer(ctx, t, inner->eth_proto, inner->total_len, hop_limit, inner->tos);
 }
 
 /* Removes outer_len octets of outer headers that follow the Ethernet header. */

@@ -6,6 +6,7 @@
 
 #include "maps.h"
 #include "stats.h"
+#include "budget.h"
 
 struct event_header {
     __u32 type;          /* EVENT_* */
@@ -25,35 +26,16 @@ struct flow_event {
 _Static_assert(sizeof(struct event_header) == SIZEOF_EVENT_HEADER, "SIZEOF_EVENT_HEADER in constants.h");
 _Static_assert(sizeof(struct flow_event) == SIZEOF_FLOW_EVENT, "SIZEOF_FLOW_EVENT in constants.h");
 
-static __always_inline struct dp_config *pmip_dp_config(void)
-{
-    __u32 zero = 0;
-    return config.lookup(&zero);
-}
-
-/* Whether the daemon's per-CPU budget allows one more punt or notice: GCRA,
- * which is a token bucket of punt_burst refilled at one per punt_interval_ns,
- * kept as the theoretical arrival time of the next one. Per-CPU, so no lock;
- * the daemon gets at most (CPUs x rate) of them, whatever arrives. */
+/* Whether the daemon's per-CPU budget allows one more punt or notice
+ * (budget.h); a refusal is counted as the event kind over_budget. */
 static __always_inline int pmip_within_punt_budget(const struct dp_config *cfg, __u32 prog)
 {
-    __u32 zero = 0;
-    __u64 *tat, now, next, interval;
-
-    if (!cfg || !cfg->punt_interval_ns)
+    if (!cfg)
         return 1;
-    tat = punt_budget.lookup(&zero);
-    if (!tat)
-        return 0;
-    now = bpf_ktime_get_ns();
-    interval = cfg->punt_interval_ns;
-    next = *tat > now ? *tat : now;
-    if (next - now > (__u64)(cfg->punt_burst ? cfg->punt_burst - 1 : 0) * interval) {
-        pmip_count_event(prog, EVENT_OVER_BUDGET);
-        return 0;
-    }
-    *tat = next + interval;
-    return 1;
+    if (pmip_within_budget(BUDGET_PUNT, cfg->punt_interval_ns, cfg->punt_burst))
+        return 1;
+    pmip_count_event(prog, EVENT_OVER_BUDGET);
+    return 0;
 }
 
 /* Counts a packet of flow (src, dst) and says whether a notice is due: the

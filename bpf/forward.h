@@ -73,13 +73,15 @@ static __always_inline int pmip_redirect_to(struct xdp_md *ctx, __u32 prog, __u3
     return XDP_REDIRECT;
 }
 
-/* Turns a non-success FIB result into its counted verdict. */
+/* Turns a non-success FIB result into its counted verdict. FRAG_NEEDED
+ * here is a decapsulated packet too big for its egress link: the kernel
+ * forwards it no further either, but sends the ICMP error. */
 static __always_inline int pmip_fib_failure(struct xdp_md *ctx, __u32 prog, int rc)
 {
     if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
         return pmip_finish(ctx, prog, REASON_PASS_NO_NEIGH);
     if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
-        return pmip_finish(ctx, prog, REASON_DROP_FRAG_NEEDED);
+        return pmip_finish(ctx, prog, REASON_PASS_FRAG_NEEDED);
     return pmip_finish(ctx, prog, REASON_PASS_FIB_OTHER);
 }
 
@@ -98,52 +100,70 @@ static __always_inline int pmip_forward(struct xdp_md *ctx, __u32 prog, __u32 fw
     return pmip_redirect_to(ctx, prog, fwd_reason, fib.ifindex, fib.smac, fib.dmac);
 }
 
-/* Asks the FIB for the outer destination of a freshly encapsulated frame
- * and caches the answer in nh. The route MTU comes from a second, oversized
- * query (the FIB reports the MTU only when a packet exceeds it). */
-static __always_inline int pmip_resolve_nexthop(struct xdp_md *ctx, struct nexthop *nh, __u32 generation, __u64 now)
+/* The FIB query for the outer header of tunnel t, tot_len octets long. */
+static __always_inline void pmip_fib_params_for_tunnel(struct xdp_md *ctx, const struct tunnel *t,
+                                                  __u16 tot_len, struct bpf_fib_lookup *fib)
+{
+    if (t->type == ENCAP_IP6) {
+        fib->family = AF_INET6;
+        fib->l4_protocol = IPPROTO_IPV6;
+        __builtin_memcpy(fib->ipv6_src, &t->local, sizeof(fib->ipv6_src));
+        __builtin_memcpy(fib->ipv6_dst, &t->remote, sizeof(fib->ipv6_dst));
+    } else {
+        fib->family = AF_INET;
+        fib->l4_protocol = t->type == ENCAP_UDP4 ? IPPROTO_UDP : IPPROTO_IPIP;
+        fib->ipv4_src = t->local.w[3];
+        fib->ipv4_dst = t->remote.w[3];
+    }
+    fib->tot_len = tot_len;
+    fib->ifindex = ctx->ingress_ifindex;
+}
+
+/* Asks the FIB for the outer destination of tunnel t and caches the answer
+ * in nh. The route MTU comes from a second, oversized query (the FIB
+ * reports the MTU only when a packet exceeds it). */
+static __always_inline int pmip_resolve_nexthop(struct xdp_md *ctx, const struct tunnel *t, struct nexthop *nh,
+                                           __u64 now)
 {
     struct bpf_fib_lookup fib = {};
     int rc;
 
-    if (pmip_fib_params_from_frame(ctx, &fib))
-        return BPF_FIB_LKUP_RET_NOT_FWDED;
+    pmip_fib_params_for_tunnel(ctx, t, OUTER_IP6_LEN, &fib);
     rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_DIRECT);
     if (rc != BPF_FIB_LKUP_RET_SUCCESS)
         return rc;
     nh->ifindex = fib.ifindex;
     __builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
     __builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
-    if (pmip_fib_params_from_frame(ctx, &fib))
-        return BPF_FIB_LKUP_RET_NOT_FWDED;
-    fib.tot_len = 0xffff;
+    __builtin_memset(&fib, 0, sizeof(fib));
+    pmip_fib_params_for_tunnel(ctx, t, 0xffff, &fib);
     rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_DIRECT);
     nh->mtu = rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ? fib.mtu_result : 0xffff;
-    nh->generation = generation;
+    nh->generation = t->generation;
     nh->jiffies = now;
     return BPF_FIB_LKUP_RET_SUCCESS;
 }
 
-/* Forwards a frame just encapsulated into tunnel tunnel_id (outer header
- * of outer_total octets), through the per-CPU next-hop cache. */
-static __always_inline int pmip_forward_tunnelled(struct xdp_md *ctx, __u32 prog, __u32 fwd_reason,
-                                             __u32 tunnel_id, __u32 generation, __u32 outer_total)
+/* The next hop of tunnel tunnel_id (t) from the per-CPU cache, asked of the
+ * FIB again when a jiffy old or the tunnel changed. NULL, with the FIB's
+ * answer in *rc, when there is no forwarding decision. */
+static __always_inline struct nexthop *pmip_tunnel_nexthop(struct xdp_md *ctx, __u32 tunnel_id,
+                                                      const struct tunnel *t, int *rc)
 {
     struct nexthop *nh = nexthops.lookup(&tunnel_id);
     __u64 now = bpf_jiffies64();
-    int rc;
 
+    *rc = BPF_FIB_LKUP_RET_NOT_FWDED;
     if (!nh)
-        return pmip_forward(ctx, prog, fwd_reason);
-    if (nh->jiffies != now || nh->generation != generation) {
+        return NULL;
+    if (nh->jiffies != now || nh->generation != t->generation) {
         nh->jiffies = 0;
-        rc = pmip_resolve_nexthop(ctx, nh, generation, now);
-        if (rc != BPF_FIB_LKUP_RET_SUCCESS)
-            return pmip_fib_failure(ctx, prog, rc);
+        *rc = pmip_resolve_nexthop(ctx, t, nh, now);
+        if (*rc != BPF_FIB_LKUP_RET_SUCCESS)
+            return NULL;
     }
-    if (outer_total > nh->mtu)
-        return pmip_finish(ctx, prog, REASON_DROP_FRAG_NEEDED);
-    return pmip_redirect_to(ctx, prog, fwd_reason, nh->ifindex, nh->smac, nh->dmac);
+    *rc = BPF_FIB_LKUP_RET_SUCCESS;
+    return nh;
 }
 
 #endif

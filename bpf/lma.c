@@ -27,6 +27,8 @@ int xdp_lma(struct xdp_md *ctx)
         mn = pmip_lookup_mn(&tun.inner.src);
         if (!mn || mn->tunnel_id != peer->tunnel_id)
             return pmip_finish(ctx, prog, REASON_DROP_SPOOFED_INNER);
+        if (pmip_propagate_ecn(&tun.outer, &tun.inner, (void *)(long)ctx->data_end))
+            return pmip_finish(ctx, prog, REASON_DROP_ECN_NOT_ECT);
         if (pmip_decap_and_parse(ctx, &tun, &ip) != PARSE_OK)
             return pmip_finish(ctx, prog, REASON_DROP_MALFORMED);
         decapsulated = 1;

@@ -36,6 +36,8 @@ int xdp_mag_transport(struct xdp_md *ctx)
     if (peer->kind == PEER_RO && !pmip_ro_peer_may_send(ctx, prog, &tun, peer))
         return pmip_finish(ctx, prog, REASON_DROP_NO_RO_BINDING);
 
+    if (pmip_propagate_ecn(&tun.outer, &tun.inner, (void *)(long)ctx->data_end))
+        return pmip_finish(ctx, prog, REASON_DROP_ECN_NOT_ECT);
     if (pmip_decap_and_parse(ctx, &tun, &ip) != PARSE_OK)
         return pmip_finish(ctx, prog, REASON_DROP_MALFORMED);
     if (!pmip_decrement_hop_limit(&ip, (void *)(long)ctx->data_end))

@@ -34,13 +34,13 @@ BPF_TABLE_PINNED("array", __u32, struct tunnel, tunnels, MAX_TUNNELS, PIN(tunnel
 BPF_TABLE_PINNED("hash", struct peer_key, struct peer, peers, MAX_PEERS, PIN(peers));
 BPF_TABLE_PINNED("hash", union ip_addr, __u32, local_addrs, MAX_LOCAL_ADDRS, PIN(local_addrs));
 BPF_TABLE_PINNED("lru_hash", struct ro_key, struct flow_state, flows, MAX_FLOWS, PIN(flows));
-BPF_TABLE_PINNED("array", __u32, struct dp_config, config, 1, PIN(config));
 BPF_TABLE_PINNED("percpu_array", __u32, struct counter, stats, PROG_COUNT * REASON_COUNT, PIN(stats));
 BPF_TABLE_PINNED("percpu_array", __u32, __u64, event_stats, PROG_COUNT * EVENT_KIND_COUNT, PIN(event_stats));
 /* Derived state, rebuilt by every loader before it attaches. */
+BPF_TABLE_PINNED("array", __u32, struct dp_config, config, 1, PIN(config));    /* unpinned first: its layout may change */
 PMIP_DEVMAP_HASH_PINNED(tx_ports, MAX_PORTS, PIN(tx_ports));   /* ifindex -> ifindex */
 BPF_PERCPU_ARRAY(nexthops, struct nexthop, MAX_TUNNELS);
-BPF_PERCPU_ARRAY(punt_budget, __u64, 1);       /* the theoretical arrival time of the next punt (GCRA) */
+BPF_PERCPU_ARRAY(budgets, __u64, BUDGET_COUNT);  /* per BUDGET_*: the theoretical arrival time of the next one (GCRA) */
 BPF_PERF_OUTPUT(events);
 
 #endif

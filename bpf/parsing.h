@@ -24,6 +24,7 @@ struct ip_info {
     __u8  hop_limit;
     __u8  is_fragment;     /* IPv4 MF or offset set */
     __u8  is_later_fragment; /* IPv4 offset set: no L4 header in this packet */
+    __u8  tos;             /* IPv6 traffic class or IPv4 TOS: DSCP and ECN (RFC 2474, RFC 3168) */
     union ip_addr src;
     union ip_addr dst;
 };
@@ -69,6 +70,7 @@ static __always_inline int pmip_parse_ip6(void *hdr, void *data_end, struct ip_i
         return PARSE_MALFORMED;
     ip->l4proto = ip6->nexthdr;
     ip->hop_limit = ip6->hop_limit;
+    ip->tos = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
     ip->is_fragment = 0;
     ip->is_later_fragment = 0;
     pmip_addr_from_ip6(&ip->src, &ip6->saddr);
@@ -92,6 +94,7 @@ static __always_inline int pmip_parse_ip4(void *hdr, void *data_end, struct ip_i
         return PARSE_MALFORMED;
     ip->l4proto = ip4->protocol;
     ip->hop_limit = ip4->ttl;
+    ip->tos = ip4->tos;
     ip->is_fragment = (ip4->frag_off & bpf_htons(IP_MF | IP_OFFSET)) != 0;
     ip->is_later_fragment = (ip4->frag_off & bpf_htons(IP_OFFSET)) != 0;
     pmip_addr_from_ip4(&ip->src, ip4->saddr);

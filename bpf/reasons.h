@@ -1,8 +1,9 @@
 /* Why a packet left a program: every exit is counted under exactly one reason.
  * X(NAME, VERDICT, "help") — pmip6ctl/dataplane parses these lines to label
  * the per-CPU counters (metric labels verdict=, reason=), so keep one per line.
- * VERDICT is what the program returned: redirect, pass, drop, or pmip_punt (an
- * XDP_DROP after the frame was handed to the daemon).
+ * VERDICT is what the program returned: redirect, pass, drop, tx (an ICMP error
+ * sent back out of the interface the frame came in on), or punt (an XDP_DROP
+ * after the frame was handed to the daemon).
  */
 #ifndef PMIP6_REASONS_H
 #define PMIP6_REASONS_H
@@ -21,9 +22,13 @@
     X(PASS_NO_EGRESS,     pass,     "the egress interface is not in the devmap (tx_ports): the kernel forwards it") \
     X(PASS_HOP_LIMIT,     pass,     "hop limit or TTL expires here: the kernel sends ICMP") \
     X(PASS_FRAGMENT,      pass,     "outer IPv4 fragment: cannot decapsulate in XDP") \
+    X(PASS_FRAG_NEEDED,   pass,     "decapsulated, too big for the egress link: the kernel sends the ICMP error") \
+    X(TX_TOO_BIG,         tx,       "too big for the tunnel path MTU: ICMPv6 Packet Too Big or ICMP fragmentation needed sent back") \
     X(PUNT_MH,            punt,     "mobility message intercepted for the daemon") \
     X(DROP_MALFORMED,     drop,     "truncated or inconsistent headers") \
-    X(DROP_FRAG_NEEDED,   drop,     "too big for the egress MTU after encapsulation") \
+    X(DROP_FRAG_NEEDED,   drop,     "IPv4 without DF too big for the tunnel path MTU: XDP does not fragment") \
+    X(DROP_ICMP_LIMIT,    drop,     "too big for the tunnel path MTU, over the per-CPU ICMP error budget: no error sent") \
+    X(DROP_ECN_NOT_ECT,   drop,     "outer header marked CE (congestion) over an inner packet that is not ECN-capable (RFC 6040 4.2)") \
     X(DROP_NO_HEADROOM,   drop,     "no room to push the outer header") \
     X(DROP_UNKNOWN_PEER,  drop,     "tunnel from a source that holds no binding") \
     X(DROP_NOT_ATTACHED,  drop,     "decapsulated packet for no attached mobile node") \

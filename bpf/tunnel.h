@@ -8,6 +8,7 @@
 #include "encap.h"
 #include "forward.h"
 #include "events.h"
+#include "icmp.h"
 
 static __always_inline struct mn_entry *pmip_lookup_mn(const union ip_addr *addr)
 {
@@ -160,22 +161,31 @@ static __always_inline int pmip_is_signaling_for_us(const struct tunnel_info *tu
 
 /* Pushes tunnel tunnel_id's outer headers in front of the IP packet ip and
  * forwards the result, counted as reason. decrement: whether this node
- * forwards the inner packet (a router) rather than originating it. */
+ * forwards the inner packet (a router) rather than originating it. A packet
+ * that would exceed the tunnel's path MTU is not encapsulated: its source
+ * gets a Packet Too Big naming the room left after the outer headers. */
 static __always_inline int pmip_encap_and_forward(struct xdp_md *ctx, __u32 prog, struct ip_info *ip,
                                              __u32 tunnel_id, __u32 reason, int decrement)
 {
     struct dp_config *cfg = pmip_dp_config();
     struct tunnel *t = tunnels.lookup(&tunnel_id);
-    __u32 outer_total;
+    struct nexthop *nh;
+    __u32 outer_len;
+    int rc;
 
     if (!t || !t->type)
         return pmip_finish(ctx, prog, REASON_DROP_NO_TUNNEL);
     if (decrement && !pmip_decrement_hop_limit(ip, (void *)(long)ctx->data_end))
         return pmip_finish(ctx, prog, REASON_PASS_HOP_LIMIT);
-    outer_total = ip->total_len + pmip_tunnel_outer_len(t);
+    outer_len = pmip_tunnel_outer_len(t);
+    nh = pmip_tunnel_nexthop(ctx, tunnel_id, t, &rc);
+    if (nh && ip->total_len + outer_len > nh->mtu)
+        return pmip_send_too_big(ctx, prog, cfg, ip, t, nh->mtu - outer_len);
     if (pmip_encapsulate(ctx, t, ip, cfg ? cfg->hop_limit : 64) != ENCAP_OK)
         return pmip_finish(ctx, prog, REASON_DROP_NO_HEADROOM);
-    return pmip_forward_tunnelled(ctx, prog, reason, tunnel_id, t->generation, outer_total);
+    if (!nh)    /* e.g. no neighbour entry yet: the kernel resolves it and sends the encapsulated frame */
+        return pmip_fib_failure(ctx, prog, rc);
+    return pmip_redirect_to(ctx, prog, reason, nh->ifindex, nh->smac, nh->dmac);
 }
 
 /* Removes the outer headers of tun and parses the inner packet again into

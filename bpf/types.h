@@ -111,6 +111,8 @@ struct dp_config {
     __u32 hop_limit;             /* of the outer header */
     __u32 punt_interval_ns;      /* the daemon's budget per CPU: one punt or notice per interval, */
     __u32 punt_burst;            /* up to punt_burst at once; interval 0: no limit */
+    __u32 icmp_interval_ns;      /* ICMP errors (Packet Too Big) per CPU: one per interval, */
+    __u32 icmp_burst;            /* up to icmp_burst at once; interval 0: no limit */
     __u32 pad;
 };
 

@@ -620,6 +620,12 @@ class DataplaneSection:
     # dropped and counted (drop_punt_limit). 0: no limit.
     punt_rate: int = _key(_integer(0, 1_000_000_000), 500)
     punt_burst: int = _key(_integer(1, 1_000_000), 64)
+    # ICMP errors (Packet Too Big, fragmentation needed) XDP sends for packets
+    # too big for their tunnel, per CPU and second, and how many at once; the
+    # excess is dropped and counted (drop_icmp_limit). Linux's global default
+    # (net.ipv4.icmp_msgs_per_sec, icmp_msgs_burst). 0: no limit.
+    icmp_rate: int = _key(_integer(0, 1_000_000_000), 1000)
+    icmp_burst: int = _key(_integer(1, 1_000_000), 50)
     # Data-plane events (punts, RO triggers) waiting for the daemon; beyond
     # this they are dropped and counted (pmip6_dataplane_events_dropped).
     event_queue: int = _key(_integer(1, 10_000_000), 4096)

@@ -182,7 +182,7 @@ class Daemon:
             max_peers=dp.max_peers, max_flows=dp.max_flows,
             ro_trigger_packets=ro.trigger_packets if ro.enabled else 0,
             event_interval_ms=dp.event_interval_ms, hop_limit=dp.hop_limit,
-            punt_rate=dp.punt_rate, punt_burst=dp.punt_burst,
+            punt_rate=dp.punt_rate, punt_burst=dp.punt_burst, icmp_rate=dp.icmp_rate, icmp_burst=dp.icmp_burst,
         )
 
     async def _main(self) -> None:

@@ -55,6 +55,8 @@ class DataplaneSettings:
     hop_limit: int = 64
     punt_rate: int = 500                       # per CPU and second (0: no limit); bpf/events.h
     punt_burst: int = 64
+    icmp_rate: int = 1000                      # ICMP errors per CPU and second (0: no limit); bpf/icmp.h
+    icmp_burst: int = 50
     extra_cflags: list[str] = field(default_factory=list)
 
     @property
@@ -235,6 +237,7 @@ class Dataplane:
         check_prerequisites(s)
         s.pin_dir.mkdir(parents=True, exist_ok=True)
         create_devmap_hash(s.pin_dir / "tx_ports", defs.constants()["MAX_PORTS"])
+        (s.pin_dir / "config").unlink(missing_ok=True)    # derived (maps.h), and its layout may change
         started = time.monotonic()
         failure = None
         with _captured_stderr() as err:
@@ -261,6 +264,8 @@ class Dataplane:
             hop_limit=s.hop_limit,
             punt_rate=s.punt_rate,
             punt_burst=s.punt_burst,
+            icmp_rate=s.icmp_rate,
+            icmp_burst=s.icmp_burst,
         )
         log.info("loaded %s programs for %s in %.1f s (maps in %s)",
                  s.role, s.node, self.compile_seconds, s.pin_dir)

@@ -100,19 +100,22 @@ class Tables:
         self.event_stats = bpf["event_stats"]
         self.tx_ports = bpf["tx_ports"]
         self.flows = bpf["flows"]
-        self.punt_budget = bpf["punt_budget"]
+        self.budgets = bpf["budgets"]
 
     # --- configuration ------------------------------------------------
     def set_config(self, *, ro_trigger_packets: int, event_interval_ms: int, hop_limit: int,
-                   punt_rate: int = 0, punt_burst: int = 1) -> None:
+                   punt_rate: int = 0, punt_burst: int = 1, icmp_rate: int = 0, icmp_burst: int = 1) -> None:
         """punt_rate: punts and notices per second and CPU the daemon takes
-        (0: no limit), punt_burst: how many at once."""
+        (0: no limit), punt_burst: how many at once. icmp_rate, icmp_burst:
+        the same for the ICMP errors (Packet Too Big) the data plane sends."""
         leaf = self.config.Leaf()
         leaf.ro_trigger_packets = ro_trigger_packets
         leaf.event_interval_ms = event_interval_ms
         leaf.hop_limit = hop_limit
         leaf.punt_interval_ns = 1_000_000_000 // punt_rate if punt_rate else 0
         leaf.punt_burst = punt_burst
+        leaf.icmp_interval_ns = 1_000_000_000 // icmp_rate if icmp_rate else 0
+        leaf.icmp_burst = icmp_burst
         self.config[self.config.Key(0)] = leaf
 
     def get_config(self) -> dict[str, int]:
@@ -123,6 +126,8 @@ class Tables:
             "hop_limit": leaf.hop_limit,
             "punt_rate": 1_000_000_000 // leaf.punt_interval_ns if leaf.punt_interval_ns else 0,
             "punt_burst": leaf.punt_burst,
+            "icmp_rate": 1_000_000_000 // leaf.icmp_interval_ns if leaf.icmp_interval_ns else 0,
+            "icmp_burst": leaf.icmp_burst,
         }
 
     # --- tunnels --------------------------------------------------------

@@ -73,7 +73,7 @@ class Node:
 
     def reset(self) -> None:
         t = self.tables
-        for table in (t.mn_table, t.ro_table, t.peers, t.flows, t.punt_budget):
+        for table in (t.mn_table, t.ro_table, t.peers, t.flows, t.budgets):
             table.clear()
         t.clear_tunnels()
         t.set_local_addresses([LOCAL6, LOCAL4])

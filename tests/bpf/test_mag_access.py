@@ -213,17 +213,6 @@ def test_route_optimized_flow_raises_no_trigger(mag):
     assert mag.drain_events() == []
 
 
-def test_packet_too_big_for_the_route_after_encapsulation_is_dropped_and_counted(mag):
-    attach_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
-    inner = IPv6(src=MN6, dst=CN6) / (b"m" * 1440)          # 1480 + 40 > 1500
-    before = mag.counter("mag_access", "drop_frag_needed")
-
-    result = mag.run(ACCESS, from_mn(inner), "in0")
-
-    assert result.action == "drop"
-    assert mag.counter("mag_access", "drop_frag_needed") == before + 1
-
-
 def test_repointed_tunnel_takes_its_new_next_hop_at_once(mag):
     """The per-CPU next-hop cache must not outlive a tunnel change."""
     attach_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
