@@ -2,8 +2,8 @@
  * and fragmentation needed (RFC 792, RFC 1191) for a packet that would
  * exceed its tunnel's path MTU once encapsulated. After Katran's
  * send_icmp_too_big: the frame is trimmed to a fixed quote, the error's
- * headers are pushed in front of it, and it leaves by XDP_TX through the
- * link it came in on, back to the hop that sent it. Within a per-CPU budget
+ * headers are pushed in front of it, and it leaves through the link it came
+ * in on, back to the hop that sent it. Within a per-CPU budget
  * ([dataplane] icmp_rate, icmp_burst), so a flood of big packets cannot
  * make the node a reflector. */
 #ifndef PMIP6_ICMP_H
@@ -14,6 +14,7 @@
 #include "checksum.h"
 #include "budget.h"
 #include "stats.h"
+#include "forward.h"
 
 #define ICMP6_PACKET_TOO_BIG 2
 #define ICMP_DEST_UNREACH    3
@@ -35,12 +36,15 @@ static __always_inline int pmip_make_room_for_error(struct xdp_md *ctx, __u32 qu
     return bpf_xdp_adjust_head(ctx, -room) ? -1 : 0;
 }
 
-/* The Ethernet header of the error: back where the frame came from. */
-static __always_inline void pmip_reverse_ethernet(struct ethhdr *eth, const struct ethhdr *came, __u16 proto)
+/* Sends the error back through the link the frame came in on, to the hop
+ * that sent it: a devmap redirect to the ingress interface rather than
+ * XDP_TX, which a veth delivers only once its peer next receives (unless
+ * the peer runs an XDP program of its own). */
+static __always_inline int pmip_send_back(struct xdp_md *ctx, __u32 prog, struct ethhdr *eth,
+                                     const struct ethhdr *came, __u16 proto)
 {
-    __builtin_memcpy(eth->h_dest, came->h_source, ETH_ALEN);
-    __builtin_memcpy(eth->h_source, came->h_dest, ETH_ALEN);
     eth->h_proto = bpf_htons(proto);
+    return pmip_redirect_to(ctx, prog, REASON_TX_TOO_BIG, ctx->ingress_ifindex, came->h_dest, came->h_source);
 }
 
 /* ICMPv6 Packet Too Big to the source of the IPv6 packet ip. Its source is
@@ -65,7 +69,6 @@ static __always_inline int pmip_send_ptb6(struct xdp_md *ctx, __u32 prog, const 
     eth = (void *)(long)ctx->data;
     if ((void *)eth + sizeof(*eth) + room + PTB_QUOTE_IP6 > (void *)(long)ctx->data_end)
         return pmip_finish(ctx, prog, REASON_DROP_MALFORMED);
-    pmip_reverse_ethernet(eth, &came, ETH_P_IPV6);
     ip6 = (void *)(eth + 1);
     *(__be32 *)ip6 = bpf_htonl(0x60000000);
     ip6->payload_len = bpf_htons(ICMP_HDR_LEN + PTB_QUOTE_IP6);
@@ -84,7 +87,7 @@ static __always_inline int pmip_send_ptb6(struct xdp_md *ctx, __u32 prog, const 
     sum += bpf_htonl(IPPROTO_ICMPV6);
     sum += (__u32)bpf_csum_diff(NULL, 0, (void *)icmp, ICMP_HDR_LEN + PTB_QUOTE_IP6, 0);
     *(__u16 *)(icmp + 2) = pmip_fold_checksum64(sum);
-    return pmip_finish(ctx, prog, REASON_TX_TOO_BIG);
+    return pmip_send_back(ctx, prog, eth, &came, ETH_P_IPV6);
 }
 
 /* ICMP fragmentation needed to the source of the IPv4 packet ip (which has
@@ -107,7 +110,6 @@ static __always_inline int pmip_send_frag_needed4(struct xdp_md *ctx, __u32 prog
     eth = (void *)(long)ctx->data;
     if ((void *)eth + sizeof(*eth) + room + PTB_QUOTE_IP4 > (void *)(long)ctx->data_end)
         return pmip_finish(ctx, prog, REASON_DROP_MALFORMED);
-    pmip_reverse_ethernet(eth, &came, ETH_P_IP);
     ip4 = (void *)(eth + 1);
     ip4->version = 4;
     ip4->ihl = 5;
@@ -129,7 +131,7 @@ static __always_inline int pmip_send_frag_needed4(struct xdp_md *ctx, __u32 prog
     *(__be16 *)(icmp + 6) = bpf_htons(mtu > 0xffff ? 0xffff : mtu);
     *(__u16 *)(icmp + 2) = pmip_fold_checksum64(
         (__u32)bpf_csum_diff(NULL, 0, (void *)icmp, ICMP_HDR_LEN + PTB_QUOTE_IP4, 0));
-    return pmip_finish(ctx, prog, REASON_TX_TOO_BIG);
+    return pmip_send_back(ctx, prog, eth, &came, ETH_P_IP);
 }
 
 /* The IP packet ip (not yet encapsulated) does not fit tunnel t, whose path

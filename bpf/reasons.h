@@ -1,9 +1,8 @@
 /* Why a packet left a program: every exit is counted under exactly one reason.
  * X(NAME, VERDICT, "help") — pmip6ctl/dataplane parses these lines to label
  * the per-CPU counters (metric labels verdict=, reason=), so keep one per line.
- * VERDICT is what the program returned: redirect, pass, drop, tx (an ICMP error
- * sent back out of the interface the frame came in on), or punt (an XDP_DROP
- * after the frame was handed to the daemon).
+ * VERDICT is what the program returned: redirect, pass, drop, or punt (an
+ * XDP_DROP after the frame was handed to the daemon).
  */
 #ifndef PMIP6_REASONS_H
 #define PMIP6_REASONS_H
@@ -13,6 +12,7 @@
     X(FWD_ENCAP_RO,       redirect, "encapsulated into a route-optimized tunnel") \
     X(FWD_DECAP,          redirect, "decapsulated and forwarded") \
     X(FWD_REENCAP,        redirect, "decapsulated from one MAG and encapsulated toward another") \
+    X(TX_TOO_BIG,         redirect, "too big for the tunnel path MTU: ICMPv6 Packet Too Big or ICMP fragmentation needed sent back") \
     X(PASS_NOT_IP,        pass,     "not IPv4 or IPv6 (ARP, VLAN-tagged, other ethertypes)") \
     X(PASS_LOCAL,         pass,     "link-local, multicast or addressed to this node") \
     X(PASS_NOT_MN,        pass,     "source or destination is no registered mobile node") \
@@ -23,7 +23,6 @@
     X(PASS_HOP_LIMIT,     pass,     "hop limit or TTL expires here: the kernel sends ICMP") \
     X(PASS_FRAGMENT,      pass,     "outer IPv4 fragment: cannot decapsulate in XDP") \
     X(PASS_FRAG_NEEDED,   pass,     "decapsulated, too big for the egress link: the kernel sends the ICMP error") \
-    X(TX_TOO_BIG,         tx,       "too big for the tunnel path MTU: ICMPv6 Packet Too Big or ICMP fragmentation needed sent back") \
     X(PUNT_MH,            punt,     "mobility message intercepted for the daemon") \
     X(DROP_MALFORMED,     drop,     "truncated or inconsistent headers") \
     X(DROP_FRAG_NEEDED,   drop,     "IPv4 without DF too big for the tunnel path MTU: XDP does not fragment") \

@@ -9,7 +9,6 @@
 #define VERDICT_pass     XDP_PASS
 #define VERDICT_drop     XDP_DROP
 #define VERDICT_punt     XDP_DROP
-#define VERDICT_tx       XDP_TX
 
 /* The counter layouts, [program][reason] and [program][event kind];
  * pmip6ctl/defs.py stats_key() and event_stats_key() read them back. */

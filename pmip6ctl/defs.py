@@ -45,7 +45,7 @@ def constants() -> dict[str, int]:
 class Reason:
     index: int
     name: str          # e.g. "drop_unknown_peer"
-    verdict: str       # redirect, pass, drop, tx or punt
+    verdict: str       # redirect, pass, drop or punt
     help: str
 
 

@@ -64,7 +64,7 @@ def test_ipv6_too_big_for_the_tunnel_gets_a_packet_too_big_naming_the_room_left(
 
     result = mag.run(ACCESS, from_mn(inner), "in0")
 
-    assert result.action == "tx"
+    assert result.action == "redirect"
     error = Ether(result.packet)
     assert (error.src, error.dst) == (ACCESS_MAC, MN_MAC)          # back where it came from
     assert (error[IPv6].src, error[IPv6].dst, error[IPv6].nh) == (LOCAL6, MN6, 58)
@@ -87,7 +87,7 @@ def test_ipv4_with_df_too_big_for_the_tunnel_gets_fragmentation_needed(mag, enca
 
     result = mag.run(ACCESS, from_mn(inner), "in0")
 
-    assert result.action == "tx"
+    assert result.action == "redirect"
     error = Ether(result.packet)
     # its source: our end of an IPv4 tunnel; over IPv6 transport the packet's destination
     assert (error[IP].src, error[IP].dst) == (LOCAL4 if encap != Encap.IP6 else CN4, MN4)
@@ -125,7 +125,7 @@ def test_a_small_path_mtu_on_the_route_to_the_peer_is_the_one_named(mag):
         subprocess.run(["ip", "-n", NS, "-6", "route", "del", *route.split()], check=True)
 
     assert fits.action == "redirect"
-    assert big.action == "tx" and Ether(big.packet)[ICMPv6PacketTooBig].mtu == 1360
+    assert big.action == "redirect" and Ether(big.packet)[ICMPv6PacketTooBig].mtu == 1360
 
 
 def test_the_lma_tells_a_correspondent_whose_packets_are_too_big_for_the_mag_tunnel(lma):
@@ -136,7 +136,7 @@ def test_the_lma_tells_a_correspondent_whose_packets_are_too_big_for_the_mag_tun
 
     result = lma.run(LMA, from_next_hop(inner), "out0")
 
-    assert result.action == "tx"
+    assert result.action == "redirect"
     error = Ether(result.packet)
     # an IPv4 tunnel has no IPv6 end of ours: the error comes from the packet's destination
     assert (error[IPv6].src, error[IPv6].dst, error[ICMPv6PacketTooBig].mtu) == (MN6, CN6, 1480)
@@ -154,7 +154,7 @@ def test_packet_too_big_answers_stay_within_the_icmp_budget(mag, config):
     actions = [mag.run(ACCESS, big, "in0").action for _ in range(10)]
 
     # test runs are per CPU and within one second: the burst, then nothing
-    assert actions.count("tx") <= 3 and actions.count("drop") >= 7
+    assert actions.count("redirect") <= 3 and actions.count("drop") >= 7
     assert mag.counter("mag_access", "drop_icmp_limit") >= before + 7
 
 
