@@ -19,7 +19,7 @@ from scapy.utils import checksum
 from pmip6ctl.dataplane import Encap, PeerKind, Tunnel
 
 from .conftest import CN4, CN6, LMA4, LMA6, LOCAL4, LOCAL6, MN4, MN6, MN_MAC, MN_PREFIX, NS, PEER6
-from .packets import ACCESS_MAC, flow_label, from_mn, from_next_hop, hop, outer4, outer6, ping4, ping6
+from .packets import ACCESS_MAC, flow_label, from_mn, from_next_hop, hop, ping4, ping6
 
 pytestmark = pytest.mark.root
 ACCESS, TRANSPORT, LMA = "xdp_mag_access", "xdp_mag_transport", "xdp_lma"
