@@ -62,3 +62,19 @@ def test_without_a_limit_every_answer_goes():
     node.limit_answers(rate=0, burst=1)
     assert all(isinstance(only(node.receive(HomeTestInit(home_init_cookie=bytes(8)), Arrival(MN, OUTSIDE_CN), T0)),
                           Send) for _ in range(500))
+
+
+def test_a_hoti_wrapped_in_ipv4_is_refused_for_the_agent_has_no_home_path_to_answer_it():
+    """Fig. 2 (IPv4 / IPv6 / MH) is between MAGs; a CN agent that took one
+    (its XDP hands it IPv4-wrapped signaling since issue 13) must not try to
+    answer into an LMA tunnel it does not have (the fuzz run crashed on it)."""
+    from dataclasses import replace
+    from ipaddress import IPv4Address
+    node = cn_node()
+    node.policy = replace(node.policy, ipv4_address=IPv4Address("203.0.113.2"))
+    mapped = lambda a: IPv6Address("::ffff:" + a)             # noqa: E731
+    arrival = Arrival(mapped("198.51.100.1"), mapped("203.0.113.2"), proxy_src=MAG1, proxy_dst=OUTSIDE_CN)
+
+    (action,) = node.receive(HomeTestInit(home_init_cookie=bytes(8)), arrival, T0)
+
+    assert isinstance(action, RoRejected) and action.reason == RejectReason.NOT_HOME_PATH

@@ -203,6 +203,9 @@ class RoResponder:
         token = security.home_keygen_token(self.kcn, mn, nonce)
         hot = wire.HomeTest(home_nonce_index=index, home_init_cookie=hoti.home_init_cookie, home_keygen_token=token)
         if arrival.proxy_src is not None:
+            if not self.policy.home_path:
+                # fig. 2 is between MAGs: a CN agent has no LMA tunnel to answer in kind
+                return [RoRejected(RoPair(cn, mn), arrival.src, RejectReason.NOT_HOME_PATH, "hoti in ipv4")]
             # Fig. 2 answered in kind: IPv4 (CN → MN) / IPv6 (MAG2 → MAG1) / MH,
             # into the CN's tunnel to the LMA
             return [SendHomePath(hot, src=arrival.proxy_dst, dst=arrival.proxy_src, anchor=cn, wrap_ipv4=(cn, mn))]
@@ -225,7 +228,7 @@ class RoResponder:
         token = security.careof_keygen_token(self.kcn, careof, nonce)
         cot = wire.CareofTest(careof_nonce_index=index, careof_init_cookie=coti.careof_init_cookie,
                               careof_keygen_token=token)
-        if arrival.proxy_src is None and arrival.home_path:
+        if arrival.proxy_src is None and arrival.home_path and self.policy.home_path:
             # §2.1.1.2: it came through the LMA over IPv4 transport; so goes the
             # CoT, through the CN's tunnel to the LMA, to MAG1's proxy CoA
             return [SendHomePath(cot, src=self.policy.address, dst=careof, anchor=unmapped(arrival.dst))]
