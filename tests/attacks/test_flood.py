@@ -10,7 +10,6 @@ import ipaddress
 import os
 import threading
 import time
-import urllib.request
 
 import pytest
 from scapy.layers.inet6 import IPv6
@@ -20,24 +19,12 @@ from pmip6ctl import wire
 from pmip6ctl.config import DataplaneSection, SecuritySection
 from pmip6ctl.lab.probe import flood
 
-from ..lab.conftest import binding, counters, delta, ping, signaling
+from ..lab.conftest import binding, counters, delta, metric, metrics, ping, signaling
 
 pytestmark = pytest.mark.root
 
 VICTIM = "2001:db8:66::1"          # the forged source: whoever the attacker wants the answers to hit
 FLOOD_SECONDS = 3.0
-
-
-def metrics(lab, node: str) -> str:
-    with urllib.request.urlopen(f"http://{lab.metrics_targets()[node]}/metrics", timeout=10) as reply:
-        return reply.read().decode()
-
-
-def metric(text: str, name: str, **labels) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def test_a_hoti_flood_toward_an_mn_is_held_to_the_budget_and_the_mag_keeps_working(lab):

@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import time
+import urllib.request
 
 from scapy.layers.inet6 import IPv6
 
@@ -25,6 +26,20 @@ def ping(lab, src: str, dst: str, count: int = 10, interval: float = 0.02, sourc
     out = lab.net.sh_ok(src, *argv)
     match = re.search(r"(\d+) received", out)
     return int(match.group(1)) if match else 0
+
+
+def metrics(lab, node: str) -> str:
+    """The node's /metrics page."""
+    with urllib.request.urlopen(f"http://{lab.metrics_targets()[node]}/metrics", timeout=10) as reply:
+        return reply.read().decode()
+
+
+def metric(text: str, name: str, **labels) -> float:
+    """One sample of a /metrics page whose labels include labels (0 if none)."""
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def counters(lab, node: str) -> dict[tuple[str, str], int]:

@@ -14,7 +14,6 @@ import ipaddress
 import random
 import signal
 import threading
-import urllib.request
 
 import pytest
 from scapy.layers.inet6 import IPv6
@@ -24,7 +23,7 @@ from pmip6ctl import wire
 from pmip6ctl.daemon.ro_entries import DRAIN_SECONDS
 from pmip6ctl.lab import topology as t
 
-from .conftest import counters, delta, mh, ping, ro_row, send_ipv6, signaling, wait_for
+from .conftest import counters, delta, metric, metrics, mh, ping, ro_row, send_ipv6, signaling, wait_for
 from . import test_ro
 from .test_ro import addresses, lma_forwarded, start_ro
 
@@ -60,18 +59,6 @@ def fast_heartbeats(lab):
 
 def liveness(lab, node: str, peer: str) -> dict | None:
     return next((r for r in lab.client(node).call("status")["liveness"] if r["peer"] == peer), None)
-
-
-def metrics(lab, node: str) -> str:
-    with urllib.request.urlopen(f"http://{lab.metrics_targets()[node]}/metrics", timeout=10) as reply:
-        return reply.read().decode()
-
-
-def metric(text: str, name: str, **labels) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def answered(lab, node: str, peer: str, at_least: int):
