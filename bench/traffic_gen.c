@@ -68,7 +68,7 @@ int xdp_restore_only(struct xdp_md *ctx)
 /* The limit of the forwarding benchmark: what the MAG access program does
  * at the least, with no lookup and no check. Pushes a fixed IPv6 outer
  * header, writes fixed MACs and redirects through a devmap as the data
- * plane does (ENCAP_* and the addresses come from the benchmark's -D). */
+ * plane does (the MACs and addresses come from the benchmark's -D). */
 BPF_DEVMAP(encap_out, 1);
 
 int xdp_encap_only(struct xdp_md *ctx)

@@ -23,17 +23,25 @@
 #define ICMP_HOP_LIMIT       64
 #define ICMP_HDR_LEN         8
 
-/* Trims the frame to the Ethernet header and quote octets of its IP packet,
- * and grows its head by room for the error's IP and ICMP headers. */
-static __always_inline int pmip_make_room_for_error(struct xdp_md *ctx, __u32 quote, int room)
+/* Turns the frame into the error's frame: keeps its Ethernet header in
+ * came, trims it to quote octets of its IP packet and grows its head by room
+ * for the error's IP and ICMP headers. Returns the new Ethernet header, with
+ * room + quote octets after it, or NULL. */
+static __always_inline struct ethhdr *pmip_make_room_for_error(struct xdp_md *ctx, __u32 quote, int room,
+                                                          struct ethhdr *came)
 {
+    struct ethhdr *eth = (void *)(long)ctx->data;
     int len = (int)(ctx->data_end - ctx->data);
 
-    if (len < (int)(sizeof(struct ethhdr) + quote))
-        return -1;
-    if (bpf_xdp_adjust_tail(ctx, (int)(sizeof(struct ethhdr) + quote) - len))
-        return -1;
-    return bpf_xdp_adjust_head(ctx, -room) ? -1 : 0;
+    if ((void *)(eth + 1) > (void *)(long)ctx->data_end || len < (int)(sizeof(*eth) + quote))
+        return NULL;
+    __builtin_memcpy(came, eth, sizeof(*came));
+    if (bpf_xdp_adjust_tail(ctx, (int)(sizeof(*eth) + quote) - len) || bpf_xdp_adjust_head(ctx, -room))
+        return NULL;
+    eth = (void *)(long)ctx->data;
+    if ((void *)eth + sizeof(*eth) + room + quote > (void *)(long)ctx->data_end)
+        return NULL;
+    return eth;
 }
 
 /* Sends the error back through the link the frame came in on, to the hop
@@ -44,7 +52,7 @@ static __always_inline int pmip_send_back(struct xdp_md *ctx, __u32 prog, struct
                                      const struct ethhdr *came, __u16 proto)
 {
     eth->h_proto = bpf_htons(proto);
-    return pmip_redirect_to(ctx, prog, REASON_TX_TOO_BIG, ctx->ingress_ifindex, came->h_dest, came->h_source);
+    return pmip_redirect_to(ctx, prog, REASON_ICMP_TOO_BIG, ctx->ingress_ifindex, came->h_dest, came->h_source);
 }
 
 /* ICMPv6 Packet Too Big to the source of the IPv6 packet ip. Its source is
@@ -54,20 +62,13 @@ static __always_inline int pmip_send_ptb6(struct xdp_md *ctx, __u32 prog, const 
                                      const struct tunnel *t, __u32 mtu)
 {
     const int room = sizeof(struct ipv6hdr) + ICMP_HDR_LEN;
-    union ip_addr src, dst = ip->src;
-    struct ethhdr came, *eth = (void *)(long)ctx->data;
+    union ip_addr src = t->type == ENCAP_IP6 ? t->local : ip->dst, dst = ip->src;
+    struct ethhdr came, *eth = pmip_make_room_for_error(ctx, PTB_QUOTE_IP6, room, &came);
     struct ipv6hdr *ip6;
     __u8 *icmp;
     __u64 sum;
 
-    if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
-        return pmip_finish(ctx, prog, REASON_DROP_MALFORMED);
-    __builtin_memcpy(&came, eth, sizeof(came));
-    src = t->type == ENCAP_IP6 ? t->local : ip->dst;
-    if (pmip_make_room_for_error(ctx, PTB_QUOTE_IP6, room))
-        return pmip_finish(ctx, prog, REASON_DROP_MALFORMED);
-    eth = (void *)(long)ctx->data;
-    if ((void *)eth + sizeof(*eth) + room + PTB_QUOTE_IP6 > (void *)(long)ctx->data_end)
+    if (!eth)
         return pmip_finish(ctx, prog, REASON_DROP_MALFORMED);
     ip6 = (void *)(eth + 1);
     *(__be32 *)ip6 = bpf_htonl(0x60000000);
@@ -98,17 +99,11 @@ static __always_inline int pmip_send_frag_needed4(struct xdp_md *ctx, __u32 prog
 {
     const int room = sizeof(struct iphdr) + ICMP_HDR_LEN;
     __be32 src = t->type == ENCAP_IP6 ? ip->dst.w[3] : t->local.w[3], dst = ip->src.w[3];
-    struct ethhdr came, *eth = (void *)(long)ctx->data;
+    struct ethhdr came, *eth = pmip_make_room_for_error(ctx, PTB_QUOTE_IP4, room, &came);
     struct iphdr *ip4;
     __u8 *icmp;
 
-    if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
-        return pmip_finish(ctx, prog, REASON_DROP_MALFORMED);
-    __builtin_memcpy(&came, eth, sizeof(came));
-    if (pmip_make_room_for_error(ctx, PTB_QUOTE_IP4, room))
-        return pmip_finish(ctx, prog, REASON_DROP_MALFORMED);
-    eth = (void *)(long)ctx->data;
-    if ((void *)eth + sizeof(*eth) + room + PTB_QUOTE_IP4 > (void *)(long)ctx->data_end)
+    if (!eth)
         return pmip_finish(ctx, prog, REASON_DROP_MALFORMED);
     ip4 = (void *)(eth + 1);
     ip4->version = 4;

@@ -60,7 +60,7 @@ def config(mag):
 def test_ipv6_too_big_for_the_tunnel_gets_a_packet_too_big_naming_the_room_left(mag):
     attach_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
     inner = IPv6(src=MN6, dst=CN6) / UDP(sport=4000, dport=5000) / (b"m" * 1432)   # 1480 + 40 > 1500
-    before = mag.counter("mag_access", "tx_too_big")
+    before = mag.counter("mag_access", "icmp_too_big")
 
     result = mag.run(ACCESS, from_mn(inner), "in0")
 
@@ -76,7 +76,7 @@ def test_ipv6_too_big_for_the_tunnel_gets_a_packet_too_big_naming_the_room_left(
     damaged = bytearray(result.packet)
     damaged[-1] ^= 1
     assert not checksums_hold(Ether(bytes(damaged)))                 # the check can fail
-    assert mag.counter("mag_access", "tx_too_big") == before + 1
+    assert mag.counter("mag_access", "icmp_too_big") == before + 1
 
 
 @pytest.mark.parametrize("encap, mtu", [(Encap.IP6, 1460), (Encap.IP4, 1480), (Encap.UDP4, 1472)])
@@ -141,7 +141,7 @@ def test_the_lma_tells_a_correspondent_whose_packets_are_too_big_for_the_mag_tun
     # an IPv4 tunnel has no IPv6 end of ours: the error comes from the packet's destination
     assert (error[IPv6].src, error[IPv6].dst, error[ICMPv6PacketTooBig].mtu) == (MN6, CN6, 1480)
     assert checksums_hold(error)
-    assert lma.counter("lma", "tx_too_big") >= 1
+    assert lma.counter("lma", "icmp_too_big") >= 1
 
 
 def test_packet_too_big_answers_stay_within_the_icmp_budget(mag, config):

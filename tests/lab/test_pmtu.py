@@ -58,7 +58,7 @@ def test_a_ping_too_big_for_the_lma_tunnel_gets_its_packet_too_big(lab, full_siz
 
     out = ping_too_big(lab, "cn", family, "-M", "do", "-s", str(size), "-c", "3", "-i", "0.5", "-W", "1", target)
 
-    assert delta(counters(lab, "lma"), before, "lma", "tx_too_big") >= 1, out
+    assert delta(counters(lab, "lma"), before, "lma", "icmp_too_big") >= 1, out
     assert learned_mtu(lab, "cn", family, target) == 1460, out
     # and a ping that fits the room goes through
     assert " 0% packet loss" in ping_too_big(lab, "cn", family, "-M", "do", "-s", str(size - 40), "-c", "2",
@@ -75,7 +75,7 @@ def test_tcp_with_pmtu_discovery_crosses_the_lma_tunnel(lab, full_size_mns, clie
     result = iperf(lab, client, server, target, seconds=2)
 
     assert result["end"]["sum_received"]["bytes"] > 1_000_000
-    assert delta(counters(lab, sender), before, program, "tx_too_big") >= 1
+    assert delta(counters(lab, sender), before, program, "icmp_too_big") >= 1
 
 
 def test_tcp_with_pmtu_discovery_crosses_an_ro_tunnel(lab, clean_ro, full_size_mns):
@@ -87,5 +87,5 @@ def test_tcp_with_pmtu_discovery_crosses_an_ro_tunnel(lab, clean_ro, full_size_m
 
     after = counters(lab, "mag1")
     assert result["end"]["sum_received"]["bytes"] > 1_000_000
-    assert delta(after, before, "mag_access", "tx_too_big") >= 1
+    assert delta(after, before, "mag_access", "icmp_too_big") >= 1
     assert delta(after, before, "mag_access", "fwd_encap_ro") > 500
