@@ -158,20 +158,16 @@ def _integer(lo: int, hi: int, *, also: tuple[int, ...] = (), note: str = "") ->
     return convert
 
 
-def _off_or_seconds(lo: float, hi: float) -> Converter:
-    """0 (off), or a number of seconds in [lo, hi]."""
-    def convert(value: Any) -> float:
-        _typed((int, float), "a number", value)
-        number = float(value)
-        if number != 0 and not lo <= number <= hi:
-            raise _Invalid(f"{_show(value)} is not 0 (off) or in {lo:g}..{hi:g} seconds")
-        return number
-    return convert
-
-
-def _number(lo: float, hi: float = math.inf) -> Converter:
-    """A float in the open interval (lo, hi); an integer is accepted (TOML `timeout = 2`)."""
-    span = f"> {lo:g}" if hi == math.inf else f"in ({lo:g}, {hi:g})"
+def _number(lo: float, hi: float = math.inf, *, closed: bool = False, off: bool = False) -> Converter:
+    """A float in the open interval (lo, hi), or [lo, hi] if closed; an
+    integer is accepted (TOML `timeout = 2`). off: 0 too, which turns the
+    setting off."""
+    if closed:
+        span = f"in {lo:g}..{hi:g} seconds"
+    else:
+        span = f"> {lo:g}" if hi == math.inf else f"in ({lo:g}, {hi:g})"
+    if off:
+        span = f"0 (off) or {span}"
 
     def convert(value: Any) -> float:
         _typed((int, float), "a number", value)
@@ -179,9 +175,10 @@ def _number(lo: float, hi: float = math.inf) -> Converter:
             number = float(value)
         except OverflowError:
             number = math.inf
-        if not math.isfinite(number):
+        if not math.isfinite(number) and not closed:
             raise _Invalid(f"{_show(value)} is not a finite number")
-        if not lo < number < hi:
+        inside = lo <= number <= hi if closed else lo < number < hi
+        if not (inside or (off and number == 0)):
             raise _Invalid(f"{_show(value)} is not {span}")
         return number
     return convert
@@ -575,7 +572,7 @@ class SecuritySection:
     # Answers to input anyone could have sent (HoT, CoT, Binding Errors) go out at most
     # this many a second per destination prefix (/64, IPv4 /24), answer_burst at once:
     # a forged source draws no more than that. 0: no limit.
-    answer_rate: float = _key(_number(0), 200.0)
+    answer_rate: float = _key(_number(0, off=True), 200.0)
     answer_burst: int = _key(_integer(1, 1_000_000), 400)
     # Destination prefixes whose answer budget is tracked; past it the least
     # recently seen is forgotten (and starts again with a full burst).
@@ -595,12 +592,12 @@ class TimersSection:
 class HeartbeatSection:
     """Liveness (RFC 5847; docs/operations.md says how to size it)."""
     # HEARTBEAT_INTERVAL between a MAG and its LMA, seconds; 0: no heartbeats.
-    interval: float = _key(_off_or_seconds(0.1, 86400), 60.0)
+    interval: float = _key(_number(0.1, 86400, closed=True, off=True), 60.0)
     # MISSING_HEARTBEATS_ALLOWED: that many unanswered in a row and the peer is dead.
     missed: int = _key(_integer(1, 255), 3)
     # The same between the two ends of an RO binding (MAG-MAG, MAG-CN agent): a dead
     # RO peer's pairs fall back to the LMA path.
-    ro_interval: float = _key(_off_or_seconds(0.1, 86400), 10.0)
+    ro_interval: float = _key(_number(0.1, 86400, closed=True, off=True), 10.0)
     ro_missed: int = _key(_integer(1, 255), 3)
 
 

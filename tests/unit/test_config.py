@@ -283,6 +283,13 @@ def test_integers_are_accepted_where_seconds_are_floats():
     assert isinstance(config.timers.max_bindack_timeout, float)
 
 
+def test_zero_turns_off_what_the_docs_say_it_turns_off():
+    config = load("mag", security__answer_rate=0, heartbeat__interval=0, heartbeat__ro_interval=0)
+    assert (config.security.answer_rate, config.heartbeat.interval, config.heartbeat.ro_interval) == (0, 0, 0)
+    assert load("mag", heartbeat__interval=0.1).heartbeat.interval == 0.1      # the bounds are inclusive
+    assert load("mag", heartbeat__interval=86400).heartbeat.interval == 86400
+
+
 def test_config_is_frozen_and_hides_keys_from_repr():
     config = load("mag")
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -479,6 +486,7 @@ CASES = [
     ("mag", {"dataplane.event_interval_ms": 0}, "dataplane.event_interval_ms: 0 is not in 1..60000"),
     # [heartbeat]
     ("mag", {"heartbeat.interval": 0.05}, "heartbeat.interval: 0.05 is not 0 (off) or in 0.1..86400 seconds"),
+    ("mag", {"security.answer_rate": -1}, "security.answer_rate: -1 is not 0 (off) or > 0"),
     ("lma", {"heartbeat.interval": -1}, "heartbeat.interval: -1 is not 0 (off) or in 0.1..86400 seconds"),
     ("mag", {"heartbeat.ro_interval": math.inf},
      "heartbeat.ro_interval: inf is not 0 (off) or in 0.1..86400 seconds"),
