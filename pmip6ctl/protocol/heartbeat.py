@@ -28,6 +28,7 @@ from ipaddress import IPv6Address
 from typing import Callable
 
 from ..actions import Notification
+from .common import Deadlines
 from .vocabulary import _Described
 
 
@@ -121,30 +122,39 @@ class Liveness:
 
     def __post_init__(self):
         self._sequence = int.from_bytes(self.random(4), "big")
+        self._due = Deadlines()           # peer -> its next_at: timers cost O(k log n), not a walk
 
     def configure(self, policy: HeartbeatPolicy, now: float) -> None:
         """New settings (a reload): each peer's next request within the new interval."""
         self.policy = policy
         for peer in self.peers.values():
-            peer.next_at = min(peer.next_at, now + policy.interval)
+            self._schedule(peer, min(peer.next_at, now + policy.interval))
             peer.missed = min(peer.missed, policy.missed)
         if not policy.enabled:
             self.peers.clear()
+            self._due = Deadlines()
+
+    def _schedule(self, peer: PeerState, at: float) -> None:
+        peer.next_at = at
+        self._due.set(peer.address, at)
 
     # --- whom to watch ------------------------------------------------------------------------
     def watch(self, address: IPv6Address, kind: PeerKind, now: float) -> None:
         """Start watching (a no-op for a peer watched already). Its first
         request goes out one interval from now: it was just heard from."""
         if self.policy.enabled and address not in self.peers:
-            self.peers[address] = PeerState(address, kind, since=now, next_at=now + self.policy.interval)
+            peer = self.peers[address] = PeerState(address, kind, since=now, next_at=now)
+            self._schedule(peer, now + self.policy.interval)
 
     def unwatch(self, address: IPv6Address) -> None:
         self.peers.pop(address, None)
+        self._due.discard(address)
 
     def sync(self, wanted: dict[IPv6Address, PeerKind], now: float) -> None:
-        """Watch exactly these peers."""
+        """Watch exactly these peers (after a reload; changes in between go
+        through watch and unwatch)."""
         for address in [a for a in self.peers if a not in wanted]:
-            del self.peers[address]
+            self.unwatch(address)
         for address, kind in wanted.items():
             self.watch(address, kind, now)
 
@@ -156,9 +166,8 @@ class Liveness:
     def on_timer(self, now: float) -> tuple[list[tuple[IPv6Address, int]], list]:
         """(peer, sequence) of each request due now, and what changed."""
         requests, notes = [], []
-        for peer in self.peers.values():
-            if now < peer.next_at:
-                continue
+        for address in self._due.pop_due(now):
+            peer = self.peers[address]
             if not peer.answered:
                 peer.missed += 1
                 if peer.alive and peer.missed >= self.policy.missed:
@@ -168,7 +177,7 @@ class Liveness:
             self._sequence = (self._sequence + 1) & 0xFFFFFFFF
             peer.sequence, peer.answered = self._sequence, False
             peer.requests += 1
-            peer.next_at = max(peer.next_at + self.policy.interval, now + self.policy.interval / 2)
+            self._schedule(peer, max(peer.next_at + self.policy.interval, now + self.policy.interval / 2))
             requests.append((peer.address, peer.sequence))
         return requests, notes
 
@@ -189,7 +198,7 @@ class Liveness:
         return []
 
     def next_deadline(self) -> float | None:
-        return min((p.next_at for p in self.peers.values()), default=None)
+        return self._due.next()
 
     def rows(self, now: float) -> list[dict]:
         """Each peer watched, as `status` shows it."""

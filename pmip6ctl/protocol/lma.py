@@ -217,15 +217,10 @@ class LmaNode(Node):
                            Send(hb, p.address, mag, ipv4_dst=endpoint, ipv4_src=p.ipv4_address))
         return actions
 
-    def _watch_mags(self, now: float) -> None:
-        self.liveness.sync({mag: PeerKind.MAG for mag in self._through_mag}, now)
-        for mag in [m for m in self._mag_ipv4 if m not in self._through_mag]:
-            del self._mag_ipv4[mag]
-
     def configure_heartbeats(self, peers: HeartbeatPolicy, ro: HeartbeatPolicy, now: float) -> None:
         self.policy.heartbeat = peers
         self.liveness.configure(peers, now)
-        self._watch_mags(now)
+        self.liveness.sync({mag: PeerKind.MAG for mag in self._through_mag}, now)
 
     def liveness_rows(self, now: float) -> list[dict]:
         return self.liveness.rows(now)
@@ -243,30 +238,31 @@ class LmaNode(Node):
                 tunnel = self.mag_tunnel(entry)
                 self._mag_ipv4[entry.proxy_coa] = entry.mag_ipv4
                 out.append(InstallBinding(entry.mn_id, entry.hnp, entry.ipv4_hoa, tunnel, entry.proxy_coa, moved))
-                out += self._through(entry.mn_id, entry.proxy_coa, tunnel)
+                out += self._through(entry.mn_id, entry.proxy_coa, tunnel, now)
                 if moved:                                       # a handover: peers' answers are stale
                     out += self.inter_lma.binding_changed(entry.hnp, entry.ipv4_hoa, now)
             elif isinstance(action, BindingRemoved):
                 changed = True
                 entry = action.entry
-                out += self._through(entry.mn_id, None, None)   # before its tunnel may go
+                out += self._through(entry.mn_id, None, None, now)   # before its tunnel may go
                 out.append(RemoveBinding(entry.mn_id, entry.hnp, entry.ipv4_hoa))
                 out += self.inter_lma.binding_changed(entry.hnp, entry.ipv4_hoa, now)
             else:
                 out.append(action)
-        if changed:
-            self._watch_mags(now)
         return with_state_change(out) if changed else out
 
-    def _through(self, mn_id: str, mag: IPv6Address | None, tunnel: Tunnel | None) -> list:
+    def _through(self, mn_id: str, mag: IPv6Address | None, tunnel: Tunnel | None, now: float) -> list:
         """Keep one entry per serving MAG's proxy CoA, toward the tunnel of
-        the latest binding through it."""
+        the latest binding through it; a MAG is watched (RFC 5847) from its
+        first binding here to its last."""
         touched = []
         for address, users in self._through_mag.items():
             if mn_id in users and address != mag:
                 del users[mn_id]
                 touched.append(address)
         if mag is not None:
+            if mag not in self._through_mag:
+                self.liveness.watch(mag, PeerKind.MAG, now)
             users = self._through_mag.setdefault(mag, {})
             users.pop(mn_id, None)
             users[mn_id] = tunnel                   # the newest last
@@ -277,6 +273,8 @@ class LmaNode(Node):
             wanted = next(reversed(users.values())) if users else None
             if not users:
                 self._through_mag.pop(address, None)
+                self._mag_ipv4.pop(address, None)
+                self.liveness.unwatch(address)
             if self._mag_routes.get(address) != wanted:
                 actions.append(RouteMagAddress(address, wanted))
                 if wanted is None:

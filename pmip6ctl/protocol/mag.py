@@ -586,6 +586,8 @@ class MagNode(Node):
         Heartbeat in UDP at the refresh time keeps the NAT's mapping, and so
         the LMA's downlink tunnel, alive while no MN sends (RFC 5844 §4.1,
         RFC 5555 §4.1, RFC 5847)."""
+        if self.lma_keepalive_at is not None and now < self.lma_keepalive_at:
+            return []                     # (every change reschedules: _schedule_lma_keepalive)
         refresh = self._nat_refresh()
         if refresh is None:
             self.lma_keepalive_at = None

@@ -45,6 +45,21 @@ def test_requests_every_interval_with_increasing_sequence_numbers():
     assert live.peers[PEER].alive and live.peers[PEER].missed == 0
 
 
+def test_many_peers_each_on_its_own_schedule_and_only_the_due_ones_are_touched():
+    live = Liveness(FAST, counter())
+    peers = [IPv6Address(int(PEER) + i) for i in range(1000)]
+    for i, peer in enumerate(peers):
+        live.watch(peer, PeerKind.RO_PEER, T0 + i / 1000)
+    live.unwatch(peers[0])
+    assert live.next_deadline() == (T0 + 1 / 1000) + 1.0
+
+    requests, _ = live.on_timer(T0 + 1.0105)
+
+    assert [peer for peer, _ in requests] == peers[1:11]
+    assert live.next_deadline() == (T0 + 11 / 1000) + 1.0      # the next peer in line
+    assert len(live._due._live) == 999                         # one deadline per peer watched
+
+
 def test_missed_heartbeats_make_a_peer_dead_and_an_answer_alive_again():
     live = Liveness(FAST, counter())
     live.watch(PEER, PeerKind.RO_PEER, T0)

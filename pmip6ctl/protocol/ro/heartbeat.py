@@ -78,12 +78,13 @@ class RoHeartbeats:
 
     # --- which peers: from what the RO cores did -------------------------------------------
     def track(self, actions: list, now: float) -> list:
-        """Note the pairs installed and removed among actions; returns them."""
-        changed = False
+        """Note the pairs installed and removed among actions (a peer is
+        watched from its first pair to its last); returns them."""
         for action in actions:
             if isinstance(action, RoInstalled):
+                if action.peer not in self.pairs:
+                    self.liveness.watch(action.peer, PeerKind.RO_PEER, now)
                 self.pairs.setdefault(action.peer, set()).add((action.role, action.pair))
-                changed = True
             elif isinstance(action, RoRemoved):
                 held = self.pairs.get(action.peer)
                 if held is not None:
@@ -91,9 +92,7 @@ class RoHeartbeats:
                     if not held:
                         del self.pairs[action.peer]
                         self._newest.pop(action.peer, None)
-                changed = True
-        if changed:
-            self._resync(now)
+                        self.liveness.unwatch(action.peer)
         return actions
 
     def _resync(self, now: float) -> None:
