@@ -18,6 +18,7 @@ from pmip6ctl.protocol.binding_update_list import BindingState, RegistrationReje
 from pmip6ctl.protocol.lma import LmaNode, LmaNodePolicy, RemoveBinding
 from pmip6ctl.protocol.mag import InstallMobileNode
 from pmip6ctl.protocol.ro import Phase, RoInstalled, RoPair, RoRejected, RoSendOnlyOnceHeard
+from pmip6ctl.protocol.ro.initiator import BE_REFRESH_INTERVAL
 from pmip6ctl.protocol.vocabulary import MessageKind, RejectReason
 from pmip6ctl.security import PeerKey
 from pmip6ctl.transport import Arrival, Send, SendHomePath, UdpEndpoint
@@ -311,6 +312,14 @@ def test_a_forged_binding_error_ends_no_ro_entry_on_either_side(mode, signed_wit
     d.run(5)
     assert d.nodes["mag1"].initiator.attempts[RoPair(MN, CN)].established          # still optimized
     assert RoPair(CN, MN) in d.nodes["mag2"].responder.bindings
+    # a stream of them: each refused, the entry sent back at most once per interval
+    again = [a for _ in range(20) for a in d.nodes["mag2"].receive(
+        *carry(Send(wire.BindingError(1, MN), MAG1, MAG2)), d.now)]
+    assert [a.reason for a in again if isinstance(a, RoRejected)] == [RejectReason.UNAUTHENTICATED_BE] * 20
+    assert not any(isinstance(a, RoSendOnlyOnceHeard) for a in again)
+    d.run(BE_REFRESH_INTERVAL)
+    later = d.nodes["mag2"].receive(*carry(Send(wire.BindingError(1, MN), MAG1, MAG2)), d.now)
+    assert [a for a in later if isinstance(a, RoSendOnlyOnceHeard)] == [RoSendOnlyOnceHeard(RoPair(CN, MN), MAG1)]
 
 
 def test_an_unsigned_binding_error_refreshes_and_so_mends_a_peer_that_lost_the_binding():

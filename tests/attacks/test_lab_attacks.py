@@ -19,10 +19,11 @@ from scapy.packet import Raw
 
 from pmip6ctl import netns, wire
 from pmip6ctl.lab import topology as t
+from pmip6ctl.lab.probe import RawSender, SteadyPing
 from pmip6ctl.lab.runner import poll
 
 from ..lab.conftest import Capture, binding, counters, established, mh, ping, ro_row, send_ipv6, signaling, wait_for
-from ..lab.test_ro import clean_ro  # noqa: F401  (the fixture)
+from ..lab.test_ro import clean_ro, start_ro  # noqa: F401  (clean_ro is a fixture)
 
 pytestmark = pytest.mark.root
 
@@ -264,3 +265,35 @@ def test_attack_6_a_replayed_quick_mode_ba_installs_nothing(lab, clean_ro, tmp_p
         assert ping(lab, "mn1", mn2, count=5) == 5                 # on the LMA path
     finally:
         lab.net.sh_ok("mag2", "nft", "delete table ip6 attack6")
+
+
+def test_attack_7_forged_binding_errors_end_no_ro_pair_and_cost_no_packet(lab, clean_ro):
+    """Binding Errors for MN1 with MAG1's source to MAG2 (the responder) and
+    with MAG2's source to MAG1 (the initiator), unsigned, 50 each while MN1
+    pings MN2: anyone on the path can send them. No pair ends, every ping
+    comes back, both refuse each one and count it; the responder sends by the
+    LMA path once per pair and 10 s at most (the rest only counted), the
+    initiator refreshes at most as often."""
+    mn1, mn2 = lab.mns["mn1"]["ipv6"], lab.mns["mn2"]["ipv6"]
+    mag1, mag2 = t.address6("mag1"), t.address6("mag2")
+    start_ro(lab, mn1, mn2)
+    wait_for(lambda: established(lab, "mag2", mn2, mn1), what="MAG2 holding the pair")
+    before1, before2, mag1_0 = signaling(lab, "mag1"), signaling(lab, "mag2"), counters(lab, "mag1")
+    be = wire.BindingError(1, ipaddress.IPv6Address(mn1))
+    to_mag2 = bytes(IPv6(src=mag1, dst=mag2, nh=135) / Raw(mh(be, mag1, mag2)))
+    to_mag1 = bytes(IPv6(src=mag2, dst=mag1, nh=135) / Raw(mh(be, mag2, mag1)))
+
+    pinger = SteadyPing(lab.ns("mn1"), mn2, count=100, interval=0.02).start()
+    with RawSender(lab.ns("inet")) as sender:
+        for _ in range(50):
+            sender.send(to_mag2, mag2)
+            sender.send(to_mag1, mag1)
+            time.sleep(0.02)
+    sent, received = pinger.result()
+
+    assert (sent, received) == (100, 100)
+    reason = ("ro", "in", "unauthenticated_binding_error")
+    assert grew(before2, counted(lab, "mag2", before2, reason, what="MAG2 to refuse them"), reason) >= 45
+    assert grew(before1, counted(lab, "mag1", before1, reason, what="MAG1 to refuse them"), reason) >= 45
+    assert established(lab, "mag1", mn1, mn2) and established(lab, "mag2", mn2, mn1)
+    assert grew(mag1_0, counters(lab, "mag1"), ("mag_access", "fwd_encap_ro")) >= 90     # still optimized

@@ -19,7 +19,7 @@ from ..common import Deadlines
 from ..vocabulary import Mode, RejectReason, Role, StopReason, status_label
 from .actions import (Address, BindingErrorKey, RoInstalled, RoPair, RoRejected, RoRemoved, RoSendOnlyOnceHeard,
                       mapped, no_binding_error, unmapped)
-from .initiator import RO_ACCEPTED_BELOW
+from .initiator import BE_REFRESH_INTERVAL, RO_ACCEPTED_BELOW
 
 
 @dataclass(kw_only=True)
@@ -85,6 +85,9 @@ class RoResponder:
         # there, not through every binding)
         self._with_peer: dict[IPv6Address, dict[RoPair, None]] = {}
         self._last_timestamp: dict[RoPair, float] = {}
+        # pair -> when an unsigned BE last sent it back to "send only once heard"
+        # (at most one per BE_REFRESH_INTERVAL, as the initiator's refresh)
+        self._reconfirmed: dict[RoPair, float] = {}
         # (table, reason) -> entries pushed out at a limit, and new ones refused there
         self.pushed_out: dict[tuple[str, str], int] = {}
         self.refused: dict[tuple[str, str], int] = {}
@@ -110,12 +113,16 @@ class RoResponder:
         return self._expiry.next()
 
     def _hold(self, binding: ResponderBinding) -> None:
-        self._drop(binding.pair)
+        self._unindex(binding.pair)           # a refresh: the pair's BE throttle carries over
         self.bindings[binding.pair] = binding
         self._with_peer.setdefault(binding.peer, {})[binding.pair] = None
         self._expiry.set(binding.pair, binding.expires)
 
     def _drop(self, pair: RoPair) -> ResponderBinding | None:
+        self._reconfirmed.pop(pair, None)
+        return self._unindex(pair)
+
+    def _unindex(self, pair: RoPair) -> ResponderBinding | None:
         self._expiry.discard(pair)
         binding = self.bindings.pop(pair, None)
         pairs = self._with_peer.get(binding.peer) if binding is not None else None
@@ -354,15 +361,20 @@ class RoResponder:
         """MAG1 has no binding for that MN any more: drop ours, if MAG1 says
         so under the pair's key. An unsigned BE ends nothing (anyone can send
         one with MAG1's address), but MAG1 may have lost its state: our side
-        sends by the LMA path until MAG1's next tunnelled packet."""
+        sends by the LMA path until MAG1's next tunnelled packet, at most once
+        per pair and BE_REFRESH_INTERVAL (a stream of forged ones costs no
+        more than that)."""
         actions = []
         for binding in [b for b in map(self.bindings.get, self._with_peer.get(arrival.src, ()))
                         if b is not None and mapped(b.pair.remote) == be.home_address]:
             if self._be_authentic(be, binding, arrival):
                 actions += self.remove(binding.pair, StopReason.BINDING_ERROR)
             else:
-                actions += [RoRejected(binding.pair, arrival.src, RejectReason.UNAUTHENTICATED_BE),
-                            RoSendOnlyOnceHeard(binding.pair, binding.peer)]
+                actions.append(RoRejected(binding.pair, arrival.src, RejectReason.UNAUTHENTICATED_BE))
+                last = self._reconfirmed.get(binding.pair)
+                if last is None or now - last >= BE_REFRESH_INTERVAL:
+                    self._reconfirmed[binding.pair] = now
+                    actions.append(RoSendOnlyOnceHeard(binding.pair, binding.peer))
         return actions
 
     _HANDLERS = {
