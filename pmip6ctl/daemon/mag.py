@@ -283,7 +283,7 @@ class MagDaemon(Daemon):
         limits = super().limits()
         limits["limits"]["ro_attempts"]["per_mn"] = policy.max_attempts_per_mn
         # the flows XDP counts toward the RO trigger: an LRU map, the kernel pushes out the least recent
-        flows, capacity = self.tables.map_pressure()["flows"]
+        flows, capacity = self.tables.map_entries("flows")      # (not the other five maps' walks)
         limits["limits"]["flows"] = {"held": flows, "capacity": capacity, "setting": "dataplane.max_flows",
                                      "pushed_out": "least recently used, by the kernel (not counted)"}
         return {"ro_attempts": {"held": len(self.node.initiator.attempts), "capacity": policy.max_attempts,

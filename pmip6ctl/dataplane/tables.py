@@ -338,12 +338,14 @@ class Tables:
                 result[(prog, kind)] = sum(int(v) for v in values)
         return result
 
+    def map_entries(self, name: str) -> tuple[int, int]:
+        """(entries, capacity) of one hash-like map (a walk of its keys)."""
+        table = getattr(self, name)
+        return sum(1 for _ in table.keys()), table.max_entries
+
     def map_pressure(self) -> dict[str, tuple[int, int]]:
         """map name -> (entries, capacity), for the hash-like maps."""
-        result = {}
-        for name in ("mn_table", "ro_table", "peers", "flows", "tx_ports"):
-            table = getattr(self, name)
-            result[name] = (sum(1 for _ in table.keys()), table.max_entries)
+        result = {name: self.map_entries(name) for name in ("mn_table", "ro_table", "peers", "flows", "tx_ports")}
         result["tunnels"] = (len(self.list_tunnels()), self.tunnels.max_entries)
         return result
 
