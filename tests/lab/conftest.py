@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 import subprocess
 import time
 import urllib.request
 
 from scapy.layers.inet6 import IPv6
 
-from pmip6ctl import netns, wire
+from pmip6ctl import wire
 from pmip6ctl.lab import topology as t
-from pmip6ctl.lab.probe import IPV6_HDRINCL
+from pmip6ctl.lab.probe import RawSender
 from pmip6ctl.lab.runner import poll
 
 
@@ -70,13 +69,8 @@ def signaling(lab, node: str) -> dict[tuple[str, str, str], int]:
 
 def send_ipv6(lab, ns: str, packet) -> None:
     """A whole IPv6 packet, its source whatever the attacker wrote."""
-    with netns.entered(lab.ns(ns)):
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
-        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_HDRINCL, 1)
-        try:
-            sock.sendto(bytes(packet), (packet[IPv6].dst, 0))
-        finally:
-            sock.close()
+    with RawSender(lab.ns(ns)) as sender:
+        sender.send(bytes(packet), packet[IPv6].dst)
 
 
 def mh(message, src: str, dst: str) -> bytes:

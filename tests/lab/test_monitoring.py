@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import established, ping, wait_for
+from .conftest import established, metrics, ping, wait_for
 
 pytestmark = pytest.mark.root
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,8 +144,7 @@ def test_status_and_metrics_show_each_bounded_table_next_to_its_capacity(lab):
     for node, tables in expected.items():
         limits = lab.client(node).call("status")["limits"]
         assert tables <= set(limits), (node, sorted(limits))
-        with urllib.request.urlopen(f"http://{lab.metrics_targets()[node]}/metrics", timeout=10) as reply:
-            text = reply.read().decode()
+        text = metrics(lab, node)
         for table, row in limits.items():
             if table == "flows":
                 continue                            # pmip6_bpf_map_entries{map="flows"} has it
