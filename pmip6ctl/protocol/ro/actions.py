@@ -8,7 +8,7 @@ refused a message); they change nothing and are counted by reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address
 
 from ... import security, wire
@@ -54,10 +54,19 @@ class BindingErrorKey:
         return be
 
     def verify(self, be: wire.BindingError, src: IPv6Address, dst: IPv6Address) -> bool:
+        return self.verified(be, src, dst) is not None
+
+    def verified(self, msg: wire.Message, src: IPv6Address, dst: IPv6Address) -> BindingErrorKey | None:
+        """The key that signed msg, to answer it with: mid rotation of a
+        quick-mode key, the one the peer used; None if msg checks out under
+        neither."""
         if self.quick is not None:
-            return self.quick.verify(be, src, dst)
-        return self.kbm is not None and security.verify_binding_authorization(be, self.kbm, self.careof,
-                                                                               self.correspondent)
+            used = self.quick.verifying_key(msg, src, dst)
+            return None if used is None else replace(self, quick=used)
+        if self.kbm is not None and security.verify_binding_authorization(msg, self.kbm, self.careof,
+                                                                          self.correspondent):
+            return self
+        return None
 
 
 @dataclass(frozen=True)

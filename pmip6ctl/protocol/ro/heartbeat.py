@@ -185,7 +185,8 @@ class RoHeartbeats:
         signer = self._named_signer(peer, msg)
         if signer is None:
             return [SignalingRefused(MessageKind.HEARTBEAT, peer, AuthFailure.UNKNOWN_PEER, "names no pair we hold")]
-        if not signer.key.verify(msg, peer, arrival.dst):
+        key = signer.key.verified(msg, peer, arrival.dst)     # mid rotation: the key the peer used
+        if key is None:
             return [SignalingRefused(MessageKind.HEARTBEAT, peer, AuthFailure.BAD_AUTHENTICATOR)]
         if msg.response:
             return self.liveness.response(peer, msg.sequence, now)
@@ -197,9 +198,6 @@ class RoHeartbeats:
         if stamp.timestamp <= self._newest.get(peer, -1):
             return [SignalingRefused(MessageKind.HEARTBEAT, peer, AuthFailure.REPLAYED)]
         self._newest[peer] = stamp.timestamp
-        key = signer.key
-        if key.quick is not None:                       # the key the request came with, mid rotation
-            key = dataclasses.replace(key, quick=key.quick.answering(msg, peer, arrival.dst))
         (answer,) = self._heartbeats(signer, peer, True, msg.sequence, now, [key])
         return [arrival.reply(answer.message, self.address)]
 
