@@ -120,11 +120,5 @@ class LmaDaemon(Daemon):
     def control_handlers(self):
         return {"bindings": lambda args: self.binding_rows()}
 
-    def limits(self) -> dict:
-        queries = self.node.inter_lma
-        return {"peer_queries": {"pending": len(queries.pending), "capacity": queries.max_pending}, **super().limits()}
-
     def gauges(self):
         yield ("pmip6_bindings", "Bindings held, by kind", {"kind": "pmip"}, len(self.node.bindings))
-        yield ("pmip6_peer_queries_pending", "RO queries out to the peer LMAs", {}, len(self.node.inter_lma.pending))
-        yield ("pmip6_peer_queries_capacity", "lma.max_pending_queries", {}, self.node.inter_lma.max_pending)

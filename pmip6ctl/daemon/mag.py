@@ -286,8 +286,7 @@ class MagDaemon(Daemon):
         flows, capacity = self.tables.map_entries("flows")      # (not the other five maps' walks)
         limits["limits"]["flows"] = {"held": flows, "capacity": capacity, "setting": "dataplane.max_flows",
                                      "pushed_out": "least recently used, by the kernel (not counted)"}
-        return {"ro_attempts": {"held": len(self.node.initiator.attempts), "capacity": policy.max_attempts,
-                                "per_mn": policy.max_attempts_per_mn}, **limits}
+        return limits
 
     def gauges(self):
         roles = {}
@@ -296,11 +295,6 @@ class MagDaemon(Daemon):
                 roles[role] = roles.get(role, 0) + 1
         for role in Role:
             yield ("pmip6_bindings", "Bindings held, by kind", {"kind": f"ro_{role}"}, roles.get(role, 0))
-        policy = self.node.initiator.policy
-        yield ("pmip6_ro_attempts_held", "RO attempts held as the initiator, any phase", {},
-               len(self.node.initiator.attempts))
-        yield ("pmip6_ro_attempts_capacity", "ro.max_attempts: past it a new flow pushes out an attempt in backoff",
-               {}, policy.max_attempts)
         states = {}
         for e in self.node.bul.entries.values():
             states[e.state.value] = states.get(e.state.value, 0) + 1
