@@ -648,6 +648,16 @@ class ControlSection:
 
 
 @dataclass(**_section)
+class StoreSection:
+    # The node's SQLite file (issue 14; docs/operations.md). None only until
+    # load_config fills in /var/lib/pmip6ctl/<node.name>.db.
+    path: Path | None = _key(_path, None)
+    # "full": each commit is on disk before the PBA/BA it holds back leaves,
+    # across a power cut too; "normal": across a crash of the daemon only.
+    synchronous: str = _key(_choice("full", "normal"), "full")
+
+
+@dataclass(**_section)
 class CnSection:
     egress_interface: str = _key(_ifname, "pmip6-egress")   # the veth for the agent's replies
 
@@ -667,6 +677,7 @@ class NodeConfig:
     dataplane: DataplaneSection = _table(DataplaneSection, factory=DataplaneSection)
     metrics: MetricsSection = _table(MetricsSection, factory=MetricsSection)
     control: ControlSection = _table(ControlSection, factory=ControlSection)
+    store: StoreSection = _table(StoreSection, factory=StoreSection)
     cn: CnSection | None = _table(CnSection, None)        # iff node.role = "cn"
     path: Path = Path()                                   # the file it came from
 
@@ -769,6 +780,9 @@ def _from_document(doc: dict[str, Any], path: Path) -> NodeConfig:
     if config.control.socket is None:
         socket = Path(f"/run/pmip6ctl/{config.node.name}.sock")
         config = dataclasses.replace(config, control=ControlSection(socket=socket))
+    if config.store.path is None:
+        config = dataclasses.replace(config, store=dataclasses.replace(
+            config.store, path=Path(f"/var/lib/pmip6ctl/{config.node.name}.db")))
     for where, why in _cross_checks(config):
         raise _Invalid(why, where)  # the first broken rule
     return config

@@ -24,6 +24,8 @@ from . import __version__, logthrottle
 log = logging.getLogger("pmip6ctl.metrics")
 
 # RO set-up spans a few milliseconds in one domain to seconds when RR retries.
+# A commit with fsync: tens of microseconds on tmpfs to tens of milliseconds on a busy disk.
+STORE_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5)
 RO_SETUP_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -134,6 +136,18 @@ class Metrics:
         self.reloads = Counter(
             "pmip6_config_reloads", "Config reloads (SIGHUP, pmip6ctl reload) by result",
             ["node", "result"], registry=self.registry)
+        self.store_commits = Counter(
+            "pmip6_store_commits", "Transactions written to the node's store (one per event-loop turn with changes)",
+            ["node"], registry=self.registry)
+        self.store_rows = Counter(
+            "pmip6_store_rows_written", "Records written or deleted in the node's store",
+            ["node"], registry=self.registry)
+        self.store_errors = Counter(
+            "pmip6_store_errors", "Store commits that failed: the answers they held back were not sent",
+            ["node"], registry=self.registry)
+        self.store_commit_seconds = Histogram(
+            "pmip6_store_commit_seconds", "Time to write and commit one transaction to the store",
+            ["node"], buckets=STORE_BUCKETS, registry=self.registry)
         Info("pmip6_daemon", "pmip6ctl daemon", registry=self.registry).info(
             {"version": __version__, "role": role, "node": node})
         ProcessCollector(registry=self.registry)     # process_cpu_seconds_total, resident memory, ...

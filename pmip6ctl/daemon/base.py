@@ -19,13 +19,14 @@ import time
 import dataclasses
 from pathlib import Path
 
-from .. import defs, statefile, wire
+from .. import defs, wire
 from ..dataplane import Dataplane, DataplaneSettings, FlowEvent, PuntEvent
 from ..dataplane.tables import RO_DRAINING, RO_RX_ONLY
 from ..io.control import CommandError, ControlServer
 from ..io.frames import home_path_packet
 from ..io.netlink import LinkEvent, Netlink
 from ..io.signaling import MhSocket, Raw4Signaling, UdpSignalingSocket
+from ..io.store import Store
 from ..io.tunnel_sender import TunnelSender
 from ..metrics import DataplaneCollector, Metrics
 from ..config import ConfigError, differences, load_config
@@ -37,6 +38,7 @@ from ..protocol.ro import RoFailed, RoPair, RoRejected, RoRemoved
 from ..protocol.vocabulary import message_kind, result_label
 from ..transport import Arrival, Encap, Send, SendHomePath, Tunnel
 from .intake import EventIntake
+from .persist import Persistence, Table
 from .tunnels import TunnelConflict, TunnelRegistry
 
 log = logging.getLogger("pmip6ctl.daemon")
@@ -108,7 +110,10 @@ class Daemon:
         self.config = config
         self.node_name = config.node.name
         self.metrics = Metrics(self.node_name, self.role)
-        self.state_path = Path(config.control.socket).with_suffix(".state.json")
+        # the JSON state file of pmip6ctl before the store: read once, then removed
+        self.legacy_state_path = Path(config.control.socket).with_suffix(".state.json")
+        self.persistence: Persistence | None = None
+        self._held: list | None = None           # actions waiting for the store's commit
         self.started = time.time()
         self.node: Node | None = None
         self.dataplane: Dataplane | None = None
@@ -132,10 +137,14 @@ class Daemon:
         """Create the role's node core and sockets (data plane already loaded)."""
 
     def restore(self, state: dict) -> None:
-        """Rebuild the node core from a saved snapshot."""
+        """Rebuild the node core from its saved state (persisted_tables' records)."""
 
-    def snapshot(self) -> dict:
-        return {}
+    def persisted_tables(self) -> list[Table]:
+        """What the node keeps in its store (daemon/persist.py), by kind."""
+        return []
+
+    def reconcile(self) -> None:
+        """After restore: take out of the maps what no saved record explains."""
 
     def apply_action(self, action) -> None:
         """Carry out one of the role's own commands (or log a notification)."""
@@ -201,12 +210,7 @@ class Daemon:
         self.setup()
         sec = self.config.security
         self.node.limit_answers(sec.answer_rate, sec.answer_burst, sec.answer_prefixes)
-        state = statefile.load(self.state_path)
-        if state:
-            if self.node.guard is not None:
-                self.node.guard.restore_replay(state.get("replay", {}))
-            self.restore(state)
-            log.info("restored state from %s", self.state_path)
+        self.open_store()
         self.tunnels.forget_unused()
         # Events first, then the programs: the first notice of a flow must find
         # a reader, or the next one waits event_interval_ms (a restart without
@@ -234,13 +238,13 @@ class Daemon:
         self._loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         timers = asyncio.create_task(self._timers())
         log.info("%s %s ready (control %s)", self.role, self.node_name, self.config.control.socket)
-        self._save_state()
         try:
             await self._stopping.wait()
         finally:
             timers.cancel()
             await control.close()
-            self._save_state()
+            self._commit()
+            self.persistence.store.close()
             for sock in (self.mh_socket, self.udp_socket, self.raw4_socket):
                 if sock:
                     self._loop.remove_reader(sock.fileno())
@@ -307,16 +311,43 @@ class Daemon:
 
     # --- actions out ----------------------------------------------------------------------
     def apply(self, actions: list) -> None:
+        """Carry out actions in order. From a StateChanged on, they wait for
+        the store: one commit at the end of this loop turn takes every
+        change made in it (a burst of PBUs is one transaction), and only
+        then do the answers leave, so a PBA or BA is never sent for a
+        binding a kill -9 could lose."""
+        if self.persistence is not None:
+            actions = self.persistence.admit(actions, lambda: self._loop.call_soon(self._commit))
         for action in actions:
-            try:
-                self._apply_one(action)
-            except TunnelConflict as exc:
-                self.metrics.tunnels_refused.labels(self.node_name).inc()
-                log.error("%s not applied: %s", type(action).__name__, exc)
-            except Exception:
-                log.exception("applying %s failed", type(action).__name__)
+            self._apply_guarded(action)
         if actions and self._timer_wakeup:
             self._timer_wakeup.set()
+
+    def _commit(self) -> None:
+        """The store's commit for this loop turn, then what waited for it."""
+        p = self.persistence
+        commits, rows = p.commits, p.rows_written
+        held, unsent, error = p.commit()
+        if error is not None:
+            self.metrics.store_errors.labels(self.node_name).inc()
+            for send in unsent:
+                self.metrics.count_message(message_kind(send.message), "out", "store_failed")
+            log.error("%s: %d messages it held back are not sent (the peers retransmit)", error, len(unsent))
+        elif p.commits != commits:
+            self.metrics.store_commits.labels(self.node_name).inc()
+            self.metrics.store_rows.labels(self.node_name).inc(p.rows_written - rows)
+            self.metrics.store_commit_seconds.labels(self.node_name).observe(p.last_commit_seconds)
+        for action in held:
+            self._apply_guarded(action)
+
+    def _apply_guarded(self, action) -> None:
+        try:
+            self._apply_one(action)
+        except TunnelConflict as exc:
+            self.metrics.tunnels_refused.labels(self.node_name).inc()
+            log.error("%s not applied: %s", type(action).__name__, exc)
+        except Exception:
+            log.exception("applying %s failed", type(action).__name__)
 
     def _apply_one(self, action) -> None:
         if isinstance(action, Send):
@@ -324,7 +355,7 @@ class Daemon:
         elif isinstance(action, SendHomePath):
             self.send_home_path(action)
         elif isinstance(action, StateChanged):
-            self._save_state()
+            pass                                  # apply() commits before what follows
         elif isinstance(action, NotSent):
             self.metrics.count_message(action.kind, "out", action.reason)
             log.warning("%s not sent: %s %s", action.kind, action.reason.replace("_", " "), action.detail)
@@ -438,13 +469,21 @@ class Daemon:
                         defs.constants()["MAX_PORTS"], ifindex)
 
     # --- state ----------------------------------------------------------------------------
-    def _save_state(self) -> None:
-        try:
-            guard = self.node.guard if self.node else None
-            replay = {"replay": guard.replay_state()} if guard else {}
-            statefile.save(self.state_path, {"role": self.role, "node": self.node_name, **replay, **self.snapshot()})
-        except OSError as exc:
-            log.warning("cannot save state to %s: %s", self.state_path, exc)
+    def open_store(self) -> None:
+        """Open the node's store (taking over an old JSON state file once),
+        restore the node from it, and reconcile the pinned maps with it."""
+        s = self.config.store
+        started = time.monotonic()
+        store = Store(s.path, synchronous=s.synchronous)
+        self.persistence = Persistence(store, self.persisted_tables(), self.node.guard)
+        self.persistence.migrate(self.legacy_state_path)
+        state = self.persistence.load()
+        if self.node.guard is not None:
+            self.node.guard.restore_replay(state.get("replay", {}))
+        self.restore(state)
+        self.persistence.forget_changes()
+        self.reconcile()
+        log.info("restored from %s in %.2f s: %d records", s.path, time.monotonic() - started, store.count())
 
     # --- common control commands -------------------------------------------------------------
     def command(self, handler):

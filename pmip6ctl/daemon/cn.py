@@ -6,6 +6,7 @@ whose far end runs xdp_cn_egress to encapsulate them toward the MAG."""
 from __future__ import annotations
 
 import ipaddress
+import logging
 import subprocess
 import time
 
@@ -13,7 +14,9 @@ from ..io.control import CommandError
 from ..protocol import ro
 from ..protocol.cn import CnNode, CnNodePolicy
 from .base import Daemon, heartbeat_policies, node_keys, pair_from
-from .ro_entries import RoEntries, saved_ro
+from .ro_entries import RoEntries, ro_tables, saved_ro
+
+log = logging.getLogger("pmip6ctl.cn")
 
 EGRESS_GATEWAY = ipaddress.IPv6Address("fe80::1")      # next hop on the egress veth
 
@@ -54,12 +57,18 @@ class CnDaemon(Daemon):
         self.ro_entries.forget_lapsed()
         self.open_signaling(c.addresses.ipv4)
 
-    def snapshot(self) -> dict:
-        return {"ro": self.node.ro_snapshot()}
+    def persisted_tables(self):
+        return ro_tables(responder=self.node.responder)
 
     def restore(self, state: dict) -> None:
         for action in self.node.restore_ro(saved_ro(state.get("ro") or {}), time.time()):
             self._apply_one(action)
+
+    def reconcile(self) -> None:
+        """RO entries (and their routes) of pairs the store does not hold go."""
+        for pair in self.ro_entries.forget_unknown():
+            self.netlink.delete_route(f"{pair.remote}/128")
+            log.warning("reconciled the data plane with the store: removed the RO entry of %s", pair)
 
     def attachments(self):
         return ([("xdp_cn", i) for i in self.config.interfaces.transport]

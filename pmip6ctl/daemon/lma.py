@@ -15,6 +15,7 @@ from ..protocol.pools import AddressPool, PrefixPool
 from ..protocol.vocabulary import status_label
 from ..statefile import from_jsonable
 from .base import Daemon, heartbeat_policies, node_keys, signaling_guard
+from .persist import Table
 
 log = logging.getLogger("pmip6ctl.lma")
 
@@ -39,6 +40,10 @@ class LmaDaemon(Daemon):
             heartbeat=heartbeat_policies(c)[0], max_cached_answers=c.lma.max_cached_answers),
             guard=signaling_guard(c, window=c.lma.timestamp_window))
         self.installed: dict[str, int] = {}      # mn_id -> tunnel id in use
+        # during a restart only: what the pinned map held (prefix -> tunnel id),
+        # so that restoring writes only what differs, and reconcile removes the rest
+        self._present: dict[str, int] | None = None
+        self._rewritten = 0
         self.open_signaling(c.addresses.ipv4)
 
     def attachments(self):
@@ -54,7 +59,7 @@ class LmaDaemon(Daemon):
             if action.tunnel is None:
                 self.tables.remove_mn(f"{action.address}/128")
             else:
-                self.tables.set_mn(f"{action.address}/128", self.tunnels.id_of(action.tunnel))
+                self._set_mn(f"{action.address}/128", self.tunnels.id_of(action.tunnel))
         elif isinstance(action, lma.QueryAnswered):
             log.info("RO query from %s: %s", action.mag, action.outcome.value)
         elif isinstance(action, Relayed):
@@ -71,17 +76,22 @@ class LmaDaemon(Daemon):
 
     def install(self, action: lma.InstallBinding) -> None:
         tunnel_id = self.tunnels.acquire(action.tunnel, action.mn_id, PeerKind.MAG)
-        self.tables.set_mn(action.hnp, tunnel_id)
+        self._set_mn(str(action.hnp), tunnel_id)
         if action.ipv4_hoa:
-            self.tables.set_mn(f"{action.ipv4_hoa}/32", tunnel_id)
+            self._set_mn(f"{action.ipv4_hoa}/32", tunnel_id)
         previous = self.installed.get(action.mn_id)
         self.installed[action.mn_id] = tunnel_id
         if previous is not None and previous != tunnel_id:     # only once nothing points at it
             self.tunnels.release(previous, action.mn_id)
         if action.moved:
             log.info("%s moved to %s (handover)", action.mn_id, action.proxy_coa)
-        elif previous is None:
+        elif previous is None and self._present is None:
             log.info("%s bound: %s via %s", action.mn_id, action.hnp, action.proxy_coa)
+
+    def _set_mn(self, prefix: str, tunnel_id: int) -> None:
+        if self._present is None or self._present.get(prefix) != tunnel_id:
+            self.tables.set_mn(prefix, tunnel_id)
+            self._rewritten += self._present is not None
 
     def uninstall(self, action: lma.RemoveBinding) -> None:
         self.tables.remove_mn(action.hnp)
@@ -93,10 +103,12 @@ class LmaDaemon(Daemon):
         log.info("%s unbound (%s)", action.mn_id, action.hnp)
 
     # --- state --------------------------------------------------------------------------
-    def snapshot(self) -> dict:
-        return {"bindings": list(self.node.bindings.values())}
+    def persisted_tables(self):
+        cache = self.node.cache
+        return [Table("binding", ("bindings",), cache.changed, cache.bindings.get)]
 
     def restore(self, state: dict) -> None:
+        self._present = {str(prefix): tunnel_id for prefix, tunnel_id in self.tables.list_mns().items()}
         entries = [from_jsonable(BindingCacheEntry, e) for e in state.get("bindings", [])]
         actions, refused = self.node.restore(entries, time.time())
         for entry in refused:
@@ -104,6 +116,22 @@ class LmaDaemon(Daemon):
                         entry.mn_id, entry.hnp)
         for action in actions:
             self._apply_one(action)
+
+    def reconcile(self) -> None:
+        """The pinned map's entries that no restored binding (or serving
+        MAG's address) explains leave it: a binding made, but not committed,
+        before a crash, or ended while no daemon ran. Bindings the map
+        lacked were written by restore."""
+        present, self._present = self._present or {}, None
+        wanted = {str(e.hnp) for e in self.node.bindings.values()}
+        wanted |= {f"{e.ipv4_hoa}/32" for e in self.node.bindings.values() if e.ipv4_hoa}
+        wanted |= {f"{address}/128" for address in self.node.mag_routes}
+        stale = [prefix for prefix in present if prefix not in wanted]
+        for prefix in stale:
+            self.tables.remove_mn(prefix)
+        if stale or self._rewritten:
+            log.warning("reconciled the data plane with the store: %d entries removed (no binding), "
+                        "%d written (missing or changed)", len(stale), self._rewritten)
 
     # --- operator view ----------------------------------------------------------------------
     def binding_rows(self) -> list[dict]:

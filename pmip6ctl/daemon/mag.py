@@ -16,12 +16,13 @@ from ..io.frames import punted_arrival
 from ..io.ndp import NdpSocket, build_router_advertisement
 from ..io.netlink import LinkEvent
 from ..protocol import mag, ro
-from ..protocol.binding_update_list import BindingUpdateListEntry, RegistrationRejected
+from ..protocol.binding_update_list import BindingState, BindingUpdateListEntry, RegistrationRejected
 from ..protocol.vocabulary import Role, StopReason, status_label
 from ..statefile import from_jsonable
 from ..transport import Encap
 from .base import Daemon, heartbeat_policies, node_keys, pair_from, signaling_guard
-from .ro_entries import RoEntries, saved_ro
+from .persist import Table
+from .ro_entries import RoEntries, ro_tables, saved_ro
 
 log = logging.getLogger("pmip6ctl.mag")
 
@@ -184,8 +185,10 @@ class MagDaemon(Daemon):
             self.apply(self.node.missing_binding(event.src, event.dst, event.peer, now))
 
     # --- state ---------------------------------------------------------------------------------
-    def snapshot(self) -> dict:
-        return {"entries": list(self.node.bul.entries.values()), "ro": self.node.ro_snapshot()}
+    def persisted_tables(self):
+        bul = self.node.bul
+        return [Table("mn", ("entries",), bul.changed, bul.entries.get),
+                *ro_tables(initiator=self.node.initiator, responder=self.node.responder)]
 
     def restore(self, state: dict) -> None:
         now = time.time()
@@ -198,6 +201,26 @@ class MagDaemon(Daemon):
         if saved["initiator"] or saved["responder"]:
             log.info("restored %d RO pairs as the initiator, %d as the responder",
                      len(self.node.initiator.attempts), len(self.node.responder.bindings))
+
+    def reconcile(self) -> None:
+        """What the maps and routes hold that no restored MN or RO pair
+        explains goes (an MN registered, but not committed, before a crash)."""
+        wanted = set()
+        for e in self.node.bul.entries.values():
+            if e.state is BindingState.REGISTERED and e.hnp:
+                wanted.add(str(e.hnp))
+                if e.ipv4_hoa:
+                    wanted.add(f"{e.ipv4_hoa}/32")
+        stale = [str(p) for p in self.tables.list_mns() if str(p) not in wanted]
+        for prefix in stale:
+            self.tables.remove_mn(prefix)
+        routes = [str(r) for r in self.netlink.our_routes() if str(r) not in wanted]
+        for prefix in routes:
+            self.netlink.delete_route(prefix)
+        pairs = self.ro_entries.forget_unknown()
+        if stale or routes or pairs:
+            log.warning("reconciled the data plane with the store: removed %d MN entries, %d routes and %d RO "
+                        "entries that no saved MN or pair explains", len(stale), len(routes), len(pairs))
 
     # --- operator view and commands ----------------------------------------------------------------
     def binding_rows(self) -> list[dict]:

@@ -25,6 +25,7 @@ from ..dataplane.tables import RO_DRAINING
 from ..transport import PMIP6_UDP_PORT, Encap, Tunnel
 from ..protocol.ro import RoInstalled, RoPair, SavedAttempt, SavedResponder
 from ..statefile import from_jsonable
+from .persist import Table
 from ..protocol.vocabulary import Mode, Role
 
 log = logging.getLogger("pmip6ctl.ro")
@@ -158,6 +159,16 @@ class RoEntries:
             if (lapsed or entry.flags & RO_DRAINING) and RoPair(entry.local, entry.remote) not in self.pairs:
                 self.tables.remove_ro(entry.local, entry.remote)
 
+    def forget_unknown(self) -> list[RoPair]:
+        """After the store is restored: an entry of a pair it does not hold
+        (installed, but not committed, before a crash; or ended while no
+        daemon ran) leaves the map. The pairs removed."""
+        stale = [RoPair(e.local, e.remote) for e in self.tables.list_ro()]
+        stale = [pair for pair in stale if pair not in self.pairs]
+        for pair in stale:
+            self.tables.remove_ro(pair.local, pair.remote)
+        return stale
+
     def _drained(self, pair: RoPair, token: tuple[int, str]) -> None:
         if self.draining.get(pair) is not token:
             return                       # installed again meanwhile: the new entry stands
@@ -186,6 +197,16 @@ class RoEntries:
                  "tunnel": e.tunnel_id, "transport": self.tunnels.tunnel(e.tunnel_id).encap.name.lower(),
                  "mode": e.mode, "roles": sorted(e.roles), "expires_in": round(e.expires - now, 1)}
                 for e in self.pairs.values()]
+
+
+def ro_tables(*, responder, initiator=None) -> list[Table]:
+    """The RO pairs a node keeps in its store: as the initiator (established
+    pairs), as the responder, and the responder's replay Timestamps."""
+    tables = [] if initiator is None else [
+        Table("ro_initiator", ("ro", "initiator"), initiator.changed, initiator.saved)]
+    return tables + [
+        Table("ro_responder", ("ro", "responder", "bindings"), responder.changed, responder.bindings.get),
+        Table("ro_replay", ("ro", "responder", "replay"), responder.replay_changed, responder.saved_replay)]
 
 
 def saved_ro(data: dict) -> dict:

@@ -34,6 +34,9 @@ listen = "{metrics}"
 
 [control]
 socket = "{run_dir}/{name}.sock"
+
+[store]
+path = "{run_dir}/{name}.db"
 """.format(metrics=t.metrics_address(name), run_dir=run_dir, name=name) + DATAPLANE.format(pin_root=pin_root)
     return text
 

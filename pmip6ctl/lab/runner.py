@@ -300,6 +300,17 @@ class Lab:
         self.start_daemon(node)
         self.wait_ready(node)
 
+    def store(self, node: str) -> Path:
+        """The node's SQLite store (its [store] path in the lab's config)."""
+        return self.socket(node).with_suffix(".db")
+
+    def forget_state(self, node: str) -> None:
+        """Remove what the node keeps across a restart (its store, and the
+        JSON state file of an older pmip6ctl): a reboot that lost its disk."""
+        db = self.store(node)
+        for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm"), self.socket(node).with_suffix(".state.json")):
+            path.unlink(missing_ok=True)
+
     def log_tail(self, node: str, lines: int = 15) -> str:
         try:
             return "\n".join((self.lab_dir / "logs" / f"{node}.log").read_text(errors="replace").splitlines()[-lines:])
@@ -393,8 +404,8 @@ class Lab:
         subprocess.run(["ip", "link", "del", self.mgmt_ifname], capture_output=True)
         shutil.rmtree(self.pin_root, ignore_errors=True)
         for node in t.DAEMONS:
-            for path in (self.socket(node), self.socket(node).with_suffix(".state.json")):
-                path.unlink(missing_ok=True)
+            self.socket(node).unlink(missing_ok=True)
+            self.forget_state(node)
         shutil.rmtree(self.lab_dir, ignore_errors=True)
         if self.run_dir != RUN_DIR:
             shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -149,6 +149,9 @@ class BindingCache:
         # each MN's next deadline (its binding's or deregistered entry's expiry,
         # its pending move's) in a heap (issue 13), set again after each input
         self._timers = Deadlines()
+        # MN-IDs whose binding was made, replaced or ended since the store
+        # last took them (daemon/persist.py writes those rows, and no others)
+        self.changed: set[str] = set()
 
     # --- Events -------------------------------------------------------------
 
@@ -352,6 +355,7 @@ class BindingCache:
             # that the MAG stops retransmitting.
             return answer
         del self.bindings[mn_id]
+        self.changed.add(mn_id)
         self._unindex(entry, self._by_address)
         self._deregistered[mn_id] = replace(
             entry, lifetime=0, expires=now + self.policy.min_delay_before_bce_delete,
@@ -433,6 +437,7 @@ class BindingCache:
         if known is not None:
             self._unindex(known, self._by_address)
         self.bindings[entry.mn_id] = entry
+        self.changed.add(entry.mn_id)
         self._index(entry, self._by_address)
 
     @staticmethod
@@ -467,6 +472,8 @@ class BindingCache:
         expired = [entry for entry in map(table.get, due) if entry is not None and entry.expires <= now]
         for entry in expired:
             del table[entry.mn_id]
+            if table is self.bindings:
+                self.changed.add(entry.mn_id)
             self._release(entry.mn_id)
         return expired
 

@@ -135,6 +135,8 @@ class BindingUpdateList:
         # an entry notes its MN (_touched) and reschedules it on the way out
         self._timers = Deadlines()
         self._touched: set[str] = set()
+        # MNs changed since the store last took them (daemon/persist.py)
+        self.changed: set[str] = set()
         # random after every start: a restarted MAG never replays old numbers in order
         self._sequence = int.from_bytes(random(2), "big")
         self.stamper = stamper or Stamper()
@@ -182,6 +184,7 @@ class BindingUpdateList:
         and nothing is sent (the LMA asked)."""
         entry = self.entries.pop(mn_id, None)
         self._timers.discard(mn_id)
+        self.changed.add(mn_id)
         if entry is None or entry.state is not BindingState.REGISTERED:
             return []
         return [MobileNodeDeregistered(_snapshot(entry))]
@@ -245,6 +248,7 @@ class BindingUpdateList:
             entry = self.entries.get(mn_id)
             self._timers.set(mn_id, None if entry is None else earliest(
                 entry.retransmission.due, entry.refresh_at, entry.expires, entry.retry_at))
+        self.changed |= self._touched
         self._touched.clear()
         return actions
 

@@ -105,6 +105,11 @@ class LmaNode(Node):
     def bindings(self) -> dict[str, BindingCacheEntry]:
         return self.cache.bindings
 
+    @property
+    def mag_routes(self):
+        """The serving MAGs' proxy CoAs that have an entry toward their tunnel."""
+        return self._mag_routes.keys()
+
     def key_tables(self) -> list[tuple[str, dict]]:
         return [("inter_lma", self.inter_lma.peers)]
 

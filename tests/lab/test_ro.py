@@ -236,7 +236,7 @@ def test_a_peer_that_comes_back_without_its_state_is_told_and_ro_resumes(lab, cl
     start_ro(lab, mn1, mn2)
     lab.stop_daemon("mag2", sig=signal.SIGKILL)
     shutil.rmtree(lab.pin_root / "mag2")
-    lab.socket("mag2").with_suffix(".state.json").unlink(missing_ok=True)
+    lab.forget_state("mag2")
     lab.start_daemon("mag2")
     lab.wait_ready("mag2")
     # MN2 sends no RS (its link never went down): MAG2 learns it from its next

@@ -226,7 +226,7 @@ def test_example_keys_are_all_known():
 
 def test_known_keys_lists_sections_and_nested_tables():
     assert set(KNOWN_KEYS) == {"node", "interfaces", "addresses", "lma", "lma.ro_policy", "mag", "ro",
-                               "ro.policy", "peers", "security", "timers", "heartbeat", "dataplane", "metrics", "control",
+                               "ro.policy", "peers", "security", "timers", "heartbeat", "dataplane", "metrics", "control", "store",
                                "cn"}
     assert KNOWN_KEYS["lma.ro_policy"] == {"action", "mn", "cn"}
     assert "hnp_pool" in KNOWN_KEYS["lma"] and "path" not in KNOWN_KEYS

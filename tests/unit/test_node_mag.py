@@ -3,7 +3,6 @@ and the RO responder at a MAG, driven through the node's own inputs with a
 fake clock (Domain: every message encoded, decoded and handed to the
 receiving node's receive(), as the daemons do)."""
 
-import json
 from ipaddress import IPv6Address
 
 import pytest
@@ -15,9 +14,10 @@ from pmip6ctl.protocol.binding_update_list import BindingState
 from pmip6ctl.protocol.lma import InstallBinding, LmaNode, LmaNodePolicy, RouteMagAddress
 from pmip6ctl.protocol.mag import (Advertise, InstallMobileNode, MnIdentity, MobileNodeAttaching, MobileNodeLeft,
                                    RemoveMobileNode, RouterSolicitationRefused)
-from pmip6ctl.daemon.ro_entries import saved_ro
+from pmip6ctl.daemon.persist import Persistence
+from pmip6ctl.daemon.ro_entries import ro_tables, saved_ro
+from pmip6ctl.io.store import Store
 from pmip6ctl.protocol.node import NodeError, StateChanged
-from pmip6ctl.statefile import to_jsonable
 from pmip6ctl.protocol.ro import RoInstalled, RoPair, RoRemoved
 from pmip6ctl.protocol.vocabulary import FailReason, RejectReason, Role, StopReason
 from pmip6ctl.transport import Arrival, Encap, Send, SendHomePath, Tunnel, UdpEndpoint
@@ -313,7 +313,15 @@ def test_without_a_nat_there_is_no_keepalive():
 
 # --- across a restart --------------------------------------------------------------------------
 
-def test_ro_pairs_survive_a_restart_through_the_state_file_and_are_refreshed_before_they_lapse():
+def through_the_store(path, node) -> dict:
+    """The node's RO pairs written to a store (as daemon/mag.py keeps them)
+    and read back by a new process: what restore_ro gets after a restart."""
+    tables = ro_tables(initiator=node.initiator, responder=node.responder)
+    Persistence(Store(path), tables).flush()
+    return saved_ro(Persistence(Store(path), tables).load()["ro"])
+
+
+def test_ro_pairs_survive_a_restart_through_the_store_and_are_refreshed_before_they_lapse(tmp_path):
     """Issue 13, item 7: a MAG restarted with its state file takes its RO
     pairs back (both roles), puts their entries in again (which keeps their
     tunnels), and refreshes them in time; one whose MN is gone is left out."""
@@ -323,9 +331,9 @@ def test_ro_pairs_survive_a_restart_through_the_state_file_and_are_refreshed_bef
     mag1, mag2 = d.nodes["mag1"], d.nodes["mag2"]
     attempt = mag1.initiator.attempts[RoPair(MN, CN)]
     assert attempt.established and RoPair(CN, MN) in mag2.responder.bindings
-    # the state file, as the daemons write and read it
-    saved1 = saved_ro(json.loads(json.dumps(to_jsonable(mag1.ro_snapshot()))))
-    saved2 = saved_ro(json.loads(json.dumps(to_jsonable(mag2.ro_snapshot()))))
+    # the store, as the daemons write and read it
+    saved1 = through_the_store(tmp_path / "mag1.db", mag1)
+    saved2 = through_the_store(tmp_path / "mag2.db", mag2)
 
     restarted = mag_node(attached=MNS_AT_MAG1, random=seeded(3))
     installed = restarted.restore_ro(saved1, d.now)

@@ -262,6 +262,8 @@ class RoInitiator:
         self._timers = Deadlines()
         self._forget_at = Deadlines()
         self._touched: set[RoPair] = set()
+        # pairs changed since the store last took them (daemon/persist.py)
+        self.changed: set[RoPair] = set()
         # attempts in backoff by when they started, in all and per MN: the
         # oldest makes room at a limit (_make_room), found without a walk
         self._idle = Deadlines()
@@ -275,8 +277,14 @@ class RoInitiator:
 
     # --- across a restart ---------------------------------------------------------
     def snapshot(self) -> list[SavedAttempt]:
-        return [SavedAttempt(a.pair, a.peer, a.mode, a.binding, a.tokens, a.mn_prefix, a.triggered, a.bu_stamp)
-                for a in self.attempts.values() if a.established]
+        return [self.saved(pair) for pair, a in self.attempts.items() if a.established]
+
+    def saved(self, pair: RoPair) -> SavedAttempt | None:
+        """The pair as the store keeps it: established pairs only."""
+        a = self.attempts.get(pair)
+        if a is None or not a.established:
+            return None
+        return SavedAttempt(a.pair, a.peer, a.mode, a.binding, a.tokens, a.mn_prefix, a.triggered, a.bu_stamp)
 
     def restore(self, saved: list[SavedAttempt], now: float) -> list:
         """Take the established pairs back: their entries go in again (which
@@ -470,6 +478,7 @@ class RoInitiator:
         for pair in self._touched:
             attempt = self.attempts.get(pair)
             self._timers.set(pair, attempt.next_deadline if attempt is not None else None)
+        self.changed |= self._touched
         self._touched.clear()
         return actions
 

@@ -85,6 +85,9 @@ class RoResponder:
         # there, not through every binding)
         self._with_peer: dict[IPv6Address, dict[RoPair, None]] = {}
         self._last_timestamp: dict[RoPair, float] = {}
+        # bindings and replay Timestamps changed since the store last took them (daemon/persist.py)
+        self.changed: set[RoPair] = set()
+        self.replay_changed: set[RoPair] = set()
         # pair -> when an unsigned BE last sent it back to "send only once heard"
         # (at most one per BE_REFRESH_INTERVAL, as the initiator's refresh)
         self._reconfirmed: dict[RoPair, float] = {}
@@ -115,6 +118,7 @@ class RoResponder:
     def _hold(self, binding: ResponderBinding) -> None:
         self._unindex(binding.pair)           # a refresh: the pair's BE throttle carries over
         self.bindings[binding.pair] = binding
+        self.changed.add(binding.pair)
         self._with_peer.setdefault(binding.peer, {})[binding.pair] = None
         self._expiry.set(binding.pair, binding.expires)
 
@@ -125,6 +129,7 @@ class RoResponder:
     def _unindex(self, pair: RoPair) -> ResponderBinding | None:
         self._expiry.discard(pair)
         binding = self.bindings.pop(pair, None)
+        self.changed.add(pair)
         pairs = self._with_peer.get(binding.peer) if binding is not None else None
         if pairs is not None:
             pairs.pop(pair, None)
@@ -143,6 +148,10 @@ class RoResponder:
     def knows_peer(self, address: IPv6Address) -> bool:
         """We hold a binding with this peer (O(1): a check on what anyone may send)."""
         return address in self._with_peer
+
+    def saved_replay(self, pair: RoPair) -> SavedReplay | None:
+        stamp = self._last_timestamp.get(pair)
+        return None if stamp is None else SavedReplay(pair, stamp)
 
     def snapshot(self) -> SavedResponder:
         return SavedResponder(list(self.bindings.values()),
@@ -304,9 +313,12 @@ class RoResponder:
         self._last_timestamp.pop(pair, None)          # to the end: the dict stays in time order
         if len(self._last_timestamp) >= self.policy.max_replay_entries:
             # bounded (issue 13): the oldest goes, the soonest to leave the window anyway
-            del self._last_timestamp[next(iter(self._last_timestamp))]
+            oldest = next(iter(self._last_timestamp))
+            del self._last_timestamp[oldest]
+            self.replay_changed.add(oldest)
             self.pushed_out[("ro_replay", "oldest")] = self.pushed_out.get(("ro_replay", "oldest"), 0) + 1
         self._last_timestamp[pair] = stamp.to_unix()
+        self.replay_changed.add(pair)
         lifetime = min(bu.lifetime * 4, self.policy.max_lifetime)
         # RFC 5555 §4.1 style NAT detection: the IPv4 CoA the initiator put in
         # the BU is not the source we see
@@ -339,6 +351,7 @@ class RoResponder:
             if stamp >= oldest:
                 return
             del self._last_timestamp[pair]
+            self.replay_changed.add(pair)
 
     def _ba(self, bu: wire.BindingUpdate, pair: RoPair, stamp: wire.Timestamp | None, arrival: Arrival, status: int,
             lifetime: int, kbm: bytes | None, now: float, mode: Mode | None = None, nat: bool = False) -> Send:
