@@ -1,9 +1,9 @@
-"""A daemon's protocol state on disk, so that a restart (even after kill -9)
-resumes the bindings the data plane is still forwarding for.
+"""Records of the node cores as JSON and back, for the store (io/store.py,
+daemon/persist.py), and the JSON state file of pmip6ctl before the store,
+read once when a node first starts with a store.
 
 Dataclasses go to JSON and back through their type hints: addresses and
-networks as strings, enums as their values, nested dataclasses as objects.
-Writes are atomic (temporary file + rename)."""
+networks as strings, enums as their values, nested dataclasses as objects."""
 
 from __future__ import annotations
 
@@ -11,13 +11,11 @@ import dataclasses
 import enum
 import ipaddress
 import json
-import os
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
-from .io.files import write_private
 
 _IP_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address, ipaddress.IPv4Network, ipaddress.IPv6Network)
 
@@ -74,14 +72,6 @@ def from_jsonable(cls: Any, data: Any) -> Any:
     if cls is Any or isinstance(data, cls if isinstance(cls, type) else object):
         return data
     raise TypeError(f"{data!r} is not a {cls}")
-
-
-def save(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    # readable by root only: it holds the RO pairs' Kbm, which sign their Binding Errors
-    write_private(tmp, json.dumps(to_jsonable(state), indent=1))
-    os.replace(tmp, path)
 
 
 def load(path: Path) -> dict | None:

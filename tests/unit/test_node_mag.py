@@ -355,13 +355,6 @@ def test_ro_pairs_survive_a_restart_through_the_store_and_are_refreshed_before_t
     assert gone.restore_ro(saved1, d.now) == [] and gone.initiator.attempts == {}
 
 
-def test_the_state_file_is_readable_by_its_owner_only(tmp_path):
-    from pmip6ctl import statefile
-    path = tmp_path / "mag1.state.json"
-    statefile.save(path, {"ro": {"responder": None}})
-    assert path.stat().st_mode & 0o777 == 0o600 and statefile.load(path) == {"ro": {"responder": None}}
-
-
 def test_a_revocation_naming_an_mn_id_that_is_no_utf8_names_no_mn():
     """Found by the fuzz (tests/unit/test_fuzz.py): the BRI handler read the
     NAI without a guard and raised UnicodeDecodeError. It names no MN: the
