@@ -45,9 +45,10 @@ class LmaPolicy:
     nat_keepalive: int = 20  # NAT Detection refresh time, seconds (RFC 5555 §3.2.2)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class BindingCacheEntry:
-    """RFC 5213 §5.1, one mobile node. Replaced, never changed in place."""
+    """RFC 5213 §5.1, one mobile node. Replaced, never changed in place.
+    Slotted: an LMA holds 100,000 of them (issue 14)."""
 
     mn_id: str  # NAI
     hnp: IPv6Network
