@@ -147,6 +147,37 @@ def test_kill_9_and_restart_keeps_flows_forwarding_and_rebuilds_state(lab):
     assert ping(lab, "mn1", lab.mns["mn2"]["ipv4"], count=5) == 5
 
 
+def lpm_key(prefix: str) -> list[str]:
+    """A prefix as bpftool writes an mn_table key (struct prefix_key: the
+    length in host order, then 16 octets of address)."""
+    net = ipaddress.ip_network(prefix)
+    length = net.prefixlen + (96 if net.version == 4 else 0)
+    address = net.network_address.packed.rjust(16, b"\0") if net.version == 6 else \
+        bytes(12) + net.network_address.packed
+    return [f"{b:02x}" for b in length.to_bytes(4, "little") + address]
+
+
+def test_a_restart_reconciles_the_pinned_map_with_the_store(lab):
+    """Issue 14: the store is the truth after a crash. An entry no stored
+    binding explains (a binding made, but not committed, before a kill -9)
+    leaves the map; a binding whose entry went missing gets it back; the
+    entries that match are not written again."""
+    hnp = binding(lab, "lma", "mn1@lab.example")["hnp"]
+    stale = "2001:db8:dead:beef::/64"
+    pin = str(lab.pin_root / "lma" / "mn_table")
+    lab.stop_daemon("lma", sig=signal.SIGKILL)
+    subprocess.run(["bpftool", "map", "update", "pinned", pin, "key", "hex", *lpm_key(stale),
+                    "value", "hex", "01", "00", "00", "00", "00", "00", "00", "00"], check=True)
+    subprocess.run(["bpftool", "map", "delete", "pinned", pin, "key", "hex", *lpm_key(hnp)], check=True)
+    lab.start_daemon("lma")
+    lab.wait_ready("lma")
+    prefixes = [m["prefix"] for m in lab.client("lma").call("tables")["mobile_nodes"]]
+    assert hnp in prefixes and stale not in prefixes
+    assert "reconciled the data plane with the store: 1 entries removed (no binding), 1 written" in \
+        lab.log_tail("lma", lines=200)
+    assert ping(lab, "mn2", lab.mns["mn1"]["ipv6"], count=5) == 5
+
+
 def send_raw_mh(lab, data: bytes, src_ns: str = "inet") -> None:
     with netns.entered(lab.ns(src_ns)):
         sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 135)
