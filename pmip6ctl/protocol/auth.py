@@ -39,7 +39,7 @@ from .. import security, wire
 from ..actions import Notification
 from ..security import PeerKey
 from ..transport import Arrival, Send
-from .common import Stamper
+from .common import Deadlines, Stamper
 from .vocabulary import MessageKind, _Described, message_kind
 
 # Messages authenticated between signaling peers; the rest (RR, RO BU/BA,
@@ -141,7 +141,8 @@ class SignalingGuard:
     stamper: Stamper = field(default_factory=Stamper)
     _newest: dict[IPv6Address, int] = field(default_factory=dict)   # newest request Timestamp per peer
     _answer_with: dict[IPv6Address, PeerKey] = field(default_factory=dict)   # the key of its last request
-    _retire_at: dict[IPv6Address, float] = field(default_factory=dict)   # when a replaced key stops counting
+    # when each replaced key stops counting, in a heap: a message mid rotation costs no walk
+    _retire_at: Deadlines = field(default_factory=Deadlines)
 
     def is_peer(self, address: IPv6Address) -> bool:
         return address in self.peers
@@ -149,7 +150,7 @@ class SignalingGuard:
     @property
     def retire_at(self) -> float | None:
         """When the next replaced key stops being believed (None: no rotation under way)."""
-        return min(self._retire_at.values(), default=None)
+        return self._retire_at.next()
 
     # --- replay state across a restart -----------------------------------------------------------
     def replay_state(self) -> dict[str, int]:
@@ -172,19 +173,20 @@ class SignalingGuard:
         for address in changes.removed:
             self._newest.pop(address, None)
             self._answer_with.pop(address, None)
-            self._retire_at.pop(address, None)
-        self._retire_at.update({address: now + grace for address in changes.rotated})
+            self._retire_at.discard(address)
+        for address in changes.rotated:
+            self._retire_at.set(address, now + grace)
         return changes
 
     def retire(self, now: float) -> None:
         """Each peer whose grace period is over: only its current key counts."""
-        for address in [a for a, due in self._retire_at.items() if due <= now]:
+        for address in self._retire_at.pop_due(now):
             self._switched(self.peers[address])
 
     def _switched(self, peer: SignalingPeer) -> None:
         """The peer signs with its new key (or its grace is over): the old one is done with."""
         self.peers = {**self.peers, peer.address: dataclasses.replace(peer, key=peer.key.retired())}
-        self._retire_at.pop(peer.address, None)
+        self._retire_at.discard(peer.address)
         self._answer_with.pop(peer.address, None)
 
     # --- inbound ------------------------------------------------------------------------------
