@@ -422,7 +422,7 @@ class BindingCache:
         if option.prefix.packed == bytes(16):
             return _take(self.policy.hnp_pool, mn_id, None, refusal)
         try:
-            wanted = IPv6Network((option.prefix, option.prefix_length), strict=False)
+            wanted = IPv6Network((int(option.prefix), option.prefix_length), strict=False)   # (an int: not parsed)
         except ValueError:  # prefix length beyond 128
             raise _Refused(refusal) from None
         return _take(self.policy.hnp_pool, mn_id, wanted, refusal)
@@ -472,9 +472,11 @@ class BindingCache:
     # --- The table and its index ----------------------------------------------
     def _bind(self, entry: BindingCacheEntry) -> None:
         known = self.bindings.get(entry.mn_id)
+        self.bindings[entry.mn_id] = entry
+        if known is not None and (known.hnp, known.ipv4_hoa) == (entry.hnp, entry.ipv4_hoa):
+            return                                # a refresh: indexed already
         if known is not None:
             self._unindex(known, self._by_address)
-        self.bindings[entry.mn_id] = entry
         self._index(entry, self._by_address)
 
     @staticmethod

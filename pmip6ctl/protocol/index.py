@@ -25,28 +25,27 @@ class PrefixIndex(Generic[Value]):
         return sum(len(table) for table in self._tables.values())
 
     def add(self, prefix: Network | Address | str, value: Value) -> None:
-        net = _network(prefix)
-        key = (net.version, net.prefixlen)
-        if key not in self._tables:
-            self._tables[key] = {}
-            lengths = self._lengths[net.version]
-            lengths.append(net.prefixlen)
+        version, length, start = _key(prefix)
+        table = self._tables.get((version, length))
+        if table is None:
+            table = self._tables[(version, length)] = {}
+            lengths = self._lengths[version]
+            lengths.append(length)
             lengths.sort(reverse=True)
-        self._tables[key][int(net.network_address)] = value
+        table[start] = value
 
     def remove(self, prefix: Network | Address | str, value: Value | None = None) -> None:
         """Forget the prefix (only while it still maps to value, when given)."""
-        net = _network(prefix)
-        table = self._tables.get((net.version, net.prefixlen))
+        version, length, start = _key(prefix)
+        table = self._tables.get((version, length))
         if table is None:
             return
-        start = int(net.network_address)
         if value is not None and table.get(start) != value:
             return
         table.pop(start, None)
         if not table:
-            del self._tables[(net.version, net.prefixlen)]
-            self._lengths[net.version].remove(net.prefixlen)
+            del self._tables[(version, length)]
+            self._lengths[version].remove(length)
 
     def lookup(self, address: Address) -> Value | None:
         """The value of the longest prefix holding address, or None."""
@@ -60,10 +59,15 @@ class PrefixIndex(Generic[Value]):
         return None
 
 
-def _network(prefix: Network | Address | str) -> Network:
+def _key(prefix: Network | Address | str) -> tuple[int, int, int]:
+    """(IP version, prefix length, first address as an int): an address is
+    its own /32 or /128. No network object is built (issue 14: ipaddress
+    parses an address given to a network constructor back from its text)."""
     if isinstance(prefix, (IPv4Address, IPv6Address)):
-        return ip_network(prefix)
-    return ip_network(prefix, strict=False) if isinstance(prefix, str) else prefix
+        return prefix.version, prefix.max_prefixlen, int(prefix)
+    if isinstance(prefix, str):
+        prefix = ip_network(prefix, strict=False)
+    return prefix.version, prefix.prefixlen, int(prefix.network_address)
 
 
 Key = TypeVar("Key")

@@ -108,7 +108,7 @@ class Node:
         kind = message_kind(msg)
         if self.guard is None or kind not in GUARDED:
             return None
-        failure = self.guard.check(msg, arrival, now, is_request(msg))
+        failure = self.guard.check(msg, arrival, now, is_request(msg, kind))
         return None if failure is None else SignalingRefused(kind, arrival.src, failure)
 
     def _sealed(self, actions: list, now: float) -> list:

@@ -122,16 +122,17 @@ class PrefixPool(_Pool[IPv6Network]):
         self.pool = pool
         self.prefix_length = prefix_length
         self._shift = 128 - prefix_length
+        self._base = int(pool.network_address)
         super().__init__(0, (1 << (prefix_length - pool.prefixlen)) - 1)
 
     def _item(self, index: int) -> IPv6Network:
-        return IPv6Network((int(self.pool.network_address) + (index << self._shift), self.prefix_length))
+        return IPv6Network((self._base + (index << self._shift), self.prefix_length))
 
     def _index(self, prefix) -> int | None:
-        if (not isinstance(prefix, IPv6Network) or prefix.prefixlen != self.prefix_length
-                or not prefix.subnet_of(self.pool)):
+        if not isinstance(prefix, IPv6Network) or prefix.prefixlen != self.prefix_length:
             return None
-        return (int(prefix.network_address) - int(self.pool.network_address)) >> self._shift
+        index = (int(prefix.network_address) - self._base) >> self._shift
+        return index if self._first <= index <= self._last else None       # in the pool
 
 
 class AddressPool(_Pool[IPv4Address]):
