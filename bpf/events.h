@@ -48,7 +48,13 @@ static __always_inline int pmip_flow_notice_due(const struct dp_config *cfg, str
     __u64 now;
 
     if (!flow) {
-        flows.update(key, &fresh);
+        if (flows.insert(key, &fresh) == 0) {       /* new here (not another CPU's at once): counted */
+            __u32 zero = 0;
+            __u64 *created = flows_created.lookup(&zero);
+
+            if (created)
+                (*created)++;
+        }
         flow = flows.lookup(key);
         if (!flow)
             return 0;

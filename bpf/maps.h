@@ -34,6 +34,9 @@ BPF_TABLE_PINNED("array", __u32, struct tunnel, tunnels, MAX_TUNNELS, PIN(tunnel
 BPF_TABLE_PINNED("hash", struct peer_key, struct peer, peers, MAX_PEERS, PIN(peers));
 BPF_TABLE_PINNED("hash", union ip_addr, __u32, local_addrs, MAX_LOCAL_ADDRS, PIN(local_addrs));
 BPF_TABLE_PINNED("lru_hash", struct ro_key, struct flow_state, flows, MAX_FLOWS, PIN(flows));
+/* Flows this data plane put in `flows` (its only writer): the daemon's count
+ * of the map's entries without a walk (dataplane/tables.py, issue 14). */
+BPF_TABLE_PINNED("percpu_array", __u32, __u64, flows_created, 1, PIN(flows_created));
 BPF_TABLE_PINNED("percpu_array", __u32, struct counter, stats, PROG_COUNT * REASON_COUNT, PIN(stats));
 BPF_TABLE_PINNED("percpu_array", __u32, __u64, event_stats, PROG_COUNT * EVENT_KIND_COUNT, PIN(event_stats));
 /* Derived state, rebuilt by every loader before it attaches. */

@@ -26,6 +26,7 @@ are the packet's two addresses).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import hmac
@@ -33,7 +34,7 @@ import os
 from collections.abc import Callable, Mapping
 from ipaddress import IPv4Address, IPv6Address
 
-from .wire.messages import Message, auth_data
+from .wire.messages import Message, auth_data, auth_span
 from .wire.options import BindingAuthorizationData, MobilityMessageAuthentication
 
 # RFC 6275 §12 protocol constants, in seconds.
@@ -93,8 +94,9 @@ def binding_authenticator(kbm: bytes, careof_address: IPv6Address, correspondent
 
 def _with_last_option(msg: Message, option, cls) -> Message:
     """A copy of msg whose options end with ``option``, other ``cls`` options removed."""
-    options = [o for o in msg.options if not isinstance(o, cls)] + [option]
-    return dataclasses.replace(msg, options=options)
+    signed = copy.copy(msg)       # (not dataclasses.replace: no __init__ run again, issue 14)
+    signed.options = [o for o in msg.options if not isinstance(o, cls)] + [option]
+    return signed
 
 
 def sign_binding_update(msg: Message, kbm: bytes, careof_address: IPv6Address,
@@ -106,9 +108,9 @@ def sign_binding_update(msg: Message, kbm: bytes, careof_address: IPv6Address,
     """
     signed = _with_last_option(msg, BindingAuthorizationData(bytes(AUTHENTICATOR_SIZE)),
                                BindingAuthorizationData)
-    authenticator = binding_authenticator(kbm, careof_address, correspondent_address, auth_data(signed))
-    signed.options[-1] = BindingAuthorizationData(authenticator)
-    return signed
+    wire, start, end = auth_span(signed)
+    authenticator = binding_authenticator(kbm, careof_address, correspondent_address, wire[:start] + wire[end:])
+    return _filled_in(signed, BindingAuthorizationData(authenticator), wire, start, end)
 
 
 def verify_binding_authorization(msg: Message, kbm: bytes, careof_address: IPv6Address,
@@ -170,8 +172,17 @@ def sign_mma(msg: Message, spi: int, key: bytes, src: IPv6Address, dst: IPv6Addr
     """A copy of ``msg`` ending with its Mobility Message Authentication option."""
     placeholder = MobilityMessageAuthentication(MMA_SUBTYPE, spi, bytes(MMA_AUTHENTICATOR_SIZE))
     signed = _with_last_option(msg, placeholder, MobilityMessageAuthentication)
-    authenticator = mma_authenticator(key, _mma_mobility_data(signed, src, dst))
-    signed.options[-1] = MobilityMessageAuthentication(MMA_SUBTYPE, spi, authenticator)
+    wire, start, end = auth_span(signed)
+    authenticator = mma_authenticator(key, src.packed + dst.packed + wire[:start])
+    return _filled_in(signed, MobilityMessageAuthentication(MMA_SUBTYPE, spi, authenticator), wire, start, end)
+
+
+def _filled_in(signed: Message, option, wire: bytes, start: int, end: int) -> Message:
+    """signed with its authenticating option in place, laid out once: the
+    octets around the authenticator do not change, so the copy keeps them
+    for encode() (wire.Message.as_sent)."""
+    signed.options[-1] = option
+    signed._keep_wire(wire[:start] + option.authenticator + wire[end:], ours=True)
     return signed
 
 

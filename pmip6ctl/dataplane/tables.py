@@ -3,12 +3,22 @@
 Addresses go in and come out as ipaddress objects; IPv4 is stored
 IPv4-mapped, as bpf/maps.h describes. Nothing here knows about protocols:
 the daemons decide what goes in.
+
+Every write of the daemon goes through here, so the entries of each map
+are counted as they are written (issue 14): a new key adds one (an insert
+with BPF_NOEXIST says whether the key is new), a delete that found its key
+takes one off. `status` and a scrape read these counts and never walk a
+map. The counts start from one walk when the maps are opened, which takes
+in what a previous run (or anyone) left in the pins; a map written behind
+the daemon's back since is counted again by `recount()`. The flows map is
+written by XDP alone, which counts what it inserts (flows_created).
 """
 
 from __future__ import annotations
 
 import ctypes
 import enum
+import errno
 import ipaddress
 import socket
 from dataclasses import dataclass
@@ -22,6 +32,10 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 RO_RX_ONLY = defs.constants()["RO_RX_ONLY"]
 RO_DRAINING = defs.constants()["RO_DRAINING"]
+BPF_ANY, BPF_NOEXIST = 0, 1          # update flags (linux/bpf.h)
+
+# The maps whose entries map_pressure() reports: those the daemon writes, and flows.
+COUNTED = ("mn_table", "ro_table", "peers", "tx_ports", "tunnels")
 
 
 class PeerKind(enum.IntEnum):
@@ -100,7 +114,36 @@ class Tables:
         self.event_stats = bpf["event_stats"]
         self.tx_ports = bpf["tx_ports"]
         self.flows = bpf["flows"]
+        self.flows_created = bpf["flows_created"]
         self.budgets = bpf["budgets"]
+        self._entries: dict[str, int] = {}
+        self._flows_base = (0, 0)         # (flows held, flows_created) when last walked
+        self.recount()
+
+    # --- entries, kept as they are written ----------------------------------
+    def recount(self) -> dict[str, int]:
+        """Walk the maps once and count their entries again: at start, and
+        when something else may have written the pinned maps."""
+        self._entries = {name: sum(1 for _ in getattr(self, name).keys()) for name in ("mn_table", "tx_ports")}
+        self._entries.update(ro_table=_count(self.ro_table), peers=_count(self.peers))
+        self._entries["tunnels"] = sum(1 for _, leaf in self.tunnels.items() if leaf.type)
+        created = self._flows_created()
+        self._flows_base = (_count(self.flows), created)
+        return dict(self._entries)
+
+    def _flows_created(self) -> int:
+        return sum(int(v) for v in self.flows_created.getvalue(self.flows_created.Key(0)))
+
+    def _insert(self, name: str, table, key, leaf) -> None:
+        """table[key] = leaf, counting the key when it is new."""
+        if _update(table, key, leaf, BPF_NOEXIST):
+            self._entries[name] += 1
+        else:
+            table[key] = leaf
+
+    def _remove(self, name: str, table, key) -> None:
+        if self._delete(table, key):
+            self._entries[name] -= 1
 
     # --- configuration ------------------------------------------------
     def set_config(self, *, ro_trigger_packets: int, event_interval_ms: int, hop_limit: int,
@@ -135,6 +178,8 @@ class Tables:
         if not 0 < tunnel_id < self.tunnels.max_entries:
             raise ValueError(f"tunnel id {tunnel_id} outside 1..{self.tunnels.max_entries - 1}")
         old = self.tunnels[self.tunnels.Key(tunnel_id)]
+        if not old.type:
+            self._entries["tunnels"] += 1             # a slot in use from now on
         leaf = self.tunnels.Leaf()
         leaf.type = int(tunnel.encap)
         leaf.generation = (old.generation + 1) & 0xFFFFFFFF   # invalidates cached next hops
@@ -146,8 +191,11 @@ class Tables:
 
     def remove_tunnel(self, tunnel_id: int) -> None:
         key = self.tunnels.Key(tunnel_id)
+        old = self.tunnels[key]
+        if old.type:
+            self._entries["tunnels"] -= 1
         leaf = self.tunnels.Leaf()
-        leaf.generation = (self.tunnels[key].generation + 1) & 0xFFFFFFFF
+        leaf.generation = (old.generation + 1) & 0xFFFFFFFF
         self.tunnels[key] = leaf                           # type 0: unused slot
 
     def list_tunnels(self) -> dict[int, Tunnel]:
@@ -178,10 +226,10 @@ class Tables:
         leaf = self.mn_table.Leaf()
         leaf.tunnel_id = tunnel_id
         leaf.ifindex = ifindex
-        self.mn_table[self._prefix_key(prefix)] = leaf
+        self._insert("mn_table", self.mn_table, self._prefix_key(prefix), leaf)
 
     def remove_mn(self, prefix) -> None:
-        self._delete(self.mn_table, self._prefix_key(prefix))
+        self._remove("mn_table", self.mn_table, self._prefix_key(prefix))
 
     def list_mns(self) -> dict:
         result = {}
@@ -219,14 +267,19 @@ class Tables:
         leaf.also_from_tunnel = also_from_tunnel
         leaf.expires_ns = expires_ns
         leaf.flags = (RO_RX_ONLY if rx_only else 0) | (RO_DRAINING if draining else 0)
-        self.ro_table[key] = leaf
+        if current is None:
+            self._insert("ro_table", self.ro_table, key, leaf)
+        else:
+            self.ro_table[key] = leaf
 
     def ro_flags(self, local, remote) -> int | None:
         leaf = self.ro_table.get(self._ro_key(local, remote))
         return None if leaf is None else leaf.flags
 
     def set_ro_batch(self, entries: Iterable[RoEntry]) -> None:
-        """Installs many pairs with one BPF_MAP_UPDATE_BATCH call."""
+        """Installs many pairs with one BPF_MAP_UPDATE_BATCH call (the kernel
+        takes no BPF_NOEXIST in a batch: the table is counted after, by
+        BPF_MAP_LOOKUP_BATCH)."""
         entries = list(entries)
         if not entries:
             return
@@ -239,9 +292,10 @@ class Tables:
             leaves[i].also_from_tunnel = entry.also_from_tunnel
             leaves[i].expires_ns = entry.expires_ns
         self.ro_table.items_update_batch(keys, leaves)
+        self._entries["ro_table"] = _count(self.ro_table)     # (a bulk install: counted in bulk, no walk)
 
     def remove_ro(self, local, remote) -> None:
-        self._delete(self.ro_table, self._ro_key(local, remote))
+        self._remove("ro_table", self.ro_table, self._ro_key(local, remote))
 
     def list_ro(self) -> list[RoEntry]:
         return [
@@ -254,6 +308,7 @@ class Tables:
         """Empties the table with BPF_MAP_LOOKUP_AND_DELETE_BATCH: bcc's
         clear() deletes key by key and took ten minutes for a million."""
         self.ro_table.items_delete_batch()
+        self._entries["ro_table"] = 0
 
     # --- tunnel peers allowed to send us tunnelled traffic ---------------
     def _peer_key(self, address, port: int):
@@ -266,10 +321,10 @@ class Tables:
         leaf = self.peers.Leaf()
         leaf.tunnel_id = tunnel_id
         leaf.kind = int(kind)
-        self.peers[self._peer_key(address, port)] = leaf
+        self._insert("peers", self.peers, self._peer_key(address, port), leaf)
 
     def remove_peer(self, address, port: int = 0) -> None:
-        self._delete(self.peers, self._peer_key(address, port))
+        self._remove("peers", self.peers, self._peer_key(address, port))
 
     def list_peers(self) -> list[Peer]:
         return [
@@ -298,13 +353,13 @@ class Tables:
         refused = []
         for ifindex in ifindexes:
             try:
-                self.tx_ports[self.tx_ports.Key(ifindex)] = self.tx_ports.Leaf(ifindex)
+                self._insert("tx_ports", self.tx_ports, self.tx_ports.Key(ifindex), self.tx_ports.Leaf(ifindex))
             except Exception:              # bcc: "Could not update table" (E2BIG when full)
                 refused.append(ifindex)
         return refused
 
     def remove_tx_port(self, ifindex: int) -> None:
-        self._delete(self.tx_ports, self.tx_ports.Key(ifindex))
+        self._remove("tx_ports", self.tx_ports, self.tx_ports.Key(ifindex))
 
     def list_tx_ports(self) -> list[int]:
         return sorted(key.value for key in self.tx_ports.keys())
@@ -339,23 +394,66 @@ class Tables:
         return result
 
     def map_entries(self, name: str) -> tuple[int, int]:
-        """(entries, capacity) of one hash-like map (a walk of its keys)."""
+        """(entries, capacity) of one map, as counted on write: no walk. For
+        flows, those held at the last walk plus those XDP created since, up
+        to the capacity (the LRU pushes out the least recent past it; near
+        full it may push out a few hundred early, per-CPU free lists)."""
         table = getattr(self, name)
-        return sum(1 for _ in table.keys()), table.max_entries
+        if name == "flows":
+            held, created = self._flows_base
+            return min(held + self._flows_created() - created, table.max_entries), table.max_entries
+        return self._entries[name], table.max_entries
 
     def map_pressure(self) -> dict[str, tuple[int, int]]:
-        """map name -> (entries, capacity), for the hash-like maps."""
-        result = {name: self.map_entries(name) for name in ("mn_table", "ro_table", "peers", "flows", "tx_ports")}
-        result["tunnels"] = (len(self.list_tunnels()), self.tunnels.max_entries)
-        return result
+        """map name -> (entries, capacity): the maps the daemon writes, and flows."""
+        return {name: self.map_entries(name) for name in ("mn_table", "ro_table", "peers", "flows", "tx_ports",
+                                                          "tunnels")}
 
     @staticmethod
-    def _delete(table, key) -> None:
+    def _delete(table, key) -> bool:
+        """Whether the key was there."""
         try:
             del table[key]
         except KeyError:
-            pass
+            return False
+        return True
 
     def iter_flows(self) -> Iterator[tuple[IPAddress, IPAddress, int]]:
         for key, leaf in self.flows.items():
             yield _get_addr(key.local), _get_addr(key.remote), leaf.packets
+
+
+def _update(table, key, leaf, flags: int) -> bool:
+    """table[key] = leaf under flags; False when BPF_NOEXIST found the key held."""
+    from bcc.libbcc import lib         # (bcc: only where maps are open)
+    if lib.bpf_update_elem(table.map_fd, ctypes.cast(ctypes.byref(key), ctypes.c_void_p),
+                           ctypes.cast(ctypes.byref(leaf), ctypes.c_void_p), flags) >= 0:
+        return True
+    err = ctypes.get_errno()
+    if err == errno.EEXIST:
+        return False
+    raise OSError(err, f"could not update table: {errno.errorcode.get(err, err)}")
+
+
+def _count(table) -> int:
+    """A hash map's entries by BPF_MAP_LOOKUP_BATCH: a few system calls and
+    no Python per entry (else, for maps without batches, a walk)."""
+    from bcc.libbcc import lib
+    size = table.max_entries
+    keys, leaves = (table.Key * size)(), (table.Leaf * size)()
+    batch, count, total = ctypes.c_uint32(0), ctypes.c_uint32(0), 0
+    while True:
+        count.value = size - total
+        res = lib.bpf_lookup_batch(table.map_fd, ctypes.byref(batch) if total else None, ctypes.byref(batch),
+                                   ctypes.byref(keys, ctypes.sizeof(table.Key) * total),
+                                   ctypes.byref(leaves, ctypes.sizeof(table.Leaf) * total), ctypes.byref(count))
+        err = ctypes.get_errno()
+        total += count.value
+        if res != 0:
+            if err == errno.ENOENT:                  # the end of the map
+                return total
+            if err in (errno.EINVAL, errno.EOPNOTSUPP, 524):     # no batches here (524: ENOTSUPP)
+                return sum(1 for _ in table.keys())
+            raise OSError(err, f"BPF_MAP_LOOKUP_BATCH: {errno.errorcode.get(err, err)}")
+        if total == size or count.value == 0:
+            return total

@@ -39,7 +39,7 @@ from .. import security, wire
 from ..actions import Notification
 from ..security import PeerKey
 from ..transport import Arrival, Send
-from .common import Stamper
+from .common import Deadlines, Stamper
 from .vocabulary import MessageKind, _Described, message_kind
 
 # Messages authenticated between signaling peers; the rest (RR, RO BU/BA,
@@ -91,12 +91,15 @@ class SignalingPeer:
     behind_nat: bool = False             # it may reach us through a NAT (any outer source)
 
 
-def is_request(msg: wire.Message) -> bool:
+_REQUESTS = frozenset({MessageKind.PBU, MessageKind.LRI, MessageKind.HEARTBEAT, MessageKind.BRI})
+
+
+def is_request(msg: wire.Message, kind: MessageKind | None = None) -> bool:
     """A guarded message that asks (its Timestamp is checked for freshness)
-    rather than answers (its Timestamp echoes the request's)."""
-    kind = message_kind(msg)
-    return kind in (MessageKind.PBU, MessageKind.LRI, MessageKind.HEARTBEAT, MessageKind.BRI) or (
-        kind is MessageKind.LRA and msg.unsolicited)
+    rather than answers (its Timestamp echoes the request's). kind: its
+    message_kind, when known already."""
+    kind = kind or message_kind(msg)
+    return kind in _REQUESTS or (kind is MessageKind.LRA and msg.unsolicited)
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,11 @@ class SignalingGuard:
     stamper: Stamper = field(default_factory=Stamper)
     _newest: dict[IPv6Address, int] = field(default_factory=dict)   # newest request Timestamp per peer
     _answer_with: dict[IPv6Address, PeerKey] = field(default_factory=dict)   # the key of its last request
-    _retire_at: dict[IPv6Address, float] = field(default_factory=dict)   # when a replaced key stops counting
+    # when each replaced key stops counting, in a heap: a message mid rotation costs no walk
+    _retire_at: Deadlines = field(default_factory=Deadlines)
+
+    def __post_init__(self):
+        self.peers = dict(self.peers)     # ours: a peer's switch of key changes it in place, O(1)
 
     def is_peer(self, address: IPv6Address) -> bool:
         return address in self.peers
@@ -149,7 +156,7 @@ class SignalingGuard:
     @property
     def retire_at(self) -> float | None:
         """When the next replaced key stops being believed (None: no rotation under way)."""
-        return min(self._retire_at.values(), default=None)
+        return self._retire_at.next()
 
     # --- replay state across a restart -----------------------------------------------------------
     def replay_state(self) -> dict[str, int]:
@@ -172,19 +179,20 @@ class SignalingGuard:
         for address in changes.removed:
             self._newest.pop(address, None)
             self._answer_with.pop(address, None)
-            self._retire_at.pop(address, None)
-        self._retire_at.update({address: now + grace for address in changes.rotated})
+            self._retire_at.discard(address)
+        for address in changes.rotated:
+            self._retire_at.set(address, now + grace)
         return changes
 
     def retire(self, now: float) -> None:
         """Each peer whose grace period is over: only its current key counts."""
-        for address in [a for a, due in self._retire_at.items() if due <= now]:
+        for address in self._retire_at.pop_due(now):
             self._switched(self.peers[address])
 
     def _switched(self, peer: SignalingPeer) -> None:
         """The peer signs with its new key (or its grace is over): the old one is done with."""
-        self.peers = {**self.peers, peer.address: dataclasses.replace(peer, key=peer.key.retired())}
-        self._retire_at.pop(peer.address, None)
+        self.peers[peer.address] = dataclasses.replace(peer, key=peer.key.retired())
+        self._retire_at.discard(peer.address)
         self._answer_with.pop(peer.address, None)
 
     # --- inbound ------------------------------------------------------------------------------
@@ -228,8 +236,8 @@ class SignalingGuard:
         request is sent twice: under the new key, then the old one."""
         peer = self.peers.get(send.dst)
         last = send.message.options[-1] if send.message.options else None
-        if peer is None or message_kind(send.message) not in GUARDED \
-                or isinstance(last, wire.MobilityMessageAuthentication):
+        kind = message_kind(send.message) if peer is not None else None
+        if kind not in GUARDED or isinstance(last, wire.MobilityMessageAuthentication):
             return [send]                   # not ours to sign, or signed already (inter-LMA)
         self.retire(now)
         peer = self.peers[send.dst]
@@ -238,13 +246,14 @@ class SignalingGuard:
             message = copy.copy(message)
             message.options = [*send.message.options, self.stamper.stamp(now)]
         key, previous, asked_with = peer.key, peer.key.previous, self._answer_with.get(send.dst)
-        if is_request(message):
+        if is_request(message, kind):
             keys = [key] if previous is None else [key, previous]      # whichever the peer has now
         elif previous is not None and asked_with is not None and previous.same_secret(asked_with):
             keys = [previous]                # the peer asked with its old key: it has not reloaded yet
         else:
             keys = [key]
-        return [dataclasses.replace(send, message=k.sign(message, send.src, send.dst)) for k in keys]
+        return [Send(k.sign(message, send.src, send.dst), send.src, send.dst, send.ipv4_dst, send.ipv4_src,
+                     send.wrap_ipv4) for k in keys]
 
 
 def guarded(msg: wire.Message) -> bool:

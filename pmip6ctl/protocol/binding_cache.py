@@ -126,6 +126,49 @@ class PendingMove:
     due: float = 0.0
 
 
+class PendingMoves(dict[str, PendingMove]):
+    """MN-ID -> its pending move, also found by what the old MAG's BRA
+    names (issue 14): (the old MAG, the BRI's sequence number) -> the MNs
+    (one, unless 65,536 moves from one MAG wrapped the 16-bit number)."""
+
+    def __init__(self):
+        super().__init__()
+        self._by_revocation: dict[tuple[IPv6Address, int], dict[str, None]] = {}
+
+    def __setitem__(self, mn_id: str, move: PendingMove) -> None:
+        self.pop(mn_id, None)
+        super().__setitem__(mn_id, move)
+        self._by_revocation.setdefault((move.old.proxy_coa, move.sequence), {})[mn_id] = None
+
+    def __delitem__(self, mn_id: str) -> None:
+        move = self[mn_id]
+        super().__delitem__(mn_id)
+        key = (move.old.proxy_coa, move.sequence)
+        mn_ids = self._by_revocation[key]
+        del mn_ids[mn_id]
+        if not mn_ids:
+            del self._by_revocation[key]
+
+    def pop(self, mn_id: str, *default):
+        if mn_id not in self:
+            return default[0] if default else super().pop(mn_id)
+        move = self[mn_id]
+        del self[mn_id]
+        return move
+
+    def revoked(self, old_mag: IPv6Address, sequence: int, timestamp: int | None) -> PendingMove | None:
+        """The move whose BRI to old_mag had this number and Timestamp."""
+        for mn_id in self._by_revocation.get((old_mag, sequence), ()):
+            if timestamp in self[mn_id].timestamps:
+                return self[mn_id]
+        return None
+
+    def _by_item_only(self, *args, **kwargs):
+        raise TypeError("PendingMoves changes by item only")
+
+    clear = popitem = setdefault = update = __ior__ = _by_item_only
+
+
 @dataclass(frozen=True)
 class MoveRefused(Notification):
     """A PBU from a new MAG refused: the old MAG says the MN is still attached there."""
@@ -139,7 +182,7 @@ class BindingCache:
         self.policy = policy
         self.stamper = stamper or Stamper()
         self._revocation_sequence = int.from_bytes(random(2), "big")
-        self.pending: dict[str, PendingMove] = {}
+        self.pending = PendingMoves()
         self.bindings: dict[str, BindingCacheEntry] = {}
         self._by_address: PrefixIndex[str] = PrefixIndex()      # HNPs and IPv4 HoAs -> MN-ID
         # Deregistered entries wait MinDelayBeforeBCEDelete (RFC 5213 §5.3.5)
@@ -179,8 +222,7 @@ class BindingCache:
         if bra.is_indication:
             return []
         stamp = find_option(bra, Timestamp)
-        move = next((m for m in self.pending.values() if m.sequence == bra.sequence
-                     and m.old.proxy_coa == arrival.src and stamp is not None and stamp.timestamp in m.timestamps), None)
+        move = self.pending.revoked(arrival.src, bra.sequence, stamp.timestamp if stamp is not None else None)
         if move is None:
             return []                 # no BRI of ours with that number and Timestamp
         del self.pending[move.old.mn_id]
@@ -385,7 +427,7 @@ class BindingCache:
         if option.prefix.packed == bytes(16):
             return _take(self.policy.hnp_pool, mn_id, None, refusal)
         try:
-            wanted = IPv6Network((option.prefix, option.prefix_length), strict=False)
+            wanted = IPv6Network((int(option.prefix), option.prefix_length), strict=False)   # (an int: not parsed)
         except ValueError:  # prefix length beyond 128
             raise _Refused(refusal) from None
         return _take(self.policy.hnp_pool, mn_id, wanted, refusal)
@@ -435,10 +477,12 @@ class BindingCache:
     # --- The table and its index ----------------------------------------------
     def _bind(self, entry: BindingCacheEntry) -> None:
         known = self.bindings.get(entry.mn_id)
-        if known is not None:
-            self._unindex(known, self._by_address)
         self.bindings[entry.mn_id] = entry
         self.changed.add(entry.mn_id)
+        if known is not None and (known.hnp, known.ipv4_hoa) == (entry.hnp, entry.ipv4_hoa):
+            return                                # a refresh: indexed already
+        if known is not None:
+            self._unindex(known, self._by_address)
         self._index(entry, self._by_address)
 
     @staticmethod

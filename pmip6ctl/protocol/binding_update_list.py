@@ -25,6 +25,7 @@ from ..wire import (AccessTechnologyType, AccessTechnologyTypeValue, BAFlags, Bi
 from ..actions import Command, Notification
 from ..transport import PMIP6_UDP_PORT, Arrival, Send, UdpEndpoint
 from .common import Deadlines, Retransmission, Stamper, earliest, sequence_greater
+from .index import Groups
 
 ALL_ZERO_PREFIX = IPv6Network("::/0")  # HNP option asking the LMA to assign (RFC 5213 §6.9.1.1)
 ALL_ZERO_IPV4 = IPv4Address(0)  # IPv4 HoA Request asking the LMA to assign (RFC 5844 §3.3.1)
@@ -135,6 +136,14 @@ class BindingUpdateList:
         # an entry notes its MN (_touched) and reschedules it on the way out
         self._timers = Deadlines()
         self._touched: set[str] = set()
+        # What MagNode asks per event, without a walk (issue 14), kept on the same
+        # way out (_reindex): the MNs on each link, those registered, and the NAT
+        # refresh times of those registered behind a NAT (time -> how many).
+        self._indexed: dict[str, tuple[str, bool, int | None]] = {}   # mn_id -> (link, registered, refresh)
+        self._on_link: Groups[str, str] = Groups()
+        self._registered_on: Groups[str, str] = Groups()
+        self._registered_count = 0
+        self._nat_refreshes: dict[int, int] = {}
         # MNs changed since the store last took them (daemon/persist.py)
         self.changed: set[str] = set()
         # random after every start: a restarted MAG never replays old numbers in order
@@ -185,6 +194,7 @@ class BindingUpdateList:
         entry = self.entries.pop(mn_id, None)
         self._timers.discard(mn_id)
         self.changed.add(mn_id)
+        self._reindex(mn_id)
         if entry is None or entry.state is not BindingState.REGISTERED:
             return []
         return [MobileNodeDeregistered(_snapshot(entry))]
@@ -248,9 +258,60 @@ class BindingUpdateList:
             entry = self.entries.get(mn_id)
             self._timers.set(mn_id, None if entry is None else earliest(
                 entry.retransmission.due, entry.refresh_at, entry.expires, entry.retry_at))
+            self._reindex(mn_id)
         self.changed |= self._touched
         self._touched.clear()
         return actions
+
+    # --- What MagNode asks, without a walk (issue 14) -----------------------------
+    def on_link(self, link: str) -> list[str]:
+        """The MNs attached on link (any state), in the order they came there."""
+        return self._on_link.get(link)
+
+    def registered_on(self, link: str, besides: str | None = None) -> int:
+        """How many MNs are registered on link (besides that one)."""
+        return self._registered_on.count(link) - self._registered_on.holds(link, besides)
+
+    @property
+    def any_registered(self) -> bool:
+        return self._registered_count > 0
+
+    def nat_refresh(self) -> int | None:
+        """The shortest NAT refresh time (RFC 5555) of an MN registered behind a NAT."""
+        return min(self._nat_refreshes, default=None)
+
+    def _reindex(self, mn_id: str) -> None:
+        entry = self.entries.get(mn_id)
+        if entry is None:
+            view = None
+        else:
+            registered = entry.state is BindingState.REGISTERED
+            view = (entry.link, registered,
+                    entry.nat_refresh if registered and entry.nat_detected and entry.nat_refresh else None)
+        old = self._indexed.get(mn_id)
+        if old == view:
+            return
+        if old is not None:
+            link, registered, refresh = old
+            if view is None or view[0] != link:
+                self._on_link.discard(link, mn_id)        # (else it keeps its place on the link)
+            if registered:
+                self._registered_on.discard(link, mn_id)
+                self._registered_count -= 1
+            if refresh is not None:
+                self._nat_refreshes[refresh] -= 1
+                if not self._nat_refreshes[refresh]:
+                    del self._nat_refreshes[refresh]
+            del self._indexed[mn_id]
+        if view is not None:
+            link, registered, refresh = view
+            self._on_link.add(link, mn_id)
+            if registered:
+                self._registered_on.add(link, mn_id)
+                self._registered_count += 1
+            if refresh is not None:
+                self._nat_refreshes[refresh] = self._nat_refreshes.get(refresh, 0) + 1
+            self._indexed[mn_id] = view
 
     def restore(self, entries: list[BindingUpdateListEntry]) -> None:
         """Take over the binding update list after a restart."""

@@ -25,28 +25,27 @@ class PrefixIndex(Generic[Value]):
         return sum(len(table) for table in self._tables.values())
 
     def add(self, prefix: Network | Address | str, value: Value) -> None:
-        net = _network(prefix)
-        key = (net.version, net.prefixlen)
-        if key not in self._tables:
-            self._tables[key] = {}
-            lengths = self._lengths[net.version]
-            lengths.append(net.prefixlen)
+        version, length, start = _key(prefix)
+        table = self._tables.get((version, length))
+        if table is None:
+            table = self._tables[(version, length)] = {}
+            lengths = self._lengths[version]
+            lengths.append(length)
             lengths.sort(reverse=True)
-        self._tables[key][int(net.network_address)] = value
+        table[start] = value
 
     def remove(self, prefix: Network | Address | str, value: Value | None = None) -> None:
         """Forget the prefix (only while it still maps to value, when given)."""
-        net = _network(prefix)
-        table = self._tables.get((net.version, net.prefixlen))
+        version, length, start = _key(prefix)
+        table = self._tables.get((version, length))
         if table is None:
             return
-        start = int(net.network_address)
         if value is not None and table.get(start) != value:
             return
         table.pop(start, None)
         if not table:
-            del self._tables[(net.version, net.prefixlen)]
-            self._lengths[net.version].remove(net.prefixlen)
+            del self._tables[(version, length)]
+            self._lengths[version].remove(length)
 
     def lookup(self, address: Address) -> Value | None:
         """The value of the longest prefix holding address, or None."""
@@ -60,7 +59,93 @@ class PrefixIndex(Generic[Value]):
         return None
 
 
-def _network(prefix: Network | Address | str) -> Network:
+def _key(prefix: Network | Address | str) -> tuple[int, int, int]:
+    """(IP version, prefix length, first address as an int): an address is
+    its own /32 or /128. No network object is built (issue 14: ipaddress
+    parses an address given to a network constructor back from its text)."""
     if isinstance(prefix, (IPv4Address, IPv6Address)):
-        return ip_network(prefix)
-    return ip_network(prefix, strict=False) if isinstance(prefix, str) else prefix
+        return prefix.version, prefix.max_prefixlen, int(prefix)
+    if isinstance(prefix, str):
+        prefix = ip_network(prefix, strict=False)
+    return prefix.version, prefix.prefixlen, int(prefix.network_address)
+
+
+Key = TypeVar("Key")
+
+
+class Groups(Generic[Key, Value]):
+    """Items grouped by a key (a peer, an address, a link), each group in
+    the order its items came: a lookup by key costs O(1) plus what it
+    finds, where a filter over the whole table costs O(n) (issue 14)."""
+
+    def __init__(self):
+        self._groups: dict[Key, dict[Value, None]] = {}
+
+    def add(self, key: Key, item: Value) -> None:
+        self._groups.setdefault(key, {})[item] = None
+
+    def discard(self, key: Key, item: Value) -> None:
+        group = self._groups.get(key)
+        if group is not None:
+            group.pop(item, None)
+            if not group:
+                del self._groups[key]
+
+    def get(self, key: Key) -> list[Value]:
+        """The group's items (a copy: the caller may change the groups meanwhile)."""
+        return list(self._groups.get(key, ()))
+
+    def count(self, key: Key) -> int:
+        return len(self._groups.get(key, ()))
+
+    def holds(self, key: Key, item: Value) -> bool:
+        return item in self._groups.get(key, ())
+
+    def __contains__(self, key: Key) -> bool:
+        return key in self._groups
+
+    def __len__(self) -> int:
+        """How many groups (keys with an item)."""
+        return len(self._groups)
+
+    def as_dict(self) -> dict[Key, set[Value]]:
+        """Every group, for tests that check the index against a walk."""
+        return {key: set(items) for key, items in self._groups.items()}
+
+
+class AddressGroups(Generic[Value]):
+    """Items by an address, found by the address itself (`at`) or by an
+    IPv6 prefix of one of `lengths` that holds it (`within`): the RO pairs
+    of an MN, by its home network prefix, without a walk of every pair."""
+
+    def __init__(self, lengths: tuple[int, ...] = (64,)):
+        self.lengths = tuple(sorted(set(lengths)))
+        self._at: Groups[Address, Value] = Groups()
+        self._prefixes: Groups[tuple[int, int], Address] = Groups()   # (length, IPv6 prefix) -> addresses
+
+    def add(self, address: Address, item: Value) -> None:
+        if address not in self._at and address.version == 6:
+            for length in self.lengths:
+                self._prefixes.add((length, int(address) >> (128 - length)), address)
+        self._at.add(address, item)
+
+    def discard(self, address: Address, item: Value) -> None:
+        self._at.discard(address, item)
+        if address not in self._at and address.version == 6:
+            for length in self.lengths:
+                self._prefixes.discard((length, int(address) >> (128 - length)), address)
+
+    def at(self, address: Address) -> list[Value]:
+        return self._at.get(address)
+
+    def within(self, prefix: IPv6Network) -> list[Value] | None:
+        """The items of the addresses prefix holds; None when prefix is of a
+        length not grouped (the caller walks instead)."""
+        length = prefix.prefixlen
+        if length not in self.lengths:
+            return None
+        addresses = self._prefixes.get((length, int(prefix.network_address) >> (128 - length)))
+        return [item for address in addresses for item in self._at.get(address)]
+
+    def as_dict(self) -> dict[Address, set[Value]]:
+        return self._at.as_dict()

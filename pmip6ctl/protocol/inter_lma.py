@@ -33,6 +33,7 @@ Address = IPv6Address | IPv4Address
 QUERY_TIMEOUT = 1.0        # how long the asking MAG waits for the peers, at most
 MAX_PENDING = 4096         # MAG queries waiting for the peers at once; past it, a query waits for its MAG's retry
 MAX_CACHED = 65536         # peers' answers cached at once; past it, the oldest goes
+NOTICE_GROUP = 64          # cached IPv6 answers are grouped by the CN's /64 (an HNP is no longer)
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class InterLmaQuery:
     address: IPv6Address
     peers: Mapping[IPv6Address, PeerKey]
     cache: dict[Address, CachedAnswer] = field(default_factory=dict)
-    pending: list[PendingQuery] = field(default_factory=list)
+    pending: dict[PendingQuery, None] = field(default_factory=dict)        # in arrival order
     askers: dict[IPv6Network | IPv4Address, set[IPv6Address]] = field(default_factory=dict)
     # random after every start: answers are tied to the question by it (and by the Timestamp)
     _sequence: itertools.count = field(default_factory=lambda: itertools.count(int.from_bytes(os.urandom(2), "big")))
@@ -81,6 +82,9 @@ class InterLmaQuery:
     _deadlines: Deadlines = field(default_factory=Deadlines)
     _expiry: Deadlines = field(default_factory=Deadlines)
     _asked: dict[tuple[IPv6Address, int], PendingQuery] = field(default_factory=dict)
+    # the cached answers by the peer that gave them and the CN's /64 (IPv6) or
+    # address (IPv4): a peer's notice finds what it names without a walk (issue 14)
+    _cached_from: dict[tuple[IPv6Address, int, int], dict[Address, None]] = field(default_factory=dict)
 
     # --- a MAG asked about a CN we do not anchor -------------------------------------------
     def ask_peers(self, lri: wire.LocalizedRoutingInitiation, arrival: Arrival, now: float) -> list | None:
@@ -109,12 +113,12 @@ class InterLmaQuery:
             forwarded = wire.LocalizedRoutingInitiation(sequence=sequence, lifetime=lri.lifetime,
                                                         options=options + [stamp])
             actions.append(Send(key.sign(forwarded, self.address, peer), self.address, peer))
-        self.pending.append(query)
+        self.pending[query] = None
         self._deadlines.set(query, query.deadline)
         return actions
 
     def _settled(self, query: PendingQuery) -> None:
-        self.pending.remove(query)     # O(max_pending) at most
+        del self.pending[query]
         self._deadlines.discard(query)
         for sequence, (peer, _) in query.sequences.items():
             self._asked.pop((peer, sequence), None)
@@ -124,13 +128,20 @@ class InterLmaQuery:
             # bounded (issue 13): the oldest answer goes; its MAG's next query asks again
             self._uncache(next(iter(self.cache)))
             self.pushed_out[("peer_answers", "oldest")] = self.pushed_out.get(("peer_answers", "oldest"), 0) + 1
-        self.cache.pop(cn, None)
+        self._uncache(cn)
         self.cache[cn] = answer                   # to the end: the newest last
         self._expiry.set(cn, answer.expires)
+        self._cached_from.setdefault(_notice_key(answer.peer, cn), {})[cn] = None
 
     def _uncache(self, cn: Address) -> None:
-        self.cache.pop(cn, None)
+        answer = self.cache.pop(cn, None)
         self._expiry.discard(cn)
+        if answer is not None:
+            key = _notice_key(answer.peer, cn)
+            group = self._cached_from[key]
+            del group[cn]
+            if not group:
+                del self._cached_from[key]
 
     # --- answers and notices from a peer LMA ------------------------------------------------
     def on_peer_lra(self, lra: wire.LocalizedRoutingAck, arrival: Arrival, now: float) -> list:
@@ -165,7 +176,7 @@ class InterLmaQuery:
             self._settled(query)
             actions += [self._refuse(query), Relayed(query.cn, RelayOutcome.PEERS_DID_NOT_ANSWER)]
         for cn in self._expiry.pop_due(now):
-            del self.cache[cn]
+            self._uncache(cn)
         return actions
 
     def next_deadline(self) -> float | None:
@@ -175,9 +186,18 @@ class InterLmaQuery:
         """The peer's CN moved or left: forget what we cached from it."""
         prefix = wire.find_option(lra, wire.CNHomeNetworkPrefix)
         address = wire.find_option(lra, wire.CNIPv4HomeAddress)
-        stale = [cn for cn, a in self.cache.items() if a.peer == peer and (
-            (prefix and isinstance(cn, IPv6Address) and cn in IPv6Network(f"{prefix.prefix}/{prefix.prefix_length}"))
-            or (address and cn == address.address))]
+        candidates: dict[Address, None] = {}
+        if prefix is not None:
+            named = IPv6Network((prefix.prefix, min(prefix.prefix_length, 128)), strict=False)
+            if named.prefixlen >= NOTICE_GROUP:       # within one group: look there
+                groups = [self._cached_from.get(_notice_key(peer, named.network_address))]
+            else:                                     # wider than a group (rare): the peer's groups
+                groups = [g for (p, version, _), g in self._cached_from.items() if p == peer and version == 6]
+            candidates.update((cn, None) for group in groups if group for cn in group if cn in named)
+        if address is not None:
+            candidates.update((cn, None) for cn in self._cached_from.get(_notice_key(peer, address.address), ())
+                              if cn == address.address)
+        stale = list(candidates)
         for cn in stale:
             self._uncache(cn)
         return [Relayed(cn, RelayOutcome.CACHE_INVALIDATED_BY_PEER) for cn in stale]
@@ -233,3 +253,10 @@ class InterLmaQuery:
         lra = wire.LocalizedRoutingAck(sequence=query.lri.sequence, status=wire.LRAStatus.MN_NOT_ATTACHED,
                                        lifetime=0, options=echoed_timestamp(query.lri))
         return query.arrival.reply(lra, self.address)
+
+
+def _notice_key(peer: IPv6Address, cn: Address) -> tuple[IPv6Address, int, int]:
+    """Where a cached answer about cn from peer is grouped: its /64, or its IPv4 address."""
+    if isinstance(cn, IPv6Address):
+        return peer, 6, int(cn) >> (128 - NOTICE_GROUP)
+    return peer, 4, int(cn)

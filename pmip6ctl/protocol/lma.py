@@ -94,8 +94,10 @@ class LmaNode(Node):
         self.inter_lma = InterLmaQuery(policy.binding_cache.address, dict(policy.peers),
                                        stamper=guard.stamper if guard else Stamper(),
                                        max_pending=policy.max_pending_queries, max_cached=policy.max_cached_answers)
-        # each serving MAG's proxy CoA -> (MN -> tunnel) of the bindings through it
+        # each serving MAG's proxy CoA -> (MN -> tunnel) of the bindings through it,
+        # and each MN's serving MAG there (issue 14: a binding change finds its MAG at once)
         self._through_mag: dict[IPv6Address, dict[str, Tunnel]] = {}
+        self._mag_of: dict[str, IPv6Address] = {}
         self._mag_routes: dict[IPv6Address, Tunnel] = {}
         # liveness of the serving MAGs (RFC 5847), and where their IPv4 signaling goes
         self.liveness = Liveness(policy.heartbeat)
@@ -261,16 +263,17 @@ class LmaNode(Node):
         the latest binding through it; a MAG is watched (RFC 5847) from its
         first binding here to its last."""
         touched = []
-        for address, users in self._through_mag.items():
-            if mn_id in users and address != mag:
-                del users[mn_id]
-                touched.append(address)
+        previous = self._mag_of.pop(mn_id, None)
+        if previous is not None and previous != mag:
+            del self._through_mag[previous][mn_id]
+            touched.append(previous)
         if mag is not None:
             if mag not in self._through_mag:
                 self.liveness.watch(mag, PeerKind.MAG, now)
             users = self._through_mag.setdefault(mag, {})
             users.pop(mn_id, None)
             users[mn_id] = tunnel                   # the newest last
+            self._mag_of[mn_id] = mag
             touched.append(mag)
         actions = []
         for address in touched:

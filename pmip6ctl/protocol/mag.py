@@ -207,11 +207,12 @@ class MagNode(Node):
         p = policy.registration
         self.reserved = frozenset({*policy.reserved, p.proxy_coa, p.lma_address,
                                    *(IPv6Address(f"::ffff:{a}") for a in (p.lma_ipv4, p.ipv4_proxy_coa) if a)})
-        self.initiator = RoInitiator(dataclasses.replace(policy.initiator, reserved=self.reserved.__contains__),
+        self.initiator = RoInitiator(dataclasses.replace(policy.initiator, reserved=self.reserved.__contains__,
+                                                         hnp_lengths=p.hnp_lengths),
                                      random=random, stamper=self.stamper)
         self.responder = RoResponder(dataclasses.replace(
             policy.responder, serves=self.serves, reserved=self.reserved.__contains__, allowed=policy.ro_allowed,
-            has_room=self._has_room), kcn=kcn, random=responder_random or random)
+            has_room=self._has_room, hnp_lengths=p.hnp_lengths), kcn=kcn, random=responder_random or random)
         self.lma_keepalive_at: float | None = None
         self.lma_liveness = Liveness(policy.heartbeat, random)
         self.ro_heartbeats = RoHeartbeats(p.proxy_coa, self.responder, self.initiator, p.ipv4_proxy_coa,
@@ -255,11 +256,11 @@ class MagNode(Node):
                     counts_of(r.pushed_out, "ro_replay"))]
 
     def _has_room(self, pair: RoPair, peer: IPv6Address) -> bool:
-        """Room for one more RO pair (and, for a new peer, one more tunnel)."""
-        pairs = {*self.responder.bindings, *(a.pair for a in self.initiator.attempts.values() if a.established)}
-        peers = {*(b.peer for b in self.responder.bindings.values()),
-                 *(a.peer.address for a in self.initiator.attempts.values() if a.established)}
-        return len(pairs) < self.policy.max_ro_pairs and (peer in peers or len(peers) < self.policy.max_ro_peers)
+        """Room for one more RO pair (and, for a new peer, one more tunnel):
+        the pairs installed in either role and their peers, as counted from
+        what the RO cores did (ro_heartbeats.track), not by a walk."""
+        installed, peers = self.ro_heartbeats.installed, self.ro_heartbeats.pairs
+        return len(installed) < self.policy.max_ro_pairs and (peer in peers or len(peers) < self.policy.max_ro_peers)
 
     def lma_tunnel(self, entry: BindingUpdateListEntry) -> Tunnel:
         """The tunnel toward the LMA for this MN: IPv6-in-IPv6, or over IPv4
@@ -396,9 +397,9 @@ class MagNode(Node):
         """An access link lost its carrier: the MNs on it left."""
         self.carrier[link] = False
         actions = []
-        for entry in [e for e in self.bul.entries.values() if e.link == link]:
-            actions.append(MobileNodeLeft(entry.mn_id, link))
-            actions += self._registration(self.bul.detach(entry.mn_id, now), now, changed=True)
+        for mn_id in self.bul.on_link(link):
+            actions.append(MobileNodeLeft(mn_id, link))
+            actions += self._registration(self.bul.detach(mn_id, now), now, changed=True)
         return actions
 
     def restore(self, entries: list[BindingUpdateListEntry], now: float) -> list:
@@ -538,18 +539,16 @@ class MagNode(Node):
         actions = self._ro(self._end_route_optimization(entry, now), now)
         actions.append(RemoveMobileNode(entry.mn_id, entry.link, entry.hnp, entry.ipv4_hoa))
         if entry.hnp:
-            others = any(e.link == entry.link and e.mn_id != entry.mn_id and e.state is BindingState.REGISTERED
-                         for e in self.bul.entries.values())
+            others = self.bul.registered_on(entry.link, besides=entry.mn_id)
             actions.append(Advertise(entry.link, entry.hnp, withdraw=True, last_router=not others))
         return actions
 
     def _end_route_optimization(self, entry: BindingUpdateListEntry, now: float) -> list:
-        """An MN that leaves takes its RO bindings along, on both sides."""
-        def belongs(address: Address) -> bool:
-            return ((entry.hnp is not None and isinstance(address, IPv6Address) and address in entry.hnp)
-                    or address == entry.ipv4_hoa)
+        """An MN that leaves takes its RO bindings along, on both sides (its
+        pairs found by its prefix and address: O(its pairs), issue 14)."""
         actions = []
-        for pair in [p for p in {*self.initiator.attempts, *self.responder.bindings} if belongs(p.local)]:
+        mine = (entry.hnp, entry.ipv4_hoa)
+        for pair in dict.fromkeys([*self.initiator.pairs_of(*mine), *self.responder.pairs_of(*mine)]):
             actions += self.initiator.stop(pair, now, StopReason.MN_DETACHED)
             actions += self.responder.cn_detached(pair.local)
         return actions
@@ -570,9 +569,7 @@ class MagNode(Node):
 
     # --- NAT keepalive toward the LMA --------------------------------------------------------------
     def _nat_refresh(self) -> int | None:
-        refresh = [e.nat_refresh for e in self.bul.entries.values()
-                   if e.state is BindingState.REGISTERED and e.nat_detected and e.nat_refresh]
-        return min(refresh) if refresh else None
+        return self.bul.nat_refresh()
 
     def _schedule_lma_keepalive(self, now: float) -> None:
         refresh = self._nat_refresh()
@@ -612,7 +609,7 @@ class MagNode(Node):
     def _watch_lma(self, now: float) -> None:
         """The LMA is watched while it holds a binding of ours."""
         lma = self.policy.registration.lma_address
-        if any(e.state is BindingState.REGISTERED for e in self.bul.entries.values()):
+        if self.bul.any_registered:
             self.lma_liveness.watch(lma, PeerKind.LMA, now)
         else:
             self.lma_liveness.unwatch(lma)

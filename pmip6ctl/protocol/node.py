@@ -20,6 +20,7 @@ from ..actions import Command, Notification
 from ..transport import Arrival, Send, SendHomePath
 from .limits import ANSWERS_TO_STRANGERS, Bounded, PrefixRateLimiter
 from .ro.actions import RoInstalled, RoRemoved
+from .common import Deadlines
 from .auth import GUARDED, KeyChanges, NodeKeys, SignalingGuard, SignalingRefused, is_request, rekeyed
 from .vocabulary import MessageKind, message_kind
 
@@ -62,7 +63,7 @@ class Node:
     role: ClassVar[str] = ""
     _HANDLERS: ClassVar[dict[type, Callable]] = {}
     guard: SignalingGuard | None = None          # None: security.auth = "none"
-    _keys_retire_at: dict | None = None          # peer -> when its replaced quick-mode/inter-LMA key expires
+    _keys_retire_at: Deadlines | None = None     # peer -> when its replaced quick-mode/inter-LMA key expires
     answer_limit: PrefixRateLimiter | None = None   # None: answers to strangers unlimited (limit_answers)
 
     def limit_answers(self, rate: float, burst: int, prefixes: int = 65536) -> None:
@@ -107,7 +108,7 @@ class Node:
         kind = message_kind(msg)
         if self.guard is None or kind not in GUARDED:
             return None
-        failure = self.guard.check(msg, arrival, now, is_request(msg))
+        failure = self.guard.check(msg, arrival, now, is_request(msg, kind))
         return None if failure is None else SignalingRefused(kind, arrival.src, failure)
 
     def _sealed(self, actions: list, now: float) -> list:
@@ -129,12 +130,13 @@ class Node:
         changes = self.guard.rekey(keys.signaling, now, grace) if self.guard else KeyChanges()
         self._retire_keys(now)
         if self._keys_retire_at is None:
-            self._keys_retire_at = {}
+            self._keys_retire_at = Deadlines()
         for name, table in self.key_tables():
             replaced, changed = rekeyed(table, getattr(keys, name))
             table.clear()
             table.update(replaced)
-            self._keys_retire_at.update({address: now + grace for address in changed.rotated})
+            for address in changed.rotated:
+                self._keys_retire_at.set(address, now + grace)
             changes |= changed
         return changes
 
@@ -145,9 +147,9 @@ class Node:
         return sorted({a for table in tables for a, key in table.items() if key.previous is not None})
 
     def _retire_keys(self, now: float) -> None:
-        due = [a for a, when in (self._keys_retire_at or {}).items() if when <= now]
-        for address in due:
-            del self._keys_retire_at[address]
+        if self._keys_retire_at is None:
+            return
+        for address in self._keys_retire_at.pop_due(now):     # a heap: no walk per message
             for _, table in self.key_tables():
                 if address in table:
                     table[address] = table[address].retired()

@@ -4,10 +4,15 @@ The LMA assigns each mobile node one HNP (RFC 5213 §5.3.2) and, when asked,
 one IPv4 home address (RFC 5844 §3.1.2). Allocation is lowest-free-first, so
 the same sequence of requests always yields the same addresses: tests and the
 lab are reproducible. Owners are mobile node identifiers.
+
+Each call costs O(log n) whatever was held and released before (issue 14):
+the indexes freed below a high-water mark wait in a heap, lowest on top,
+and nothing is ever found by walking past the held ones.
 """
 
 from __future__ import annotations
 
+import heapq
 from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from typing import Generic, TypeVar
 
@@ -29,7 +34,12 @@ class _Pool(Generic[Item]):
         self._last = last
         self._index_of_owner: dict[str, int] = {}
         self._owner_of_index: dict[int, str] = {}
-        self._lowest_maybe_free = first  # every index below it is held
+        # Every free index is either at or above the high-water mark, or in
+        # the heap of freed ones (each once: _freed_set). A freed index that
+        # reserve() took since is dropped when it comes to the top.
+        self._high = first
+        self._freed: list[int] = []
+        self._freed_set: set[int] = set()
 
     def _item(self, index: int) -> Item:
         raise NotImplementedError
@@ -48,14 +58,28 @@ class _Pool(Generic[Item]):
         """The owner's item, or else the lowest free one, now the owner's."""
         if owner in self._index_of_owner:
             return self._item(self._index_of_owner[owner])
-        index = self._lowest_maybe_free
-        while index in self._owner_of_index:
-            index += 1
-        if index > self._last:
+        index = self._lowest_free()
+        if index is None:
             raise PoolExhausted(f"all {self.capacity} held")
         self._hold(owner, index)
-        self._lowest_maybe_free = index + 1
         return self._item(index)
+
+    def _lowest_free(self) -> int | None:
+        """The lowest free index (None: none), in O(log n) amortised: every
+        freed index below the mark is in the heap, every other one at or
+        above it; the mark only moves up, past what reserve() took there."""
+        freed, held = self._freed, self._owner_of_index
+        while freed:
+            index = heapq.heappop(freed)
+            self._freed_set.discard(index)
+            if index not in held:
+                return index
+        while self._high in held:
+            self._high += 1
+        if self._high > self._last:
+            return None
+        self._high += 1
+        return self._high - 1
 
     def reserve(self, owner: str, item) -> bool:
         """Give the owner this particular item (after a restart, or when a
@@ -76,7 +100,9 @@ class _Pool(Generic[Item]):
         index = self._index_of_owner.pop(owner, None)
         if index is not None:
             del self._owner_of_index[index]
-            self._lowest_maybe_free = min(self._lowest_maybe_free, index)
+            if index < self._high and index not in self._freed_set:
+                heapq.heappush(self._freed, index)
+                self._freed_set.add(index)
 
     def owner_of(self, item) -> str | None:
         index = self._index(item)
@@ -96,16 +122,17 @@ class PrefixPool(_Pool[IPv6Network]):
         self.pool = pool
         self.prefix_length = prefix_length
         self._shift = 128 - prefix_length
+        self._base = int(pool.network_address)
         super().__init__(0, (1 << (prefix_length - pool.prefixlen)) - 1)
 
     def _item(self, index: int) -> IPv6Network:
-        return IPv6Network((int(self.pool.network_address) + (index << self._shift), self.prefix_length))
+        return IPv6Network((self._base + (index << self._shift), self.prefix_length))
 
     def _index(self, prefix) -> int | None:
-        if (not isinstance(prefix, IPv6Network) or prefix.prefixlen != self.prefix_length
-                or not prefix.subnet_of(self.pool)):
+        if not isinstance(prefix, IPv6Network) or prefix.prefixlen != self.prefix_length:
             return None
-        return (int(prefix.network_address) - int(self.pool.network_address)) >> self._shift
+        index = (int(prefix.network_address) - self._base) >> self._shift
+        return index if self._first <= index <= self._last else None       # in the pool
 
 
 class AddressPool(_Pool[IPv4Address]):

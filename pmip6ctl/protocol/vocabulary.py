@@ -47,27 +47,30 @@ _KIND_OF_TYPE = {
 }
 
 
+_CORRESPONDENT = (wire.CNHomeNetworkPrefix, wire.CNIPv4HomeAddress)
+_RO_ACK = (wire.ROAcknowledgement, wire.IPv4ROAcknowledgement)
+_BU_P, _BA_P = int(wire.BUFlags.P), int(wire.BAFlags.P)     # plain ints: no enum arithmetic per message
+
+
 def names_a_correspondent(bu: wire.BindingUpdate) -> bool:
     """An RO Binding Update: it names a CN (docs/protocol.md §4)."""
-    return (wire.find_option(bu, wire.CNHomeNetworkPrefix) is not None
-            or wire.find_option(bu, wire.CNIPv4HomeAddress) is not None)
+    return wire.find_option(bu, _CORRESPONDENT) is not None
 
 
 def acknowledges_route_optimization(ba: wire.BindingAck) -> bool:
     """An RO Binding Acknowledgement: it carries an RO Acknowledgement option."""
-    return (wire.find_option(ba, wire.ROAcknowledgement) is not None
-            or wire.find_option(ba, wire.IPv4ROAcknowledgement) is not None)
+    return wire.find_option(ba, _RO_ACK) is not None
 
 
 def message_kind(msg: wire.Message) -> MessageKind:
     if isinstance(msg, wire.BindingUpdate):
         if names_a_correspondent(msg):
             return MessageKind.RO_BU
-        return MessageKind.PBU if msg.flags & wire.BUFlags.P else MessageKind.BU
+        return MessageKind.PBU if int(msg.flags) & _BU_P else MessageKind.BU
     if isinstance(msg, wire.BindingAck):
         if acknowledges_route_optimization(msg):
             return MessageKind.RO_BA
-        return MessageKind.PBA if msg.flags & wire.BAFlags.P else MessageKind.BA
+        return MessageKind.PBA if int(msg.flags) & _BA_P else MessageKind.BA
     if isinstance(msg, wire.BindingRevocation):
         return MessageKind.BRI if msg.is_indication else MessageKind.BRA
     return _KIND_OF_TYPE.get(type(msg), MessageKind.OTHER)

@@ -26,7 +26,7 @@ from typing import ClassVar
 
 from .checksum import CHECKSUM_OFFSET, mh_checksum, mh_checksum_ok
 from .errors import ChecksumError, UnknownMessageType, WireError
-from .options import PAD1, PADN, _octets, _packed, decode_options, encode_options, iter_tlv
+from .options import PAD1, PADN, _octets, _packed, decode_options, encode_options
 
 IPPROTO_NONE = 59  # RFC 6275 §6.1.1: Payload Proto SHOULD be IPPROTO_NONE
 FIXED_OFFSET = 6  # message data starts after the Checksum
@@ -143,11 +143,35 @@ class Message:
 
     payload_proto: int = field(default=IPPROTO_NONE, kw_only=True, repr=False)
     # The octets this message was decoded from (b"" when built locally), so
-    # that an authenticator is checked over what the peer sent (auth_data).
+    # that an authenticator is checked over what the peer sent (auth_data);
+    # also the octets a signature was computed over, which encode() reuses.
     wire: bytes = field(default=b"", init=False, repr=False, compare=False)
+    # What `wire` stands for (_state() when it was set): a message changed since
+    # no longer matches its octets. Options are values, replaced and never
+    # changed in place, so a comparison costs an identity check per option.
+    _wire_state: tuple = field(default=(), init=False, repr=False, compare=False)
+    _wire_ours: bool = field(default=False, init=False, repr=False, compare=False)    # laid out here
 
     def _fields(self) -> tuple:
         return ()
+
+    def _state(self) -> tuple:
+        return self._fields(), self.payload_proto, *self.options
+
+    def _keep_wire(self, data: bytes, ours: bool = False) -> None:
+        """data are this message's octets: received, or (ours) laid out
+        here, which encode() then reuses while the message stays as it is."""
+        self.wire = data
+        self._wire_state = self._state()
+        self._wire_ours = ours
+
+    @property
+    def as_sent(self) -> bytes | None:
+        """The octets this message stands for (received, or signed here),
+        Checksum as it was; None once it changed or when it has none."""
+        if self.wire and self._wire_state == self._state():
+            return self.wire
+        return None
 
     @classmethod
     def _from_fields(cls, fields: tuple, options: list) -> Message:
@@ -517,6 +541,18 @@ def encode(msg: Message, src: IPv6Address | None = None, dst: IPv6Address | None
 
     Raises ValueError for a message that cannot be encoded (a field out of range).
     """
+    mh = msg.as_sent if msg._wire_ours else None    # signed here: laid out already
+    if mh is None:
+        mh = _encode(msg)
+    if src is not None and dst is not None:
+        mh = mh[:CHECKSUM_OFFSET] + mh_checksum(src, dst, mh).to_bytes(2, "big") + mh[CHECKSUM_OFFSET + 2:]
+    elif mh[CHECKSUM_OFFSET:CHECKSUM_OFFSET + 2] != b"\0\0":
+        mh = mh[:CHECKSUM_OFFSET] + b"\0\0" + mh[CHECKSUM_OFFSET + 2:]
+    return mh
+
+
+def _encode(msg: Message) -> bytes:
+    """msg laid out afresh, Checksum 0."""
     try:
         body = msg._encode_body(FIXED_OFFSET)
     except struct.error as e:
@@ -524,11 +560,7 @@ def encode(msg: Message, src: IPv6Address | None = None, dst: IPv6Address | None
     length = FIXED_OFFSET + len(body)
     if length > MAX_LENGTH:
         raise ValueError(f"{msg.name}: {length} octets, a Mobility Header holds at most {MAX_LENGTH}")
-    header = bytes((msg.payload_proto, length // 8 - 1, msg.mh_type, 0, 0, 0))
-    mh = header + body
-    if src is not None and dst is not None:
-        mh = mh[:CHECKSUM_OFFSET] + mh_checksum(src, dst, mh).to_bytes(2, "big") + mh[CHECKSUM_OFFSET + 2:]
-    return mh
+    return bytes((msg.payload_proto, length // 8 - 1, msg.mh_type, 0, 0, 0)) + body
 
 
 def decode(data: bytes, src: IPv6Address | None = None, dst: IPv6Address | None = None) -> Message:
@@ -554,7 +586,7 @@ def decode(data: bytes, src: IPv6Address | None = None, dst: IPv6Address | None 
         raise UnknownMessageType(data[2])
     msg = cls._decode_body(data, length)
     msg.payload_proto = data[0]
-    msg.wire = data
+    msg._keep_wire(data)
     return msg
 
 
@@ -569,15 +601,33 @@ def auth_data(msg: Message, src: IPv6Address | None = None, dst: IPv6Address | N
     equals them), so padding choices of the sender do not matter. src and dst
     are accepted for symmetry with encode; the Checksum is zero regardless.
     """
+    wire, start, end = auth_span(msg)
+    if msg.options[-1].auth_offset:  # RFC 4285 §5.1: up to and including the SPI
+        return wire[:start]
+    return wire[:start] + wire[end:]  # RFC 6275 §6.2.7: all but the Authenticator
+
+
+def auth_span(msg: Message) -> tuple[bytes, int, int]:
+    """(the message's octets with Checksum 0, where its authenticator
+    starts, where it ends): what a signer fills in."""
     if not msg.options or not msg.options[-1].authenticates:
         raise ValueError("the authenticating option must be the last option")
-    wire = msg.wire if msg.wire and decode(msg.wire) == msg else encode(msg)
-    wire = wire[:CHECKSUM_OFFSET] + b"\0\0" + wire[CHECKSUM_OFFSET + 2:]
-    options_start = FIXED_OFFSET + msg.layout.size
-    last_offset = [offset for offset, option_type, _ in iter_tlv(wire, options_start, len(wire))
-                   if option_type not in (PAD1, PADN)][-1]
     last = msg.options[-1]
-    start = last_offset + 2 + last.auth_offset
-    if last.auth_offset:  # RFC 4285 §5.1: up to and including the SPI
-        return wire[:start]
-    return wire[:start] + wire[start + len(last.authenticator):]  # RFC 6275 §6.2.7: all but the Authenticator
+    wire = msg.as_sent or _encode(msg)
+    wire = wire[:CHECKSUM_OFFSET] + b"\0\0" + wire[CHECKSUM_OFFSET + 2:]
+    start = _last_option(wire, FIXED_OFFSET + msg.layout.size) + 2 + last.auth_offset
+    return wire, start, start + len(last.authenticator)
+
+
+def _last_option(wire: bytes, pos: int) -> int:
+    """The offset of the last option that is no padding (the octets were
+    checked when they were decoded or laid out)."""
+    last, end = pos, len(wire)
+    while pos < end:
+        if wire[pos] == PAD1:
+            pos += 1
+            continue
+        if wire[pos] != PADN:
+            last = pos
+        pos += 2 + wire[pos + 1]
+    return last

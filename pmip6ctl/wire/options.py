@@ -771,16 +771,34 @@ def iter_tlv(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, byte
 
 
 def decode_options(data: bytes, start: int, end: int) -> list[Option]:
-    """The options in data[start:end], without Pad1/PadN."""
-    return [decode_option(option_type, body, offset)
-            for offset, option_type, body in iter_tlv(data, start, end)
-            if option_type not in (PAD1, PADN)]
+    """The options in data[start:end], without Pad1/PadN (iter_tlv's walk,
+    inlined: it runs for every option of every message received)."""
+    options = []
+    pos = start
+    while pos < end:
+        option_type = data[pos]
+        if option_type == PAD1:
+            pos += 1
+            continue
+        if pos + 2 > end:
+            raise WireError("Option Length", pos + 1, f"option type {option_type} has no Length octet")
+        following = pos + 2 + data[pos + 1]
+        if following > end:
+            raise WireError("Option Length", pos + 1,
+                            f"option type {option_type} claims {data[pos + 1]} octets, {end - pos - 2} left")
+        if option_type != PADN:
+            options.append(decode_option(option_type, data[pos + 2:following], pos))
+        pos = following
+    return options
+
+
+_PADDING = [b"", bytes((PAD1,))] + [bytes((PADN, n - 2)) + bytes(n - 2) for n in range(2, 16)]
 
 
 def encode_options(options: list[Option], start: int) -> bytes:
     """Lay out ``options`` from MH offset ``start``: padding before each option
     for its alignment, and after the last up to a multiple of 8 octets."""
-    out = bytearray()
+    out = []
     pos = start
     last = len(options) - 1
     for i, option in enumerate(options):
@@ -792,11 +810,12 @@ def encode_options(options: list[Option], start: int) -> bytes:
             # (always, for 12- and 32-octet ones): RFC 6275 §6.2.7 and RFC 4285
             # §5 want it last, with no padding after.
             pad = next((p for p in range(pad, pad + 8, x) if (pos + p + 2 + len(data)) % 8 == 0), pad)
-        out += padding(pad)
-        out += bytes((option.type, len(data))) + data
+        out.append(_PADDING[pad])
+        out.append(bytes((option.type, len(data))))
+        out.append(data)
         pos += pad + 2 + len(data)
-    out += padding(-pos % 8)
-    return bytes(out)
+    out.append(_PADDING[-pos % 8])
+    return b"".join(out)
 
 
 def find_options(msg_or_options, cls: type[Option]) -> list:
@@ -805,7 +824,10 @@ def find_options(msg_or_options, cls: type[Option]) -> list:
     return [option for option in options if isinstance(option, cls)]
 
 
-def find_option(msg_or_options, cls: type[Option]):
-    """The first option of class ``cls``, or None."""
-    options = getattr(msg_or_options, "options", msg_or_options)
-    return next((option for option in options if isinstance(option, cls)), None)
+def find_option(msg_or_options, cls: type[Option] | tuple[type[Option], ...]):
+    """The first option of class ``cls`` (or of one of them), or None (a plain loop: a PBU's
+    processing asks this some thirty times, issue 14)."""
+    for option in getattr(msg_or_options, "options", msg_or_options):
+        if isinstance(option, cls):
+            return option
+    return None

@@ -77,6 +77,7 @@ class Node:
             table.clear()
         t.clear_tunnels()
         t.set_local_addresses([LOCAL6, LOCAL4])
+        t.recount()                          # the maps were cleared behind the typed writers
         self.drain_events()
 
 

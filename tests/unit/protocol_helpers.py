@@ -19,6 +19,7 @@ from pmip6ctl.protocol.binding_update_list import (BindingState, BindingUpdateLi
                                                    MagPolicy)
 from pmip6ctl.protocol.cn import CnNode, CnNodePolicy
 from pmip6ctl.protocol.common import earliest
+from pmip6ctl.protocol.inter_lma import _notice_key
 from pmip6ctl.protocol.lma import LmaNode, LmaNodePolicy
 from pmip6ctl.protocol.mag import MagNode, MagNodePolicy
 from pmip6ctl.protocol.pools import AddressPool, PrefixPool
@@ -350,6 +351,67 @@ def assert_timers_agree(node) -> None:
             assert {peer: set(pairs) for peer, pairs in responder._with_peer.items()} == bound_with
 
 
+def _grouped(items) -> dict:
+    """{key: {values}} of (key, value) pairs."""
+    out: dict = {}
+    for key, value in items:
+        out.setdefault(key, set()).add(value)
+    return out
+
+
+def assert_pool_agrees(pool) -> None:
+    """Every free index below the pool's high-water mark waits in its heap."""
+    free_below = {i for i in range(pool._first, pool._high) if i not in pool._owner_of_index}
+    assert free_below <= pool._freed_set == set(pool._freed)
+
+
+def assert_indexes_agree(node) -> None:
+    """The node's lookup indexes (issue 14) hold exactly what a walk of its
+    tables finds: each one replaced that walk on a message path."""
+    if isinstance(node, LmaNode):
+        cache = node.cache
+        assert node._mag_of == {mn_id: e.proxy_coa for mn_id, e in cache.bindings.items()}
+        assert {mag: set(users) for mag, users in node._through_mag.items()} == _grouped(
+            (e.proxy_coa, mn_id) for mn_id, e in cache.bindings.items())
+        assert {key: set(mn_ids) for key, mn_ids in cache.pending._by_revocation.items()} == _grouped(
+            ((m.old.proxy_coa, m.sequence), mn_id) for mn_id, m in cache.pending.items())
+        for pool in (cache.policy.hnp_pool, cache.policy.ipv4_pool):
+            if pool is not None:
+                assert_pool_agrees(pool)
+        queries = node.inter_lma
+        assert {key: set(cns) for key, cns in queries._cached_from.items()} == _grouped(
+            (_notice_key(a.peer, cn), cn) for cn, a in queries.cache.items())
+    if isinstance(node, MagNode):
+        bul = node.bul
+        entries = bul.entries.values()
+        registered = [e for e in entries if e.state is BindingState.REGISTERED]
+        assert bul._on_link.as_dict() == _grouped((e.link, e.mn_id) for e in entries)
+        assert bul._registered_on.as_dict() == _grouped((e.link, e.mn_id) for e in registered)
+        assert bul.any_registered == bool(registered)
+        refreshes = [e.nat_refresh for e in registered if e.nat_detected and e.nat_refresh]
+        assert bul.nat_refresh() == (min(refreshes) if refreshes else None)
+        initiator = node.initiator
+        attempts = initiator.attempts.values()
+        assert initiator._by_local.as_dict() == _grouped((a.pair.local, a.pair) for a in attempts)
+        assert initiator._with_peer_at.as_dict() == _grouped(
+            ((a.peer.address, a.pair.local), a.pair) for a in attempts if a.peer is not None)
+        assert initiator._failed_at.as_dict() == _grouped((pair.local, pair) for pair in initiator._failures)
+    if isinstance(node, (MagNode, CnNode)):
+        responder = node.responder
+        if len(responder._expiry) <= len(responder.bindings):      # unless a test cleared the bindings
+            bindings = responder.bindings.values()
+            assert responder._by_local.as_dict() == _grouped((b.pair.local, b.pair) for b in bindings)
+            assert responder._with_peer_for.as_dict() == _grouped(((b.peer, b.pair.remote), b.pair)
+                                                                  for b in bindings)
+        # the pairs installed, in either role, as learned from the cores' actions (a test
+        # may drive a core directly: test_scale_indexes.py checks them against the tables)
+        beats = node.ro_heartbeats
+        keys = [key for held in beats.pairs.values() for key in held]
+        assert beats._peer_of == {key: peer for peer, held in beats.pairs.items() for key in held}
+        assert beats.installed == {pair: len(roles) for pair, roles in _grouped(
+            (pair, role) for role, pair in keys).items()}
+
+
 class Domain:
     """Node cores, by name, joined by a network with a fake clock.
 
@@ -393,8 +455,14 @@ class Domain:
         return None
 
     # --- what the nodes do --------------------------------------------------------------
+    # each node's timer heaps and indexes checked against a walk of its tables after
+    # each step (off in a test that makes the tables refuse a walk: test_scale_indexes.py)
+    check_tables = True
+
     def post(self, node: str, actions: list) -> list:
-        assert_timers_agree(self.nodes[node])
+        if self.check_tables:
+            assert_timers_agree(self.nodes[node])
+            assert_indexes_agree(self.nodes[node])
         for action in actions:
             self.log.append((self.now, node, action))
             if isinstance(action, (Send, SendHomePath)):

@@ -64,8 +64,12 @@ class RoHeartbeats:
     timestamp_window: float = 7.0
     random: Callable[[int], bytes] = os.urandom
     stamper: Stamper = field(default_factory=Stamper)
-    # peer -> {(role, pair)} of the pairs installed with it
-    pairs: dict[IPv6Address, set] = field(default_factory=dict)
+    # peer -> {(role, pair): None} of the pairs installed with it, in the order they came
+    pairs: dict[IPv6Address, dict] = field(default_factory=dict)
+    # (role, pair) -> the peer it is installed with; pair -> how many roles hold it
+    # (MagNode's room for one more, issue 14: no walk of both RO tables)
+    _peer_of: dict[tuple, IPv6Address] = field(default_factory=dict)
+    installed: dict[RoPair, int] = field(default_factory=dict)
     _newest: dict[IPv6Address, int] = field(default_factory=dict)     # newest request Timestamp per peer
 
     def __post_init__(self):
@@ -82,18 +86,35 @@ class RoHeartbeats:
         watched from its first pair to its last); returns them."""
         for action in actions:
             if isinstance(action, RoInstalled):
+                key = (action.role, action.pair)
+                held_with = self._peer_of.get(key)
+                if held_with == action.peer:
+                    continue                      # a refresh
+                if held_with is not None:         # bound again by another peer (its MN moved)
+                    self._forget(key, held_with)
                 if action.peer not in self.pairs:
                     self.liveness.watch(action.peer, PeerKind.RO_PEER, now)
-                self.pairs.setdefault(action.peer, set()).add((action.role, action.pair))
+                self.pairs.setdefault(action.peer, {})[key] = None
+                self._peer_of[key] = action.peer
+                self.installed[action.pair] = self.installed.get(action.pair, 0) + 1
             elif isinstance(action, RoRemoved):
-                held = self.pairs.get(action.peer)
-                if held is not None:
-                    held.discard((action.role, action.pair))
-                    if not held:
-                        del self.pairs[action.peer]
-                        self._newest.pop(action.peer, None)
-                        self.liveness.unwatch(action.peer)
+                key = (action.role, action.pair)
+                if key in self._peer_of:
+                    self._forget(key, self._peer_of[key])
         return actions
+
+    def _forget(self, key: tuple, peer: IPv6Address) -> None:
+        del self._peer_of[key]
+        pair = key[1]
+        self.installed[pair] -= 1
+        if not self.installed[pair]:
+            del self.installed[pair]
+        held = self.pairs[peer]
+        del held[key]
+        if not held:
+            del self.pairs[peer]
+            self._newest.pop(peer, None)
+            self.liveness.unwatch(peer)
 
     def _resync(self, now: float) -> None:
         self.liveness.sync({peer: PeerKind.RO_PEER for peer in self.pairs}, now)
@@ -114,7 +135,8 @@ class RoHeartbeats:
         return None
 
     def _any_signer(self, peer: IPv6Address) -> _Signer | None:
-        for role, pair in sorted(self.pairs.get(peer, ()), key=str):
+        """The first pair with peer whose key can sign (the oldest: no sort per interval)."""
+        for role, pair in self.pairs.get(peer, ()):
             signer = self._signer(peer, role, pair)
             if signer is not None:
                 return signer

@@ -31,9 +31,10 @@ from ... import security, wire
 from ...security import PeerKey
 from ...transport import Arrival, Send, SendHomePath, UdpEndpoint
 from ..common import Deadlines, Retransmission, Stamper, earliest
+from ..index import AddressGroups, Groups
 from ..vocabulary import FailReason, Mode, RejectReason, Role, StopReason, status_label
 from .actions import (Address, BindingErrorKey, RoFailed, RoInstalled, RoPair, RoRejected, RoRemoved, mapped,
-                      no_binding_error)
+                      no_binding_error, unmapped)
 
 RO_ACCEPTED_BELOW = 128                  # BA status < 128: accepted (RFC 6275 §6.1.8)
 EXPIRED_NONCE_STATUSES = {wire.Status.EXPIRED_HOME_NONCE_INDEX, wire.Status.EXPIRED_CAREOF_NONCE_INDEX,
@@ -122,6 +123,9 @@ class InitiatorPolicy:
     ipv4_transport: bool = False
     # Addresses of other kinds of peer (our LMA, peer LMAs, our own): never an RO peer.
     reserved: Callable[[IPv6Address], bool] = lambda address: False
+    # The lengths of our MNs' home network prefixes (mag.hnp_lengths): an MN's
+    # pairs are found by its prefix (pairs_of) without a walk.
+    hnp_lengths: tuple[int, ...] = (64,)
 
     def __post_init__(self):
         self.mode = Mode(self.mode)
@@ -248,6 +252,10 @@ class RoInitiator:
         # a peer's address -> the pairs of the attempts held with it (a BE from
         # anyone looks there, not through every attempt)
         self._with_peer: dict[IPv6Address, dict[RoPair, None]] = {}
+        # (peer, our MN's address) -> those pairs (a BE names the MN), and
+        # each attempt's pair by our MN's address (its prefix: pairs_of)
+        self._with_peer_at: Groups[tuple[IPv6Address, Address], RoPair] = Groups()
+        self._by_local: AddressGroups[RoPair] = AddressGroups(policy.hnp_lengths)
         # what an answer names -> the pair that asked: ("lri", sequence),
         # ("home"/"careof", cookie), ("bu", sequence); at most four per attempt
         self._asked: dict[tuple[str, object], RoPair] = {}
@@ -256,6 +264,7 @@ class RoInitiator:
         # while, so that the flow's next trigger backs off longer if it fails
         # again: pair -> (failures, when to forget).
         self._failures: dict[RoPair, tuple[int, float]] = {}
+        self._failed_at: Groups[Address, RoPair] = Groups()       # their pairs by our MN's address
         # Timers (issue 13): each attempt's next deadline, and when each
         # remembered failure goes, in heaps; a method that changes an
         # attempt notes its pair (_touch) and reschedules it on the way out.
@@ -338,8 +347,10 @@ class RoInitiator:
         self.attempts[attempt.pair] = attempt
         key = _mn_key(attempt.pair.local, attempt.mn_prefix)
         self._per_mn[key] = self._per_mn.get(key, 0) + 1
+        self._by_local.add(attempt.pair.local, attempt.pair)
         if attempt.peer is not None:
             self._with_peer.setdefault(attempt.peer.address, {})[attempt.pair] = None
+            self._with_peer_at.add((attempt.peer.address, attempt.pair.local), attempt.pair)
 
     def _release(self, attempt: Attempt) -> None:
         self._touched.add(attempt.pair)
@@ -353,9 +364,12 @@ class RoInitiator:
             idle.discard(attempt.pair)
             if not len(idle):
                 del self._idle_per_mn[key]
+        if self.attempts.get(attempt.pair) is None:
+            self._by_local.discard(attempt.pair.local, attempt.pair)
         pairs = self._with_peer.get(attempt.peer.address) if attempt.peer is not None else None
         if pairs is not None and self.attempts.get(attempt.pair) is None:
             pairs.pop(attempt.pair, None)
+            self._with_peer_at.discard((attempt.peer.address, attempt.pair.local), attempt.pair)
             if not pairs:
                 del self._with_peer[attempt.peer.address]
 
@@ -406,7 +420,8 @@ class RoInitiator:
         if self._can_sign_deregistration(attempt, now):
             attempt.sequence = self._next_sequence()
             message = self._binding_update(attempt, now, lifetime=0)
-            self._deregistered = {k: v for k, v in self._deregistered.items() if v[1] > now}
+            self._forget_deregistrations(now)
+            self._deregistered.pop((attempt.peer.address, attempt.sequence), None)      # the newest last
             self._deregistered[(attempt.peer.address, attempt.sequence)] = (attempt.bu_stamp, now + 10.0)
         else:
             # No fresh token to sign a deregistration with: a Binding Error
@@ -416,6 +431,16 @@ class RoInitiator:
         # Our traffic leaves the tunnel before the peer hears: once it has
         # heard, it lets in nothing more of ours.
         return [RoRemoved(pair, attempt.peer.address, Role.INITIATOR, reason), message]
+
+    def _forget_deregistrations(self, now: float) -> None:
+        """The deregistrations older than 10 s, from the oldest (the dict is
+        in the order they were sent): O(1) amortised, not a rebuild per stop."""
+        table = self._deregistered
+        while table:
+            key, (_, until) = next(iter(table.items()))
+            if until > now:
+                return
+            del table[key]
 
     def peer_dead(self, peer: IPv6Address, now: float) -> list:
         """The peer missed its heartbeats (RFC 5847, ro/heartbeat.py): each
@@ -427,9 +452,17 @@ class RoInitiator:
 
     def mn_detached(self, local: Address, now: float) -> list:
         actions = []
-        for pair in [p for p in [*self.attempts, *self._failures] if p.local == local]:
+        for pair in [*self._by_local.at(local), *(p for p in self._failed_at.get(local) if p not in self.attempts)]:
             actions += self.stop(pair, now, StopReason.MN_DETACHED)
         return actions
+
+    def pairs_of(self, hnp: IPv6Network | None, ipv4_hoa: IPv4Address | None) -> list[RoPair]:
+        """The pairs of the attempts held for an MN: our address in its home
+        network prefix, or its IPv4 home address (O(its pairs), issue 14)."""
+        within = self._by_local.within(hnp) if hnp is not None else []
+        if within is None:                     # a prefix of a length not grouped (hnp_lengths changed)
+            within = [p for p in self.attempts if isinstance(p.local, IPv6Address) and p.local in hnp]
+        return within + (self._by_local.at(ipv4_hoa) if ipv4_hoa is not None else [])
 
     def receive(self, msg: wire.Message, arrival: Arrival, now: float) -> list:
         handler = self._HANDLERS.get(type(msg))
@@ -463,6 +496,7 @@ class RoInitiator:
                 self._remember_failure(attempt.pair, attempt.failures, now + self.policy.retry_interval * 16)
         for pair in self._forget_at.pop_due(now):
             del self._failures[pair]
+            self._failed_at.discard(pair.local, pair)
         return self._rescheduled(actions)
 
     def next_deadline(self) -> float | None:
@@ -490,11 +524,13 @@ class RoInitiator:
                 self._forget_failure(first[1])
                 self._count("remembered_failures", "soonest_forgotten")
         self._failures[pair] = (failures, until)
+        self._failed_at.add(pair.local, pair)
         self._forget_at.set(pair, until)
 
     def _forget_failure(self, pair: RoPair) -> int:
         """Forget pair's failures; how many there were."""
         self._forget_at.discard(pair)
+        self._failed_at.discard(pair.local, pair)
         failures, _ = self._failures.pop(pair, (0, None))
         return failures
 
@@ -564,6 +600,7 @@ class RoInitiator:
             return self._fail(attempt, now, FailReason.RESERVED_PEER, long=True, detail=str(peer.address))
         attempt.peer = peer
         self._with_peer.setdefault(peer.address, {})[attempt.pair] = None
+        self._with_peer_at.add((peer.address, attempt.pair.local), attempt.pair)
         quick = p.mode is Mode.QUICK and peer.address in p.peer_keys
         attempt.mode = Mode.QUICK if quick else Mode.RR
         if quick:
@@ -756,8 +793,11 @@ class RoInitiator:
         state, or anyone using its address): it ends nothing, but a binding
         in place is refreshed now, which mends a peer that forgot it."""
         actions = []
-        for attempt in [a for a in map(self.attempts.get, self._with_peer.get(arrival.src, ()))
-                        if a.phase is not Phase.BACKOFF and mapped(a.pair.local) == be.home_address]:
+        home = be.home_address                 # our MN's: IPv6, or IPv4 as IPv4-mapped
+        named = [home] if unmapped(home) == home else [home, unmapped(home)]
+        pairs = [pair for local in named for pair in self._with_peer_at.get((arrival.src, local))]
+        for attempt in [a for a in map(self.attempts.get, pairs)
+                        if a is not None and a.phase is not Phase.BACKOFF and mapped(a.pair.local) == home]:
             self._touch(attempt)
             if self._be_authentic(attempt, be):
                 # The peer lost the pair (its CN moved or left): no fault of the

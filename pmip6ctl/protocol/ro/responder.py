@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import Callable, Mapping
 
 from ... import security, wire
 from ...security import PeerKey
 from ...transport import Arrival, Send, SendHomePath, UdpEndpoint
 from ..common import Deadlines
+from ..index import AddressGroups, Groups
 from ..vocabulary import Mode, RejectReason, Role, StopReason, status_label
 from .actions import (Address, BindingErrorKey, RoInstalled, RoPair, RoRejected, RoRemoved, RoSendOnlyOnceHeard,
                       mapped, no_binding_error, unmapped)
@@ -43,6 +44,9 @@ class ResponderPolicy:
     # protection): at most this many; past it the oldest goes (a pair that
     # holds a binding is still protected by the binding's own Timestamp).
     max_replay_entries: int = 65536
+    # The lengths of the served CNs' home network prefixes (mag.hnp_lengths):
+    # a CN's pairs are found by its prefix (pairs_of) without a walk.
+    hnp_lengths: tuple[int, ...] = (64,)
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,9 @@ class RoResponder:
         # a peer's address -> the pairs bound with it (a BE from anyone looks
         # there, not through every binding)
         self._with_peer: dict[IPv6Address, dict[RoPair, None]] = {}
+        # (peer, its MN) -> those pairs (a BE names the MN), and the pairs by our CN
+        self._with_peer_for: Groups[tuple[IPv6Address, Address], RoPair] = Groups()
+        self._by_local: AddressGroups[RoPair] = AddressGroups(policy.hnp_lengths)
         self._last_timestamp: dict[RoPair, float] = {}
         # bindings and replay Timestamps changed since the store last took them (daemon/persist.py)
         self.changed: set[RoPair] = set()
@@ -120,6 +127,8 @@ class RoResponder:
         self.bindings[binding.pair] = binding
         self.changed.add(binding.pair)
         self._with_peer.setdefault(binding.peer, {})[binding.pair] = None
+        self._with_peer_for.add((binding.peer, binding.pair.remote), binding.pair)
+        self._by_local.add(binding.pair.local, binding.pair)
         self._expiry.set(binding.pair, binding.expires)
 
     def _drop(self, pair: RoPair) -> ResponderBinding | None:
@@ -130,6 +139,9 @@ class RoResponder:
         self._expiry.discard(pair)
         binding = self.bindings.pop(pair, None)
         self.changed.add(pair)
+        if binding is not None:
+            self._with_peer_for.discard((binding.peer, pair.remote), pair)
+            self._by_local.discard(pair.local, pair)
         pairs = self._with_peer.get(binding.peer) if binding is not None else None
         if pairs is not None:
             pairs.pop(pair, None)
@@ -175,11 +187,20 @@ class RoResponder:
         """Our CN left (detach, handover): drop its bindings and tell each
         peer with a Binding Error, so it falls back at once."""
         actions = []
-        for binding in [b for b in self.bindings.values() if b.pair.local == local]:
+        for binding in [b for b in map(self.bindings.get, self._by_local.at(local)) if b is not None]:
             self._drop(binding.pair)
             actions.append(RoRemoved(binding.pair, binding.peer, Role.RESPONDER, StopReason.CN_DETACHED))
             actions.append(self.binding_error(binding.pair.remote, binding.peer, binding))
         return actions
+
+    def pairs_of(self, hnp: IPv6Network | None, ipv4_hoa: IPv4Address | None) -> list[RoPair]:
+        """The pairs bound for one of our CNs: its address in its home network
+        prefix, or its IPv4 home address (O(its pairs), issue 14)."""
+        within = self._by_local.within(hnp) if hnp is not None else []
+        if within is None:                     # a prefix of a length not grouped (hnp_lengths changed)
+            within = [p for p in self.bindings if isinstance(p.local, IPv6Address) and p.local in hnp]
+        found = within + (self._by_local.at(ipv4_hoa) if ipv4_hoa is not None else [])
+        return [pair for pair in found if pair in self.bindings]
 
     def remove(self, pair: RoPair, reason: StopReason) -> list:
         binding = self._drop(pair)
@@ -378,8 +399,11 @@ class RoResponder:
         per pair and BE_REFRESH_INTERVAL (a stream of forged ones costs no
         more than that)."""
         actions = []
-        for binding in [b for b in map(self.bindings.get, self._with_peer.get(arrival.src, ()))
-                        if b is not None and mapped(b.pair.remote) == be.home_address]:
+        home = be.home_address                 # the peer's MN: IPv6, or IPv4 as IPv4-mapped
+        named = [home] if unmapped(home) == home else [home, unmapped(home)]
+        pairs = [pair for mn in named for pair in self._with_peer_for.get((arrival.src, mn))]
+        for binding in [b for b in map(self.bindings.get, pairs)
+                        if b is not None and b.peer == arrival.src and mapped(b.pair.remote) == home]:
             if self._be_authentic(be, binding, arrival):
                 actions += self.remove(binding.pair, StopReason.BINDING_ERROR)
             else:
