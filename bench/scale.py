@@ -1,0 +1,313 @@
+#!/usr/bin/env python3
+"""Scale benchmark (issue 14): the real LMA daemon of the lab under N mobile
+nodes, registered by emulated MAGs (pmip6ctl.lab.loadgen: real sockets in
+the MAGs' namespaces, the real authenticated PBU/PBA, signed with the lab's
+keys). For each N (1k, 10k, 100k by default), on a fresh LMA sized for N:
+
+1. mass attach of N MNs over the three MAG identities, at most --window
+   PBUs outstanding: PBUs/s, PBA latency p50/p99, refusals by status;
+2. the MAG's RO query (LRI → LRA) at N, one at a time: p50/p99;
+3. LMA RSS (VmRSS) empty and at N: bytes per binding; the LMA's mn_table
+   entries in the pool (each MN's HNP must be there); LMA CPU per PBU;
+4. a refresh of every MN, then (optionally) --moves handovers between MAGs
+   (each makes the LMA ask the old MAG by BRI first, RFC 5846);
+5. kill -9 of the LMA and a start: seconds until it answers a PBU, every
+   binding is back (its `bindings`) and every HNP is in its map; bindings lost;
+6. deregistration of every MN: PBUs/s, and the map back to empty.
+
+Every figure is also given as a ratio against the first size, measured in
+the same run (the machine is shared and noisy). By default the LMA's
+threads run on CPU 1 and the generator on CPU 0 (--no-pin: anywhere).
+
+--soak MINUTES runs the soak instead (issue 14 §5): on a fresh LMA, a
+warm-up (--soak-mns attached and detached) sets the baseline, then MNs
+attach, move between MAGs, detach and ask RO queries for MINUTES; when the
+churn stops and every MN is gone, the LMA's RSS (within 10 % of the
+baseline), its map entries and its bounded tables (`status` limits) must be
+back where they were.
+
+Targets at 100,000 bindings, one core: >= 5,000 PBUs/s (mass attach), PBA
+p99 <= 20 ms, LRI p99 <= 5 ms, RSS <= 1.5 KiB per binding over the empty
+daemon, kill -9 to answering PBUs and forwarding for every binding
+<= 10 s, 0 bindings lost.
+
+    .venv/bin/python bench/scale.py [--sizes 1000,10000,100000] [--window 32] [--json]
+    .venv/bin/python bench/scale.py --soak 10 [--soak-mns 1000]
+
+Needs root. Brings the lab up if it is down; stops the lab's MAG daemons
+(the generator borrows their identities) and, at the end, gives the LMA its
+own config and state back and starts the MAGs again (the lab as it was).
+Results go in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pmip6ctl.lab import loadgen as lg  # noqa: E402
+from pmip6ctl.lab.runner import Lab  # noqa: E402
+
+STARTED = time.monotonic()
+ALL_CPUS = os.sched_getaffinity(0)
+
+
+def say(line: str) -> None:
+    """Progress on stderr, with the seconds since the start."""
+    print(f"  [{time.monotonic() - STARTED:7.1f} s] {line}", file=sys.stderr, flush=True)
+
+
+def pin_cpus(lab: Lab, enabled: bool) -> str:
+    """The LMA's threads on the last CPU, ours on the first: "one core" each."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not enabled or len(cpus) < 2:
+        return "not pinned"
+    pid = lab.pid("lma")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), {cpus[-1]})
+    os.sched_setaffinity(0, {cpus[0]})
+    return f"LMA on CPU {cpus[-1]}, generator on CPU {cpus[0]}"
+
+
+def generator(lab: Lab, args) -> lg.LoadGenerator:
+    identities = [lg.MagIdentity.of_lab(lab, mag) for mag in lg.MAGS]
+    return lg.LoadGenerator(identities, window=args.window, timeout=args.timeout, lifetime=3600,
+                            progress=lambda line: say("  " + line))
+
+
+def map_check(lab: Lab, gen: lg.LoadGenerator, pool: str) -> dict:
+    """The LMA's pinned mn_table against the generator's bindings."""
+    held = {p for p in lg.mn_table_prefixes(lab.pin_root / "lma") if p.subnet_of(lg.IPv6Network(pool))}
+    bound = {gen.prefix_of(i) for i in gen.where}
+    return {"entries": len(held), "bindings_without_entry": len(bound - held), "entries_without_binding": len(held - bound)}
+
+
+def restart(lab: Lab, gen: lg.LoadGenerator, pool: str, args) -> dict:
+    """kill -9, start again; until it answers a PBU, holds every binding and
+    has every HNP in its map."""
+    expected = {lg.mn_id(i): str(gen.prefix_of(i)) for i in gen.where}
+    probe = next(iter(gen.where))
+    lg.kill_lma(lab)
+    killed = time.monotonic()
+    os.sched_setaffinity(0, ALL_CPUS)          # what the LMA inherits
+    lab.start_daemon("lma")
+    say("  LMA killed (-9) and started again; probing with a refresh PBU every 0.2 s")
+    gen.probe(probe)
+    answering = time.monotonic() - killed
+    rows = {r["mn_id"]: r["hnp"] for r in lab.client("lma", timeout=120).call("bindings")}
+    bindings_back = time.monotonic() - killed
+    maps = map_check(lab, gen, pool)
+    while maps["bindings_without_entry"] and time.monotonic() - killed < 120:
+        time.sleep(0.1)
+        maps = map_check(lab, gen, pool)
+    forwarding = time.monotonic() - killed
+    pin_cpus(lab, args.pin)
+    return {"answering_pbus_s": round(answering, 2), "every_binding_back_s": round(bindings_back, 2),
+            "every_map_entry_s": round(forwarding, 2), "restart_s": round(max(answering, bindings_back, forwarding), 2),
+            "bindings_after": sum(1 for mn in rows if mn in expected),
+            "bindings_lost": sum(1 for mn, hnp in expected.items() if rows.get(mn) != hnp),
+            "map_after": maps}
+
+
+def run_size(lab: Lab, n: int, args) -> dict:
+    pool = lg.scale_pool(n)
+    say(f"N = {n:,}: a fresh LMA with hnp_pool {pool}")
+    os.sched_setaffinity(0, ALL_CPUS)
+    lg.restart_lma(lab, lg.scale_lma_config(lab, n), fresh=True)
+    pinned = pin_cpus(lab, args.pin)
+    pid = lab.pid("lma")
+    time.sleep(1.0)
+    result = {"n": n, "window": args.window, "cpus": pinned, "rss_empty": lg.rss_bytes(pid)}
+    with generator(lab, args) as gen:
+        cpu = lg.cpu_seconds(pid)
+        attach = gen.attach(range(n))
+        lma_cpu = lg.cpu_seconds(pid) - cpu
+        result["attach"] = attach.summary()
+        result["attach"]["lma_cpu_us_per_pbu"] = round(lma_cpu / max(attach.answered, 1) * 1e6, 1)
+        result["attach"]["lma_cpu_share"] = round(lma_cpu / attach.seconds, 2) if attach.seconds else None
+        result["bound"] = len(gen.where)
+        time.sleep(0.5)
+        result["rss_full"] = lg.rss_bytes(pid)
+        result["rss_per_binding"] = round((result["rss_full"] - result["rss_empty"]) / max(result["bound"], 1), 1)
+        result["map"] = map_check(lab, gen, pool)
+        say(f"  {result['bound']:,} bound, {result['map']['entries']:,} map entries, "
+            f"RSS {result['rss_empty'] / 2**20:.0f} → {result['rss_full'] / 2**20:.0f} MiB")
+        say(f"  LRI → LRA, {args.lri_samples} queries")
+        result["lri"] = gen.lri_latency(args.lri_samples).summary()
+        result["refresh"] = gen.refresh(range(n)).summary()
+        if args.moves:
+            result["move"] = gen.move(range(min(args.moves, n))).summary()
+        if not args.no_restart and gen.where:
+            result["restart"] = restart(lab, gen, pool, args)
+            say(f"  restart: {result['restart']}")
+        result["detach"] = gen.detach(range(n)).summary()
+        result["map_after_detach"] = map_check(lab, gen, pool)["entries"]
+        result["unsolicited"] = dict(gen.unsolicited)
+    return result
+
+
+# --- the soak ---------------------------------------------------------------------------------------
+def sample(lab: Lab, pool: str) -> dict:
+    status = lab.client("lma", timeout=60).call("status")
+    return {"rss": lg.rss_bytes(lab.pid("lma")), "map_entries": lg.pinned_entries(lab.pin_root / "lma", pool),
+            "bindings": len(lab.client("lma", timeout=60).call("bindings")),
+            "tables": {name: row["held"] for name, row in status["limits"].items()}}
+
+
+def soak(lab: Lab, minutes: float, args) -> dict:
+    mns = args.soak_mns
+    pool = lg.scale_pool(mns * 2)
+    say(f"soak: a fresh LMA, {mns:,} MNs in churn for {minutes:g} min")
+    os.sched_setaffinity(0, ALL_CPUS)
+    lg.restart_lma(lab, lg.scale_lma_config(lab, mns * 2), fresh=True)
+    pin_cpus(lab, args.pin)
+    samples = {"empty": sample(lab, pool)}
+    with generator(lab, args) as gen:
+        say("  warm-up: attach and detach the population once")
+        gen.attach(range(mns))
+        gen.detach(range(mns))
+        gen.serve(12)                     # MinDelayBeforeBCEDelete (10 s): deregistered entries go
+        samples["baseline"] = sample(lab, pool)
+        say(f"  baseline {samples['baseline']}")
+        gen.attach(range(mns, 2 * mns))
+        batch = max(10, mns // 20)
+        next_index, live = 2 * mns, list(range(mns, 2 * mns))
+        totals = {"attach": 0, "move": 0, "detach": 0, "lri": 0, "refused": 0, "lost": 0}
+        during, end = [], time.monotonic() + minutes * 60
+        next_sample = time.monotonic() + 30
+        while time.monotonic() < end:
+            leaving, live = live[:batch], live[batch:]
+            for result in (gen.detach(leaving, "soak detach"),
+                           gen.attach(range(next_index, next_index + batch), "soak attach"),
+                           gen.move(live[:batch], "soak move"),
+                           gen.lri_latency(10)):
+                kind = result.phase.removeprefix("soak ")
+                totals[kind] += result.answered
+                totals["refused"] += result.refused
+                totals["lost"] += result.lost
+            live = live[batch:] + live[:batch] + list(range(next_index, next_index + batch))
+            next_index += batch
+            if time.monotonic() >= next_sample:
+                next_sample += 30
+                during.append(sample(lab, pool))
+                say(f"  churn: {totals}; {during[-1]}")
+        say("  churn over: detaching everyone")
+        gen.detach(list(gen.where))
+        gen.serve(12)
+        samples["after"] = sample(lab, pool)
+    base, after = samples["baseline"], samples["after"]
+    tolerance = 0.10
+    checks = {
+        "rss_within_10_percent": after["rss"] <= base["rss"] * (1 + tolerance),
+        "map_entries_back": after["map_entries"] == base["map_entries"],
+        "bindings_back": after["bindings"] == base["bindings"],
+        "tables_back": after["tables"] == base["tables"],
+    }
+    return {"minutes": minutes, "mns": mns, "totals": totals, "samples": samples, "during": during,
+            "rss_tolerance": tolerance, "checks": checks}
+
+
+# --- output -----------------------------------------------------------------------------------------
+ROWS = [
+    ("bindings registered", lambda r: r["bound"], "{:,}"),
+    ("mass attach, PBUs/s (>= 5,000 at 100k)", lambda r: r["attach"]["per_second"], "{:,.0f}"),
+    ("PBA latency p50, ms", lambda r: r["attach"]["p50_ms"], "{:.1f}"),
+    ("PBA latency p99, ms (<= 20)", lambda r: r["attach"]["p99_ms"], "{:.1f}"),
+    ("PBUs refused / lost", lambda r: f"{r['attach']['refused']}/{r['attach']['lost']}", "{}"),
+    ("LMA CPU per PBU, µs", lambda r: r["attach"]["lma_cpu_us_per_pbu"], "{:,.0f}"),
+    ("generator CPU per PBU, µs", lambda r: r["attach"]["generator_cpu_us_per_request"], "{:,.0f}"),
+    ("refresh, PBUs/s", lambda r: r["refresh"]["per_second"], "{:,.0f}"),
+    ("handover (BRI first), PBUs/s", lambda r: r.get("move", {}).get("per_second"), "{:,.0f}"),
+    ("handover PBA p99, ms", lambda r: r.get("move", {}).get("p99_ms"), "{:.1f}"),
+    ("deregistration, PBUs/s", lambda r: r["detach"]["per_second"], "{:,.0f}"),
+    ("LRI → LRA p50, ms", lambda r: r["lri"]["p50_ms"], "{:.2f}"),
+    ("LRI → LRA p99, ms (<= 5)", lambda r: r["lri"]["p99_ms"], "{:.2f}"),
+    ("LMA RSS empty, MiB", lambda r: r["rss_empty"] / 2**20, "{:,.0f}"),
+    ("LMA RSS at N, MiB", lambda r: r["rss_full"] / 2**20, "{:,.0f}"),
+    ("RSS per binding, bytes (<= 1,536)", lambda r: r["rss_per_binding"], "{:,.0f}"),
+    ("mn_table entries at N", lambda r: r["map"]["entries"], "{:,}"),
+    ("  bindings without an entry", lambda r: r["map"]["bindings_without_entry"], "{:,}"),
+    ("kill -9 → answering PBUs, s", lambda r: r.get("restart", {}).get("answering_pbus_s"), "{:.2f}"),
+    ("kill -9 → every binding and entry, s (<= 10)", lambda r: r.get("restart", {}).get("restart_s"), "{:.2f}"),
+    ("bindings lost across kill -9 (0)", lambda r: r.get("restart", {}).get("bindings_lost"), "{:,}"),
+    ("mn_table entries after deregistration", lambda r: r["map_after_detach"], "{:,}"),
+]
+
+
+def table(results: list[dict]) -> str:
+    sizes = [r["n"] for r in results]
+    head = f"{'':<46}" + "".join(f"{f'N = {n:,}':>14}{'ratio':>8}" for n in sizes)
+    lines = [head]
+    for label, get, fmt in ROWS:
+        cells = []
+        first = None
+        for i, r in enumerate(results):
+            try:
+                value = get(r)
+            except (KeyError, TypeError):
+                value = None
+            if i == 0:
+                first = value
+            text = "-" if value is None else fmt.format(value)
+            ratio = ""
+            if i and isinstance(value, (int, float)) and isinstance(first, (int, float)) and first:
+                ratio = f"{value / first:.2f}x"
+            cells.append(f"{text:>14}{ratio:>8}")
+        lines.append(f"{label:<46}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,10000,100000", help="N, comma-separated")
+    parser.add_argument("--window", type=int, default=32, help="PBUs outstanding at once")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds before a PBU is sent again")
+    parser.add_argument("--lri-samples", type=int, default=500)
+    parser.add_argument("--moves", type=int, default=1000, help="handovers per size (0: none)")
+    parser.add_argument("--no-restart", action="store_true", help="skip the kill -9")
+    parser.add_argument("--no-pin", dest="pin", action="store_false", help="leave CPU placement to the kernel")
+    parser.add_argument("--soak", type=float, nargs="?", const=10.0, default=None, metavar="MINUTES",
+                        help="run the soak (default 10 min) instead of the sizes")
+    parser.add_argument("--soak-mns", type=int, default=1000, help="MNs in churn during the soak")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+
+    lab = Lab(progress=lambda line: say(f"[lab] {line}"))
+    if not lab.namespaces():
+        lab.up()
+    say("stopping the lab's MAG daemons (the generator borrows their identities) and its LMA")
+    lg.borrow_mags(lab)
+    saved = lg.stop_lma_saving_state(lab)
+    try:
+        if args.soak is not None:
+            results = soak(lab, args.soak, args)
+        else:
+            results = [run_size(lab, n, args) for n in sizes]
+    finally:
+        say("giving the LMA its own config and state back, starting the MAGs again")
+        os.sched_setaffinity(0, ALL_CPUS)      # the daemons started next inherit it
+        lg.restore_lma(lab, saved)
+        lg.return_mags(lab)
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+    elif args.soak is not None:
+        print(f"soak: {results['minutes']:g} min, {results['mns']:,} MNs in churn; answered {results['totals']}")
+        for name in ("empty", "baseline", "after"):
+            s = results["samples"][name]
+            print(f"  {name:<9} RSS {s['rss'] / 2**20:7.1f} MiB, {s['map_entries']:,} map entries, "
+                  f"{s['bindings']:,} bindings, tables {s['tables']}")
+        for check, ok in results["checks"].items():
+            print(f"  {check:<28} {'yes' if ok else 'NO'}")
+    else:
+        print(table(results))
+
+
+if __name__ == "__main__":
+    main()
