@@ -589,20 +589,47 @@ class LoadGenerator:
         result.extra["wrong_mag"] = wrong
         return result
 
+    # --- what the LMA holds ------------------------------------------------------------------
+    def expected_bindings(self) -> dict[str, tuple[str, str]]:
+        """MN-ID -> (HNP, serving MAG's address) of every MN bound through us."""
+        return {mn_id(i, self.prefix): (str(self.prefix_of(i)), str(self.mags[m].identity.address))
+                for i, m in self.where.items() if i in self.hnp}
+
+    def check_bindings(self, rows: list[dict]) -> dict:
+        """The LMA's `bindings` rows against ours: missing (or with another
+        HNP or MAG) and extra (MN-IDs of ours the LMA holds that we do not)."""
+        expected = self.expected_bindings()
+        held = {r["mn_id"]: (r["hnp"], r["mag"]) for r in rows if self.index_of(r["mn_id"]) is not None}
+        return {"expected": len(expected), "held": len(held),
+                "missing": sorted(mn for mn, b in expected.items() if held.get(mn) != b),
+                "extra": sorted(mn for mn in held if mn not in expected)}
+
+    def check_forwarding(self, pin_dir: Path, pool: str | IPv6Network) -> dict:
+        """The LMA's pinned mn_table against ours: every bound MN's HNP must
+        be there, into the tunnel to its MAG, and nothing else of the pool."""
+        held = forwarding(pin_dir, pool)
+        bound = {self.prefix_of(i): self.mags[m].identity.address for i, m in self.where.items() if i in self.hnp}
+        return {"entries": len(held),
+                "bindings_without_entry": sum(1 for p in bound if p not in held),
+                "wrong_tunnel": sum(1 for p, mag in bound.items() if p in held and held[p] != mag),
+                "entries_without_binding": sum(1 for p in held if p not in bound)}
+
     # --- probes -------------------------------------------------------------------------------
-    def probe(self, index: int, timeout: float = 0.2) -> float | None:
-        """One refresh PBU for a bound MN, sent again every `timeout` until
-        answered (another sequence number and Timestamp each time): the
-        seconds it took, or None if nothing is bound."""
-        if index not in self.where:
-            return None
+    def probe(self, index: int, every: float = 0.2, give_up: float = 300.0) -> float | None:
+        """A PBU for one MN (a refresh if it is bound, else its first
+        registration), sent again every `every` seconds (another sequence
+        number and Timestamp each time) until answered: the seconds it took;
+        None if nothing answered within give_up."""
         saved = (self.timeout, self.attempts)
-        self.timeout, self.attempts = timeout, 1 << 30
+        self.timeout, self.attempts = every, max(1, int(give_up / every))
         try:
-            result = self.refresh([index], phase="probe")
+            if index in self.where:
+                result = self.refresh([index], phase="probe")
+            else:
+                result = self.attach([index], phase="probe")
         finally:
             self.timeout, self.attempts = saved
-        return result.seconds
+        return result.seconds if result.answered else None
 
     def close(self) -> None:
         for mag in self.mags:
@@ -722,29 +749,39 @@ def _bpf():
         lib.bpf_obj_get.restype = ctypes.c_int
         lib.bpf_map_get_next_key.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
         lib.bpf_map_get_next_key.restype = ctypes.c_int
+        lib.bpf_map_lookup_elem.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        lib.bpf_map_lookup_elem.restype = ctypes.c_int
         _libbpf = lib
     return _libbpf
 
 
 _PREFIX_KEY = struct.Struct("=I16s")           # struct prefix_key (bpf/types.h)
+_MN_ENTRY = struct.Struct("=II")               # struct mn_entry: tunnel_id, ifindex
+_TUNNEL = struct.Struct("=BxHHxxI16s16s")      # struct tunnel: type, sport, dport, generation, local, remote
 
 
-def mn_table_prefixes(pin_dir: Path) -> list[IPv6Network]:
-    """Every IPv6 prefix in a node's pinned mn_table (an LPM trie walk);
-    IPv4 entries (/96 + n) are left out."""
-    lib = _bpf()
-    fd = lib.bpf_obj_get(str(pin_dir / "mn_table").encode())
+def _open_pin(path: Path) -> int:
+    fd = _bpf().bpf_obj_get(str(path).encode())
     if fd < 0:
         err = ctypes.get_errno()
-        raise FileNotFoundError(err, f"cannot open {pin_dir / 'mn_table'}: {os.strerror(err)}")
+        raise FileNotFoundError(err, f"cannot open {path}: {os.strerror(err)}")
+    return fd
+
+
+def mn_table(pin_dir: Path) -> dict[IPv6Network, int]:
+    """Every IPv6 prefix in a node's pinned mn_table with its tunnel id (an
+    LPM trie walk, one lookup per entry); IPv4 entries (/96 + n) are left out."""
+    lib = _bpf()
+    fd = _open_pin(pin_dir / "mn_table")
     try:
-        found = []
+        found = {}
         key, following = ctypes.create_string_buffer(_PREFIX_KEY.size), ctypes.create_string_buffer(_PREFIX_KEY.size)
+        value = ctypes.create_string_buffer(_MN_ENTRY.size)
         previous = None
         while lib.bpf_map_get_next_key(fd, previous, following) == 0:
             length, address = _PREFIX_KEY.unpack(following.raw)
-            if not address.startswith(bytes(10) + b"\xff\xff"):
-                found.append(IPv6Network((IPv6Address(address), length)))
+            if not address.startswith(bytes(10) + b"\xff\xff") and lib.bpf_map_lookup_elem(fd, following, value) == 0:
+                found[IPv6Network((IPv6Address(address), length))] = _MN_ENTRY.unpack(value.raw)[0]
             ctypes.memmove(key, following, _PREFIX_KEY.size)
             previous = key
         return found
@@ -752,10 +789,40 @@ def mn_table_prefixes(pin_dir: Path) -> list[IPv6Network]:
         os.close(fd)
 
 
+def tunnel_remotes(pin_dir: Path, ids: Iterable[int]) -> dict[int, IPv6Address | None]:
+    """tunnel id -> the remote end its entry in the pinned tunnels array
+    names (None: an unused slot)."""
+    lib = _bpf()
+    fd = _open_pin(pin_dir / "tunnels")
+    try:
+        found = {}
+        value = ctypes.create_string_buffer(_TUNNEL.size)
+        for tunnel_id in set(ids):
+            key = ctypes.c_uint32(tunnel_id)
+            if lib.bpf_map_lookup_elem(fd, ctypes.byref(key), value) != 0:
+                found[tunnel_id] = None
+                continue
+            kind, _, _, _, _, remote = _TUNNEL.unpack(value.raw)
+            found[tunnel_id] = IPv6Address(remote) if kind else None
+        return found
+    finally:
+        os.close(fd)
+
+
+def forwarding(pin_dir: Path, pool: str | IPv6Network) -> dict[IPv6Network, IPv6Address | None]:
+    """Each prefix of the pool in a node's pinned mn_table -> the remote end
+    of the tunnel it forwards into (a MAG's proxy CoA, IPv4-mapped for an
+    IPv4 tunnel)."""
+    pool = IPv6Network(pool)
+    entries = {prefix: tunnel for prefix, tunnel in mn_table(pin_dir).items() if prefix.subnet_of(pool)}
+    remotes = tunnel_remotes(pin_dir, entries.values())
+    return {prefix: remotes[tunnel] for prefix, tunnel in entries.items()}
+
+
 def pinned_entries(pin_dir: Path, pool: str | IPv6Network) -> int:
     """How many of the pinned mn_table's prefixes lie in the pool."""
     pool = IPv6Network(pool)
-    return sum(1 for p in mn_table_prefixes(pin_dir) if p.subnet_of(pool))
+    return sum(1 for p in mn_table(pin_dir) if p.subnet_of(pool))
 
 
 # --- the lab around it -------------------------------------------------------------------------------
