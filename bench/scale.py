@@ -43,6 +43,7 @@ Results go in docs/performance.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -52,6 +53,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pmip6ctl.lab import loadgen as lg  # noqa: E402
+from pmip6ctl.lab.demo import attach_mobile_nodes  # noqa: E402
 from pmip6ctl.lab.runner import Lab  # noqa: E402
 
 STARTED = time.monotonic()
@@ -148,65 +150,153 @@ def run_size(lab: Lab, n: int, args) -> dict:
     return result
 
 
+# --- RO churn at a MAG -----------------------------------------------------------------------------
+SOAK_PREFIXES = lg.IPv6Network("2001:db8:100:8000::/49")      # the upper half of the lab's pool
+
+
+def lab_mn1(lab: Lab) -> lg.IPv6Address:
+    """MN1's address at MAG1 (attached first if the lab has no MNs yet)."""
+    address = lab.mn_current_address("mn1") if lab.where("mn1") == "mag1" else None
+    if address is None:
+        with contextlib.redirect_stdout(sys.stderr):
+            attach_mobile_nodes(lab)
+        address = lab.mn_current_address("mn1")
+    return lg.IPv6Address(address)
+
+
+def mag_sample(lab: Lab, mag: str = "mag1") -> dict:
+    """What the real MAG holds for RO: pairs, ro_table entries, tunnels, its bounded tables, RSS."""
+    client = lab.client(mag, timeout=60)
+    status = client.call("status")
+    return {"rss": lg.rss_bytes(lab.pid(mag)), "ro_pairs": len(client.call("ro_list")),
+            "ro_table": lg.pinned_count(lab.pin_root / mag, "ro_table", lg.RO_KEY_SIZE),
+            "tunnels": len(client.call("peers")),
+            "tables": {name: row["held"] for name, row in status["limits"].items()}}
+
+
+def ro_specs(gen: lg.LoadGenerator, cn: lg.IPv6Address, first: int, count: int) -> list[lg.RoSpec]:
+    """Pairs from MNs of the first emulated MAG to MN1 at MAG1."""
+    base = int(SOAK_PREFIXES.network_address) + (0x7000 << 64)
+    return [lg.RoSpec(0, lg.IPv6Address(base + ((first + k) << 64) + 1), cn, lg.IPv6Address(lg.t.address6("mag1")))
+            for k in range(count)]
+
+
+def ro_churn(lab: Lab, args) -> dict:
+    """RO set-up and teardown at the real MAG1, as the responder (quick
+    mode): the emulated MAG2 sets up --ro-pairs pairs between its MNs and
+    MN1, then ends them, --ro-rounds times; MAG1's RO pairs, ro_table
+    entries and tunnels must come back to where they were (after the 2 s
+    an ended pair's entry drains)."""
+    cn = lab_mn1(lab)
+    lg.borrow_mags(lab, ["mag2"])
+    pid = lab.pid("mag1")
+    try:
+        gen = lg.LoadGenerator([lg.MagIdentity.of_lab(lab, "mag2")], window=args.window, timeout=args.timeout,
+                               progress=lambda line: say("  " + line))
+        with gen:
+            before = mag_sample(lab)
+            rounds = []
+            for r in range(args.ro_rounds):
+                cpu = lg.cpu_seconds(pid)
+                up = gen.ro_start(ro_specs(gen, cn, r * args.ro_pairs, args.ro_pairs))
+                mag_cpu = lg.cpu_seconds(pid) - cpu
+                held = mag_sample(lab)
+                down = gen.ro_stop(list(gen.ro_up))
+                gen.serve(3)                      # the ended entries drain (DRAIN_SECONDS, 2 s)
+                rounds.append({"start": up.summary(), "stop": down.summary(), "held": held,
+                               "mag_cpu_us_per_bu": round(mag_cpu / max(up.answered, 1) * 1e6, 1),
+                               "after": mag_sample(lab)})
+                say(f"  RO round {r + 1}: {up.answered} set up ({up.rate:.0f}/s), {held['ro_table']} entries, "
+                    f"{down.answered} ended ({down.rate:.0f}/s); after: {rounds[-1]['after']}")
+            unsolicited = dict(gen.unsolicited)
+    finally:
+        lg.return_mags(lab, ["mag2"])
+    after = rounds[-1]["after"] if rounds else before
+    return {"pairs": args.ro_pairs, "rounds": rounds, "before": before, "unsolicited": unsolicited,
+            "back": {key: after[key] == before[key] for key in ("ro_pairs", "ro_table", "tunnels", "tables")}}
+
+
 # --- the soak ---------------------------------------------------------------------------------------
-def sample(lab: Lab, pool: str) -> dict:
-    status = lab.client("lma", timeout=60).call("status")
-    return {"rss": lg.rss_bytes(lab.pid("lma")), "map_entries": lg.pinned_entries(lab.pin_root / "lma", pool),
-            "bindings": len(lab.client("lma", timeout=60).call("bindings")),
+def lma_sample(lab: Lab, gen: lg.LoadGenerator) -> dict:
+    client = lab.client("lma", timeout=60)
+    status = client.call("status")
+    return {"rss": lg.rss_bytes(lab.pid("lma")), "map_entries": lg.pinned_entries(lab.pin_root / "lma", SOAK_PREFIXES),
+            "bindings": sum(1 for b in client.call("bindings") if gen.index_of(b["mn_id"]) is not None),
             "tables": {name: row["held"] for name, row in status["limits"].items()}}
 
 
 def soak(lab: Lab, minutes: float, args) -> dict:
+    """On the lab's own LMA (its config and bindings), with MAG2's and MAG3's
+    identities borrowed and the real MAG1 as the RO responder: MNs attach
+    (naming prefixes in the upper half of the pool, away from the lab's
+    MNs), move between the two MAGs, detach, ask RO queries, and set up
+    and end RO pairs with MN1 at MAG1."""
     mns = args.soak_mns
-    pool = lg.scale_pool(mns * 2)
-    say(f"soak: a fresh LMA, {mns:,} MNs in churn for {minutes:g} min")
-    os.sched_setaffinity(0, ALL_CPUS)
-    lg.restart_lma(lab, lg.scale_lma_config(lab, mns * 2), fresh=True)
-    pin_cpus(lab, args.pin)
-    samples = {"empty": sample(lab, pool)}
-    with generator(lab, args) as gen:
-        say("  warm-up: attach and detach the population once")
-        gen.attach(range(mns))
-        gen.detach(range(mns))
-        gen.serve(12)                     # MinDelayBeforeBCEDelete (10 s): deregistered entries go
-        samples["baseline"] = sample(lab, pool)
-        say(f"  baseline {samples['baseline']}")
-        gen.attach(range(mns, 2 * mns))
-        batch = max(10, mns // 20)
-        next_index, live = 2 * mns, list(range(mns, 2 * mns))
-        totals = {"attach": 0, "move": 0, "detach": 0, "lri": 0, "refused": 0, "lost": 0}
-        during, end = [], time.monotonic() + minutes * 60
-        next_sample = time.monotonic() + 30
-        while time.monotonic() < end:
-            leaving, live = live[:batch], live[batch:]
-            for result in (gen.detach(leaving, "soak detach"),
-                           gen.attach(range(next_index, next_index + batch), "soak attach"),
-                           gen.move(live[:batch], "soak move"),
-                           gen.lri_latency(10)):
-                kind = result.phase.removeprefix("soak ")
-                totals[kind] += result.answered
-                totals["refused"] += result.refused
-                totals["lost"] += result.lost
-            live = live[batch:] + live[:batch] + list(range(next_index, next_index + batch))
-            next_index += batch
-            if time.monotonic() >= next_sample:
-                next_sample += 30
-                during.append(sample(lab, pool))
-                say(f"  churn: {totals}; {during[-1]}")
-        say("  churn over: detaching everyone")
-        gen.detach(list(gen.where))
-        gen.serve(12)
-        samples["after"] = sample(lab, pool)
-    base, after = samples["baseline"], samples["after"]
-    tolerance = 0.10
-    checks = {
-        "rss_within_10_percent": after["rss"] <= base["rss"] * (1 + tolerance),
-        "map_entries_back": after["map_entries"] == base["map_entries"],
-        "bindings_back": after["bindings"] == base["bindings"],
-        "tables_back": after["tables"] == base["tables"],
-    }
-    return {"minutes": minutes, "mns": mns, "totals": totals, "samples": samples, "during": during,
-            "rss_tolerance": tolerance, "checks": checks}
+    cn = lab_mn1(lab)
+    say(f"soak: the lab's LMA, {mns:,} MNs in churn for {minutes:g} min; MAG1 real (RO responder)")
+    lg.borrow_mags(lab, ["mag2", "mag3"])
+
+    def named(index: int) -> lg.IPv6Network:
+        return lg.IPv6Network((int(SOAK_PREFIXES.network_address) + ((index % 0x7000) << 64), 64))
+
+    gen = lg.LoadGenerator([lg.MagIdentity.of_lab(lab, m) for m in ("mag2", "mag3")], window=args.window,
+                           timeout=args.timeout, prefix="soak", named_prefix=named,
+                           progress=lambda line: say("  " + line), progress_every=30)
+    try:
+        with gen:
+            say("  warm-up: attach and detach the population once, one RO round")
+            gen.attach(range(mns))
+            gen.ro_start(ro_specs(gen, cn, 0, min(mns, args.ro_pairs)))
+            gen.ro_stop(list(gen.ro_up))
+            gen.detach(range(mns))
+            gen.serve(12)                 # MinDelayBeforeBCEDelete (10 s): deregistered entries go
+            base = {"lma": lma_sample(lab, gen), "mag1": mag_sample(lab)}
+            say(f"  baseline {base}")
+            batch = max(10, mns // 20)
+            next_index = mns
+            gen.attach(range(next_index, next_index + mns))
+            live = list(range(next_index, next_index + mns))
+            next_index += mns
+            totals = {"attach": 0, "move": 0, "detach": 0, "lri": 0, "ro_start": 0, "ro_stop": 0, "refused": 0,
+                      "lost": 0}
+            during, end, next_sample = [], time.monotonic() + minutes * 60, time.monotonic() + 30
+            ro_first = min(mns, args.ro_pairs)
+            while time.monotonic() < end:
+                leaving, live = live[:batch], live[batch:]
+                ending = list(gen.ro_up)
+                steps = [gen.detach(leaving, "detach"), gen.attach(range(next_index, next_index + batch), "attach"),
+                         gen.move(live[:batch], "move"), gen.lri_latency(10),
+                         gen.ro_stop(ending, "ro_stop"), gen.ro_start(ro_specs(gen, cn, ro_first, batch), "ro_start")]
+                ro_first += batch
+                for result in steps:
+                    totals[result.phase] += result.answered
+                    totals["refused"] += result.refused
+                    totals["lost"] += result.lost
+                live = live[batch:] + live[:batch] + list(range(next_index, next_index + batch))
+                next_index += batch
+                if time.monotonic() >= next_sample:
+                    next_sample += 30
+                    during.append({"lma": lma_sample(lab, gen), "mag1": mag_sample(lab)})
+                    say(f"  churn: {totals}; {during[-1]}")
+            say("  churn over: ending every RO pair, detaching every MN")
+            gen.ro_stop(list(gen.ro_up))
+            gen.detach(list(gen.where))
+            gen.serve(12)
+            after = {"lma": lma_sample(lab, gen), "mag1": mag_sample(lab)}
+            unsolicited = dict(gen.unsolicited)
+    finally:
+        lg.return_mags(lab, ["mag2", "mag3"])
+    checks = {}
+    for node in ("lma", "mag1"):
+        checks[f"{node}_rss_within_{RSS_TOLERANCE >> 20}_mib"] = after[node]["rss"] <= base[node]["rss"] + RSS_TOLERANCE
+        for key in base[node]:
+            if key != "rss":
+                checks[f"{node}_{key}_back"] = after[node][key] == base[node][key]
+    return {"minutes": minutes, "mns": mns, "totals": totals, "baseline": base, "during": during, "after": after,
+            "rss_tolerance_mib": RSS_TOLERANCE >> 20, "checks": checks, "unsolicited": unsolicited}
+
+
+RSS_TOLERANCE = 4 << 20        # what CPython's allocator may keep after the churn without a leak
 
 
 # --- output -----------------------------------------------------------------------------------------
@@ -261,13 +351,15 @@ def table(results: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1000,10000,100000", help="N, comma-separated")
+    parser.add_argument("--sizes", default="1000,10000,100000", help="N, comma-separated (empty: none)")
     parser.add_argument("--window", type=int, default=32, help="PBUs outstanding at once")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds before a PBU is sent again")
     parser.add_argument("--lri-samples", type=int, default=500)
     parser.add_argument("--moves", type=int, default=1000, help="handovers per size (0: none)")
     parser.add_argument("--no-restart", action="store_true", help="skip the kill -9")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="leave CPU placement to the kernel")
+    parser.add_argument("--ro-pairs", type=int, default=1000, help="RO pairs per round at MAG1 (0: no RO churn)")
+    parser.add_argument("--ro-rounds", type=int, default=3)
     parser.add_argument("--soak", type=float, nargs="?", const=10.0, default=None, metavar="MINUTES",
                         help="run the soak (default 10 min) instead of the sizes")
     parser.add_argument("--soak-mns", type=int, default=1000, help="MNs in churn during the soak")
@@ -278,31 +370,51 @@ def main() -> None:
     lab = Lab(progress=lambda line: say(f"[lab] {line}"))
     if not lab.namespaces():
         lab.up()
-    say("stopping the lab's MAG daemons (the generator borrows their identities) and its LMA")
-    lg.borrow_mags(lab)
-    saved = lg.stop_lma_saving_state(lab)
-    try:
-        if args.soak is not None:
-            results = soak(lab, args.soak, args)
-        else:
-            results = [run_size(lab, n, args) for n in sizes]
-    finally:
-        say("giving the LMA its own config and state back, starting the MAGs again")
-        os.sched_setaffinity(0, ALL_CPUS)      # the daemons started next inherit it
-        lg.restore_lma(lab, saved)
-        lg.return_mags(lab)
+    if args.soak is not None:
+        results = soak(lab, args.soak, args)
+        if args.json:
+            print(json.dumps(results, indent=2, default=str))
+            return
+        print(f"soak: {results['minutes']:g} min, {results['mns']:,} MNs in churn; answered {results['totals']}")
+        for name in ("baseline", "after"):
+            for node, s in results[name].items():
+                print(f"  {name:<9} {node:<5} RSS {s['rss'] / 2**20:7.1f} MiB, "
+                      + ", ".join(f"{k} {v}" for k, v in s.items() if k != "rss"))
+        for check, ok in results["checks"].items():
+            print(f"  {check:<32} {'yes' if ok else 'NO'}")
+        return
+
+    results = {"sizes": []}
+    if sizes:
+        say("stopping the lab's MAG daemons (the generator borrows their identities) and its LMA")
+        lg.borrow_mags(lab)
+        saved = lg.stop_lma_saving_state(lab)
+        try:
+            results["sizes"] = [run_size(lab, n, args) for n in sizes]
+        finally:
+            say("giving the LMA its own config and state back, starting the MAGs again")
+            os.sched_setaffinity(0, ALL_CPUS)      # the daemons started next inherit it
+            lg.restore_lma(lab, saved)
+            lg.return_mags(lab)
+    if args.ro_pairs:
+        say(f"RO churn at MAG1: {args.ro_pairs:,} pairs set up and ended by the emulated MAG2, {args.ro_rounds} times")
+        results["ro_churn"] = ro_churn(lab, args)
     if args.json:
         print(json.dumps(results, indent=2, default=str))
-    elif args.soak is not None:
-        print(f"soak: {results['minutes']:g} min, {results['mns']:,} MNs in churn; answered {results['totals']}")
-        for name in ("empty", "baseline", "after"):
-            s = results["samples"][name]
-            print(f"  {name:<9} RSS {s['rss'] / 2**20:7.1f} MiB, {s['map_entries']:,} map entries, "
-                  f"{s['bindings']:,} bindings, tables {s['tables']}")
-        for check, ok in results["checks"].items():
-            print(f"  {check:<28} {'yes' if ok else 'NO'}")
-    else:
-        print(table(results))
+        return
+    if results["sizes"]:
+        print(table(results["sizes"]))
+    if "ro_churn" in results:
+        ro = results["ro_churn"]
+        print(f"\nRO churn at MAG1 (responder, quick mode), {ro['pairs']:,} pairs a round:")
+        print(f"  {'round':<6}{'set up/s':>10}{'BA p50 ms':>11}{'BA p99 ms':>11}{'MAG1 CPU µs/BU':>16}"
+              f"{'entries':>9}{'ended/s':>10}{'entries after':>15}")
+        for i, r in enumerate(ro["rounds"], 1):
+            print(f"  {i:<6}{r['start']['per_second']:>10,.0f}{r['start']['p50_ms'] or 0:>11.1f}"
+                  f"{r['start']['p99_ms'] or 0:>11.1f}{r['mag_cpu_us_per_bu']:>16,.0f}{r['held']['ro_table']:>9,}"
+                  f"{r['stop']['per_second']:>10,.0f}{r['after']['ro_table']:>15,}")
+        print(f"  before: {ro['before']}")
+        print(f"  back where they were: {ro['back']}")
 
 
 if __name__ == "__main__":

@@ -86,13 +86,17 @@ class MagIdentity:
     lma: IPv6Address
     spi: int
     key: bytes = field(repr=False)
+    quick: dict = field(default_factory=dict, repr=False, compare=False)   # RO peer's address -> quick-mode PeerKey
 
     @classmethod
     def of_lab(cls, lab, mag: str, lma: str = "lma") -> MagIdentity:
-        """From the key file the lab wrote for the pair (what both daemons' configs name)."""
-        key_file, spi, _ = pair_key(mag, lma, "signaling")
-        key = bytes.fromhex((lab.lab_dir / key_file).read_text().strip())
-        return cls(mag, lab.ns(mag), IPv6Address(t.address6(mag)), IPv6Address(t.address6(lma)), spi, key)
+        """From the key files the lab wrote for its pairs (what the daemons' configs name)."""
+        def read(other: str, tag: str) -> tuple[int, bytes]:
+            key_file, spi, _ = pair_key(mag, other, tag)
+            return spi, bytes.fromhex((lab.lab_dir / key_file).read_text().strip())
+        spi, key = read(lma, "signaling")
+        quick = {IPv6Address(t.address6(other)): PeerKey(*read(other, "quick-mode")) for other in MAGS if other != mag}
+        return cls(mag, lab.ns(mag), IPv6Address(t.address6(mag)), IPv6Address(t.address6(lma)), spi, key, quick)
 
 
 # --- PBUs, built fast -------------------------------------------------------------------------------
@@ -187,8 +191,8 @@ def read_pba(mh: bytes, key: bytes, pseudo: bytes) -> Pba:
 class Request:
     """One PBU exchange: its transmissions share nothing but the MN (RFC 6275
     §11.8: a retransmission has a new sequence number and Timestamp)."""
-    index: int
-    kind: str                      # attach, move, refresh, detach
+    index: int                     # the MN's; for ro_start and ro_stop, the RO pair's
+    kind: str                      # attach, move, refresh, detach, ro_start, ro_stop
     mag: int                       # position of the emulated MAG that sends it
     first_sent: float = 0.0
     sent: float = 0.0
@@ -222,10 +226,10 @@ class EmulatedMag:
         self._sequence = (self._sequence + 1) & 0xFFFF
         return self._sequence
 
-    def send_raw(self, mh: bytes) -> None:
+    def send_raw(self, mh: bytes, to: tuple | None = None) -> None:
         while True:
             try:
-                self.sock.sendto(mh, self.destination)
+                self.sock.sendto(mh, to or self.destination)
                 return
             except BlockingIOError:
                 select.select([], [self.sock], [], 0.1)
@@ -238,6 +242,25 @@ class EmulatedMag:
 
     def close(self) -> None:
         self.sock.close()
+
+
+@dataclass(frozen=True)
+class RoSpec:
+    """An RO pair an emulated MAG sets up as the initiator, in quick mode
+    (draft §2.2), with the MAG that serves the correspondent."""
+    mag: int                       # the emulated MAG (position) whose MN it is
+    mn: IPv6Address                # our MN's address
+    cn: IPv6Address                # the correspondent, an MN at the peer
+    peer: IPv6Address              # the peer MAG's proxy CoA
+
+
+def ro_binding_update(spec: RoSpec, sequence: int, timestamp: int, lifetime: int, key: PeerKey,
+                      src: IPv6Address) -> wire.BindingUpdate:
+    """The RO BU of RoInitiator._binding_update in quick mode: the MN and
+    the correspondent as /128 prefixes, a Timestamp, the pair of MAGs' key."""
+    bu = wire.BindingUpdate(sequence, wire.BUFlags.A | wire.BUFlags.P, lifetime // 4, [
+        wire.HomeNetworkPrefix(128, spec.mn), wire.CNHomeNetworkPrefix(128, spec.cn), wire.Timestamp(timestamp)])
+    return key.sign(bu, src, spec.peer)
 
 
 # --- results ----------------------------------------------------------------------------------------
@@ -302,12 +325,15 @@ class LoadGenerator:
 
     def __init__(self, identities: Iterable[MagIdentity], *, window: int = 32, timeout: float = 10.0,
                  attempts: int = 3, lifetime: int = 3600, prefix: str = "scale",
+                 named_prefix: Callable[[int], IPv6Network] | None = None,
                  progress: Callable[[str], None] = lambda line: None, progress_every: float = 2.0):
         self.mags = [EmulatedMag(identity, i) for i, identity in enumerate(identities)]
         if not self.mags:
             raise ValueError("a load generator needs at least one MAG identity")
         self.window, self.timeout, self.attempts, self.lifetime = window, timeout, attempts, lifetime
         self.prefix = prefix
+        # None: a first registration asks for any prefix (all-zero HNP); else the prefix it names
+        self.named_prefix = named_prefix
         self.progress, self.progress_every = progress, progress_every
         self.where: dict[int, int] = {}            # MN -> the MAG serving it (bound at the LMA)
         self.hnp: dict[int, tuple[bytes, int]] = {}   # MN -> its prefix, packed, and length
@@ -322,6 +348,9 @@ class LoadGenerator:
         self._timeouts: deque[Request] = deque()
         self.unsolicited = Counter()               # messages answered outside any exchange of ours, by kind
         self._lri_waiting: dict[tuple[int, int], list] = {}   # (MAG, LRI sequence) -> [timestamp, sent, answer]
+        self.ro_specs: list[RoSpec] = []
+        self.ro_up: set[int] = set()               # RO pairs the peer accepted and we have not ended
+        self.ro_lifetime = 420
 
     # --- identities of MNs ---------------------------------------------------------------------
     def nai(self, index: int) -> bytes:
@@ -359,6 +388,18 @@ class LoadGenerator:
         HNP, Handoff Indicator 3) makes the LMA ask the old one (BRI) first."""
         return self._run(phase, ((i, "move", (self.where[i] + 1) % len(self.mags))
                                  for i in indices if i in self.where))
+
+    def ro_start(self, specs: Iterable[RoSpec], phase: str = "ro_start") -> PhaseResult:
+        """RO BUs in quick mode (what RoInitiator._binding_update sends once
+        the LRA named the peer), signed with the pair of MAGs' key: the peer
+        MAG's responder installs each pair and answers with a BA."""
+        first = len(self.ro_specs)
+        self.ro_specs.extend(specs)
+        return self._run(phase, ((i, "ro_start", self.ro_specs[i].mag) for i in range(first, len(self.ro_specs))))
+
+    def ro_stop(self, indices: Iterable[int], phase: str = "ro_stop") -> PhaseResult:
+        """Lifetime-0 RO BUs for pairs set up before (RoInitiator's stop)."""
+        return self._run(phase, ((i, "ro_stop", self.ro_specs[i].mag) for i in list(indices) if i in self.ro_up))
 
     # --- the exchange loop ----------------------------------------------------------------------
     def _run(self, phase: str, work: Iterable[tuple[int, str, int]]) -> PhaseResult:
@@ -404,8 +445,13 @@ class LoadGenerator:
         request.sequence = mag.next_sequence()
         request.timestamp = mag.stamper.stamp(now_wall).timestamp
         request.attempts += 1
+        if request.kind.startswith("ro_"):
+            return self._transmit_ro(mag, request)
         index = request.index
         held = self.hnp.get(index) if request.kind in ("refresh", "detach") else None
+        if request.kind == "attach" and self.named_prefix is not None:
+            named = self.named_prefix(index)
+            held = (named.network_address.packed, named.prefixlen)
         handoff = {"attach": wire.HandoffIndicatorValue.NEW_INTERFACE,
                    "move": wire.HandoffIndicatorValue.HANDOFF_BETWEEN_MAGS}.get(
             request.kind, wire.HandoffIndicatorValue.HANDOFF_STATE_NOT_CHANGED)
@@ -417,6 +463,17 @@ class LoadGenerator:
         if not request.first_sent:
             request.first_sent = request.sent
         mag.send_raw(mh)
+        self._timeouts.append(request)
+
+    def _transmit_ro(self, mag: EmulatedMag, request: Request) -> None:
+        spec = self.ro_specs[request.index]
+        bu = ro_binding_update(spec, request.sequence, request.timestamp,
+                               0 if request.kind == "ro_stop" else self.ro_lifetime,
+                               mag.identity.quick[spec.peer], mag.identity.address)
+        mag.waiting[request.sequence] = request
+        request.sent = time.monotonic()
+        request.first_sent = request.first_sent or request.sent
+        mag.send_raw(wire.encode(bu, mag.identity.address, spec.peer), (str(spec.peer), 0))
         self._timeouts.append(request)
 
     def _wait_for(self) -> float:
@@ -453,10 +510,11 @@ class LoadGenerator:
                     mh, address = mag.sock.recvfrom(4096)
                 except BlockingIOError:
                     break
-                if address[0] != mag.lma or len(mh) < 8:
+                if len(mh) < 8:
                     continue
-                kind = mh[2]
-                if kind == _MH_BA:
+                if address[0] != mag.lma:
+                    self._from_ro_peer(mag, IPv6Address(address[0].split("%")[0]), mh)
+                elif mh[2] == _MH_BA:
                     self._on_pba(mag, mh)
                 else:
                     self._on_other(mag, mh)
@@ -518,6 +576,50 @@ class LoadGenerator:
                 waiting[2] = (time.monotonic(), msg)
         else:
             self.unsolicited[type(msg).__name__] += 1
+
+    def _from_ro_peer(self, mag: EmulatedMag, peer: IPv6Address, mh: bytes) -> None:
+        """A peer MAG's BA to our RO BU, or its heartbeat for the pairs we
+        hold with it (ro/heartbeat.py: signed with the quick-mode key, naming
+        a pair): each checked under that key, as RoInitiator checks them."""
+        key = mag.identity.quick.get(peer)
+        if key is None:
+            self.unsolicited["from_stranger"] += 1
+            return
+        try:
+            msg = wire.decode(mh)
+        except wire.WireError:
+            self.unsolicited["malformed"] += 1
+            return
+        if not key.verify(msg, peer, mag.identity.address):
+            self.unsolicited["ro_bad_authenticator"] += 1
+            return
+        if isinstance(msg, wire.Heartbeat) and not msg.response:
+            names = [o for o in msg.options if isinstance(o, (wire.HomeNetworkPrefix, wire.CNHomeNetworkPrefix))]
+            answer = wire.Heartbeat(unsolicited=False, response=True, sequence=msg.sequence,
+                                    options=[*names, mag.stamper.stamp(time.time())])
+            answer = key.sign(answer, mag.identity.address, peer)
+            mag.send_raw(wire.encode(answer, mag.identity.address, peer), (str(peer), 0))
+            self.unsolicited["ro_heartbeat"] += 1
+            return
+        request = mag.waiting.get(msg.sequence) if isinstance(msg, wire.BindingAck) else None
+        result = self._phase
+        if request is None or result is None or not request.kind.startswith("ro_"):
+            self.unsolicited[f"ro_{type(msg).__name__}"] += 1
+            return
+        stamp = wire.find_option(msg, wire.Timestamp)
+        if stamp is None or stamp.timestamp != request.timestamp:
+            result.forged += 1
+            return
+        del mag.waiting[msg.sequence]
+        request.done = True
+        self._outstanding -= 1
+        result.answered += 1
+        result.statuses[msg.status] += 1
+        result.latencies_ms.append((time.monotonic() - request.first_sent) * 1000)
+        if request.kind == "ro_stop":
+            self.ro_up.discard(request.index)
+        elif msg.status < ACCEPTED_BELOW:
+            self.ro_up.add(request.index)
 
     def _answer_revocation(self, mag: EmulatedMag, bri: wire.BindingRevocation, now: float) -> None:
         """MagNode._on_revocation: an MN that left us goes (success); one we
@@ -817,6 +919,26 @@ def forwarding(pin_dir: Path, pool: str | IPv6Network) -> dict[IPv6Network, IPv6
     entries = {prefix: tunnel for prefix, tunnel in mn_table(pin_dir).items() if prefix.subnet_of(pool)}
     remotes = tunnel_remotes(pin_dir, entries.values())
     return {prefix: remotes[tunnel] for prefix, tunnel in entries.items()}
+
+
+def pinned_count(pin_dir: Path, name: str, key_size: int) -> int:
+    """How many keys a node's pinned hash-like map holds (a walk of its keys)."""
+    lib = _bpf()
+    fd = _open_pin(pin_dir / name)
+    try:
+        count = 0
+        key, following = ctypes.create_string_buffer(key_size), ctypes.create_string_buffer(key_size)
+        previous = None
+        while lib.bpf_map_get_next_key(fd, previous, following) == 0:
+            count += 1
+            ctypes.memmove(key, following, key_size)
+            previous = key
+        return count
+    finally:
+        os.close(fd)
+
+
+RO_KEY_SIZE = 32                               # struct ro_key: local, remote
 
 
 def pinned_entries(pin_dir: Path, pool: str | IPv6Network) -> int:

@@ -125,3 +125,27 @@ def test_mn_identities_and_pools():
     assert loadgen.scale_pool(100_000) == "2001:db8:100::/44"
     assert IPv6Network(loadgen.scale_pool(100_000)).num_addresses >> 64 >= 125_000
     assert IPv6Network(loadgen.scale_pool(1_000_000)).prefixlen == 40
+
+
+def test_an_ro_binding_update_is_taken_by_a_real_responder():
+    from pmip6ctl.protocol.ro.actions import RoInstalled, RoRemoved
+    from pmip6ctl.protocol.ro.responder import ResponderPolicy, RoResponder
+
+    peer, mn, cn = IPv6Address("2001:db8:ffff:4::2"), IPv6Address("2001:db8:100:8000::1"), IPv6Address("2001:db8:100::5")
+    quick = PeerKey(7777, bytes(range(1, 33)))
+    responder = RoResponder(ResponderPolicy(address=peer, serves=lambda a: a == cn, peer_keys={MAG: quick}))
+    spec = loadgen.RoSpec(0, mn, cn, peer)
+    stamp = round(NOW * 65536)
+    bu = loadgen.ro_binding_update(spec, 10, stamp, 420, quick, MAG)
+    actions = responder.receive(wire.decode(wire.encode(bu, MAG, peer), MAG, peer), Arrival(MAG, peer), NOW)
+    installed = [a for a in actions if isinstance(a, RoInstalled)]
+    ba = next(a.message for a in actions if isinstance(a, Send))
+    assert [(a.pair.local, a.pair.remote) for a in installed] == [(cn, mn)]
+    assert ba.status == 0 and ba.sequence == 10 and wire.find_option(ba, wire.Timestamp).timestamp == stamp
+    assert quick.verify(ba, peer, MAG)
+    bu = loadgen.ro_binding_update(spec, 11, stamp + 1, 0, quick, MAG)
+    actions = responder.receive(wire.decode(wire.encode(bu, MAG, peer), MAG, peer), Arrival(MAG, peer), NOW + 1)
+    assert any(isinstance(a, RoRemoved) for a in actions)
+    forged = loadgen.ro_binding_update(spec, 12, stamp + 2, 420, PeerKey(7777, bytes(32)), MAG)
+    actions = responder.receive(wire.decode(wire.encode(forged, MAG, peer), MAG, peer), Arrival(MAG, peer), NOW + 2)
+    assert not any(isinstance(a, (RoInstalled, Send)) for a in actions)
