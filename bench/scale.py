@@ -19,6 +19,9 @@ Every figure is also given as a ratio against the first size, measured in
 the same run (the machine is shared and noisy). By default the LMA's
 threads run on CPU 1 and the generator on CPU 0 (--no-pin: anywhere).
 
+--ceiling N measures the generator alone: N PBUs against a sink that
+answers each at once in place of the LMA.
+
 --soak MINUTES runs the soak instead (issue 14 §5): on a fresh LMA, a
 warm-up (--soak-mns attached and detached) sets the baseline, then MNs
 attach, move between MAGs, detach and ask RO queries for MINUTES; when the
@@ -148,6 +151,76 @@ def run_size(lab: Lab, n: int, args) -> dict:
         result["map_after_detach"] = map_check(lab, gen, pool)["entries"]
         result["unsolicited"] = dict(gen.unsolicited)
     return result
+
+
+# --- the generator's own ceiling --------------------------------------------------------------------
+def sink(namespace: str, identities: list) -> None:
+    """An LMA that only answers: every PBU gets a signed PBA (status 0, its
+    sequence number and Timestamp, some HNP) at once. In a process of its
+    own, on the LMA's CPU."""
+    import hashlib
+    import hmac
+    import socket
+    import struct
+
+    from pmip6ctl import netns, wire
+    from pmip6ctl.security import MMA_SUBTYPE
+    from pmip6ctl.wire.checksum import internet_checksum
+    from pmip6ctl.wire.options import iter_tlv
+
+    with netns.entered(namespace):
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 135)
+    sock.setsockopt(socket.IPPROTO_IPV6, lg.IPV6_CHECKSUM, -1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.bind((str(identities[0].lma), 0))
+    templates = {}
+    for ident in identities:
+        data = wire.encode(wire.BindingAck(0, wire.BAFlags.P, 0, 900, [
+            wire.HomeNetworkPrefix(64, lg.IPv6Address("2001:db8:100::")), wire.Timestamp(0),
+            wire.MobilityMessageAuthentication(MMA_SUBTYPE, ident.spi, bytes(32))]))
+        at = {kind: offset + 2 for offset, kind, _ in iter_tlv(data, 12, len(data))}
+        templates[str(ident.address)] = (data, at[22] + 2, at[27], at[9] + 5, ident.key,
+                                         ident.lma.packed + ident.address.packed)
+    answered = 0
+    while True:
+        pbu, (source, *_) = sock.recvfrom(4096)
+        template = templates.get(source)
+        if template is None or pbu[2] != 5:
+            continue
+        data, at_hnp, at_stamp, at_auth, key, pseudo = template
+        pba = bytearray(data)
+        pba[8:10] = pbu[6:8]
+        pba[at_stamp:at_stamp + 8] = next(body for _, kind, body in iter_tlv(pbu, 12, len(pbu)) if kind == 27)
+        pba[at_hnp:at_hnp + 8] = (0x20010DB801000000 + (answered & 0xFFFF)).to_bytes(8, "big")
+        pba[at_auth:at_auth + 32] = hmac.digest(key, pseudo + bytes(pba[:at_auth]), hashlib.sha256)
+        struct.pack_into("!H", pba, 4, internet_checksum(pseudo + len(pba).to_bytes(4, "big") + b"\0\0\0\x87" + pba))
+        sock.sendto(bytes(pba), (source, 0))
+        answered += 1
+
+
+def ceiling(lab: Lab, n: int, args) -> list[dict]:
+    """The generator against the sink, at a few windows: its own limit."""
+    import multiprocessing
+
+    identities = [lg.MagIdentity.of_lab(lab, mag) for mag in lg.MAGS]
+    process = multiprocessing.Process(target=sink, args=(lab.ns("lma"), identities), daemon=True)
+    process.start()
+    cpus = sorted(ALL_CPUS)
+    if args.pin and len(cpus) > 1:
+        os.sched_setaffinity(process.pid, {cpus[-1]})
+        os.sched_setaffinity(0, {cpus[0]})
+    try:
+        results = []
+        for window in (8, 32, 128):
+            with lg.LoadGenerator(identities, window=window, timeout=args.timeout) as gen:
+                results.append({"window": window, **gen.attach(range(n)).summary()})
+            say(f"  window {window}: {results[-1]['per_second']:,.0f} PBUs/s, "
+                f"{results[-1]['generator_cpu_us_per_request']} µs of generator CPU each")
+        return results
+    finally:
+        process.kill()
+        process.join()
+        os.sched_setaffinity(0, ALL_CPUS)
 
 
 # --- RO churn at a MAG -----------------------------------------------------------------------------
@@ -363,6 +436,8 @@ def main() -> None:
     parser.add_argument("--soak", type=float, nargs="?", const=10.0, default=None, metavar="MINUTES",
                         help="run the soak (default 10 min) instead of the sizes")
     parser.add_argument("--soak-mns", type=int, default=1000, help="MNs in churn during the soak")
+    parser.add_argument("--ceiling", type=int, default=0, metavar="N",
+                        help="only the generator's own limit: N PBUs against a sink in place of the LMA")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -385,6 +460,16 @@ def main() -> None:
         return
 
     results = {"sizes": []}
+    if args.ceiling:
+        say(f"the generator's ceiling: {args.ceiling:,} PBUs against a sink in place of the LMA")
+        lg.borrow_mags(lab)
+        saved = lg.stop_lma_saving_state(lab)
+        try:
+            results["ceiling"] = ceiling(lab, args.ceiling, args)
+        finally:
+            lg.restore_lma(lab, saved)
+            lg.return_mags(lab)
+        sizes, args.ro_pairs = [], 0
     if sizes:
         say("stopping the lab's MAG daemons (the generator borrows their identities) and its LMA")
         lg.borrow_mags(lab)
@@ -402,6 +487,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=2, default=str))
         return
+    for row in results.get("ceiling", []):
+        print(f"generator against a sink, window {row['window']:>3}: {row['per_second']:>8,.0f} PBUs/s, "
+              f"p99 {row['p99_ms']:.1f} ms, {row['generator_cpu_us_per_request']} µs of CPU per PBU")
     if results["sizes"]:
         print(table(results["sizes"]))
     if "ro_churn" in results:
