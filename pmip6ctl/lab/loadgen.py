@@ -57,7 +57,7 @@ from .. import netns, wire
 from ..io.files import write_private
 from ..protocol.auth import SignalingGuard, SignalingPeer, is_request
 from ..protocol.common import Stamper
-from ..security import MMA_AUTHENTICATOR_SIZE, MMA_SUBTYPE, PeerKey
+from ..security import MAX_RR_BINDING_LIFETIME, MMA_AUTHENTICATOR_SIZE, MMA_SUBTYPE, PeerKey
 from ..transport import IPPROTO_MH, Arrival, Send
 from ..wire.checksum import CHECKSUM_OFFSET, internet_checksum
 from ..wire.options import PAD1, PADN, iter_tlv
@@ -350,7 +350,7 @@ class LoadGenerator:
         self._lri_waiting: dict[tuple[int, int], list] = {}   # (MAG, LRI sequence) -> [timestamp, sent, answer]
         self.ro_specs: list[RoSpec] = []
         self.ro_up: set[int] = set()               # RO pairs the peer accepted and we have not ended
-        self.ro_lifetime = 420
+        self.ro_lifetime = MAX_RR_BINDING_LIFETIME
 
     # --- identities of MNs ---------------------------------------------------------------------
     def nai(self, index: int) -> bytes:
@@ -664,7 +664,7 @@ class LoadGenerator:
             mag = self.mags[self.where[local]]
             sequence = (sequence + 1) & 0xFFFF
             lprefix, rprefix = self.prefix_of(local), self.prefix_of(remote)
-            lri = wire.LocalizedRoutingInitiation(sequence=sequence, lifetime=420, options=[
+            lri = wire.LocalizedRoutingInitiation(sequence=sequence, lifetime=MAX_RR_BINDING_LIFETIME, options=[
                 wire.HomeNetworkPrefix(lprefix.prefixlen, lprefix.network_address),
                 wire.CNAddress(rprefix.network_address + 1)])
             result.requests += 1
