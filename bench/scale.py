@@ -363,7 +363,10 @@ def soak(lab: Lab, minutes: float, args) -> dict:
     for node in ("lma", "mag1"):
         checks[f"{node}_rss_within_{RSS_TOLERANCE >> 20}_mib"] = after[node]["rss"] <= base[node]["rss"] + RSS_TOLERANCE
         for key in base[node]:
-            if key != "rss":
+            if key == "tables":           # each bounded table by name
+                for table_name, held in base[node][key].items():
+                    checks[f"{node}_{table_name}_back"] = after[node][key].get(table_name) == held
+            elif key != "rss":
                 checks[f"{node}_{key}_back"] = after[node][key] == base[node][key]
     return {"minutes": minutes, "mns": mns, "totals": totals, "baseline": base, "during": during, "after": after,
             "rss_tolerance_mib": RSS_TOLERANCE >> 20, "checks": checks, "unsolicited": unsolicited}
