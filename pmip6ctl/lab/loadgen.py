@@ -54,7 +54,6 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .. import netns, wire
-from ..io.files import write_private
 from ..protocol.auth import SignalingGuard, SignalingPeer, is_request
 from ..protocol.common import Stamper
 from ..security import MAX_RR_BINDING_LIFETIME, MMA_AUTHENTICATOR_SIZE, MMA_SUBTYPE, PeerKey
@@ -770,8 +769,17 @@ def scale_lma_config(lab, mns: int, heartbeat_interval: float | None = None) -> 
     return text
 
 
-def lma_state_path(lab) -> Path:
-    return lab.socket("lma").with_suffix(".state.json")
+def lma_state_files(lab) -> list[Path]:
+    """What the LMA keeps across a restart: its SQLite store with its WAL
+    files (`[store] path`, the lab's `<run dir>/lma.db`), or the JSON state
+    file of a pmip6ctl from before the store."""
+    db = lab.socket("lma").with_suffix(".db")
+    return [db, Path(f"{db}-wal"), Path(f"{db}-shm"), lab.socket("lma").with_suffix(".state.json")]
+
+
+def _forget_lma_state(lab) -> None:
+    for path in lma_state_files(lab):
+        path.unlink(missing_ok=True)
 
 
 def restart_lma(lab, config: str | None, *, fresh: bool, timeout: float = 120.0) -> None:
@@ -785,31 +793,30 @@ def restart_lma(lab, config: str | None, *, fresh: bool, timeout: float = 120.0)
     else:
         path.write_text(config)
     if fresh:
-        lma_state_path(lab).unlink(missing_ok=True)
+        _forget_lma_state(lab)
         shutil.rmtree(lab.pin_root / "lma", ignore_errors=True)
     lab.start_daemon("lma")
     lab.wait_ready("lma", timeout=timeout)
 
 
-def stop_lma_saving_state(lab) -> str | None:
-    """Stop the LMA (SIGTERM: it saves its state) and return that state, to
-    put back with `restore_lma` once the bench is done."""
+def stop_lma_saving_state(lab) -> dict[Path, bytes]:
+    """Stop the LMA (SIGTERM: it saves or commits its state) and return
+    that state, to put back with `restore_lma` once the bench is done."""
     lab.stop_daemon("lma")
-    try:
-        return lma_state_path(lab).read_text()
-    except FileNotFoundError:
-        return None
+    return {path: path.read_bytes() for path in lma_state_files(lab) if path.exists()}
 
 
-def restore_lma(lab, state: str | None) -> None:
+def restore_lma(lab, state: dict[Path, bytes]) -> None:
     """The lab's LMA as it was: its own config, fresh maps, and the state
     `stop_lma_saving_state` returned (the lab MNs' bindings come back)."""
     lab.stop_daemon("lma")
     lab.write_configs(t.IPV4_TRANSPORT_MAGS, 0, only="lma")
-    lma_state_path(lab).unlink(missing_ok=True)
+    _forget_lma_state(lab)
     shutil.rmtree(lab.pin_root / "lma", ignore_errors=True)
-    if state is not None:
-        write_private(lma_state_path(lab), state)
+    for path, data in state.items():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)     # root's only, as the daemon keeps it
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
     lab.start_daemon("lma")
     lab.wait_ready("lma", timeout=120)
 
