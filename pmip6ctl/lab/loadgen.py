@@ -20,7 +20,14 @@ authenticated signaling to the real LMA daemon, as the MAG daemon would:
   MN another MAG claims) is answered as MagNode answers it: success for an
   MN that left this MAG, 128 for one it never had, 132 for one still here;
 - Heartbeats (RFC 5847) are answered; an LRI (the MAG's RO query, what
-  RoInitiator._lri sends) is timed to its LRA.
+  RoInitiator._lri sends) is timed to its LRA;
+- as an RO initiator in quick mode (draft §2.2), RO BUs to a real MAG
+  (what RoInitiator._binding_update sends once the LRA named the peer),
+  signed with the pair of MAGs' key; the peer's BAs and its RO heartbeats
+  are checked, and the heartbeats answered, under that key.
+
+It also reads what the LMA holds: its `bindings`, and its pinned mn_table
+and tunnels without bcc (each MN's HNP into the tunnel to its MAG).
 
 Only the generator runs the emulated MAGs' side: the lab's real MAG daemons
 must be stopped first (`borrow_mags`), or the LMA would see both.
@@ -67,7 +74,7 @@ MAGS = ("mag1", "mag2", "mag3")
 IPV6_CHECKSUM = 7
 FLAGS = wire.BUFlags.A | wire.BUFlags.H | wire.BUFlags.P          # what a MAG's PBU carries
 ACCEPTED_BELOW = 128
-_MH_BA, _MH_HEARTBEAT, _MH_BR, _MH_LRA = 6, 13, 16, 18
+_MH_BA = 6                                     # Binding Acknowledgement: the only one read without a decode
 _OPT_HNP, _OPT_TIMESTAMP, _OPT_MMA = 22, 27, 9
 
 
