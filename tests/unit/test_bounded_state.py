@@ -145,6 +145,23 @@ def test_replay_memory_is_bounded_and_a_bound_pair_stays_protected_when_stranger
     assert node.receive(*mine, T0 + 2)[0] == RoRejected(RoPair(OUTSIDE_CN, MN), MN, RejectReason.REPLAYED)
 
 
+def test_replay_timestamps_leave_by_the_timer_once_out_of_the_window():
+    """Found by the soak (bench/scale.py): the responder's replay entries
+    were dropped only when the next BU came, so after a burst its table
+    stayed full. next_deadline now names when the oldest leaves the window."""
+    node = cn_agent()
+    for n, stranger in enumerate(STRANGERS[:5]):
+        node.receive(*rr_binding_update(node, stranger, T0 + n * 0.1), T0 + n * 0.1)
+    assert node.responder.replay_entries == 5
+    window = node.responder.policy.timestamp_window
+    due = node.next_deadline()
+    assert T0 + window < due < T0 + window + 0.01       # the first stranger's Timestamp, and no binding before
+    node.on_timer(due)
+    assert node.responder.replay_entries == 4
+    node.on_timer(T0 + 1 + window)
+    assert node.responder.replay_entries == 0
+
+
 # --- The LMA: peers' answers cached ---------------------------------------------------------------
 
 def test_cached_peer_answers_are_bounded_and_the_oldest_goes():

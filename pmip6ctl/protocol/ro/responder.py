@@ -7,6 +7,8 @@ HoA, MAG2's proxy CoA).
 
 from __future__ import annotations
 
+import math
+
 import os
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
@@ -15,7 +17,7 @@ from typing import Callable, Mapping
 from ... import security, wire
 from ...security import PeerKey
 from ...transport import Arrival, Send, SendHomePath, UdpEndpoint
-from ..common import Deadlines
+from ..common import Deadlines, earliest
 from ..index import AddressGroups, Groups
 from ..vocabulary import Mode, RejectReason, Role, StopReason, status_label
 from .actions import (Address, BindingErrorKey, RoInstalled, RoPair, RoRejected, RoRemoved, RoSendOnlyOnceHeard,
@@ -120,7 +122,11 @@ class RoResponder:
         return [RoRemoved(b.pair, b.peer, Role.RESPONDER, StopReason.LIFETIME_EXPIRED) for b in expired]
 
     def next_deadline(self) -> float | None:
-        return self._expiry.next()
+        """The next binding to expire, or the oldest replay Timestamp to
+        leave the window (the dict is in time order: O(1))."""
+        oldest = next(iter(self._last_timestamp.values()), None)
+        leaves = None if oldest is None else math.nextafter(oldest + self.policy.timestamp_window, math.inf)
+        return earliest(self._expiry.next(), leaves)
 
     def _hold(self, binding: ResponderBinding) -> None:
         self._unindex(binding.pair)           # a refresh: the pair's BE throttle carries over
