@@ -7,6 +7,11 @@ thread that could lag). Labels stay low-cardinality: never one per MN."""
 from __future__ import annotations
 
 import logging
+import socket
+import socketserver
+import threading
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from typing import Callable, Iterable
 
 from prometheus_client import (
@@ -15,11 +20,29 @@ from prometheus_client import (
     Histogram,
     Info,
     ProcessCollector,
-    start_http_server,
+    make_wsgi_app,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import __version__, logthrottle
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):          # noqa: A002 (the stdlib's name)
+        pass
+
+
+def _server_class(family: int) -> type:
+    class Server(ThreadingMixIn, WSGIServer):
+        address_family = family
+        daemon_threads = True
+        allow_reuse_address = True
+
+        def server_bind(self):
+            socketserver.TCPServer.server_bind(self)       # HTTPServer's would ask reverse DNS
+            self.server_name, self.server_port = self.server_address[:2]
+            self.setup_environ()
+    return Server
 
 log = logging.getLogger("pmip6ctl.metrics")
 
@@ -115,6 +138,7 @@ class Metrics:
     def __init__(self, node: str, role: str):
         self.node = node
         self.registry = CollectorRegistry()
+        self._signaling_children: dict[tuple[str, str, str], object] = {}
         self.signaling = Counter(
             "pmip6_signaling_messages", "Mobility messages by type, direction and result",
             ["node", "type", "direction", "result"], registry=self.registry)
@@ -153,11 +177,22 @@ class Metrics:
         ProcessCollector(registry=self.registry)     # process_cpu_seconds_total, resident memory, ...
 
     def count_message(self, kind: str, direction: str, result: str = "ok") -> None:
-        self.signaling.labels(self.node, kind, direction, result).inc()
+        # labels() costs more than the increment: each series' child is looked up once
+        key = (kind, direction, result)
+        child = self._signaling_children.get(key)
+        if child is None:
+            child = self._signaling_children[key] = self.signaling.labels(self.node, kind, direction, result)
+        child.inc()
 
     def add_collector(self, collector) -> None:
         self.registry.register(collector)
 
     def serve(self, host: str, port: int) -> None:
-        start_http_server(port, addr=host, registry=self.registry)
+        """/metrics in a thread of its own. Not start_http_server: its
+        HTTPServer looks the address up in reverse DNS (socket.getfqdn), which
+        held a daemon's start for 5 s where no DNS answers."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        server = make_server(host, port, make_wsgi_app(self.registry), _server_class(family),
+                             handler_class=_QuietHandler)
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
         log.info("metrics on http://%s/metrics", f"[{host}]:{port}" if ":" in host else f"{host}:{port}")

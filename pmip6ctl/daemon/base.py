@@ -180,7 +180,16 @@ class Daemon:
 
     # --- running -------------------------------------------------------------------
     def run(self) -> None:
-        asyncio.run(self._main())
+        profile = os.environ.get("PMIP6CTL_PROFILE")      # docs/performance.md: profiling a daemon
+        if not profile:
+            asyncio.run(self._main())
+            return
+        import cProfile
+        profiler = cProfile.Profile()
+        try:
+            profiler.runcall(asyncio.run, self._main())
+        finally:
+            profiler.dump_stats(profile.format(node=self.node_name))
 
     def dataplane_settings(self) -> DataplaneSettings:
         dp = self.config.dataplane

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from ..dataplane import PeerKind
 from ..protocol import lma
@@ -18,6 +19,14 @@ from .base import Daemon, heartbeat_policies, node_keys, signaling_guard
 from .persist import Table
 
 log = logging.getLogger("pmip6ctl.lma")
+
+
+def host_route(address: IPv4Address | IPv6Address) -> IPv4Network | IPv6Network:
+    """The /32 or /128 of an address, built from its number (a network made
+    from text, or from an address object, is parsed from text)."""
+    if address.version == 4:
+        return IPv4Network((int(address), 32))
+    return IPv6Network((int(address), 128))
 
 
 class LmaDaemon(Daemon):
@@ -42,7 +51,7 @@ class LmaDaemon(Daemon):
         self.installed: dict[str, int] = {}      # mn_id -> tunnel id in use
         # during a restart only: what the pinned map held (prefix -> tunnel id),
         # so that restoring writes only what differs, and reconcile removes the rest
-        self._present: dict[str, int] | None = None
+        self._present: dict | None = None
         self._rewritten = 0
         self.open_signaling(c.addresses.ipv4)
 
@@ -57,9 +66,9 @@ class LmaDaemon(Daemon):
             self.uninstall(action)
         elif isinstance(action, lma.RouteMagAddress):
             if action.tunnel is None:
-                self.tables.remove_mn(f"{action.address}/128")
+                self.tables.remove_mn(host_route(action.address))
             else:
-                self._set_mn(f"{action.address}/128", self.tunnels.id_of(action.tunnel))
+                self._set_mn(host_route(action.address), self.tunnels.id_of(action.tunnel))
         elif isinstance(action, lma.QueryAnswered):
             log.info("RO query from %s: %s", action.mag, action.outcome.value)
         elif isinstance(action, Relayed):
@@ -76,9 +85,9 @@ class LmaDaemon(Daemon):
 
     def install(self, action: lma.InstallBinding) -> None:
         tunnel_id = self.tunnels.acquire(action.tunnel, action.mn_id, PeerKind.MAG)
-        self._set_mn(str(action.hnp), tunnel_id)
+        self._set_mn(action.hnp, tunnel_id)
         if action.ipv4_hoa:
-            self._set_mn(f"{action.ipv4_hoa}/32", tunnel_id)
+            self._set_mn(host_route(action.ipv4_hoa), tunnel_id)
         previous = self.installed.get(action.mn_id)
         self.installed[action.mn_id] = tunnel_id
         if previous is not None and previous != tunnel_id:     # only once nothing points at it
@@ -88,7 +97,7 @@ class LmaDaemon(Daemon):
         elif previous is None and self._present is None:
             log.info("%s bound: %s via %s", action.mn_id, action.hnp, action.proxy_coa)
 
-    def _set_mn(self, prefix: str, tunnel_id: int) -> None:
+    def _set_mn(self, prefix, tunnel_id: int) -> None:
         if self._present is None or self._present.get(prefix) != tunnel_id:
             self.tables.set_mn(prefix, tunnel_id)
             self._rewritten += self._present is not None
@@ -96,7 +105,7 @@ class LmaDaemon(Daemon):
     def uninstall(self, action: lma.RemoveBinding) -> None:
         self.tables.remove_mn(action.hnp)
         if action.ipv4_hoa:
-            self.tables.remove_mn(f"{action.ipv4_hoa}/32")
+            self.tables.remove_mn(host_route(action.ipv4_hoa))
         tunnel_id = self.installed.pop(action.mn_id, None)
         if tunnel_id is not None:
             self.tunnels.release(tunnel_id, action.mn_id)
@@ -108,7 +117,7 @@ class LmaDaemon(Daemon):
         return [Table("binding", ("bindings",), cache.changed, cache.bindings.get)]
 
     def restore(self, state: dict) -> None:
-        self._present = {str(prefix): tunnel_id for prefix, tunnel_id in self.tables.list_mns().items()}
+        self._present = self.tables.list_mns()
         entries = [from_jsonable(BindingCacheEntry, e) for e in state.get("bindings", [])]
         actions, refused = self.node.restore(entries, time.time())
         for entry in refused:
@@ -123,9 +132,9 @@ class LmaDaemon(Daemon):
         before a crash, or ended while no daemon ran. Bindings the map
         lacked were written by restore."""
         present, self._present = self._present or {}, None
-        wanted = {str(e.hnp) for e in self.node.bindings.values()}
-        wanted |= {f"{e.ipv4_hoa}/32" for e in self.node.bindings.values() if e.ipv4_hoa}
-        wanted |= {f"{address}/128" for address in self.node.mag_routes}
+        wanted = {e.hnp for e in self.node.bindings.values()}
+        wanted |= {host_route(e.ipv4_hoa) for e in self.node.bindings.values() if e.ipv4_hoa}
+        wanted |= {host_route(address) for address in self.node.mag_routes}
         stale = [prefix for prefix in present if prefix not in wanted]
         for prefix in stale:
             self.tables.remove_mn(prefix)

@@ -44,10 +44,16 @@ class PeerKind(enum.IntEnum):
     RO = defs.constants()["PEER_RO"]
 
 
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+
+
 def pack_address(addr: IPAddress | str) -> bytes:
-    addr = ipaddress.ip_address(addr)
+    """16 octets; IPv4 as ::ffff:a.b.c.d. An address object is used as it
+    is (ip_address() of one formats it as text and parses it back)."""
+    if not isinstance(addr, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        addr = ipaddress.ip_address(addr)
     if addr.version == 4:
-        return ipaddress.IPv6Address("::ffff:" + str(addr)).packed
+        return _V4_MAPPED + addr.packed
     return addr.packed
 
 
@@ -214,7 +220,8 @@ class Tables:
 
     # --- mobile nodes (prefixes / IPv4 home addresses) ------------------
     def _prefix_key(self, prefix):
-        net = ipaddress.ip_network(prefix)
+        net = prefix if isinstance(prefix, (ipaddress.IPv4Network, ipaddress.IPv6Network)) else \
+            ipaddress.ip_network(prefix)
         key = self.mn_table.Key()
         key.prefixlen = net.prefixlen + (96 if net.version == 4 else 0)
         _set_addr(key.addr, net.network_address)
@@ -236,7 +243,8 @@ class Tables:
         for key, leaf in self.mn_table.items():
             addr = _get_addr(key.addr)
             plen = key.prefixlen - (96 if addr.version == 4 else 0)
-            result[ipaddress.ip_network(f"{addr}/{plen}")] = leaf.tunnel_id
+            result[ipaddress.ip_network((int(addr), plen)) if addr.version == 6 else
+                   ipaddress.IPv4Network((int(addr), plen))] = leaf.tunnel_id
         return result
 
     # --- route-optimized pairs --------------------------------------------

@@ -14,6 +14,7 @@ Each hands the daemon (octets of the MH, Arrival); the first two take a Send.
 
 from __future__ import annotations
 
+import functools
 import socket
 import struct
 from ipaddress import IPv4Address, IPv6Address
@@ -27,6 +28,21 @@ IPV6_PKTINFO = 50
 IP_PKTINFO = 8                             # Linux; the socket module lacks it
 IN6_PKTINFO = struct.Struct("=16sI")          # struct in6_pktinfo
 _IPV6_HEADER = struct.Struct("!IHBB16s16s")
+
+
+_ANY = IPv6Address("::")
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_of(text: str) -> IPv6Address:
+    """A sender's address from recvmsg's text, parsed once per sender (the
+    signaling peers are few; an LMA hears each MAG thousands of times a second)."""
+    return IPv6Address(text.split("%")[0])
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_of(address: IPv6Address) -> str:
+    return str(address)
 
 
 class MhSocket:
@@ -44,17 +60,16 @@ class MhSocket:
             data, ancdata, _flags, addr = self.sock.recvmsg(65535, socket.CMSG_SPACE(IN6_PKTINFO.size))
         except BlockingIOError:
             return None
-        dst = IPv6Address("::")
+        dst = _ANY
         for level, kind, value in ancdata:
             if level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO and len(value) >= IN6_PKTINFO.size:
                 dst = IPv6Address(IN6_PKTINFO.unpack_from(value)[0])
-        src = IPv6Address(addr[0].split("%")[0])
-        return data, Arrival(src=src, dst=dst)
+        return data, Arrival(src=_address_of(addr[0]), dst=dst)
 
     def send(self, send: Send) -> None:
         payload = encode(send.message, send.src, send.dst)
         pktinfo = IN6_PKTINFO.pack(send.src.packed, 0)
-        self.sock.sendmsg([payload], [(socket.IPPROTO_IPV6, IPV6_PKTINFO, pktinfo)], 0, (str(send.dst), 0))
+        self.sock.sendmsg([payload], [(socket.IPPROTO_IPV6, IPV6_PKTINFO, pktinfo)], 0, (_text_of(send.dst), 0))
 
     def close(self) -> None:
         self.sock.close()

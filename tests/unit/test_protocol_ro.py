@@ -539,6 +539,7 @@ def test_the_responder_removes_a_binding_when_its_lifetime_is_over():
     established(net)
     net.drop = lambda origin, action: True
     binding = net.responder.bindings[REVERSED]
+    net.run(net.responder.policy.timestamp_window + 1)        # the BU's replay Timestamp leaves the window
     assert net.responder.next_deadline() == binding.expires == T0 + LIFETIME
     net.run_until(binding.expires - 0.001)
     assert not net.actions("responder", RoRemoved)
@@ -578,6 +579,8 @@ def test_stop_deregisters_and_both_sides_remove_the_binding():
     ba = only(net.messages(BindingAck, since=traffic))
     assert (ba.status, ba.lifetime) == (0, 0)
     assert net.responder.bindings == {} and net.initiator.attempts == {}
+    net.run(net.responder.policy.timestamp_window + 1)        # the replay Timestamps leave the window
+    assert net.responder.replay_entries == 0
     assert net.initiator.next_deadline() is None and net.responder.next_deadline() is None
 
 
