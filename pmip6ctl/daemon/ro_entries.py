@@ -210,7 +210,7 @@ def ro_tables(*, responder, initiator=None) -> list[Table]:
 
 
 def saved_ro(data: dict) -> dict:
-    """The state file's RO pairs, typed again (the node's ro_snapshot)."""
+    """The stored RO pairs ({"initiator": [...], "responder": {"bindings", "replay"}}), typed again."""
     responder = data.get("responder")
     return {"initiator": [from_jsonable(SavedAttempt, s) for s in data.get("initiator", [])],
             "responder": from_jsonable(SavedResponder, responder) if responder else None}

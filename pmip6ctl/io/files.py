@@ -1,5 +1,5 @@
-"""Files only their owner may read: keys, and the state files that hold
-the RO pairs' Kbm."""
+"""Files only their owner may read: keys (the store, io/store.py, makes
+its own file the same way)."""
 
 from __future__ import annotations
 

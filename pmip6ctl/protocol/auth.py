@@ -160,7 +160,7 @@ class SignalingGuard:
 
     # --- replay state across a restart -----------------------------------------------------------
     def replay_state(self) -> dict[str, int]:
-        """The newest request Timestamp per peer, for the node's state file:
+        """The newest request Timestamp per peer, for the node's store:
         without it a request captured just before a restart would be fresh
         again after it."""
         return {str(address): stamp for address, stamp in self._newest.items()}

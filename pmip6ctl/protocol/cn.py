@@ -102,9 +102,6 @@ class CnNode(Node):
             actions += self._changed(self.responder.peer_dead(peer), now)
         return actions
 
-    def ro_snapshot(self) -> dict:
-        return {"responder": self.responder.snapshot()}
-
     def restore_ro(self, saved: dict, now: float) -> list:
         return self.ro_heartbeats.track(self.responder.restore(saved["responder"], now), now) \
             if saved.get("responder") else []

@@ -415,10 +415,6 @@ class MagNode(Node):
         self._watch_lma(now)
         return actions
 
-    def ro_snapshot(self) -> dict:
-        """The RO pairs, both roles, for the state file."""
-        return {"initiator": self.initiator.snapshot(), "responder": self.responder.snapshot()}
-
     def restore_ro(self, saved: dict, now: float) -> list:
         """After restore(): the RO pairs of MNs registered here, with their
         refresh timers (a pair whose MN is gone is left to lapse)."""

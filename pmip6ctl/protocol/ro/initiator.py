@@ -80,7 +80,7 @@ _TRANSITIONS: dict[Phase, dict[Event, Phase]] = {
 
 @dataclass
 class SavedAttempt:
-    """An established pair as the state file keeps it, so that a restarted
+    """An established pair as the store keeps it, so that a restarted
     daemon (even after kill -9) refreshes it before it lapses."""
     pair: RoPair
     peer: Peer
@@ -310,7 +310,7 @@ class RoInitiator:
                               bu_stamp=s.bu_stamp, binding=binding)
             if binding.keepalive_interval:
                 attempt.keepalive_at = now + binding.keepalive_interval
-            attempt.note(now, "restored from the state file, established until {}", round(binding.expires - now))
+            attempt.note(now, "restored from the store, established until {}", round(binding.expires - now))
             self._hold(attempt)
             actions.append(RoInstalled(s.pair, s.peer.address, binding.peer_endpoint, binding.expires,
                                        round(binding.expires - now), s.mode, Role.INITIATOR, nat=binding.nat))
