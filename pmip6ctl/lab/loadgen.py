@@ -539,12 +539,7 @@ class LoadGenerator:
         if not pba.authentic or pba.timestamp != request.timestamp:
             result.forged += 1                  # as a MAG: not the answer to our PBU
             return
-        del mag.waiting[pba.sequence]
-        request.done = True
-        self._outstanding -= 1
-        result.answered += 1
-        result.statuses[pba.status] += 1
-        result.latencies_ms.append((time.monotonic() - request.first_sent) * 1000)
+        self._answered(mag, request, result, pba.sequence, pba.status)
         index = request.index
         if pba.status >= ACCEPTED_BELOW:
             return
@@ -556,6 +551,15 @@ class LoadGenerator:
             self.where[index] = request.mag
             if pba.hnp is not None:
                 self.hnp[index] = (pba.hnp, pba.hnp_length)
+
+    def _answered(self, mag: EmulatedMag, request, result, sequence: int, status: int) -> None:
+        """A request's answer came (a PBA, or a BA to an RO BU): counted, timed."""
+        del mag.waiting[sequence]
+        request.done = True
+        self._outstanding -= 1
+        result.answered += 1
+        result.statuses[status] += 1
+        result.latencies_ms.append((time.monotonic() - request.first_sent) * 1000)
 
     def _on_other(self, mag: EmulatedMag, mh: bytes) -> None:
         """A BRI, a Heartbeat or an LRA: decoded in full and put past the
@@ -616,12 +620,7 @@ class LoadGenerator:
         if stamp is None or stamp.timestamp != request.timestamp:
             result.forged += 1
             return
-        del mag.waiting[msg.sequence]
-        request.done = True
-        self._outstanding -= 1
-        result.answered += 1
-        result.statuses[msg.status] += 1
-        result.latencies_ms.append((time.monotonic() - request.first_sent) * 1000)
+        self._answered(mag, request, result, msg.sequence, msg.status)
         if request.kind == "ro_stop":
             self.ro_up.discard(request.index)
         elif msg.status < ACCEPTED_BELOW:
