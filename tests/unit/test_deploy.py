@@ -2,8 +2,8 @@
 dashboard and the Prometheus rules use only the metric names the daemons export
 (DESIGN §6) and every panel has a data source; promtool accepts the rules and the
 example scrape config; the systemd units verify and run `pmip6ctl <role> run -c`;
-the Kubernetes manifests parse and every ConfigMap holds a node configuration
-that `pmip6ctl.config` accepts. A check whose tool is missing skips, saying so."""
+the container image ships what the daemons need. The Kubernetes manifests:
+test_kubernetes.py. A check whose tool is missing skips, saying so."""
 
 from __future__ import annotations
 
@@ -14,12 +14,10 @@ import re
 import shlex
 import shutil
 import subprocess
-import tomllib
 from pathlib import Path
 
 import pytest
 
-from pmip6ctl.config import KNOWN_KEYS, parse_config
 from pmip6ctl import defs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +26,6 @@ DASHBOARD = ROOT / "grafana" / "dashboards" / "pmip6ctl.json"
 RULES = DEPLOY / "prometheus" / "rules.yml"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 SYSTEMD = DEPLOY / "systemd"
-KUBERNETES = DEPLOY / "kubernetes"
 ROLES = ("lma", "mag", "cn")
 
 # What the daemons export (pmip6ctl/metrics.py, DESIGN §6), plus the process
@@ -353,123 +350,3 @@ def test_containerfile_builds_a_debian12_venv_with_bcc_and_ships_the_bpf_sources
     # pmip6ctl.dataplane.defs must find the sources where the image puts them
     bpf_copy = next(c.split()[-1] for c in copies if c.split()[0] == "bpf")
     assert f'"{bpf_copy}"' in inspect.getsource(defs.bpf_dir)
-
-
-# --- Kubernetes ------------------------------------------------------------------------------------
-
-def kubernetes_documents() -> list[dict]:
-    yaml = yaml_module()
-    documents = []
-    for path in sorted(KUBERNETES.glob("*.yaml")):
-        if path.name == "kustomization.yaml":
-            continue
-        documents += [(path.name, d) for d in yaml.safe_load_all(path.read_text()) if d is not None]
-    return documents
-
-
-def test_kubernetes_manifests_parse_and_name_their_kind():
-    documents = kubernetes_documents()
-    assert documents
-    for name, document in documents:
-        assert document.get("apiVersion") and document.get("kind"), name
-        assert document["metadata"]["name"], name
-        if document["kind"] != "Namespace":
-            assert document["metadata"]["namespace"] == "pmip6ctl", (name, document["metadata"]["name"])
-    yaml = yaml_module()
-    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
-    for resource in kustomization["resources"]:
-        assert (KUBERNETES / resource).is_file(), resource
-
-
-def config_maps() -> dict[str, dict]:
-    return {d["metadata"]["name"]: d for _, d in kubernetes_documents() if d["kind"] == "ConfigMap"}
-
-
-def unknown_keys(document: dict, section: str = "") -> list[str]:
-    """Dotted keys that KNOWN_KEYS does not list (mag.mn_ids is a mapping, not a table)."""
-    problems = []
-    for key, value in document.items():
-        dotted = f"{section}.{key}" if section else key
-        if not section:
-            if key not in KNOWN_KEYS:
-                problems.append(dotted)
-                continue
-            tables = [value] if isinstance(value, dict) else value
-            for table in tables:
-                problems += unknown_keys(table, dotted)
-        elif key not in KNOWN_KEYS[section]:
-            problems.append(dotted)
-        elif dotted in KNOWN_KEYS:   # a nested table such as lma.ro_policy
-            for table in (value if isinstance(value, list) else [value]):
-                problems += unknown_keys(table, dotted)
-    return problems
-
-
-def test_every_configmap_holds_node_configs_that_load_and_use_known_keys():
-    maps = config_maps()
-    assert set(maps) == {f"pmip6ctl-{role}" for role in ROLES}
-    for name, config_map in maps.items():
-        role = name.removeprefix("pmip6ctl-")
-        files = {k: v for k, v in config_map["data"].items() if k.endswith(".toml")}
-        assert files, name
-        for key, text in files.items():
-            config = parse_config(text, f"{name}/{key}")
-            assert config.node.role == role, key
-            assert unknown_keys(tomllib.loads(text)) == [], key
-            assert config.metrics.port == 9436, key
-            assert config.metrics.host not in ("127.0.0.1", "::1"), f"{key}: Prometheus cannot scrape loopback"
-
-
-def daemon_sets() -> dict[str, dict]:
-    return {d["spec"]["template"]["spec"]["nodeSelector"]["pmip6ctl/role"]: d
-            for _, d in kubernetes_documents() if d["kind"] == "DaemonSet"}
-
-
-@pytest.mark.parametrize("role", ROLES)
-def test_daemonset_runs_its_role_on_the_host_network_with_the_host_paths(role):
-    daemon_set = daemon_sets()[role]
-    spec = daemon_set["spec"]
-    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
-    pod = spec["template"]["spec"]
-    assert pod["hostNetwork"] is True
-    [container] = pod["containers"]
-    assert container["args"][:3] == [role, "run", "-c"]
-    config_path = container["args"][3]
-    security = container["securityContext"]
-    assert security.get("privileged") is True or {
-        "BPF", "PERFMON", "NET_ADMIN", "NET_RAW", "SYS_ADMIN"} <= set(security["capabilities"]["add"])
-
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-    host_paths = {path: volumes[m["name"]].get("hostPath", {}).get("path") for path, m in mounts.items()}
-    assert host_paths["/sys/fs/bpf"] == "/sys/fs/bpf"
-    assert mounts["/sys/fs/bpf"]["mountPropagation"] == "Bidirectional"
-    for path in ("/lib/modules", "/usr/src"):
-        assert host_paths[path] == path and mounts[path]["readOnly"] is True
-    assert host_paths["/run/pmip6ctl"] == "/run/pmip6ctl"
-
-    # the config comes from this role's ConfigMap, under a key the ConfigMap has
-    config_mount = mounts["/etc/pmip6ctl"]
-    config_map = volumes[config_mount["name"]]["configMap"]["name"]
-    assert config_map == f"pmip6ctl-{role}"
-    keys = set(config_maps()[config_map]["data"])
-    file_name = config_path.removeprefix("/etc/pmip6ctl/")
-    if "$(NODE_NAME)" in file_name:
-        env = {e["name"]: e for e in container["env"]}
-        assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
-        assert any(re.fullmatch(re.escape(file_name).replace(r"\$\(NODE_NAME\)", ".+"), k) for k in keys)
-    else:
-        assert file_name in keys
-
-    # scraped on 9436: annotations, and the named port a ServiceMonitor selects
-    annotations = spec["template"]["metadata"].get("annotations", {})
-    assert annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/port") == "9436"
-    assert {"name": "metrics", "containerPort": 9436, "protocol": "TCP"} in container["ports"]
-
-
-def test_servicemonitor_scrapes_the_metrics_port_with_the_rules_job_names():
-    documents = [d for _, d in kubernetes_documents()]
-    services = {d["metadata"]["name"] for d in documents if d["kind"] == "Service"}
-    assert services == {"pmip6-lma", "pmip6-mag", "pmip6-cn"}   # the job label a ServiceMonitor gives
-    [monitor] = [d for d in documents if d["kind"] == "ServiceMonitor"]
-    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
