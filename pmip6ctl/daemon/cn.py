@@ -9,6 +9,7 @@ import ipaddress
 import logging
 import subprocess
 import time
+from pathlib import Path
 
 from ..io.control import CommandError
 from ..protocol import ro
@@ -38,9 +39,12 @@ class CnDaemon(Daemon):
         # The CN's own replies enter the veth with checksums left to offload,
         # which XDP on the far end would forward unfilled: fill them here.
         subprocess.run(["ethtool", "-K", self.egress, "tx", "off"], check=True, capture_output=True)
-        # bpf_fib_lookup on the far end needs forwarding there (only there)
-        with open(f"/proc/sys/net/ipv6/conf/{self.egress_peer}/forwarding", "w") as f:
-            f.write("1")
+        # bpf_fib_lookup on the far end needs forwarding there (only there). With
+        # all.forwarding = 1 (a prerequisite) a new veth has it already; /proc/sys
+        # is read-only in an unprivileged container, so write only when needed.
+        forwarding = Path(f"/proc/sys/net/ipv6/conf/{self.egress_peer}/forwarding")
+        if forwarding.read_text().strip() != "1":
+            forwarding.write_text("1")
         self.netlink.replace_neighbour(EGRESS_GATEWAY, self.netlink.mac(self.egress_peer), self.egress)
         self.set_tx_ports(self.netlink.ifindexes())             # the veth pair made just now
         keys = dict(node_keys(c).quick_mode)
