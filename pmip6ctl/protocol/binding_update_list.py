@@ -104,6 +104,7 @@ class BindingUpdateListEntry:
     outstanding: list[Transmission] = field(default_factory=list)
     rejections: int = 0  # in a row, for the retry backoff
     retry_at: float | None = None  # FAILED: when to ask the LMA again
+    restamped: bool = False  # sent again at once after a 157 (once per registration)
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,15 @@ class BindingUpdateList:
         if entry.state is BindingState.DEREGISTERING:
             del self.entries[entry.mn_id]
             return []
+        if msg.status == Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED and not entry.restamped:
+            # A handover race (docs/protocol.md): the old MAG's deregistration,
+            # stamped a moment after our PBU, reached the LMA first. The LMA
+            # keeps the newest Timestamp of the MN whichever MAG sent it, so a
+            # PBU stamped now is newer: send it at once, instead of leaving the
+            # MN without service until its next Router Solicitation. Once: a
+            # clock behind the LMA's view does not turn this into a loop.
+            entry.restamped = True
+            return self._request(entry, now)
         if msg.status >= 128:
             return self._rejected(entry, msg.status, now=now)
         return self._registered(entry, msg, sent, now)
@@ -345,6 +355,7 @@ class BindingUpdateList:
         nat = find_option(msg, NATDetection)
         entry.retransmission.stop()
         entry.outstanding.clear()
+        entry.restamped = False
         entry.state, entry.rejections, entry.retry_at = BindingState.REGISTERED, 0, None
         entry.last_status = msg.status
         entry.hnp, entry.ipv4_hoa = hnp, ipv4_hoa

@@ -436,6 +436,37 @@ def test_handover_to_a_new_mag_keeps_the_prefix_and_the_old_mags_late_deregistra
     assert lma.bindings[MN1].proxy_coa == MAG2 and mag1.entries == {}
 
 
+def test_a_pbu_stamped_before_the_old_mags_deregistration_is_sent_again_at_once_with_a_new_stamp():
+    """The handover race the lab's handover bench met (a move cost ~0.6 s):
+    MAG2 stamps its PBU as the MN appears; MAG1, a few milliseconds behind in
+    noticing the carrier go, stamps its deregistration after that, and the
+    LMA hears it first. The LMA keeps the MN's newest Timestamp whichever MAG
+    sent it, so MAG2's PBU is 157. MAG2 sends it again at once with a fresh
+    stamp, once; it does not wait for the MN's next Router Solicitation."""
+    lma = make_lma()
+    mag1, _ = registered(lma=lma)
+    mag2 = make_mag(MAG2, MAG2_4)
+    pbu2 = only_send(mag2.attach(MN1, "eth1", T0 + 30.000, handoff=True))
+    dereg = only_send(mag1.detach(MN1, T0 + 30.005))
+    for answer in sends(lma.receive(*carry(dereg), T0 + 30.006)):
+        mag1.receive(*carry(answer), T0 + 30.007)
+    [pba] = sends(lma.receive(*carry(pbu2), T0 + 30.008))
+    assert pba.message.status == Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED
+    again = only_send(mag2.receive(*carry(pba), T0 + 30.009))
+    at_lma, at_mag2 = exchange(mag2, lma, [again], T0 + 30.010)
+    assert mag2.entries[MN1].state is BindingState.REGISTERED and lma.bindings[MN1].proxy_coa == MAG2
+    # only once: a second 157 in a row is a rejection like any other
+    mag3 = make_mag(IPv6Address("2001:db8:a3::1"), IPv4Address("198.51.100.3"))
+    first = only_send(mag3.attach(MN2, "eth1", T0 + 40))
+    stale = BindingAck(Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED, BAFlags.P, first.message.sequence, 0,
+                       [o for o in first.message.options if isinstance(o, (MobileNodeIdentifier, Timestamp))])
+    second = only_send(mag3.receive(*carry(Send(stale, LMA, first.src)), T0 + 40.001))
+    stale.sequence = second.message.sequence
+    stale.options = [o for o in second.message.options if isinstance(o, (MobileNodeIdentifier, Timestamp))]
+    assert sends(mag3.receive(*carry(Send(stale, LMA, first.src)), T0 + 40.002)) == []
+    assert mag3.entries[MN2].state is BindingState.FAILED
+
+
 # --- Restart ------------------------------------------------------------------------------------------
 
 
