@@ -25,6 +25,7 @@ from ..dataplane.tables import RO_DRAINING, RO_RX_ONLY
 from ..io.control import CommandError, ControlServer
 from ..io.frames import home_path_packet
 from ..io.netlink import LinkEvent, Netlink
+from ..io.sdnotify import Notifier
 from ..io.signaling import MhSocket, Raw4Signaling, UdpSignalingSocket
 from ..io.store import Store
 from ..io.tunnel_sender import TunnelSender
@@ -37,6 +38,7 @@ from ..protocol.node import Node, NodeError, NotSent, StateChanged
 from ..protocol.ro import RoFailed, RoPair, RoRejected, RoRemoved
 from ..protocol.vocabulary import message_kind, result_label
 from ..transport import Arrival, Encap, Send, SendHomePath, Tunnel
+from .health import LoopHealth
 from .intake import EventIntake
 from .persist import Persistence, Table
 from .tunnels import TunnelConflict, TunnelRegistry
@@ -128,6 +130,8 @@ class Daemon:
         self._timer_wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.reloads = {"ok": 0, "failed": 0}
+        self.notifier = Notifier()                 # systemd Type=notify: READY, WATCHDOG, STOPPING
+        self.health: LoopHealth | None = None
 
     # --- hooks for the role ----------------------------------------------------
     def attachments(self) -> list[tuple[str, str]]:
@@ -241,15 +245,20 @@ class Daemon:
         await control.start()
         self.metrics.add_collector(DataplaneCollector(self.node_name, lambda: self.tables, self._all_gauges,
                                                       intake=self.intake, bounded=self.node.bounded))
-        self.metrics.serve(*self.config.metrics.listen)
+        self.health = LoopHealth(self.attachments, xdp_attached=self.netlink.xdp_attached, notifier=self.notifier)
+        self.health.start(self._loop)
+        self.metrics.serve(*self.config.metrics.listen, health=self.health)
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, self._stopping.set)
         self._loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         timers = asyncio.create_task(self._timers())
         log.info("%s %s ready (control %s)", self.role, self.node_name, self.config.control.socket)
+        self.notifier.ready(f"{self.role} {self.node_name} ready")
         try:
             await self._stopping.wait()
         finally:
+            self.notifier.stopping()
+            self.health.stop()
             timers.cancel()
             await control.close()
             self._commit()
