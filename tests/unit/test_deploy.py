@@ -305,6 +305,20 @@ def test_unit_keeps_xdp_and_bcc_working_under_its_hardening(role):
     assert re.search(r"ip link set dev \S+ xdp off", text)
 
 
+@pytest.mark.parametrize("role", ROLES)
+def test_unit_waits_for_ready_watches_the_loop_and_filters_system_calls(role):
+    service = read_unit(UNITS[role])["Service"]
+    # the daemon's sd_notify (pmip6ctl/io/sdnotify.py): READY=1, then WATCHDOG=1 from its loop
+    assert service["Type"] == "notify" and service["NotifyAccess"] == "main"
+    watchdog = re.fullmatch(r"(\d+)s", service["WatchdogSec"])
+    assert watchdog and int(watchdog[1]) >= 10, "the loop's tick is 1 s: leave room for a busy machine"
+    assert service["ProtectProc"] == "invisible"
+    allowed = service["SystemCallFilter"].split()
+    assert allowed[0] == "@system-service" and {"bpf", "perf_event_open"} <= set(allowed[1:])
+    assert not any(name.startswith("~") for name in allowed), "an allow list, not a deny list"
+    assert service["SystemCallErrorNumber"] == "EPERM"
+
+
 def test_bpffs_unit_mounts_bpf_at_sys_fs_bpf_only_when_missing():
     unit = read_unit(BPFFS_UNIT)
     assert unit["Unit"]["ConditionPathIsMountPoint"] == "!/sys/fs/bpf"
