@@ -245,6 +245,7 @@ class Daemon:
         await control.start()
         self.metrics.add_collector(DataplaneCollector(self.node_name, lambda: self.tables, self._all_gauges,
                                                       intake=self.intake, bounded=self.node.bounded))
+        self.check_metrics_exposure()
         self.health = LoopHealth(self.attachments, xdp_attached=self.netlink.xdp_attached, notifier=self.notifier)
         self.health.start(self._loop)
         self.metrics.serve(*self.config.metrics.listen, health=self.health)
@@ -270,6 +271,23 @@ class Daemon:
             # The programs stay attached and the maps pinned: forwarding goes
             # on without us, and the next start picks it all up.
             log.info("%s %s stopped; the data plane keeps forwarding", self.role, self.node_name)
+
+    def check_metrics_exposure(self) -> None:
+        """config.py refuses a wildcard or public metrics.listen without
+        metrics.expose; what it cannot see is an address on an access
+        interface, the MN side (a MAG's). Refused here, before anything listens."""
+        m = self.config.metrics
+        if m.expose or m.host == "localhost":
+            return
+        host = ipaddress.ip_address(m.host)
+        for ifname in self.config.interfaces.access:
+            try:
+                on_link = host in self.netlink.addresses_on(ifname)
+            except LookupError:
+                continue                          # not there yet: nothing of ours listens on it
+            if on_link:
+                raise SystemExit(f"{self.config.path}: metrics.listen: {m.host} is on access interface {ifname} "
+                                 "(the MN side): give a loopback or management address, or set metrics.expose = true")
 
     def stop(self) -> None:
         if self._loop and self._stopping:

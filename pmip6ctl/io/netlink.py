@@ -103,6 +103,11 @@ class Netlink:
         return [ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) for a in self.ipr.get_addr()]
 
     @_on_worker
+    def addresses_on(self, ifname: str) -> list[IPv4Address | IPv6Address]:
+        """The addresses configured on one interface."""
+        return [ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) for a in self.ipr.get_addr(index=self.ifindex(ifname))]
+
+    @_on_worker
     def local_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         """The networks of this node's own addresses (address/prefix length)."""
         return [ipaddress.ip_network(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}", strict=False)
