@@ -174,12 +174,25 @@ def test_dashboard_queries_use_only_the_daemons_metric_names():
             problems.append(f"{panel['title']} [{target['refId']}]: no metric in {expr!r}")
         problems += [f"{panel['title']} [{target['refId']}]: {bad}" for bad in unknown_names(expr)]
         # $node is the only dashboard variable an expression may use, as a regex matcher
+        # (and Grafana's own $__rate_interval as a range)
         for variable in re.findall(r"\$\{?(\w+)", expr):
-            if variable != "node":
+            if variable not in ("node", "__rate_interval"):
                 problems.append(f"{panel['title']} [{target['refId']}]: variable ${variable}")
         if "$node" in expr and 'node=~"$node"' not in expr:
             problems.append(f"{panel['title']} [{target['refId']}]: $node outside node=~\"$node\"")
     assert not problems, "\n".join(problems)
+
+
+def test_dashboard_rates_use_the_rate_interval():
+    """$__rate_interval: at least four scrapes whatever the scrape interval and
+    the zoom, where a fixed [5m] turns into gaps or noise."""
+    found = 0
+    for _, target in dashboard_targets(load_dashboard()):
+        expr = target["expr"]
+        for function, window in re.findall(r"\b(rate|irate|increase|delta|deriv)\([^\[\]]*\[([^\]]*)\]", expr):
+            assert window == "$__rate_interval", f"{function}(...[{window}]) in {expr}"
+            found += 1
+    assert found >= 10
 
 
 def test_dashboard_has_the_headline_ro_share_and_the_promised_panels():
