@@ -177,7 +177,9 @@ class Daemon:
         yield from self.gauges()
         states = {}
         for row in self.node.liveness_rows(time.time()):
-            states[(row["kind"], row["state"])] = states.get((row["kind"], row["state"]), 0) + 1
+            for state in ("alive", "dead"):          # both, 0 when none: a series that vanishes is "no data"
+                states.setdefault((row["kind"], state), 0)
+            states[(row["kind"], row["state"])] += 1
         for (kind, state), n in sorted(states.items()):
             yield ("pmip6_heartbeat_peers", "Peers watched by heartbeats (RFC 5847), by kind and state",
                    {"kind": kind, "state": state}, n)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import urllib.error
 import urllib.request
@@ -85,4 +86,51 @@ def test_a_program_taken_off_fails_healthz_and_a_restart_under_notify_puts_it_ba
             assert systemd.recv(4096) == b"WATCHDOG=1"
         finally:
             systemd.close()
+        lab.wait_ready(node)
+
+
+def test_a_daemon_runs_under_the_units_system_call_filter(lab):
+    """The units' SystemCallFilter= (@system-service bpf perf_event_open),
+    put in force with libseccomp as systemd would: the daemon compiles,
+    loads and attaches its programs, opens the perf buffer and serves."""
+    pytest.importorskip("seccomp", reason="python3-seccomp (Debian) is needed to apply the filter")
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from pmip6ctl import netns
+
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is needed to expand the filter's groups")
+    root = Path(__file__).resolve().parents[2]
+    unit = root / "deploy" / "systemd" / "pmip6ctl-mag@.service"
+    wrapper = [sys.executable, str(Path(__file__).with_name("syscall_filter.py")), str(unit), "--"]
+    # the filter bites: chroot(2) is outside it
+    probe = subprocess.run([*wrapper, sys.executable, "-c", "import os; os.chroot('/')"],
+                           capture_output=True, text=True, timeout=60)
+    assert probe.returncode != 0 and "Operation not permitted" in probe.stderr, probe.stderr
+    node = "mag3"
+    programs = wanted(lab, node)
+    lab.stop_daemon(node)
+    log_path = lab.lab_dir / "logs" / f"{node}.log"
+    before = log_path.stat().st_size if log_path.exists() else 0
+    argv = [*netns.nsenter_prefix(lab.ns(node)), *wrapper, sys.executable, "-m", "pmip6ctl",
+            t.DAEMONS[node], "run", "-c", str(lab.lab_dir / f"{node}.toml")]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    (lab.lab_dir / f"{node}.pid").write_text(str(proc.pid))
+    try:
+        lab.wait_ready(node)
+        filtered = Path(f"/proc/{lab.pid(node)}/status").read_text()
+        assert re.search(r"^Seccomp:\s+2$", filtered, re.M), "the daemon is not under the filter"
+        status, body = healthz(lab, node)
+        assert status == 200, body
+        assert body["dataplane"]["programs"] == programs
+        said = log_path.read_bytes()[before:].decode(errors="replace")
+        assert "Operation not permitted" not in said and "Traceback" not in said, said[-3000:]
+    finally:
+        lab.stop_daemon(node)
+        lab.start_daemon(node)
         lab.wait_ready(node)
