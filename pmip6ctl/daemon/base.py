@@ -214,6 +214,7 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._timer_wakeup = asyncio.Event()
         self.netlink = Netlink()
+        self.check_metrics_exposure()             # before anything is loaded, opened or bound
         self.dataplane = Dataplane(self.dataplane_settings())
         self.tables = self.dataplane.load()
         # Every interface a redirect may leave through, kept current from the
@@ -247,7 +248,6 @@ class Daemon:
         await control.start()
         self.metrics.add_collector(DataplaneCollector(self.node_name, lambda: self.tables, self._all_gauges,
                                                       intake=self.intake, bounded=self.node.bounded))
-        self.check_metrics_exposure()
         self.health = LoopHealth(self.attachments, xdp_attached=self.netlink.xdp_attached, notifier=self.notifier)
         self.health.start(self._loop)
         self.metrics.serve(*self.config.metrics.listen, health=self.health)

@@ -134,3 +134,36 @@ def test_a_daemon_runs_under_the_units_system_call_filter(lab):
         lab.stop_daemon(node)
         lab.start_daemon(node)
         lab.wait_ready(node)
+
+
+def test_a_mag_refuses_metrics_on_its_access_side_unless_exposed(lab):
+    """An address on interfaces.access is the MN side: without metrics.expose
+    the MAG stops before it loads or binds anything, saying why in one line."""
+    import subprocess
+    import sys
+
+    from pmip6ctl import netns
+
+    node = "mag3"
+    access = next(a["interface"] for a in lab.client(node).call("status")["attached"]
+                  if a["program"] == "xdp_mag_access")
+    address = "fd00:99::1"
+    config = lab.lab_dir / f"{node}-access-metrics.toml"
+    text = (lab.lab_dir / f"{node}.toml").read_text()
+    text, n = re.subn(r'(?m)^listen = ".*"$', f'listen = "[{address}]:19436"', text)
+    assert n == 1
+    config.write_text(text)
+    lab.sh(node, "ip", "-6", "addr", "add", f"{address}/64", "dev", access, "nodad")
+    try:
+        run = subprocess.run([*netns.nsenter_prefix(lab.ns(node)), sys.executable, "-m", "pmip6ctl", "mag", "run",
+                              "-c", str(config)], capture_output=True, text=True, timeout=120)
+        assert run.returncode != 0
+        assert (f"metrics.listen: {address} is on access interface {access} (the MN side): give a loopback or "
+                "management address, or set metrics.expose = true") in run.stderr, run.stderr[-2000:]
+        assert "Traceback" not in run.stderr
+    finally:
+        lab.sh(node, "ip", "-6", "addr", "del", f"{address}/64", "dev", access)
+        config.unlink()
+    # the running MAG never noticed
+    status, body = healthz(lab, node)
+    assert status == 200, body
