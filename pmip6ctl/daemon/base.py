@@ -174,6 +174,10 @@ class Daemon:
         yield ("pmip6_event_queue_depth", "Data-plane events waiting for the daemon", {}, self.intake.depth)
         yield ("pmip6_event_queue_capacity", "Room for data-plane events waiting for the daemon", {},
                self.intake.capacity)
+        age = self.health.tick_age() if self.health is not None else None
+        if age is not None:              # read on the scrape's thread: it grows while the loop is stuck
+            yield ("pmip6_event_loop_tick_age_seconds", "Seconds since the event loop's last tick (one a second "
+                   "while it turns; /healthz fails past 5 s)", {}, age)
         yield from self.gauges()
         states = {}
         for row in self.node.liveness_rows(time.time()):

@@ -16,7 +16,7 @@ import pytest
 
 from pmip6ctl.lab import topology as t
 
-from .conftest import wait_for
+from .conftest import metric, metrics, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -42,6 +42,10 @@ def test_healthz_of_every_daemon_is_ok_and_names_its_programs(lab, node):
     assert 0 <= body["loop"]["tick_age_seconds"] <= 5
     assert body["dataplane"]["attached"] is True
     assert body["dataplane"]["programs"] == wanted(lab, node) and body["dataplane"]["programs"]
+    page = metrics(lab, node)
+    assert f'pmip6_event_loop_tick_age_seconds{{node="{node}"}}' in page
+    assert 0 <= metric(page, "pmip6_event_loop_tick_age_seconds") <= 5
+    assert not [line for line in page.splitlines() if line.split("{")[0].split(" ")[0].endswith("_created")]
 
 
 def test_a_program_taken_off_fails_healthz_and_a_restart_under_notify_puts_it_back(lab, tmp_path):

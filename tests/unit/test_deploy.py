@@ -43,7 +43,7 @@ METRICS = frozenset({
     "pmip6_daemon_info", "up",
     "pmip6_config_reloads_total", "pmip6_tunnels_refused_total",
     "pmip6_dataplane_events_total", "pmip6_dataplane_events_dropped_total", "pmip6_log_lines_suppressed_total",
-    "pmip6_event_queue_depth", "pmip6_event_queue_capacity",
+    "pmip6_event_queue_depth", "pmip6_event_queue_capacity", "pmip6_event_loop_tick_age_seconds",
     "pmip6_table_entries", "pmip6_table_capacity", "pmip6_table_pushed_out_total", "pmip6_table_refused_total",
 })
 PROCESS_METRIC = re.compile(r"process_[a-z_]+")
