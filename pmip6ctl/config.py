@@ -630,7 +630,12 @@ class DataplaneSection:
 
 @dataclass(**_section)
 class MetricsSection:
+    # Loopback by default. A management address is fine as it is; a wildcard
+    # (0.0.0.0, ::), a public address, or (checked at start) an address on a
+    # MAG's access interface serves /metrics and /healthz to the MN side or
+    # the Internet, and needs expose = true (docs/operations.md, "Metrics").
     listen: tuple[str, int] = _key(_listen, ("127.0.0.1", 9436))
+    expose: bool = _key(_boolean, False)
 
     @property
     def host(self) -> str:
@@ -712,6 +717,19 @@ KNOWN_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(dict(_known_keys(Nod
 
 # --- rules that tie fields together -----------------------------------------------------------
 
+def metrics_exposure(host: str) -> str | None:
+    """Why a metrics listen address reaches beyond a management network, or
+    None: every address (a wildcard), or a publicly routable one."""
+    if host == "localhost":
+        return None
+    address = ip_address(host)
+    if address.is_unspecified:
+        return f"{host} listens on every address, the MN side and the Internet included"
+    if address.is_global:
+        return f"{host} is a public address"
+    return None
+
+
 def _cross_checks(c: NodeConfig) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """(field path, why) for each broken rule, in section order."""
     role, interfaces = c.node.role, c.interfaces
@@ -759,6 +777,8 @@ def _cross_checks(c: NodeConfig) -> Iterator[tuple[tuple[str | int, ...], str]]:
         why = (f"{timers.max_bindack_timeout:g} is less than "
                f"timers.initial_bindack_timeout ({timers.initial_bindack_timeout:g})")
         yield ("timers", "max_bindack_timeout"), why
+    if not c.metrics.expose and (why := metrics_exposure(c.metrics.host)):
+        yield ("metrics", "listen"), f"{why}: give a loopback or management address, or set metrics.expose = true"
     if c.cn and c.cn.egress_interface in interfaces.transport:
         yield ("cn", "egress_interface"), f"{c.cn.egress_interface!r} is also a transport interface"
 

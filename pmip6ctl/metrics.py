@@ -6,6 +6,7 @@ thread that could lag). Labels stay low-cardinality: never one per MN."""
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import socketserver
@@ -20,6 +21,7 @@ from prometheus_client import (
     Histogram,
     Info,
     ProcessCollector,
+    disable_created_metrics,
     make_wsgi_app,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -45,6 +47,10 @@ def _server_class(family: int) -> type:
     return Server
 
 log = logging.getLogger("pmip6ctl.metrics")
+
+# No *_created series: one more series per counter and histogram child, which
+# no rule or panel reads (docs/metrics.md). Process-wide, as the client has it.
+disable_created_metrics()
 
 # RO set-up spans a few milliseconds in one domain to seconds when RR retries.
 # A commit with fsync: tens of microseconds on tmpfs to tens of milliseconds on a busy disk.
@@ -187,12 +193,33 @@ class Metrics:
     def add_collector(self, collector) -> None:
         self.registry.register(collector)
 
-    def serve(self, host: str, port: int) -> None:
-        """/metrics in a thread of its own. Not start_http_server: its
-        HTTPServer looks the address up in reverse DNS (socket.getfqdn), which
-        held a daemon's start for 5 s where no DNS answers."""
+    def serve(self, host: str, port: int, health=None):
+        """/metrics (and /healthz, when given a daemon/health.py LoopHealth)
+        in a thread of its own; returns the server (shutdown() ends it). Not
+        start_http_server: its HTTPServer looks the address up in reverse
+        DNS (socket.getfqdn), which held a daemon's start for 5 s where no
+        DNS answers."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        server = make_server(host, port, make_wsgi_app(self.registry), _server_class(family),
+        server = make_server(host, port, app(self.registry, health), _server_class(family),
                              handler_class=_QuietHandler)
         threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
-        log.info("metrics on http://%s/metrics", f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        where = f"[{host}]:{server.server_port}" if ":" in host else f"{host}:{server.server_port}"
+        log.info("metrics on http://%s/metrics%s", where, ", health on /healthz" if health is not None else "")
+        return server
+
+
+def app(registry, health=None):
+    """The WSGI application: /healthz to health.check() (200 or 503, JSON),
+    anything else to the Prometheus exposition."""
+    metrics = make_wsgi_app(registry)
+
+    def application(environ, start_response):
+        if health is None or environ.get("PATH_INFO") != "/healthz":
+            return metrics(environ, start_response)
+        ok, body = health.check()
+        data = (json.dumps(body, sort_keys=True) + "\n").encode()
+        start_response("200 OK" if ok else "503 Service Unavailable",
+                       [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
+                        ("Cache-Control", "no-store")])
+        return [data]
+    return application

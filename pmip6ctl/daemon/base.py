@@ -25,6 +25,7 @@ from ..dataplane.tables import RO_DRAINING, RO_RX_ONLY
 from ..io.control import CommandError, ControlServer
 from ..io.frames import home_path_packet
 from ..io.netlink import LinkEvent, Netlink
+from ..io.sdnotify import Notifier
 from ..io.signaling import MhSocket, Raw4Signaling, UdpSignalingSocket
 from ..io.store import Store
 from ..io.tunnel_sender import TunnelSender
@@ -37,6 +38,7 @@ from ..protocol.node import Node, NodeError, NotSent, StateChanged
 from ..protocol.ro import RoFailed, RoPair, RoRejected, RoRemoved
 from ..protocol.vocabulary import message_kind, result_label
 from ..transport import Arrival, Encap, Send, SendHomePath, Tunnel
+from .health import LoopHealth
 from .intake import EventIntake
 from .persist import Persistence, Table
 from .tunnels import TunnelConflict, TunnelRegistry
@@ -128,6 +130,8 @@ class Daemon:
         self._timer_wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.reloads = {"ok": 0, "failed": 0}
+        self.notifier = Notifier()                 # systemd Type=notify: READY, WATCHDOG, STOPPING
+        self.health: LoopHealth | None = None
 
     # --- hooks for the role ----------------------------------------------------
     def attachments(self) -> list[tuple[str, str]]:
@@ -170,10 +174,16 @@ class Daemon:
         yield ("pmip6_event_queue_depth", "Data-plane events waiting for the daemon", {}, self.intake.depth)
         yield ("pmip6_event_queue_capacity", "Room for data-plane events waiting for the daemon", {},
                self.intake.capacity)
+        age = self.health.tick_age() if self.health is not None else None
+        if age is not None:              # read on the scrape's thread: it grows while the loop is stuck
+            yield ("pmip6_event_loop_tick_age_seconds", "Seconds since the event loop's last tick (one a second "
+                   "while it turns; /healthz fails past 5 s)", {}, age)
         yield from self.gauges()
         states = {}
         for row in self.node.liveness_rows(time.time()):
-            states[(row["kind"], row["state"])] = states.get((row["kind"], row["state"]), 0) + 1
+            for state in ("alive", "dead"):          # both, 0 when none: a series that vanishes is "no data"
+                states.setdefault((row["kind"], state), 0)
+            states[(row["kind"], row["state"])] += 1
         for (kind, state), n in sorted(states.items()):
             yield ("pmip6_heartbeat_peers", "Peers watched by heartbeats (RFC 5847), by kind and state",
                    {"kind": kind, "state": state}, n)
@@ -208,6 +218,7 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._timer_wakeup = asyncio.Event()
         self.netlink = Netlink()
+        self.check_metrics_exposure()             # before anything is loaded, opened or bound
         self.dataplane = Dataplane(self.dataplane_settings())
         self.tables = self.dataplane.load()
         # Every interface a redirect may leave through, kept current from the
@@ -241,15 +252,20 @@ class Daemon:
         await control.start()
         self.metrics.add_collector(DataplaneCollector(self.node_name, lambda: self.tables, self._all_gauges,
                                                       intake=self.intake, bounded=self.node.bounded))
-        self.metrics.serve(*self.config.metrics.listen)
+        self.health = LoopHealth(self.attachments, xdp_attached=self.netlink.xdp_attached, notifier=self.notifier)
+        self.health.start(self._loop)
+        self.metrics.serve(*self.config.metrics.listen, health=self.health)
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, self._stopping.set)
         self._loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         timers = asyncio.create_task(self._timers())
         log.info("%s %s ready (control %s)", self.role, self.node_name, self.config.control.socket)
+        self.notifier.ready(f"{self.role} {self.node_name} ready")
         try:
             await self._stopping.wait()
         finally:
+            self.notifier.stopping()
+            self.health.stop()
             timers.cancel()
             await control.close()
             self._commit()
@@ -261,6 +277,23 @@ class Daemon:
             # The programs stay attached and the maps pinned: forwarding goes
             # on without us, and the next start picks it all up.
             log.info("%s %s stopped; the data plane keeps forwarding", self.role, self.node_name)
+
+    def check_metrics_exposure(self) -> None:
+        """config.py refuses a wildcard or public metrics.listen without
+        metrics.expose; what it cannot see is an address on an access
+        interface, the MN side (a MAG's). Refused here, before anything listens."""
+        m = self.config.metrics
+        if m.expose or m.host == "localhost":
+            return
+        host = ipaddress.ip_address(m.host)
+        for ifname in self.config.interfaces.access:
+            try:
+                on_link = host in self.netlink.addresses_on(ifname)
+            except LookupError:
+                continue                          # not there yet: nothing of ours listens on it
+            if on_link:
+                raise SystemExit(f"{self.config.path}: metrics.listen: {m.host} is on access interface {ifname} "
+                                 "(the MN side): give a loopback or management address, or set metrics.expose = true")
 
     def stop(self) -> None:
         if self._loop and self._stopping:

@@ -318,9 +318,16 @@ class MagDaemon(Daemon):
                 roles[role] = roles.get(role, 0) + 1
         for role in Role:
             yield ("pmip6_bindings", "Bindings held, by kind", {"kind": f"ro_{role}"}, roles.get(role, 0))
-        states = {}
-        for e in self.node.bul.entries.values():
-            states[e.state.value] = states.get(e.state.value, 0) + 1
+        states = mobile_node_states(self.node.bul.entries.values())
         for state, n in states.items():
             yield ("pmip6_mobile_nodes", "Mobile nodes in the binding update list, by state", {"state": state}, n)
-        yield ("pmip6_bindings", "Bindings held, by kind", {"kind": "pmip"}, states.get("registered", 0))
+        yield ("pmip6_bindings", "Bindings held, by kind", {"kind": "pmip"}, states["registered"])
+
+
+def mobile_node_states(entries) -> dict[str, int]:
+    """MNs by binding state, every state present: a state nobody is in is
+    0, not a series that vanishes (a rule on it would see "no data")."""
+    states = {state.value: 0 for state in BindingState}
+    for e in entries:
+        states[e.state.value] += 1
+    return states

@@ -79,6 +79,12 @@ class Netlink:
     def link_attr(self, ifname: str, attr: str):
         return self.ipr.get_links(self.ifindex(ifname))[0].get_attr(attr)
 
+    @_on_worker
+    def xdp_attached(self, ifname: str) -> bool:
+        """The kernel has an XDP program on ifname (any mode)."""
+        xdp = self.ipr.get_links(self.ifindex(ifname))[0].get_attr("IFLA_XDP")
+        return bool(xdp and xdp.get_attr("IFLA_XDP_ATTACHED"))
+
     def carrier(self, ifname: str) -> bool:
         """The link is up and has its carrier (an MN is on the other end)."""
         return self.link_attr(ifname, "IFLA_OPERSTATE") == "UP" and bool(self.link_attr(ifname, "IFLA_CARRIER"))
@@ -95,6 +101,11 @@ class Netlink:
     @_on_worker
     def local_addresses(self) -> list[IPv4Address | IPv6Address]:
         return [ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) for a in self.ipr.get_addr()]
+
+    @_on_worker
+    def addresses_on(self, ifname: str) -> list[IPv4Address | IPv6Address]:
+        """The addresses configured on one interface."""
+        return [ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) for a in self.ipr.get_addr(index=self.ifindex(ifname))]
 
     @_on_worker
     def local_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

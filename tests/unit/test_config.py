@@ -328,7 +328,16 @@ def test_ro_policy_first_match_wins_and_default_allows():
 def test_metrics_listen_forms():
     assert load("cn", metrics__listen="[::1]:9000").metrics.listen == ("::1", 9000)
     assert load("cn", metrics__listen="localhost:1").metrics.listen == ("localhost", 1)
-    assert load("cn", metrics__listen="0.0.0.0:65535").metrics.listen == ("0.0.0.0", 65535)
+    assert load("cn", metrics__listen="0.0.0.0:65535", metrics__expose=True).metrics.listen == ("0.0.0.0", 65535)
+
+
+def test_metrics_stay_on_loopback_or_a_management_address_unless_exposed():
+    assert load("lma").metrics.expose is False
+    for listen in ("127.0.0.1:9436", "[::1]:9436", "localhost:9436", "10.1.2.3:9436", "[fd00:1::5]:9436",
+                   "192.0.2.1:9436", "[2001:db8:eeee::3]:9436"):
+        assert load("mag", metrics__listen=listen).metrics.expose is False, listen
+    for listen in ("[::]:9436", "0.0.0.0:9436", "8.8.8.8:9436", "[2a00:1450::1]:9436"):
+        assert load("mag", metrics__listen=listen, metrics__expose=True).metrics.expose is True
 
 
 def test_quick_mode_allows_a_longer_ro_lifetime():
@@ -503,6 +512,13 @@ CASES = [
      "metrics.listen: '[127.0.0.1]:80': the host must be an IP address or localhost"),
     ("cn", {"metrics.listen": "127.0.0.1:0"}, "metrics.listen: '127.0.0.1:0': port 0 is not in 1..65535"),
     ("cn", {"metrics.listen": "[::1]:65536"}, "metrics.listen: '[::1]:65536': port 65536 is not in 1..65535"),
+    ("lma", {"metrics.listen": "[::]:9436"}, "metrics.listen: :: listens on every address, the MN side and the "
+     "Internet included: give a loopback or management address, or set metrics.expose = true"),
+    ("mag", {"metrics.listen": "0.0.0.0:9436"}, "metrics.listen: 0.0.0.0 listens on every address, the MN side "
+     "and the Internet included: give a loopback or management address, or set metrics.expose = true"),
+    ("cn", {"metrics.listen": "[2a00:1450::1]:9436"}, "metrics.listen: 2a00:1450::1 is a public address: give a "
+     "loopback or management address, or set metrics.expose = true"),
+    ("cn", {"metrics.expose": "yes"}, "metrics.expose: 'yes' is not a boolean (true or false)"),
     # [control]
     ("cn", {"control.socket": "cn.sock"}, "control.socket: 'cn.sock' is not an absolute path"),
     # [cn]

@@ -61,3 +61,14 @@ def test_every_exported_name_has_the_pmip6_prefix_or_is_standard():
     names = {line.split("{")[0].split(" ")[0] for line in generate_latest(metrics.registry).decode().splitlines()
              if line and not line.startswith("#")}
     assert all(n.startswith(("pmip6_", "process_")) for n in names), names
+
+
+def test_mobile_node_states_are_all_there_even_at_zero():
+    from types import SimpleNamespace
+
+    from pmip6ctl.daemon.mag import mobile_node_states
+    from pmip6ctl.protocol.binding_update_list import BindingState
+
+    assert mobile_node_states([]) == {"registering": 0, "registered": 0, "deregistering": 0, "failed": 0}
+    entries = [SimpleNamespace(state=BindingState.REGISTERED)] * 2 + [SimpleNamespace(state=BindingState.FAILED)]
+    assert mobile_node_states(entries) == {"registering": 0, "registered": 2, "deregistering": 0, "failed": 1}
