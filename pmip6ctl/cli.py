@@ -394,6 +394,46 @@ def top(obj: Context, interval, iterations):
         pass
 
 
+@main.command()
+@click.option("--output", "-o", type=click.Path(dir_okay=False),
+              help="The bundle (default: ./pmip6ctl-debuginfo-NODE-TIME.tar.gz).")
+@click.option("--log-lines", default=500, show_default=True, type=click.IntRange(min=0),
+              help="How many of the log's last lines to include.")
+@click.option("--log", "log_file", type=click.Path(dir_okay=False),
+              help="The daemon's log file (default: the lab's log, or journald's lines for its pid).")
+@click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False),
+              help="The node's config file (default: the one the daemon says it runs with).")
+@click.pass_obj
+def debuginfo(obj: Context, output, log_lines, log_file, config_path):
+    """Write a support bundle (tar.gz) for one node: versions, its config
+    without key material, status, bindings, peers, counters, signaling, map
+    dumps, RO pairs, metrics and its log's last lines. Key files are never read."""
+    import time
+
+    from .debuginfo import collect, write_bundle
+
+    path = obj.socket_path()
+    if log_file is None and path.parent.name.startswith("lab") and path.parent.parent == RUN_DIR:
+        lab_log = path.parent / "logs" / f"{path.stem}.log"          # the lab keeps its logs there
+        log_file = lab_log if lab_log.exists() else None
+    files = collect(path, log_lines=log_lines, log_file=Path(log_file) if log_file else None,
+                    config=Path(config_path) if config_path else None)
+    name = obj.node or path.stem
+    top = f"pmip6ctl-debuginfo-{name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    target = write_bundle(files, Path(output or f"{top}.tar.gz"), top)
+    problems = files["errors.txt"].decode().strip()
+    if global_json():
+        click.echo(json.dumps({"bundle": str(target), "files": sorted(files),
+                               "missing": [] if problems == "(none)" else problems.splitlines()}, indent=2))
+    else:
+        click.echo(f"{target}: {len(files)} files")
+        if problems != "(none)":
+            for line in problems.splitlines():
+                click.echo(f"  missing: {line}", err=True)
+    if "status.json" not in files:       # written anyway: versions, config and log may help
+        raise click.ClickException(f"the daemon on {path} did not answer; {target} holds what could be had")
+
+
 @main.group()
 def mn():
     """Attach or detach a mobile node at a MAG by hand (RS detection does it automatically)."""
