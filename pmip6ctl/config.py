@@ -857,7 +857,7 @@ def check_config(path: str | Path) -> tuple[NodeConfig | None, list[ConfigError]
     """Every problem in one node's file (`pmip6ctl config check`), not just the
     first one load_config stops at: each field that does not convert, each
     unknown key, then (when every field converted) each cross-field rule, and
-    each key file that cannot be used. The config when there is none."""
+    each key file that cannot be used; and the config, None if there is any."""
     try:
         return load_config(path), []
     except ConfigError as error:

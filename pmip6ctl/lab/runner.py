@@ -324,6 +324,7 @@ class Lab:
         os.killpg(pid, sig)
         if not poll(lambda: self.pid(node) is None, timeout):
             os.killpg(pid, signal.SIGKILL)
+            poll(lambda: self.pid(node) is None, 5.0)    # gone, its socket closed (down checks)
 
     def restart_daemon(self, node: str) -> None:
         self.start_daemon(node)
