@@ -5,7 +5,8 @@ Run a node:            pmip6ctl lma run -c lma.toml   (also: mag run, cn run)
 Ask a running node:    pmip6ctl --node mag1 bindings  (status, counters, peers, ...)
 Try it on one machine: pmip6ctl lab up && pmip6ctl lab demo && pmip6ctl lab down
 
-Every listing takes --json. Errors are one line on stderr and a non-zero exit.
+Every listing takes --json (or -j before the command); --raw prints numbers
+without thousands separators. Errors are one line on stderr and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -22,27 +23,53 @@ import click
 from . import __version__
 from .io.control import CommandError, ControlClient
 from .security import MAX_RR_BINDING_LIFETIME
-from .tables_fmt import render_table
+from .tables_fmt import raw_numbers, render_table
 
 RUN_DIR = Path("/run/pmip6ctl")
+LAB_RUN_DIR = RUN_DIR / "lab"      # `pmip6ctl lab up`'s sockets (pmip6ctl/lab/runner.py)
+
+
+def daemon_sockets() -> dict[str, Path]:
+    """Every control socket here by node name: a production daemon's under
+    its own name, the lab's as lab-<node>."""
+    found = {p.stem: p for p in sorted(RUN_DIR.glob("*.sock"))}
+    found.update({f"lab-{p.stem}": p for p in sorted(LAB_RUN_DIR.glob("*.sock"))})
+    return found
+
+
+def socket_of(node: str) -> Path:
+    """NAME's socket: /run/pmip6ctl/NAME.sock; lab-NAME is the lab's NAME; a
+    NAME with no production socket but a lab one is the lab's."""
+    production = RUN_DIR / f"{node}.sock"
+    if production.exists():
+        return production
+    if node.startswith("lab-") and (LAB_RUN_DIR / f"{node[4:]}.sock").exists():
+        return LAB_RUN_DIR / f"{node[4:]}.sock"
+    if (LAB_RUN_DIR / f"{node}.sock").exists():
+        return LAB_RUN_DIR / f"{node}.sock"
+    return production
 
 
 # --- plumbing ---------------------------------------------------------------------
 class Context:
-    def __init__(self, node: str | None, socket: str | None):
+    def __init__(self, node: str | None, socket: str | None, as_json: bool = False):
         self.node = node
         self.socket = socket
+        self.as_json = as_json
+
+    def socket_path(self) -> Path:
+        if self.socket:
+            return Path(self.socket)
+        if self.node:
+            return socket_of(self.node)
+        sockets = daemon_sockets()
+        if len(sockets) == 1:
+            return next(iter(sockets.values()))
+        names = ", ".join(sockets) or "none running"
+        raise click.UsageError(f"which node? use --node NAME (daemons here: {names})")
 
     def client(self) -> ControlClient:
-        if self.socket:
-            return ControlClient(Path(self.socket))
-        if self.node:
-            return ControlClient(RUN_DIR / f"{self.node}.sock")
-        sockets = sorted(RUN_DIR.glob("*.sock"))
-        if len(sockets) == 1:
-            return ControlClient(sockets[0])
-        names = ", ".join(s.stem for s in sockets) or "none running"
-        raise click.UsageError(f"which node? use --node NAME (daemons here: {names})")
+        return ControlClient(self.socket_path())
 
     def call(self, command: str, **args):
         try:
@@ -53,11 +80,18 @@ class Context:
             raise click.ClickException(str(exc)) from None
 
 
+def global_json() -> bool:
+    """Whether -j/--json was given before the command."""
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root().obj if ctx else None
+    return bool(getattr(root, "as_json", False))
+
+
 def json_option(func):
     @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
     @functools.wraps(func)
     def wrapper(*args, as_json: bool, **kwargs):
-        return func(*args, as_json=as_json, **kwargs)
+        return func(*args, as_json=as_json or global_json(), **kwargs)
     return wrapper
 
 
@@ -100,11 +134,16 @@ def run_daemon(role: str, config_path: str, verbose: bool) -> None:
 # --- the command tree ---------------------------------------------------------------
 @click.group(help=__doc__)
 @click.version_option(__version__, prog_name="pmip6ctl")
-@click.option("--node", "-n", metavar="NAME", help="The daemon to talk to (its socket is /run/pmip6ctl/NAME.sock).")
+@click.option("--node", "-n", metavar="NAME",
+              help="The daemon to talk to: /run/pmip6ctl/NAME.sock; lab-NAME is the lab's "
+                   "(/run/pmip6ctl/lab/NAME.sock), as is a NAME with no production socket.")
 @click.option("--socket", metavar="PATH", help="The control socket, when it is not the default one.")
+@click.option("--json", "-j", "as_json", is_flag=True, help="Print JSON instead of tables (every command).")
+@click.option("--raw", is_flag=True, help="Print numbers as they are, without thousands separators.")
 @click.pass_context
-def main(ctx, node, socket):
-    ctx.obj = Context(node, socket)
+def main(ctx, node, socket, as_json, raw):
+    ctx.obj = Context(node, socket, as_json)
+    raw_numbers.set(raw)
 
 
 def _daemon_group(role: str, what: str):
@@ -154,19 +193,27 @@ def config():
 
 @config.command(name="check")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def config_check(paths):
-    """Load each TOML file as a daemon would; one line per problem."""
-    from .config import ConfigError, load_config
+@json_option
+def config_check(paths, as_json):
+    """Check each TOML file as a daemon would load it, and report every
+    problem, one line each (`file: field: why`); exit 1 if there is any."""
+    from .config import check_config
 
-    failed = False
+    results, failed = [], False
     for path in paths:
-        try:
-            cfg = load_config(path)
-        except ConfigError as exc:
-            click.echo(str(exc), err=True)
-            failed = True
-        else:
-            click.echo(f"{path}: ok ({cfg.node.role} {cfg.node.name})")
+        cfg, errors = check_config(path)
+        failed |= bool(errors)
+        results.append({"file": path, "ok": not errors,
+                        **({"role": cfg.node.role, "name": cfg.node.name} if cfg else {}),
+                        "problems": [{"field": e.field, "why": e.reason, "line": str(e)} for e in errors]})
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            if result["ok"]:
+                click.echo(f"{result['file']}: ok ({result['role']} {result['name']})")
+            for problem in result["problems"]:
+                click.echo(problem["line"], err=True)
     if failed:
         sys.exit(1)
 
@@ -320,9 +367,9 @@ def top(obj: Context, interval, iterations):
     part of the MNs' bytes that bypasses the LMA (MAGs). Refreshes in place."""
     import time
 
-    nodes = [obj.node] if obj.node or obj.socket else sorted(p.stem for p in RUN_DIR.glob("*.sock"))
+    nodes = [obj.node] if obj.node or obj.socket else list(daemon_sockets())
     if not nodes:
-        raise click.ClickException(f"no daemon is running (no control socket in {RUN_DIR})")
+        raise click.ClickException(f"no daemon is running (no control socket in {RUN_DIR} or {LAB_RUN_DIR})")
 
     def read():
         return {node: Context(node, obj.socket).call("counters") for node in nodes}
@@ -345,6 +392,46 @@ def top(obj: Context, interval, iterations):
             previous, stamp, shown = current, now, shown + 1
     except KeyboardInterrupt:
         pass
+
+
+@main.command()
+@click.option("--output", "-o", type=click.Path(dir_okay=False),
+              help="The bundle (default: ./pmip6ctl-debuginfo-NODE-TIME.tar.gz).")
+@click.option("--log-lines", default=500, show_default=True, type=click.IntRange(min=0),
+              help="How many of the log's last lines to include.")
+@click.option("--log", "log_file", type=click.Path(dir_okay=False),
+              help="The daemon's log file (default: the lab's log, or journald's lines for its pid).")
+@click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False),
+              help="The node's config file (default: the one the daemon says it runs with).")
+@click.pass_obj
+def debuginfo(obj: Context, output, log_lines, log_file, config_path):
+    """Write a support bundle (tar.gz) for one node: versions, its config
+    without key material, status, bindings, peers, counters, signaling, map
+    dumps, RO pairs, metrics and its log's last lines. Key files are never read."""
+    import time
+
+    from .debuginfo import collect, write_bundle
+
+    path = obj.socket_path()
+    if log_file is None and path.parent.name.startswith("lab") and path.parent.parent == RUN_DIR:
+        lab_log = path.parent / "logs" / f"{path.stem}.log"          # the lab keeps its logs there
+        log_file = lab_log if lab_log.exists() else None
+    files = collect(path, log_lines=log_lines, log_file=Path(log_file) if log_file else None,
+                    config=Path(config_path) if config_path else None)
+    name = obj.node or path.stem
+    top = f"pmip6ctl-debuginfo-{name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    target = write_bundle(files, Path(output or f"{top}.tar.gz"), top)
+    problems = files["errors.txt"].decode().strip()
+    if global_json():
+        click.echo(json.dumps({"bundle": str(target), "files": sorted(files),
+                               "missing": [] if problems == "(none)" else problems.splitlines()}, indent=2))
+    else:
+        click.echo(f"{target}: {len(files)} files")
+        if problems != "(none)":
+            for line in problems.splitlines():
+                click.echo(f"  missing: {line}", err=True)
+    if "status.json" not in files:       # written anyway: versions, config and log may help
+        raise click.ClickException(f"the daemon on {path} did not answer; {target} holds what could be had")
 
 
 @main.group()

@@ -58,6 +58,7 @@ class ConfigError(ValueError):
         self.file = file
         self.field = field          # dotted path such as "lma.hnp_pool", or None
         self.reason = reason
+        self.every = [self]         # with the problems found after it (check_config)
         super().__init__(f"{file}: {field}: {reason}" if field else f"{file}: {reason}")
 
 
@@ -70,6 +71,22 @@ class _Invalid(Exception):
 
     def inside(self, key: str | int) -> _Invalid:
         return _Invalid(self.why, (key, *self.path))
+
+
+class _Many(_Invalid):
+    """Every problem found in one table (and the tables inside it), in the
+    order the file declares its keys; why and path are the first one's."""
+
+    def __init__(self, problems: list[_Invalid]):
+        super().__init__(problems[0].why, problems[0].path)
+        self.problems = problems
+
+    def inside(self, key: str | int) -> _Many:
+        return _Many([problem.inside(key) for problem in self.problems])
+
+
+def _each(problem: _Invalid) -> list[_Invalid]:
+    return problem.problems if isinstance(problem, _Many) else [problem]
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -391,17 +408,25 @@ def _keys(cls: type) -> dict[str, dataclasses.Field]:
 def _build(cls: type, raw: Any, **extra: Any) -> Any:
     """A section dataclass from a TOML table: unknown keys first, then each key in declared order."""
     _typed(dict, "a table", raw)
-    _reject_unknown(cls, raw)
-    values = {name: _convert(f, raw) for name, f in _keys(cls).items() if name in raw or _required(f)}
+    problems = list(_unknown(cls, raw))
+    values = {}
+    for name, f in _keys(cls).items():
+        if name in raw or _required(f):
+            try:
+                values[name] = _convert(f, raw)
+            except _Invalid as problem:     # go on: `config check` shows every problem
+                problems += _each(problem)
+    if problems:
+        raise _Many(problems)
     return cls(**values, **extra)
 
 
-def _reject_unknown(cls: type, raw: dict[str, Any]) -> None:
+def _unknown(cls: type, raw: dict[str, Any]) -> Iterator[_Invalid]:
     keys = _keys(cls)
     for name in raw:
         if name not in keys:
             close = difflib.get_close_matches(name, keys, n=1)
-            raise _Invalid("unknown key" + (f" (did you mean {close[0]}?)" if close else ""), (name,))
+            yield _Invalid("unknown key" + (f" (did you mean {close[0]}?)" if close else ""), (name,))
 
 
 def _required(f: dataclasses.Field) -> bool:
@@ -784,14 +809,23 @@ def _cross_checks(c: NodeConfig) -> Iterator[tuple[tuple[str | int, ...], str]]:
 
 
 def _from_document(doc: dict[str, Any], path: Path) -> NodeConfig:
-    _reject_unknown(NodeConfig, doc)
+    problems = list(_unknown(NodeConfig, doc))
     # [node] first: its role decides which of [lma], [mag] and [cn] belongs.
-    node = _convert(_keys(NodeConfig)["node"], doc)
+    try:
+        node = _convert(_keys(NodeConfig)["node"], doc)
+    except _Invalid as problem:
+        raise _Many(problems + _each(problem)) from None
     for role in ROLES:
         if role in doc and role != node.role:
-            raise _Invalid(f'only allowed when node.role = "{role}"', (role,))
-    # A missing [cn] takes its defaults; a missing [lma] or [mag] names its first required key.
-    config = _build(NodeConfig, {node.role: {}, **doc}, path=path)
+            problems.append(_Invalid(f'only allowed when node.role = "{role}"', (role,)))
+    known = {k: v for k, v in doc.items() if k in _keys(NodeConfig) and (k not in ROLES or k == node.role)}
+    # A missing [cn] takes its defaults; a missing [lma] or [mag] names its required keys.
+    try:
+        config = _build(NodeConfig, {node.role: {}, **known}, path=path)
+    except _Invalid as problem:
+        raise _Many(problems + _each(problem)) from None
+    if problems:
+        raise _Many(problems)
     default_role = "lma" if node.role == "lma" else "mag"
     config = dataclasses.replace(config, peers=tuple(
         dataclasses.replace(p, role=p.role or default_role,
@@ -803,8 +837,9 @@ def _from_document(doc: dict[str, Any], path: Path) -> NodeConfig:
     if config.store.path is None:
         config = dataclasses.replace(config, store=dataclasses.replace(
             config.store, path=Path(f"/var/lib/pmip6ctl/{config.node.name}.db")))
-    for where, why in _cross_checks(config):
-        raise _Invalid(why, where)  # the first broken rule
+    problems = [_Invalid(why, where) for where, why in _cross_checks(config)]
+    if problems:
+        raise _Many(problems)
     return config
 
 
@@ -828,7 +863,26 @@ def parse_config(text: str, path: str | Path) -> NodeConfig:
     try:
         return _from_document(doc, Path(path))
     except _Invalid as problem:
-        raise ConfigError(label, _dotted(problem.path) or None, problem.why) from None
+        errors = [ConfigError(label, _dotted(p.path) or None, p.why) for p in _each(problem)]
+        raise _first_of(errors) from None
+
+
+def _first_of(errors: list[ConfigError]) -> ConfigError:
+    """The first problem, which a daemon reports; `every` holds them all."""
+    errors[0].every = errors
+    return errors[0]
+
+
+def check_config(path: str | Path) -> tuple[NodeConfig | None, list[ConfigError]]:
+    """Every problem in one node's file (`pmip6ctl config check`), not just the
+    first one load_config stops at: each field that does not convert, each
+    unknown key, then (when every field converted) each cross-field rule, and
+    each key file that cannot be used; and the config, None if there is any."""
+    try:
+        return load_config(path), []
+    except ConfigError as error:
+        errors = error.every
+    return None, errors
 
 
 def differences(old: NodeConfig, new: NodeConfig) -> list[str]:
@@ -860,12 +914,22 @@ def load_config(path: str | Path) -> NodeConfig:
     return read_keys(parse_config(text, path))
 
 
+def _key_problems(config: NodeConfig) -> list[ConfigError]:
+    errors = []
+    for i, peer in enumerate(config.peers):
+        try:
+            read_key(peer.key_file)
+        except _Invalid as problem:
+            errors.append(ConfigError(str(config.path), _dotted(("peers", i, "key_file")), problem.why))
+    return errors
+
+
 def read_keys(config: NodeConfig) -> NodeConfig:
     """The config with each peer's key read from its key_file."""
     peers = []
     for i, peer in enumerate(config.peers):
         try:
             peers.append(dataclasses.replace(peer, key=read_key(peer.key_file)))
-        except _Invalid as problem:
-            raise ConfigError(str(config.path), _dotted(("peers", i, "key_file")), problem.why) from None
+        except _Invalid:
+            raise _first_of(_key_problems(config)) from None
     return dataclasses.replace(config, peers=tuple(peers))

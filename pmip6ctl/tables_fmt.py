@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any, Sequence
+
+# --raw: numbers as they are (12345, not 12,345), for scripts that parse tables.
+raw_numbers: ContextVar[bool] = ContextVar("raw_numbers", default=False)
 
 
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.1f}"
+        return repr(value) if raw_numbers.get() else f"{value:.1f}"
     if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
+        return str(value) if raw_numbers.get() else f"{value:,}"
     if isinstance(value, (list, tuple)):
         return ", ".join(_cell(v) for v in value) or "-"
     return str(value)

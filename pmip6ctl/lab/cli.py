@@ -52,8 +52,10 @@ def down(prefix):
 @click.pass_obj
 def status(prefix, as_json):
     """Show the lab's namespaces and daemons."""
+    from ..cli import global_json
+
     data = _lab(prefix).status()
-    if as_json:
+    if as_json or global_json():
         click.echo(json.dumps(data, indent=2, default=str))
         return
     click.echo(f"namespaces: {', '.join(data['namespaces']) or '(none: the lab is down)'}")

@@ -1,10 +1,14 @@
 """`pmip6ctl lab up|down|status`: build the lab, run its daemons, tear it all down.
 
 Daemons run in their namespaces through nsenter (never `ip netns exec`,
-which remounts /sys and hides the bpffs pins: DESIGN §4), with their logs,
-configs and pid files under one directory. `down` removes every namespace
-with the lab's prefix, the pins, the sockets and that directory, and it is
-safe after an `up` that failed half-way."""
+which remounts /sys and hides the bpffs pins: DESIGN §4), with their control
+sockets, stores, logs, configs, keys and pid files under one directory of
+the lab's own, /run/pmip6ctl/lab/: never a production daemon's
+/run/pmip6ctl/<node>.sock or /var/lib/pmip6ctl/<node>.db. `up` refuses to
+start when a daemon that is not the lab's answers on a socket the lab would
+use. `down` removes every namespace with the lab's prefix, the pins and what
+the lab wrote in its directory, and it is safe after an `up` that failed
+half-way."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,11 +31,23 @@ from . import topology as t
 from .configs import lab_configs, lab_keys
 from .netlab import LabError, NetLab, _run, list_namespaces
 
-RUN_DIR = Path("/run/pmip6ctl")
+RUN_DIR = Path("/run/pmip6ctl")      # production daemons' sockets: the lab never writes here
+LAB_RUN_DIR = RUN_DIR / "lab"        # the default lab's (the CLI's --node finds sockets here too)
 DEFAULT_PREFIX = "pmip-"
 
 
 VOID_MAC = "02:00:00:00:00:05"     # the MNs' last-resort next hop, on a link to nowhere
+
+
+def socket_is_live(path: Path) -> bool:
+    """Whether something accepts connections on the Unix socket at path."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def poll(predicate, timeout: float = 10.0, interval: float = 0.05):
@@ -48,12 +65,14 @@ class Lab:
     def __init__(self, prefix: str = DEFAULT_PREFIX, progress: Callable[[str], None] = lambda s: None):
         self.net = NetLab(prefix=prefix)
         self.progress = progress
-        # The default lab's sockets are the standard ones (/run/pmip6ctl/<node>.sock),
-        # so `pmip6ctl --node mag1 ...` needs no flags; another prefix gets its own
-        # directories and pins, and the two never touch each other's files.
+        # Everything the lab writes outside its namespaces and pins lives in one
+        # directory of its own, /run/pmip6ctl/lab/ (`pmip6ctl --node mag1` and
+        # `--node lab-mag1` find its sockets there); another prefix gets its own
+        # directory and pins, and no two labs, nor a production daemon, touch
+        # each other's files.
         suffix = "" if prefix == DEFAULT_PREFIX else "-" + prefix.strip("-")
-        self.run_dir = RUN_DIR if not suffix else RUN_DIR / prefix.strip("-")
-        self.lab_dir = self.run_dir / "lab"
+        self.run_dir = LAB_RUN_DIR if not suffix else RUN_DIR / f"lab{suffix}"
+        self.lab_dir = self.run_dir
         self.pin_root = Path(f"/sys/fs/bpf/pmip6-lab{suffix}")
 
     # --- names -------------------------------------------------------------------
@@ -75,9 +94,19 @@ class Lab:
         return self.net.sh(node, *argv)
 
     # --- up -------------------------------------------------------------------------
+    def foreign_sockets(self) -> list[Path]:
+        """The sockets the lab would use on which a daemon that is not the
+        lab's answers (no lab daemon runs for that node)."""
+        return [self.socket(node) for node in t.DAEMONS
+                if self.pid(node) is None and socket_is_live(self.socket(node))]
+
     def up(self, *, ipv4_transport_mags: set[str] = t.IPV4_TRANSPORT_MAGS, trigger_packets: int = 0) -> None:
         if self.namespaces():
             raise LabError(f"a lab is already up ({', '.join(self.namespaces())}): run `pmip6ctl lab down` first")
+        foreign = self.foreign_sockets()
+        if foreign:                     # before anything is changed: nothing to clean up
+            raise LabError(f"refusing to start: a daemon that is not the lab's answers on {foreign[0]} "
+                           "(stop it, or give the lab another --prefix)")
         try:
             self.progress("building namespaces and links")
             self.build_network()
@@ -295,6 +324,7 @@ class Lab:
         os.killpg(pid, sig)
         if not poll(lambda: self.pid(node) is None, timeout):
             os.killpg(pid, signal.SIGKILL)
+            poll(lambda: self.pid(node) is None, 5.0)    # gone, its socket closed (down checks)
 
     def restart_daemon(self, node: str) -> None:
         self.start_daemon(node)
@@ -403,12 +433,24 @@ class Lab:
         removed = self.net.destroy(t.NODES)
         subprocess.run(["ip", "link", "del", self.mgmt_ifname], capture_output=True)
         shutil.rmtree(self.pin_root, ignore_errors=True)
+        # Our daemons are stopped: a socket that still answers is someone else's,
+        # and it stays, with that node's store.
+        keep: set[Path] = set()
         for node in t.DAEMONS:
-            self.socket(node).unlink(missing_ok=True)
-            self.forget_state(node)
-        shutil.rmtree(self.lab_dir, ignore_errors=True)
-        if self.run_dir != RUN_DIR:
+            if socket_is_live(self.socket(node)):
+                db = self.store(node)
+                keep |= {self.socket(node), db, Path(f"{db}-wal"), Path(f"{db}-shm"),
+                         self.socket(node).with_suffix(".state.json")}
+        if not keep:
             shutil.rmtree(self.run_dir, ignore_errors=True)
+        elif self.run_dir.is_dir():
+            for path in self.run_dir.iterdir():
+                if path in keep:
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
         if not quiet:
             self.progress(f"removed {len(removed)} namespaces, the pins in {self.pin_root} and {self.lab_dir}")
         return removed
