@@ -7,28 +7,59 @@ sides cannot drift apart.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import re
-import sys
+import tempfile
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
 from pathlib import Path
 
 
+_SOURCE_TREE = Path(__file__).resolve().parents[1]
+
+
+@cache
 def bpf_dir() -> Path:
-    """Where the BPF sources live: $PMIP6_BPF_DIR, the source tree, or the
-    installed share directory."""
-    candidates = [
-        os.environ.get("PMIP6_BPF_DIR"),
-        Path(__file__).resolve().parents[1] / "bpf",          # the source tree (editable install)
-        Path(sys.prefix) / "share/pmip6ctl/bpf",              # pip install (pyproject data-files)
-        "/usr/share/pmip6ctl/bpf",
-        "/usr/local/share/pmip6ctl/bpf",
-    ]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "constants.h").is_file():
-            return Path(candidate)
-    raise FileNotFoundError("cannot find the BPF sources (bpf/constants.h); set PMIP6_BPF_DIR")
+    """The directory of the BPF sources (bpf/*.c, *.h), a real one: bcc reads
+    the programs' headers through -I.
+
+    $PMIP6_BPF_DIR first (an operator's patched copy), then the source tree
+    this module was imported from (a checkout run with PYTHONPATH, or an
+    editable install), then the package data of pmip6ctl.bpf (a wheel, a
+    `pip install --user`, the container image)."""
+    override = os.environ.get("PMIP6_BPF_DIR")
+    if override:
+        if not (Path(override) / "constants.h").is_file():
+            raise FileNotFoundError(f"PMIP6_BPF_DIR={override} has no constants.h")
+        return Path(override)
+    if (_SOURCE_TREE / "pyproject.toml").is_file() and (_SOURCE_TREE / "bpf/constants.h").is_file():
+        return _SOURCE_TREE / "bpf"
+    return _packaged_bpf_dir()
+
+
+def _packaged_bpf_dir() -> Path:
+    try:
+        root = resources.files("pmip6ctl.bpf")
+    except ModuleNotFoundError:
+        raise FileNotFoundError(
+            "cannot find the BPF sources: pmip6ctl.bpf is not installed (set PMIP6_BPF_DIR)") from None
+    if isinstance(root, Path) and (root / "constants.h").is_file():
+        return root
+    if (root / "constants.h").is_file():
+        # a zip import: bcc needs files on disk, so extract them for the life of the process
+        directory = Path(_extracted.enter_context(tempfile.TemporaryDirectory(prefix="pmip6ctl-bpf-")))
+        for entry in root.iterdir():
+            if entry.name.endswith((".c", ".h")):
+                (directory / entry.name).write_bytes(entry.read_bytes())
+        return directory
+    raise FileNotFoundError(f"the pmip6ctl.bpf package ({root}) has no constants.h: a broken install")
+
+
+_extracted = contextlib.ExitStack()
+atexit.register(_extracted.close)
 
 
 _DEFINE = re.compile(r"^\s*#define\s+([A-Z][A-Z0-9_]*)\s+(\d+)\b", re.M)

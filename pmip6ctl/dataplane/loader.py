@@ -136,7 +136,11 @@ def check_prerequisites(settings: DataplaneSettings) -> None:
         raise DataplaneError("bpffs is not mounted at /sys/fs/bpf: run `mount -t bpf bpf /sys/fs/bpf` (./dev setup does)")
     release = os.uname().release
     build = Path("/lib/modules") / release / "build"
-    if not (build / "include").exists() and not Path("/sys/kernel/kheaders.tar.xz").exists():
+    # bcc takes $BCC_KERNEL_SOURCE instead when it is set (the container image's generic headers)
+    if source := os.environ.get("BCC_KERNEL_SOURCE"):
+        if not (Path(source) / "include/linux").is_dir():
+            raise DataplaneError(f"BCC_KERNEL_SOURCE={source} holds no kernel headers (no include/linux)")
+    elif not (build / "include").exists() and not Path("/sys/kernel/kheaders.tar.xz").exists():
         raise DataplaneError(
             f"no kernel headers for {release}: bcc needs {build} "
             "(install linux-headers-amd64 and link it there; ./dev setup does)"

@@ -28,10 +28,22 @@ def test_missing_bpffs_is_named(monkeypatch, settings):
 
 def test_missing_kernel_headers_are_named(monkeypatch, settings):
     monkeypatch.setattr(loader, "bpffs_mounted", lambda path=None: True)
+    monkeypatch.delenv("BCC_KERNEL_SOURCE", raising=False)
     fake = namedtuple("uname", "sysname nodename release version machine")("Linux", "x", "0.0.0-none", "", "x86_64")
     monkeypatch.setattr(os, "uname", lambda: fake)
     with pytest.raises(DataplaneError, match=r"no kernel headers for 0\.0\.0-none: bcc needs /lib/modules/0\.0\.0-none/build"):
         loader.check_prerequisites(settings)
+
+
+def test_bcc_kernel_source_replaces_lib_modules_and_must_hold_headers(monkeypatch, settings, tmp_path):
+    monkeypatch.setattr(loader, "bpffs_mounted", lambda path=None: True)
+    fake = namedtuple("uname", "sysname nodename release version machine")("Linux", "x", "0.0.0-none", "", "x86_64")
+    monkeypatch.setattr(os, "uname", lambda: fake)
+    monkeypatch.setenv("BCC_KERNEL_SOURCE", str(tmp_path))
+    with pytest.raises(DataplaneError, match=rf"BCC_KERNEL_SOURCE={tmp_path} holds no kernel headers"):
+        loader.check_prerequisites(settings)
+    (tmp_path / "include/linux").mkdir(parents=True)
+    loader.check_prerequisites(settings)                # /lib/modules/0.0.0-none is not needed then
 
 
 def test_unknown_role_is_named(settings):

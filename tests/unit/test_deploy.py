@@ -8,7 +8,6 @@ test_kubernetes.py. A check whose tool is missing skips, saying so."""
 from __future__ import annotations
 
 import configparser
-import inspect
 import json
 import re
 import shlex
@@ -18,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from pmip6ctl import defs
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -381,17 +379,25 @@ def test_systemd_analyze_verifies_the_units(tmp_path):
 
 # --- container -----------------------------------------------------------------------------------
 
-def test_containerfile_builds_a_debian12_venv_with_bcc_and_ships_the_bpf_sources():
+def test_containerfile_is_two_stages_on_debian12_with_bcc_and_no_pip_at_run_time():
     text = (DEPLOY / "container" / "Containerfile").read_text()
-    assert re.search(r"^FROM \S*debian:(12|bookworm)", text, re.M)
-    for package in ("python3-bpfcc", "iproute2", "ethtool"):
-        assert package in text
-    assert "--system-site-packages" in text
-    copies = re.findall(r"^COPY\s+(.+)$", text, re.M)
-    for copy in copies:
+    assert re.search(r"^ARG BASE=\S*(debian:12|bookworm)", text, re.M)
+    stages = re.split(r"^FROM ", text, flags=re.M)[1:]
+    assert len(stages) == 2 and stages[0].startswith("${BASE} AS build") and stages[1].startswith("${BASE}\n")
+    build, runtime = stages
+    for package in ("python3-bpfcc", "python3-click", "python3-pyroute2", "python3-prometheus-client",
+                    "iproute2", "ethtool"):
+        assert package in runtime
+    for tool in ("pip", "setuptools", "venv"):
+        assert not re.search(rf"python3-{tool}\b", runtime), tool
+    assert "COPY bpf ./bpf" in build                           # package data of the wheel
+    assert "ENV BCC_KERNEL_SOURCE=/usr/src/linux-headers-generic" in runtime
+    for copy in re.findall(r"^COPY\s+(.+)$", text, re.M):
+        if copy.startswith("--from="):
+            continue
         *sources, _destination = copy.split()
         for source in sources:
             assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
-    # pmip6ctl.dataplane.defs must find the sources where the image puts them
-    bpf_copy = next(c.split()[-1] for c in copies if c.split()[0] == "bpf")
-    assert f'"{bpf_copy}"' in inspect.getsource(defs.bpf_dir)
+    ignore = (DEPLOY / "container" / "Containerfile.dockerignore").read_text().split()
+    for needed in ("!pyproject.toml", "!README.md", "!pmip6ctl/", "!bpf/", "!deploy/examples/"):
+        assert needed in ignore

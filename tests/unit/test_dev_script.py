@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ("dev", ".ci/run", "deploy/kubernetes/monitoring/make-prometheusrule")
+SCRIPTS = ("dev", ".ci/run", "deploy/kubernetes/monitoring/make-prometheusrule", "deploy/container/build")
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 
 
@@ -48,7 +48,7 @@ def test_dev_knows_debian_and_ubuntu_and_installs_what_the_tests_run():
     text = (ROOT / "dev").read_text()
     assert "/etc/os-release" in text
     for needle in ('distro=ubuntu', 'distro=debian', 'linux-headers-$kver', 'linux-tools-',
-                   'shellcheck', 'prometheus', '[test]'):
+                   'shellcheck', 'prometheus', '[test]', 'podman', 'mmdebstrap'):
         assert needle in text, needle
     result = subprocess.run(["bash", "-n", str(ROOT / "dev")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
