@@ -21,7 +21,6 @@ from prometheus_client import (
     Histogram,
     Info,
     ProcessCollector,
-    disable_created_metrics,
     make_wsgi_app,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -48,9 +47,16 @@ def _server_class(family: int) -> type:
 
 log = logging.getLogger("pmip6ctl.metrics")
 
-# No *_created series: one more series per counter and histogram child, which
-# no rule or panel reads (docs/metrics.md). Process-wide, as the client has it.
-disable_created_metrics()
+class _Registry(CollectorRegistry):
+    """No *_created series: one more series per counter and histogram child,
+    which no rule or panel reads (docs/metrics.md). Left out at collection,
+    which every client version allows (disable_created_metrics() is 0.17's;
+    Debian 12, the container image's, has 0.16)."""
+
+    def collect(self):
+        for metric in super().collect():
+            metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            yield metric
 
 # RO set-up spans a few milliseconds in one domain to seconds when RR retries.
 # A commit with fsync: tens of microseconds on tmpfs to tens of milliseconds on a busy disk.
@@ -143,7 +149,7 @@ class DataplaneCollector:
 class Metrics:
     def __init__(self, node: str, role: str):
         self.node = node
-        self.registry = CollectorRegistry()
+        self.registry = _Registry()
         self._signaling_children: dict[tuple[str, str, str], object] = {}
         self.signaling = Counter(
             "pmip6_signaling_messages", "Mobility messages by type, direction and result",
