@@ -572,7 +572,8 @@ class MAGIPv6Address(_IPv6AddressOption):
 #
 # The first data octet is a pmip6ctl subtype (DESIGN.md §2, docs/protocol.md).
 # Subtypes 1-6 decode as the classes below, with their fixed lengths checked;
-# any other subtype, or no data at all, decodes as ExperimentalOption.
+# any other subtype, no data at all, or one of ours that does not decode as
+# ours (another experiment's option), decodes as ExperimentalOption.
 
 EXPERIMENTAL = 18
 
@@ -744,7 +745,15 @@ class UnknownOption(Option):
 def decode_option(option_type: int, data: bytes, offset: int) -> Option:
     if option_type == EXPERIMENTAL:
         cls = EXPERIMENTAL_SUBTYPES.get(data[0]) if data else None
-        return (cls or ExperimentalOption).decode_data(data, offset)
+        if cls is not None:
+            try:
+                return cls.decode_data(data, offset)
+            except WireError:
+                # RFC 5096 leaves the data to each experiment: another one's
+                # option whose first octet happens to be one of our subtypes is
+                # not ours, and no reason to drop the whole message (issue 16)
+                pass
+        return ExperimentalOption.decode_data(data, offset)
     cls = OPTION_TYPES.get(option_type)
     if cls is None:
         return UnknownOption(option_type, bytes(data))

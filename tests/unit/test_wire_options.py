@@ -226,6 +226,15 @@ def test_experimental_option_with_another_subtype_is_opaque():
     assert decode(encode(carry(ExperimentalOption(b"")))).options == [ExperimentalOption(b"")]
 
 
+@pytest.mark.parametrize("data", [bytes((1,)) + bytes(4), bytes((5, 0, 1))])
+def test_another_experiments_option_that_starts_with_one_of_our_subtypes_is_skipped_not_fatal(data):
+    """Issue 16: RFC 5096 leaves option 18's data to each experiment. One whose
+    first octet matches our CN Address (1) or RO Acknowledgement (5) subtype
+    but not its length is someone else's: kept opaque, the message stands."""
+    msg = decode(_bu_with_raw_option(18, data))
+    assert msg.options == [ExperimentalOption(data)]
+
+
 def test_experimental_option_cannot_impersonate_a_pmip6ctl_subtype():
     with pytest.raises(ValueError):
         encode(carry(ExperimentalOption(b"\x05\x00\x00\x01")))
@@ -239,8 +248,6 @@ def test_experimental_option_cannot_impersonate_a_pmip6ctl_subtype():
     (8, b"", "Mobile Node Identifier option Length"),
     (9, bytes(4), "Mobility Message Authentication option Length"),
     (29, bytes(4), "IPv4 Home Address option Length"),
-    (18, bytes((1,)) + bytes(4), "IPv6 CN Address option Length"),
-    (18, bytes((5, 0, 1)), "IPv6 RO Acknowledgement option Length"),
 ])
 def test_known_option_with_wrong_length(option_type, data, field):
     mh = _bu_with_raw_option(option_type, data)
