@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 import logging
 import os
 import signal
@@ -78,6 +79,14 @@ def signaling_guard(config, window: float = 7.0) -> SignalingGuard | None:
     return SignalingGuard(dict(node_keys(config).signaling), window=window)
 
 
+def host_route(address: IPv4Address | IPv6Address) -> IPv4Network | IPv6Network:
+    """The /32 or /128 of an address, built from its number (a network made
+    from text, or from an address object, is parsed from text)."""
+    if address.version == 4:
+        return IPv4Network((int(address), 32))
+    return IPv6Network((int(address), 128))
+
+
 def heartbeat_policies(config) -> tuple[HeartbeatPolicy, HeartbeatPolicy]:
     """[heartbeat]: (toward the signaling peers, toward the RO peers)."""
     h = config.heartbeat
@@ -115,7 +124,6 @@ class Daemon:
         # the JSON state file of pmip6ctl before the store: read once, then removed
         self.legacy_state_path = Path(config.control.socket).with_suffix(".state.json")
         self.persistence: Persistence | None = None
-        self._held: list | None = None           # actions waiting for the store's commit
         self.started = time.time()
         self.node: Node | None = None
         self.dataplane: Dataplane | None = None
@@ -357,27 +365,27 @@ class Daemon:
         the store: one commit at the end of this loop turn takes every
         change made in it (a burst of PBUs is one transaction), and only
         then do the answers leave, so a PBA or BA is never sent for a
-        binding a kill -9 could lose."""
+        binding a kill -9 could lose. The timers look again whether or not
+        the actions wait: the node's deadlines changed when it made them."""
+        if actions and self._timer_wakeup:
+            self._timer_wakeup.set()
         if self.persistence is not None:
             actions = self.persistence.admit(actions, lambda: self._loop.call_soon(self._commit))
         for action in actions:
             self._apply_guarded(action)
-        if actions and self._timer_wakeup:
-            self._timer_wakeup.set()
 
     def _commit(self) -> None:
         """The store's commit for this loop turn, then what waited for it."""
         p = self.persistence
-        commits, rows = p.commits, p.rows_written
         held, unsent, error = p.commit()
         if error is not None:
             self.metrics.store_errors.labels(self.node_name).inc()
             for send in unsent:
                 self.metrics.count_message(message_kind(send.message), "out", "store_failed")
             log.error("%s: %d messages it held back are not sent (the peers retransmit)", error, len(unsent))
-        elif p.commits != commits:
+        elif p.last_rows:
             self.metrics.store_commits.labels(self.node_name).inc()
-            self.metrics.store_rows.labels(self.node_name).inc(p.rows_written - rows)
+            self.metrics.store_rows.labels(self.node_name).inc(p.last_rows)
             self.metrics.store_commit_seconds.labels(self.node_name).observe(p.last_commit_seconds)
         for action in held:
             self._apply_guarded(action)

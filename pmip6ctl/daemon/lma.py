@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import time
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from ..dataplane import PeerKind
 from ..protocol import lma
@@ -15,18 +14,10 @@ from ..protocol.inter_lma import Relayed
 from ..protocol.pools import AddressPool, PrefixPool
 from ..protocol.vocabulary import status_label
 from ..statefile import from_jsonable
-from .base import Daemon, heartbeat_policies, node_keys, signaling_guard
+from .base import Daemon, heartbeat_policies, host_route, node_keys, signaling_guard
 from .persist import Table
 
 log = logging.getLogger("pmip6ctl.lma")
-
-
-def host_route(address: IPv4Address | IPv6Address) -> IPv4Network | IPv6Network:
-    """The /32 or /128 of an address, built from its number (a network made
-    from text, or from an address object, is parsed from text)."""
-    if address.version == 4:
-        return IPv4Network((int(address), 32))
-    return IPv6Network((int(address), 128))
 
 
 class LmaDaemon(Daemon):

@@ -20,7 +20,7 @@ from ..protocol.binding_update_list import BindingState, BindingUpdateListEntry,
 from ..protocol.vocabulary import Role, StopReason, status_label
 from ..statefile import from_jsonable
 from ..transport import Encap
-from .base import Daemon, heartbeat_policies, node_keys, pair_from, signaling_guard
+from .base import Daemon, heartbeat_policies, host_route, node_keys, pair_from, signaling_guard
 from .persist import Table
 from .ro_entries import RoEntries, ro_tables, saved_ro
 
@@ -208,15 +208,15 @@ class MagDaemon(Daemon):
         wanted = set()
         for e in self.node.bul.entries.values():
             if e.state is BindingState.REGISTERED and e.hnp:
-                wanted.add(str(e.hnp))
+                wanted.add(e.hnp)
                 if e.ipv4_hoa:
-                    wanted.add(f"{e.ipv4_hoa}/32")
-        stale = [str(p) for p in self.tables.list_mns() if str(p) not in wanted]
+                    wanted.add(host_route(e.ipv4_hoa))
+        stale = [prefix for prefix in self.tables.list_mns() if prefix not in wanted]
         for prefix in stale:
             self.tables.remove_mn(prefix)
-        routes = [str(r) for r in self.netlink.our_routes() if str(r) not in wanted]
+        routes = [prefix for prefix in self.netlink.our_routes() if prefix not in wanted]
         for prefix in routes:
-            self.netlink.delete_route(prefix)
+            self.netlink.delete_route(str(prefix))
         pairs = self.ro_entries.forget_unknown()
         if stale or routes or pairs:
             log.warning("reconciled the data plane with the store: removed %d MN entries, %d routes and %d RO "

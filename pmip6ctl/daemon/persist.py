@@ -62,7 +62,7 @@ class Persistence:
         self._replay_written: dict[str, int] = {}
         self._held: list | None = None         # actions waiting for the next commit
         self.commits = 0
-        self.rows_written = 0
+        self.last_rows = 0                     # of the last flush (0: it had nothing to write)
         self.last_commit_seconds = 0.0
 
     # --- start ----------------------------------------------------------------------------
@@ -141,6 +141,7 @@ class Persistence:
         """Write every changed record in one transaction; the rows written.
         When the store fails (StoreError), the changes stay marked, to be
         written by the next flush."""
+        self.last_rows = 0
         puts, deletes, taken = [], [], []
         for table in self.tables:
             if not table.changed:
@@ -168,10 +169,10 @@ class Persistence:
                 table.changed.update(keys)
             raise
         self.last_commit_seconds = time.perf_counter() - started
-        self._replay_written = dict(replay)
+        self._replay_written = replay
         self.commits += 1
-        self.rows_written += len(puts) + len(deletes)
-        return len(puts) + len(deletes)
+        self.last_rows = len(puts) + len(deletes)
+        return self.last_rows
 
 
 def _at(state: dict, where: tuple[str, ...]) -> list:
