@@ -27,18 +27,25 @@ def leftovers(lab: Lab) -> list[str]:
     return found
 
 
-def test_a_failed_up_cleans_up_after_itself(monkeypatch):
-    """The failure comes once the daemons run: they must be stopped too."""
+def failing_once_started(monkeypatch) -> tuple[Lab, list]:
+    """A lab whose up() fails once its daemons run, and the pid of the first
+    daemon it waited for (filled in by up())."""
     lab = Lab(prefix="pmip-y-")
     started = []
 
-    def broken(self, node, timeout=60.0):
+    def after_the_daemons_started(self, node, timeout=60.0):
         started.append(self.pid(node))
         raise LabError("injected failure while waiting for the daemons")
 
     # (the management link's host routes would collide with the session's lab)
     monkeypatch.setattr(Lab, "build_management_link", lambda self: None)
-    monkeypatch.setattr(Lab, "wait_ready", broken)
+    monkeypatch.setattr(Lab, "wait_ready", after_the_daemons_started)
+    return lab, started
+
+
+def test_a_failed_up_cleans_up_after_itself(monkeypatch):
+    """The failure comes once the daemons run: they must be stopped too."""
+    lab, started = failing_once_started(monkeypatch)
     with pytest.raises(LabError, match="injected failure"):
         lab.up()
     assert started and started[0] is not None           # a daemon was running
@@ -95,15 +102,7 @@ def test_a_production_daemons_socket_and_store_survive_lab_up_and_down(monkeypat
     if not free:
         pytest.skip("every lab node's name has a production socket or store here: not touching them")
     sock, db = Path(f"/run/pmip6ctl/{free[0]}.sock"), Path(f"/var/lib/pmip6ctl/{free[0]}.db")
-    lab = Lab(prefix="pmip-y-")
-    started = []
-
-    def after_the_daemons_started(self, node, timeout=60.0):
-        started.append(self.pid(node))
-        raise LabError("injected failure while waiting for the daemons")
-
-    monkeypatch.setattr(Lab, "build_management_link", lambda self: None)
-    monkeypatch.setattr(Lab, "wait_ready", after_the_daemons_started)
+    lab, started = failing_once_started(monkeypatch)
     db.parent.mkdir(parents=True, exist_ok=True)
     try:
         with listener(sock):
