@@ -92,6 +92,18 @@ def binding_authenticator(kbm: bytes, careof_address: IPv6Address, correspondent
     return hmac.new(kbm, mobility_data, hashlib.sha1).digest()[:AUTHENTICATOR_SIZE]
 
 
+def authorized_careof(careof_address: IPv6Address, home_address: IPv6Address | IPv4Address,
+                      lifetime: int) -> IPv6Address:
+    """The address a Binding Authorization Data covers in the care-of slot
+    (RFC 6275 §6.2.7, §5.2.6): the care-of address being registered, or the
+    home address when the BU, and the BA that answers it, delete the binding
+    (lifetime 0). An IPv4 home address (an RFC 5844 MN; RFC 6275 has no form
+    for one) keeps the care-of address: docs/protocol.md §6."""
+    if lifetime == 0 and isinstance(home_address, IPv6Address):
+        return home_address
+    return careof_address
+
+
 def _with_last_option(msg: Message, option, cls) -> Message:
     """A copy of msg whose options end with ``option``, other ``cls`` options removed."""
     signed = copy.copy(msg)       # (not dataclasses.replace: no __init__ run again, issue 14)

@@ -339,6 +339,10 @@ class Daemon:
             self.metrics.count_message(f"type_{exc.mh_type}", "in", "unknown_type")
             self.apply(self.node.unknown_message(exc.mh_type, arrival, now))
             return
+        except wire.PayloadProtoError as exc:
+            self.metrics.count_message("unknown", "in", "bad_payload_proto")
+            log.warning("dropped a mobility message from %s: %s", arrival.src, exc)
+            return
         except wire.ChecksumError as exc:
             self.metrics.count_message("unknown", "in", "bad_checksum")
             log.warning("dropped a mobility message from %s: %s", arrival.src, exc)

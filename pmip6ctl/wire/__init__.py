@@ -6,7 +6,7 @@ docs/protocol.md lists every message pmip6ctl sends.
 """
 
 from .checksum import internet_checksum, mh_checksum
-from .errors import ChecksumError, UnknownMessageType, WireError
+from .errors import ChecksumError, PayloadProtoError, UnknownMessageType, WireError
 from .messages import (
     IPPROTO_NONE,
     MESSAGE_TYPES,

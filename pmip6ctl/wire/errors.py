@@ -33,5 +33,16 @@ class UnknownMessageType(WireError):
         self.mh_type = mh_type
 
 
+class PayloadProtoError(WireError):
+    """The Payload Proto is not IPPROTO_NONE (59): RFC 6275 §9.2 has the
+    message discarded. Its ICMP Parameter Problem (a SHOULD) is not sent:
+    the source may be forged, and an answer would make the node a reflector
+    (docs/protocol.md §4)."""
+
+    def __init__(self, payload_proto: int):
+        super().__init__("Payload Proto", 0, f"{payload_proto}, RFC 6275 §9.2 allows only 59 (IPPROTO_NONE)")
+        self.payload_proto = payload_proto
+
+
 class ChecksumError(WireError):
     """The Checksum does not cover the IPv6 pseudo-header and the MH (RFC 6275 §6.1.1)."""

@@ -25,7 +25,7 @@ from ipaddress import IPv6Address
 from typing import ClassVar
 
 from .checksum import CHECKSUM_OFFSET, mh_checksum, mh_checksum_ok
-from .errors import ChecksumError, UnknownMessageType, WireError
+from .errors import ChecksumError, PayloadProtoError, UnknownMessageType, WireError
 from .options import PAD1, PADN, _octets, _packed, decode_options, encode_options
 
 IPPROTO_NONE = 59  # RFC 6275 §6.1.1: Payload Proto SHOULD be IPPROTO_NONE
@@ -581,11 +581,12 @@ def decode(data: bytes, src: IPv6Address | None = None, dst: IPv6Address | None 
         received = int.from_bytes(data[CHECKSUM_OFFSET:CHECKSUM_OFFSET + 2], "big")
         raise ChecksumError("Checksum", CHECKSUM_OFFSET,
                             f"0x{received:04x}, expected 0x{mh_checksum(src, dst, data):04x}")
+    if data[0] != IPPROTO_NONE:
+        raise PayloadProtoError(data[0])      # RFC 6275 §9.2, before the MH Type is looked at
     cls = MESSAGE_TYPES.get(data[2])
     if cls is None:
         raise UnknownMessageType(data[2])
     msg = cls._decode_body(data, length)
-    msg.payload_proto = data[0]
     msg._keep_wire(data)
     return msg
 

@@ -206,9 +206,11 @@ def test_malformed_and_unknown_signaling_is_counted_and_the_lma_keeps_serving(la
     mn_id_option = encoded.index(bytes([8, 1 + len("x@lab.example")]), 12)   # MN-ID: type 8, length
     truncated_option[mn_id_option + 1] = 200      # now runs past the end of the message
     truncated_option[4:6] = wire.mh_checksum(src, dst, bytes(truncated_option[:4]) + b"\0\0" + bytes(truncated_option[6:])).to_bytes(2, "big")
+    other_proto = wire.encode(wire.BindingUpdate(sequence=2, flags=good_pbu.flags, lifetime=10,
+                                                 options=good_pbu.options, payload_proto=6), src, dst)
     before = signaling(lab, "lma")
 
-    for data in (bad_checksum, bytes(unknown_type), bytes(truncated_option), encoded):
+    for data in (bad_checksum, bytes(unknown_type), bytes(truncated_option), other_proto, encoded):
         send_raw_mh(lab, data)
 
     refused = ("pbu", "in", "unknown_peer")
@@ -224,6 +226,7 @@ def test_malformed_and_unknown_signaling_is_counted_and_the_lma_keeps_serving(la
     # and a BE to any source would make the LMA a reflector (docs/security.md)
     assert grew(("be", "out", "unrecognized_mh_type")) == 0
     assert grew(("unknown", "in", "malformed")) == 1
+    assert grew(("unknown", "in", "bad_payload_proto")) == 1        # RFC 6275 §9.2
     # the well-formed PBU comes from no MAG that holds a key: refused, and not answered
     # (tests/attacks has the forged PBUs from a MAG's address)
     assert grew(refused) == 1 and grew(("pbu", "in", "ok")) == 0

@@ -24,6 +24,7 @@ from pmip6ctl.transport import Arrival, Send, UdpEndpoint
 from pmip6ctl.protocol.ro import Phase, RoFailed, RoInitiator, RoInstalled, RoPair, RoRejected, RoRemoved, RoResponder
 from pmip6ctl.protocol.vocabulary import FailReason, Mode, RejectReason, Role, StopReason
 from pmip6ctl.transport import SendHomePath
+from pmip6ctl import security
 from pmip6ctl.security import MAX_NONCE_LIFETIME, NonceTable
 from pmip6ctl.wire import (BAFlags, BindingAck, BindingAuthorizationData, BindingError, BindingUpdate, BUFlags,
                            CareofTest, CareofTestInit, CNAddress, CNHomeNetworkPrefix, CNIPv4Address, CNIPv4HomeAddress,
@@ -492,11 +493,31 @@ def test_an_unanswered_hoti_is_retransmitted_alone():
     net.run(40)
     hotis, cotis = net.sent(HomeTestInit), net.sent(CareofTestInit)
     assert [t - T0 for t, *_ in hotis] == [0, 1, 3, 7]
-    assert len({m.home_init_cookie for _, _, m, _ in hotis}) == 1
+    # RFC 6275 §5.2.3, §11.6.1: a new cookie on each, a retransmission too
+    assert len({m.home_init_cookie for _, _, m, _ in hotis}) == 4
     assert [t - T0 for t, *_ in cotis] == [0] and len(net.messages(CareofTest)) == 1
     failed = only(net.actions("initiator", RoFailed))
     assert (failed.reason, failed.detail) == (FailReason.NO_ANSWER, "in phase rr")
     assert not net.messages(BindingUpdate)
+
+
+def test_a_late_hot_for_a_retransmitted_hotis_old_cookie_is_ignored_the_newest_counts():
+    # RFC 6275 §11.6.2: the Home Init Cookie must be the one of the HoTI sent last.
+    net = network()
+    net.hold = lambda origin, action: isinstance(action.message, HomeTest)
+    net.start()
+    net.run(1.5)                                  # the HoTI went again at T0 + 1: the first HoT is held
+    hotis = net.messages(HomeTestInit)
+    assert len(hotis) == 2 and hotis[0].home_init_cookie != hotis[1].home_init_cookie
+    cotis = net.messages(CareofTestInit)
+    assert len(cotis) == 1                        # its CoT came: no CoTI again, its cookie kept
+    first, second = net.held
+    assert net.decoded(first.action)[0].home_init_cookie == hotis[0].home_init_cookie
+    net.deliver(first)                            # the answer to the old cookie: nothing
+    assert not net.messages(BindingUpdate)
+    net.deliver(second)                           # the answer to the newest: the BU
+    net.run()
+    assert only(net.messages(BindingUpdate)) and only(net.actions("initiator", RoInstalled))
 
 
 # --- Refresh and expiry ----------------------------------------------------------------------------------------
@@ -584,17 +605,46 @@ def test_stop_deregisters_and_both_sides_remove_the_binding():
     assert net.initiator.next_deadline() is None and net.responder.next_deadline() is None
 
 
-def test_the_deregistration_is_signed_with_kbm_from_the_home_keygen_token_alone():
-    # RFC 6275 §5.2.5 and docs/protocol.md §6: Kbm = SHA1(home keygen token) when deleting a binding.
+def test_the_deregistration_is_signed_with_kbm_from_the_home_keygen_token_alone_over_the_home_address():
+    # RFC 6275 §5.2.5: Kbm = SHA1(home keygen token) when deleting a binding; §6.2.7 and §5.2.6:
+    # its Authenticator covers the home address in place of the care-of address, and so does
+    # the BA's. Recomputed here from the formulas, with the responder's Kcn and its nonce.
     net = network()
     established(net)
     hot = only(net.messages(HomeTest))
     since, traffic = net.mark()
     net.stop()
     bu = only(net.messages(BindingUpdate, since=traffic))
-    assert find_option(bu, NonceIndices).home_nonce_index == hot.home_nonce_index
+    assert bu.lifetime == 0
+    index = find_option(bu, NonceIndices).home_nonce_index
+    assert index == hot.home_nonce_index
+    nonce = dict(first_nonces(4))[index]
+    kbm = hashlib.sha1(keygen_token(MN, nonce, 0)).digest()
+    assert bu.options[-1].authenticator == rr_authenticator(kbm, MN, MAG2, bu)
+    assert bu.options[-1].authenticator != rr_authenticator(kbm, MAG1, MAG2, bu)
+    net.run()
+    ba = only(net.messages(BindingAck, since=traffic))
+    assert ba.options[-1].authenticator == rr_authenticator(kbm, MN, MAG2, ba)
+
+
+def test_a_deregistration_signed_over_the_proxy_coa_is_dropped_and_the_binding_stays():
+    # The form before issue 16 (and what an RFC 6275 correspondent would refuse): silently dropped.
+    net = network()
+    established(net)
+    hot = only(net.messages(HomeTest))
+    since, traffic = net.mark()
     kbm = hashlib.sha1(hot.home_keygen_token).digest()
-    assert bu.options[-1].authenticator == rr_authenticator(kbm, MAG1, MAG2, bu)
+    net.hold = lambda origin, action: isinstance(action.message, BindingUpdate)
+    net.stop()
+    (flight,) = net.held
+    bu, arrival = net.decoded(flight.action)
+    old_form = decode(encode(security.sign_binding_update(bu, kbm, MAG1, MAG2), MAG1, MAG2), MAG1, MAG2)
+    assert old_form.options[-1].authenticator == rr_authenticator(kbm, MAG1, MAG2, old_form)
+    log = len(net.log)
+    net.deliver(flight, message=(old_form, arrival))
+    assert net.actions("responder", RoRejected, since=log) == [
+        RoRejected(REVERSED, MAG1, RejectReason.BAD_AUTHORIZATION)]
+    assert REVERSED in net.responder.bindings and net.messages(BindingAck, since=traffic) == []
 
 
 def test_a_deregistration_needs_only_the_home_nonce():

@@ -5,7 +5,7 @@ from ipaddress import IPv6Address
 
 import pytest
 
-from pmip6ctl.wire import (MESSAGE_TYPES, BAFlags, BindingAck, BindingRevocation, BRFlags, RevocationStatus,
+from pmip6ctl.wire import (MESSAGE_TYPES, PayloadProtoError, BAFlags, BindingAck, BindingRevocation, BRFlags, RevocationStatus,
                            RevocationTrigger, BindingAuthorizationData, BindingError,
                            BindingErrorStatus, BindingRefreshRequest, BindingUpdate, BUFlags, CareofTest,
                            CareofTestInit, ExperimentalMessage, Heartbeat, HomeTest,
@@ -64,10 +64,24 @@ def test_common_header(msg):
     assert mh[3] == 0
 
 
-def test_payload_proto_is_kept():
+def test_a_payload_proto_other_than_59_is_encoded_as_asked_and_refused_on_decode():
+    # RFC 6275 §9.2: Payload Proto must be IPPROTO_NONE, else the message is discarded.
+    # The encoder keeps what it is given (the fuzzer and the tests build such messages).
     msg = BindingRefreshRequest(payload_proto=41)
     assert encode(msg)[0] == 41
-    assert decode(encode(msg)).payload_proto == 41
+    with pytest.raises(PayloadProtoError) as refused:
+        decode(encode(msg))
+    assert (refused.value.field, refused.value.offset, refused.value.payload_proto) == ("Payload Proto", 0, 41)
+    assert decode(encode(BindingRefreshRequest())).payload_proto == 59
+
+
+def test_the_payload_proto_is_checked_before_the_mh_type():
+    # RFC 6275 §9.2 lists it first: a message of an unknown type with a bad Payload Proto
+    # is discarded, not answered with a Binding Error (status 2).
+    data = bytearray(encode(BindingRefreshRequest()))
+    data[0], data[2] = 6, 42
+    with pytest.raises(PayloadProtoError):
+        decode(bytes(data))
 
 
 # --- Message data as drawn in the RFC figures (octets 6 onward) ---------------

@@ -3,6 +3,7 @@ makes decode raise anything but WireError."""
 
 from ipaddress import IPv4Address, IPv6Address
 
+import pytest
 from hypothesis import example, given, settings, strategies as st
 
 from pmip6ctl import wire as w
@@ -73,14 +74,23 @@ addresses = st.tuples(ipv6, ipv6)
 
 
 @settings(max_examples=300)
-@given(messages, addresses, u8)
-def test_decode_inverts_encode(msg, src_dst, payload_proto):
-    msg.payload_proto = payload_proto
+@given(messages, addresses)
+def test_decode_inverts_encode(msg, src_dst):
     src, dst = src_dst
     mh = encode(msg, src, dst)
     assert len(mh) % 8 == 0
     assert decode(mh, src, dst) == msg
     assert decode(mh) == msg
+
+
+@settings(max_examples=100)
+@given(messages, addresses, u8.filter(lambda p: p != w.IPPROTO_NONE))
+def test_any_payload_proto_but_59_is_refused(msg, src_dst, payload_proto):
+    # RFC 6275 §9.2
+    msg.payload_proto = payload_proto
+    src, dst = src_dst
+    with pytest.raises(w.PayloadProtoError):
+        decode(encode(msg, src, dst), src, dst)
 
 
 @settings(max_examples=300)

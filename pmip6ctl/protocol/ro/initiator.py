@@ -709,7 +709,9 @@ class RoInitiator:
             bu.options.append(wire.NonceIndices(tokens.home_nonce_index, tokens.careof_nonce_index))
             # RFC 6275 §5.2.5: deleting a binding is keyed by the home keygen token alone
             kbm = security.binding_management_key(tokens.home_token) if lifetime == 0 else tokens.kbm
-            bu = security.sign_binding_update(bu, kbm, p.proxy_coa, peer)
+            # and its Authenticator covers the home address, not the proxy CoA (§6.2.7)
+            bu = security.sign_binding_update(bu, kbm, security.authorized_careof(p.proxy_coa, local, lifetime),
+                                              peer)
         return self._to_peer(attempt, bu)
 
     def _to_peer(self, attempt: Attempt, message: wire.Message) -> Send:
@@ -851,6 +853,13 @@ class RoInitiator:
         if attempt.phase is Phase.QUERY:
             return [self._lri(attempt, now)]
         if attempt.phase is Phase.RETURN_ROUTABILITY:
+            # RFC 6275 §5.2.3, §11.6.1: each HoTI and CoTI sent carries a new
+            # cookie, a retransmission too; only the newest one's test counts
+            # (§11.6.2). A token that came already is kept: its test is not resent.
+            tokens = attempt.tokens
+            self._ask(attempt, "tokens", replace(
+                tokens, home_cookie=tokens.home_cookie if tokens.home_token else self.random(8),
+                careof_cookie=tokens.careof_cookie if tokens.careof_token else self.random(8)))
             return self._rr_messages(attempt)
         # Phase.BINDING. RFC 6275 §11.8: a retransmitted BU carries a new sequence number
         self._ask(attempt, "bu", self._next_sequence())

@@ -317,7 +317,8 @@ class RoResponder:
             kbm = security.binding_management_key(
                 security.home_keygen_token(self.kcn, pair.remote, home_nonce),
                 None if deleting else security.careof_keygen_token(self.kcn, peer, careof_nonce))
-            if not security.verify_binding_authorization(bu, kbm, peer, arrival.dst):
+            careof = security.authorized_careof(peer, pair.remote, bu.lifetime)   # the HoA when deleting
+            if not security.verify_binding_authorization(bu, kbm, careof, arrival.dst):
                 # RFC 6275 §9.5.1: silently drop
                 return [RoRejected(pair, peer, RejectReason.BAD_AUTHORIZATION)]
             mode = Mode.RR
@@ -394,7 +395,8 @@ class RoResponder:
         if mode is Mode.QUICK and key is not None:
             ba = key.answering(bu, peer, arrival.dst).sign(ba, arrival.dst, peer)   # the BU's key, mid rotation
         elif kbm is not None:
-            ba = security.sign_binding_update(ba, kbm, peer, arrival.dst)
+            ba = security.sign_binding_update(ba, kbm, security.authorized_careof(peer, pair.remote, bu.lifetime),
+                                              arrival.dst)
         return arrival.reply(ba, arrival.dst, peer)
 
     def _on_be(self, be: wire.BindingError, arrival: Arrival, now: float) -> list:
