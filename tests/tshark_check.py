@@ -21,7 +21,7 @@ bind_layers(UDP, IPv6, dport=5436)
 bind_layers(UDP, IPv6, sport=5436)
 
 TSHARK = shutil.which("tshark")
-# Wireshark 4.0 wants option 51 to be 16 octets but itself dissects 18 (RFC 6705 §8.3).
+# Wireshark 4.0 wants option 51 to be 16 octets but itself dissects 18 (RFC 6705 §10.3).
 KNOWN_EXPERT_WARNINGS = {"MAG IPv6 Address (with option length = 18 bytes; should be 16)"}
 
 
@@ -37,7 +37,7 @@ class Dissected:
 
     def wireshark_lri_lra_bug(self) -> bool:
         """Wireshark 4.0 reads the LRI/LRA fixed fields from MH offset 0
-        instead of 6 (RFC 6705 §8.1-2): its Sequence # is our first two
+        instead of 6 (RFC 6705 §10.1-2): its Sequence # is our first two
         octets. tests/unit checks those layouts against the RFC figures."""
         name = {"17": "mip6.lri.sequence", "18": "mip6.lra.sequence"}.get(self.mh_type)
         return name is not None and self.fields.get(name, [None])[0] == str(int.from_bytes(self.mh[:2], "big"))

@@ -16,7 +16,8 @@ from ..io.frames import punted_arrival
 from ..io.ndp import NdpSocket, build_router_advertisement
 from ..io.netlink import LinkEvent
 from ..protocol import mag, ro
-from ..protocol.binding_update_list import BindingState, BindingUpdateListEntry, RegistrationRejected
+from ..protocol.binding_update_list import (BindingState, BindingUpdateListEntry, IPv4ServiceDeclined,
+                                            RegistrationRejected)
 from ..protocol.vocabulary import Role, StopReason, status_label
 from ..statefile import from_jsonable
 from ..transport import Encap
@@ -92,6 +93,9 @@ class MagDaemon(Daemon):
             self.ro_entries.remove(action.pair, action.role, action.reason)
         elif isinstance(action, ro.RoSendOnlyOnceHeard):
             self.ro_entries.send_only_once_heard(action.pair)
+        elif isinstance(action, IPv4ServiceDeclined):
+            log.warning("the LMA gives %s no IPv4 service (%s): registering it for IPv6 alone",
+                        action.entry.mn_id, status_label(action.status))
         elif isinstance(action, RegistrationRejected):
             log.warning("the LMA rejected %s: %s", action.entry.mn_id, status_label(action.status))
         elif isinstance(action, mag.MobileNodeAttaching):

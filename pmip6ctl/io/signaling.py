@@ -94,7 +94,7 @@ def parse_ipv6_packet(packet: bytes) -> tuple[IPv6Address, IPv6Address, int, byt
 
 
 class UdpSignalingSocket:
-    """RFC 5844 §3: the MH travels as IPv6/MH in UDP 5436 over IPv4."""
+    """RFC 5844 §4: the MH travels as IPv6/MH in UDP 5436 over IPv4."""
 
     def __init__(self, address: IPv4Address | None = None, port: int = PMIP6_UDP_PORT):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

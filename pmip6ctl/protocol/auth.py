@@ -140,7 +140,7 @@ class NodeKeys:
 @dataclass
 class SignalingGuard:
     peers: Mapping[IPv6Address, SignalingPeer]
-    window: float = 7.0                  # TimestampValidityWindow (RFC 5213 §9.3), seconds
+    window: float = 7.0                  # TimestampValidityWindow (RFC 5213 §9.1), seconds: docs/protocol.md §4
     stamper: Stamper = field(default_factory=Stamper)
     _newest: dict[IPv6Address, int] = field(default_factory=dict)   # newest request Timestamp per peer
     _answer_with: dict[IPv6Address, PeerKey] = field(default_factory=dict)   # the key of its last request

@@ -39,7 +39,7 @@ class LmaPolicy:
     hnp_pool: PrefixPool
     ipv4_pool: AddressPool | None = None  # None: no IPv4 home address service
     max_lifetime: int = 3600  # seconds
-    timestamp_window: float = 7.0  # TimestampValidityWindow, RFC 5213 §9
+    timestamp_window: float = 7.0  # TimestampValidityWindow, RFC 5213 §9.1 (300 ms there): docs/protocol.md §4
     min_delay_before_bce_delete: float = 10.0  # MinDelayBeforeBCEDelete, RFC 5213 §5.3.5
     allowed_mags: set[IPv6Address] | None = None  # None: any MAG may register
     nat_keepalive: int = 20  # NAT Detection refresh time, seconds (RFC 5555 §3.2.2)

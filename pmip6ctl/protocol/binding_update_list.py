@@ -105,6 +105,7 @@ class BindingUpdateListEntry:
     rejections: int = 0  # in a row, for the retry backoff
     retry_at: float | None = None  # FAILED: when to ask the LMA again
     restamped: bool = False  # sent again at once after a 157 (once per registration)
+    ipv6_only: bool = False  # the LMA has no IPv4 service for the MN (170): no IPv4 HoA Request
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,15 @@ class MobileNodeDeregistered(Command):
     """Remove the MN's routes for entry's HNP and IPv4 HoA."""
 
     entry: BindingUpdateListEntry
+
+
+@dataclass(frozen=True)
+class IPv4ServiceDeclined(Notification):
+    """The LMA gives the MN no IPv4 home address service (PBA status 170,
+    RFC 5844 §3.1.2); the MAG asks again for IPv6 alone (docs/protocol.md §4)."""
+
+    entry: BindingUpdateListEntry
+    status: int
 
 
 @dataclass(frozen=True)
@@ -234,6 +244,15 @@ class BindingUpdateList:
             # clock behind the LMA's view does not turn this into a loop.
             entry.restamped = True
             return self._request(entry, now)
+        if msg.status == Status.NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE and not entry.ipv6_only:
+            # RFC 5844 §3.1.2: the LMA refused the whole PBU for its IPv4 HoA
+            # Request alone. The MN keeps its IPv6 service: ask again at once
+            # without the request, for as long as this attachment lasts (a new
+            # attachment asks for IPv4 again: the LMA's policy may have changed).
+            # A refresh of a binding that held an IPv4 HoA keeps its routes until
+            # the PBA, which drops the IPv4 HoA's (_registered sees it change).
+            entry.ipv6_only = True
+            return [IPv4ServiceDeclined(_snapshot(entry), msg.status)] + self._request(entry, now)
         if msg.status >= 128:
             return self._rejected(entry, msg.status, now=now)
         return self._registered(entry, msg, sent, now)
@@ -428,7 +447,7 @@ class BindingUpdateList:
         return [self._proxy_binding_update(entry, now)]
 
     def _proxy_binding_update(self, entry: BindingUpdateListEntry, now: float) -> Send:
-        """RFC 5213 §6.9.1.1-3, RFC 5844 §3.1.1: what the PBU carries follows
+        """RFC 5213 §6.9.1.1-3, RFC 5844 §3.2: what the PBU carries follows
         from the entry's state."""
         lifetime = 0 if entry.state is BindingState.DEREGISTERING else self.policy.lifetime
         # A refresh or the deregistration: the MN has not moved (RFC 5213 §8.4).
@@ -442,7 +461,9 @@ class BindingUpdateList:
             AccessTechnologyType(self.policy.access_technology_type),
             self.stamper.stamp(now),
         ]
-        if entry.ipv4_hoa is not None:
+        if entry.ipv6_only:
+            pass
+        elif entry.ipv4_hoa is not None:
             options.append(IPv4HomeAddressRequest(entry.ipv4_hoa))
         elif self.policy.request_ipv4:
             options.append(IPv4HomeAddressRequest(ALL_ZERO_IPV4, prefix_length=0))

@@ -101,7 +101,7 @@ class BindingErrorStatus(enum.IntEnum):
 
 
 class LRAStatus(enum.IntEnum):
-    """Localized Routing Acknowledgement Status, RFC 6705 §8.2."""
+    """Localized Routing Acknowledgement Status, RFC 6705 §10.2."""
 
     SUCCESS = 0
     LOCALIZED_ROUTING_NOT_ALLOWED = 128
@@ -417,7 +417,7 @@ class Heartbeat(Message):
 @_register
 @dataclass
 class LocalizedRoutingInitiation(Message):
-    """RFC 6705 §8.1: Sequence # (16), Reserved (16), Lifetime (16, seconds)."""
+    """RFC 6705 §10.1: Sequence # (16), Reserved (16), Lifetime (16, seconds)."""
 
     sequence: int
     lifetime: int
@@ -434,7 +434,7 @@ class LocalizedRoutingInitiation(Message):
 @_register
 @dataclass
 class LocalizedRoutingAck(Message):
-    """RFC 6705 §8.2: Sequence # (16), U + 7 reserved bits, Status (8), Lifetime (16, seconds)."""
+    """RFC 6705 §10.2: Sequence # (16), U + 7 reserved bits, Status (8), Lifetime (16, seconds)."""
 
     sequence: int
     status: int

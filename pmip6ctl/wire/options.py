@@ -108,7 +108,7 @@ def _bits(value: int, width: int, what: str) -> int:
 class _AddressOption(Option):
     """Two octets of small fields, then an IPv4 or IPv6 address.
 
-    The shape of HNP (RFC 5213 §8.3), MAG IPv6 Address (RFC 6705 §8.3), the
+    The shape of HNP (RFC 5213 §8.3), MAG IPv6 Address (RFC 6705 §10.3), the
     six-octet IPv4 options of RFC 5555 §3.1/§3.2 and RFC 5844 §3.3, and the
     pmip6ctl CN options. Subclasses map their fields to and from the two
     leading octets and the address.
@@ -535,13 +535,13 @@ class IPv4HomeAddressReply(_IPv4AddressOption):
         return cls(status, address, octet1 >> 2)
 
 
-# --- RFC 6705 §8.3 -------------------------------------------------------------
+# --- RFC 6705 §10.3 -------------------------------------------------------------
 
 
 @_register
 @dataclass
 class MAGIPv6Address(_IPv6AddressOption):
-    """RFC 6705 §8.3: Reserved, Address Length (always 128), MAG IPv6 Address.
+    """RFC 6705 §10.3: Reserved, Address Length (always 128), MAG IPv6 Address.
 
     Laid out like HNP, 8n+4, so the address lands on an 8-octet boundary.
     """

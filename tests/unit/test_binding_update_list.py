@@ -13,8 +13,9 @@ from protocol_helpers import (FIRST_HNP, FIRST_HOA, LMA, LMA4, MAG1, MAG1_4, MAG
 
 from pmip6ctl.transport import PMIP6_UDP_PORT, Send, UdpEndpoint
 from pmip6ctl.protocol.binding_cache import BindingRemoved, BindingUpdated
-from pmip6ctl.protocol.binding_update_list import (BindingState, BindingUpdateList, MobileNodeDeregistered,
-                                                   MobileNodeRegistered, RegistrationRejected)
+from pmip6ctl.protocol.binding_update_list import (BindingState, BindingUpdateList, IPv4ServiceDeclined,
+                                                   MobileNodeDeregistered, MobileNodeRegistered,
+                                                   RegistrationRejected)
 from pmip6ctl.protocol.pools import PrefixPool
 from pmip6ctl.wire import (AccessTechnologyType, BAFlags, BindingAck, BindingUpdate, BUFlags, HandoffIndicator,
                            HomeNetworkPrefix, IPv4CareofAddress, IPv4HomeAddressReply, IPv4HomeAddressRequest,
@@ -129,6 +130,49 @@ def test_registration_through_the_lma_installs_the_prefix_and_ipv4_home_address(
     assert (entry.lifetime, entry.expires, entry.refresh_at, entry.registered) == (3600, T0 + 3600, T0 + 2880, T0)
     assert (entry.last_status, entry.nat_detected, entry.nat_refresh) == (0, False, None)
     assert entry.retransmission.due is None and mag.next_deadline() == T0 + 2880
+
+
+def test_an_lma_without_ipv4_service_answers_170_and_the_mag_registers_the_mn_for_ipv6_alone():
+    # RFC 5844 §3.1.2: status 170 refuses the PBU for its IPv4 HoA Request; the MN keeps
+    # its IPv6 service: the MAG asks again at once, without the request.
+    mag, lma = make_mag(), make_lma(ipv4_pool=None)
+    first = mag.attach(MN1, "eth1", T0)
+    assert find_option(pbu_of(first), IPv4HomeAddressRequest) is not None
+    at_lma, at_mag = exchange(mag, lma, first, T0)
+    assert not of_type(at_lma, BindingUpdated)
+    (declined,) = of_type(at_mag, IPv4ServiceDeclined)
+    assert declined.status == Status.NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE
+    assert not of_type(at_mag, RegistrationRejected)
+    again = pbu_of(at_mag)                                    # sent at once, not after a backoff
+    assert find_option(again, IPv4HomeAddressRequest) is None
+    at_lma, at_mag = exchange(mag, lma, at_mag, T0)
+    (update,) = of_type(at_lma, BindingUpdated)
+    assert (update.entry.hnp, update.entry.ipv4_hoa) == (FIRST_HNP, None)
+    (up,) = of_type(at_mag, MobileNodeRegistered)
+    assert (up.entry.hnp, up.entry.ipv4_hoa, up.entry.state) == (FIRST_HNP, None, BindingState.REGISTERED)
+    # its refreshes stay IPv6 only; a later 170 for this attachment is a plain rejection
+    refreshed = [pbu_of(actions) for _, _, actions in run_until([mag], T0 + 2881)]
+    assert refreshed and all(find_option(p, IPv4HomeAddressRequest) is None for p in refreshed)
+
+
+def test_a_second_170_in_the_same_attachment_is_a_rejection_not_a_loop():
+    mag = make_mag()
+    first = pbu_of(mag.attach(MN1, "eth1", T0))
+    at_mag = answer(mag, Status.NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE, first.sequence)
+    again = pbu_of(at_mag)
+    at_mag = answer(mag, Status.NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE, again.sequence)
+    (rejected,) = of_type(at_mag, RegistrationRejected)
+    assert rejected.status == Status.NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE
+    assert mag.entries[MN1].state is BindingState.FAILED
+
+
+def test_a_new_attachment_asks_for_ipv4_again():
+    mag = make_mag()
+    first = pbu_of(mag.attach(MN1, "eth1", T0))
+    answer(mag, Status.NOT_AUTHORIZED_FOR_IPV4_MOBILITY_SERVICE, first.sequence)
+    mag.detach(MN1, T0 + 1)
+    mag.entries.pop(MN1, None)
+    assert find_option(pbu_of(mag.attach(MN1, "eth2", T0 + 2)), IPv4HomeAddressRequest) is not None
 
 
 def test_the_granted_lifetime_counts_from_when_the_pbu_left():

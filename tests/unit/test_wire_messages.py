@@ -125,12 +125,12 @@ def test_heartbeat_layout():
 
 
 def test_localized_routing_initiation_layout():
-    # RFC 6705 §8.1: Sequence #, Reserved (16), Lifetime.
+    # RFC 6705 §10.1: Sequence #, Reserved (16), Lifetime.
     assert data(LocalizedRoutingInitiation(0x0A0B, 40))[:6] == struct.pack("!HHH", 0x0A0B, 0, 40)
 
 
 def test_localized_routing_ack_layout():
-    # RFC 6705 §8.2: Sequence #, U + 7 reserved bits, Status, Lifetime.
+    # RFC 6705 §10.2: Sequence #, U + 7 reserved bits, Status, Lifetime.
     msg = LocalizedRoutingAck(0x0A0B, 129, 40, unsolicited=True)
     assert data(msg)[:6] == struct.pack("!HBBH", 0x0A0B, 0x80, 129, 40)
 

@@ -101,7 +101,7 @@ def tlv(option):
     # RFC 5844 §3.3.1: Prefix-len (6 bits) | 10 reserved bits, address
     (IPv4HomeAddressRequest(V4, 24), (36, struct.pack("!H", 24 << 10) + V4.packed)),
     (IPv4HomeAddressReply(131, V4, 24), (37, bytes((131, 24 << 2)) + V4.packed)),
-    (MAGIPv6Address(V6), (51, bytes((0, 128)) + V6.packed)),                       # RFC 6705 §8.3
+    (MAGIPv6Address(V6), (51, bytes((0, 128)) + V6.packed)),                       # RFC 6705 §10.3
     # pmip6ctl subtypes of the Experimental option (docs/protocol.md)
     (CNAddress(V6), (18, bytes((1, 0)) + V6.packed)),
     (CNIPv4Address(V4), (18, bytes((2, 0)) + V4.packed)),

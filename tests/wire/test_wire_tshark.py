@@ -17,12 +17,12 @@ Wireshark facts this relies on (checked with tshark 4.0):
   bounds (type, length, data) match ours.
 - Its LRI/LRA dissector reads the fixed fields from offset 0 instead of 6
   (packet-mip6.c passes offset 0 to dissect_pmip6_lri/lra), while RFC 6705
-  §8.1/§8.2 put them after the Checksum, where we put them. Those frames xfail
+  §10.1/§10.2 put them after the Checksum, where we put them. Those frames xfail
   while that bug is present; tests/unit/test_wire_messages.py checks their
   layout against the RFC figures.
 - It expects the MAG IPv6 Address option (51) to have Length 16, yet reads
   Reserved, Address Length and a 16-octet address from it: 18 octets, as
-  RFC 6705 §8.3 draws it and as we send it. That one expert warning is
+  RFC 6705 §10.3 draws it and as we send it. That one expert warning is
   tolerated (KNOWN_EXPERT_WARNINGS); the address it shows is still checked.
 """
 
@@ -236,7 +236,7 @@ def wireshark_lri_lra_offset_bug(sample_id, mh, fields):
 def test_wireshark_dissects_our_message(dissections, sample_id, expected, transport):
     mh, ipv6, fields, experts, malformed = dissections[(sample_id, transport)]
     if wireshark_lri_lra_offset_bug(sample_id, mh, fields):
-        pytest.xfail("Wireshark reads LRI/LRA fixed fields from MH offset 0, not 6 (RFC 6705 §8.1, §8.2)")
+        pytest.xfail("Wireshark reads LRI/LRA fixed fields from MH offset 0, not 6 (RFC 6705 §10.1, §10.2)")
     assert fields["mip6.hlen"] == [(str(len(mh) // 8 - 1), f"{len(mh) // 8 - 1:02x}")]
     for name, value in expected:
         seen = fields.get(name, [])
