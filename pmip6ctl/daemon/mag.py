@@ -50,7 +50,7 @@ class MagDaemon(Daemon):
             infrastructure=infrastructure, retry_after_rejection=c.mag.retry_after_rejection,
             max_ro_pairs=c.dataplane.max_ro_entries,
             max_ro_peers=max(c.dataplane.max_tunnels - 2, 1), heartbeat=heartbeat_policies(c)[0],
-            ro_heartbeat=heartbeat_policies(c)[1]), guard=signaling_guard(c))
+            ro_heartbeat=heartbeat_policies(c)[1], local_routing=c.ro.local_routing), guard=signaling_guard(c))
         self.installed: dict[str, int] = {}      # mn_id -> tunnel id toward the LMA
         self.open_signaling(c.addresses.ipv4)
         self.ro_entries = RoEntries(self.tables, self.tunnels, c.addresses.ipv6, c.addresses.ipv4,
