@@ -628,6 +628,9 @@ class Daemon:
                       for p in t.list_peers()],
             "routes": [str(r) for r in self.netlink.our_routes()],
             "tx_ports": t.list_tx_ports(),
+            **({"local_routes": [{"local": str(local), "remote": str(remote), "ifindex": ifindex}
+                                 for local, remote, ifindex, _ in t.list_local_routes()]}
+               if t.local_routes is not None else {}),
         }
 
     def signaling_counts(self) -> list[dict]:
