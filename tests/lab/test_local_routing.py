@@ -8,6 +8,8 @@ the LMA answers 128 and everything crosses its link."""
 from __future__ import annotations
 
 import pytest
+from scapy.layers.inet import IP
+from scapy.utils import rdpcap
 
 from pmip6ctl.lab import topology as t
 
@@ -61,6 +63,9 @@ def both_at_mag3(lab):
         for mn in MNS:
             lab.move(mn, t.HOME_MAG[mn])
         wait_for(lambda: all(at(lab, t.HOME_MAG[mn], mn) for mn in MNS), timeout=20, what="both MNs home again")
+        for mn in MNS:                  # a test may have moved the IPv4 home address along
+            if lab.mns[mn].get("ipv4"):
+                lab.configure_mn_ipv4(mn, lab.mns[mn]["ipv4"])
         wait_for(lambda: not local_entries(lab), what="no local route left at MAG3")
 
 
@@ -141,3 +146,35 @@ def test_with_the_lma_policy_forbidding_it_the_flow_stays_on_the_lma_path(lab, l
 def lab_lra_refusals(lab) -> int:
     return sum(r["count"] for r in lab.client("lma").call("signaling")
                if r["type"] == "lra" and r["direction"] == "out" and r["result"] == "localized_routing_not_allowed")
+
+
+def ipv4_packets_with(pcap, *addrs: str) -> int:
+    """Packets in pcap with any of addrs in any IPv4 header (outer or inner)."""
+    wanted = set(addrs)
+    return sum(any(isinstance(layer, IP) and (layer.src in wanted or layer.dst in wanted)
+                   for layer in packet.iterpayloads()) for packet in rdpcap(str(pcap)))
+
+
+def test_ipv4_mns_at_one_mag_are_routed_locally(lab, both_at_mag3, tmp_path):
+    hoa1, hoa2 = lab.mns["mn1"]["ipv4"], lab.mns["mn2"]["ipv4"]
+    if not (hoa1 and hoa2):
+        pytest.skip("the lab's LMA gave no IPv4 home addresses")
+    for mn in MNS:                      # the HoA on the link the MN is on now (as DHCP would, RFC 5844)
+        lab.configure_mn_ipv4(mn, lab.mns[mn]["ipv4"], ifname="eth1" if lab.where(mn) == t.AWAY_MAG else "eth0")
+    wait_for(lambda: ping(lab, "mn1", hoa2, count=1) == 1, timeout=20, what="MN1 reaching MN2 over IPv4")
+    # the control: before local routing the same capture sees the flow cross the LMA's link
+    with Capture(lab, "inet", tmp_path / "before.pcap", "ip or ip6", interface="lma") as control:
+        assert ping(lab, "mn1", hoa2, count=5, interval=0.01) == 5
+        control.stop()
+    assert ipv4_packets_with(control.path, hoa1, hoa2) >= 20          # 5 × (in + out) × 2 directions
+    lab.client("mag3").call("ro_settings", trigger_packets=1)
+    wait_for(lambda: ping(lab, "mn1", hoa2, count=2) == 2 and local_row(lab, hoa1, hoa2) and local_row(lab, hoa2, hoa1),
+             timeout=20, what="IPv4 local routes both ways at MAG3")
+    assert {(hoa1, hoa2), (hoa2, hoa1)} <= local_entries(lab)
+
+    mag3_0 = counters(lab, "mag3")
+    with Capture(lab, "inet", tmp_path / "lma.pcap", "ip or ip6", interface="lma") as capture:
+        assert ping(lab, "mn1", hoa2, count=30, interval=0.01) == 30
+        capture.stop()
+    assert ipv4_packets_with(capture.path, hoa1, hoa2) == 0
+    assert delta(counters(lab, "mag3"), mag3_0, "mag_access", "fwd_local") >= 60
