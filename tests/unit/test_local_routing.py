@@ -212,3 +212,21 @@ def test_a_restart_takes_the_local_route_back():
     # without the other MN registered, nothing comes back
     alone = mag_node(initiator=initiator_policy(), attached=MNS_AT_MAG1[:1], random=seeded(3))
     assert not [a for a in alone.restore_ro({"initiator": saved}, net.now + 10) if isinstance(a, LocalRouteInstalled)]
+
+
+def test_ipv4_mns_at_one_mag_are_routed_locally_by_their_home_addresses():
+    from ipaddress import IPv4Address
+    from protocol_helpers import FIRST_HOA
+    second_hoa = IPv4Address("192.0.2.130")
+    attached = (registered("mn@example.org", FIRST_HNP, FIRST_HOA),
+                registered("mn-b@example.org", SECOND_HNP, second_hoa, link="acc2"))
+    net = network(attached=attached, anchored=(MN_AT_MAG1, Anchored(SECOND_HNP, MAG1, second_hoa), CN_AT_MAG2))
+    since, _ = net.mark()
+    net.call("initiator", "flow_seen", FIRST_HOA, second_hoa)
+    net.run()
+    (installed,) = net.actions("initiator", LocalRouteInstalled, since=since)
+    assert installed.pair == RoPair(FIRST_HOA, second_hoa) and installed.link == "acc2"
+    assert net.messages(LocalizedRoutingInitiation)[0].options[0].address == FIRST_HOA    # IPv4 HAO (RFC 5844)
+    net.call("initiator", "detach", "mn-b@example.org")
+    assert net.actions("initiator", LocalRouteRemoved)[-1] == LocalRouteRemoved(RoPair(FIRST_HOA, second_hoa),
+                                                                                  StopReason.CN_DETACHED)
