@@ -121,7 +121,7 @@ class LocalRouteInstalled(Command):
     attached to this MAG and the LMA consented, so local → remote goes from
     the local MN's access link straight onto the remote MN's (`link`, which
     MagNode fills in from its binding update list), no tunnel. One direction:
-    the other is its own attempt (docs/protocol.md §10)."""
+    the other is its own attempt (docs/protocol.md §9)."""
     pair: RoPair
     expires: float
     lifetime: int

@@ -41,8 +41,8 @@ from ...transport import Arrival, Send, SendHomePath, UdpEndpoint
 from ..common import Deadlines, Retransmission, Stamper, earliest
 from ..index import AddressGroups, Groups
 from ..vocabulary import FailReason, Mode, RejectReason, Role, StopReason, status_label
-from .actions import (Address, BindingErrorKey, LocalRouteInstalled, LocalRouteRemoved, RoFailed, RoInstalled, RoPair, RoRejected, RoRemoved, mapped,
-                      no_binding_error, unmapped)
+from .actions import (Address, BindingErrorKey, LocalRouteInstalled, LocalRouteRemoved, RoFailed, RoInstalled, RoPair,
+                      RoRejected, RoRemoved, mapped, no_binding_error, unmapped)
 
 RO_ACCEPTED_BELOW = 128                  # BA status < 128: accepted (RFC 6275 §6.1.8)
 EXPIRED_NONCE_STATUSES = {wire.Status.EXPIRED_HOME_NONCE_INDEX, wire.Status.EXPIRED_CAREOF_NONCE_INDEX,
