@@ -3,9 +3,11 @@
  *       -> not an MN attached on
  *          this very link?           drop (an access link speaks for its own MNs only)
  *       -> mobility signaling?        drop (MNs never signal into the core)
+ *       -> routed locally?            onto the other MN's access link (RFC 6705, local_route.h)
  *       -> route-optimized pair?      tunnel to the RO peer
  *       -> else                       tunnel to its LMA (and count toward the RO trigger) */
 #include "tunnel.h"
+#include "local_route.h"
 
 int xdp_mag_access(struct xdp_md *ctx)
 {
@@ -31,6 +33,8 @@ int xdp_mag_access(struct xdp_md *ctx)
         return pmip_finish(ctx, prog, REASON_DROP_WRONG_LINK);
     if (pmip_is_mobility_signaling(&ip, (void *)(long)ctx->data_end))
         return pmip_finish(ctx, prog, REASON_DROP_MN_SIGNALING);
+    if (pmip_local_route(ctx, prog, &ip, &verdict))
+        return verdict;
 
     ro = pmip_ro_to_send(&ip.src, &ip.dst);
     if (ro)

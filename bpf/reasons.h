@@ -12,6 +12,7 @@
     X(FWD_ENCAP_RO,       redirect, "encapsulated into a route-optimized tunnel") \
     X(FWD_DECAP,          redirect, "decapsulated and forwarded") \
     X(FWD_REENCAP,        redirect, "decapsulated from one MAG and encapsulated toward another") \
+    X(FWD_LOCAL,          redirect, "from one mobile node straight to another attached to the same MAG: local routing (RFC 6705), no tunnel") \
     X(ICMP_TOO_BIG,       redirect, "too big for the tunnel path MTU: ICMPv6 Packet Too Big or ICMP fragmentation needed sent back") \
     X(PASS_NOT_IP,        pass,     "not IPv4 or IPv6 (ARP, VLAN-tagged, other ethertypes)") \
     X(PASS_LOCAL,         pass,     "link-local, multicast or addressed to this node") \

@@ -316,7 +316,7 @@ def signaling(obj: Context, as_json):
 @json_option
 @click.pass_obj
 def dataplane(obj: Context, as_json):
-    """What the XDP maps hold now: MN prefixes, RO entries, tunnels, peers."""
+    """What the XDP maps hold now: MN prefixes, RO entries, tunnels, peers, local routes."""
     data = obj.call("tables")
 
     def table(d):
@@ -328,6 +328,9 @@ def dataplane(obj: Context, as_json):
                              ("dport", "udp port")]),
                 ("peers", [("address", "address"), ("port", "port"), ("tunnel", "tunnel"), ("kind", "kind")])):
             parts.append(f"{key.replace('_', ' ')}:\n" + render_table(d[key], columns))
+        if "local_routes" in d:                        # a MAG's (RFC 6705)
+            parts.append("local routes:\n" + render_table(d["local_routes"], [
+                ("local", "local"), ("remote", "remote"), ("ifindex", "onto ifindex")]))
         parts.append("routes: " + (", ".join(d["routes"]) or "(none)"))
         return "\n\n".join(parts)
     emit(data, as_json, table)

@@ -504,6 +504,9 @@ class LmaSection:
     # Peer LMAs' answers cached at once (each for the lifetime it came with); past it
     # the oldest goes, and its MAG's next query asks the peers again.
     max_cached_answers: int = _key(_integer(1, U32_MAX), 65536)
+    # Both MNs at the MAG that asks (RFC 6705 local routing): consent (LRA status 0
+    # naming that MAG) or refuse (128). Pairs ro_policy denies are refused either way.
+    local_routing: bool = _key(_boolean, True)
 
     def ro_allowed(self, mn: IPv6Address | IPv4Address, cn: IPv6Address | IPv4Address) -> bool:
         rule = next((r for r in self.ro_policy if r.matches(mn, cn)), None)
@@ -552,6 +555,9 @@ class RoSection:
     max_replay_entries: int = _key(_integer(1, U32_MAX), 65536)
     # Which pairs may be optimized, for both roles (first match wins; no match: allowed).
     policy: tuple[RoPolicyRule, ...] = _tables(RoPolicyRule)
+    # MAG: when the LMA names this MAG as the CN's (both MNs attached here) and
+    # consents, forward between the access links in XDP (RFC 6705); false: LMA path.
+    local_routing: bool = _key(_boolean, True)
 
     def allowed(self, mn: IPv6Address | IPv4Address, cn: IPv6Address | IPv4Address) -> bool:
         rule = next((r for r in self.policy if r.matches(mn, cn)), None)

@@ -163,6 +163,9 @@ class Metrics:
         self.ro_removed = Counter(
             "pmip6_ro_removed", "RO pairs ended here (their entry leaves the data plane: LMA path), by role and reason",
             ["node", "role", "reason"], registry=self.registry)
+        self.local_routes = Counter(
+            "pmip6_local_routes", "Local routes (RFC 6705: both MNs at this MAG) installed, refreshed and removed, "
+            "by event and reason", ["node", "event", "reason"], registry=self.registry)
         self.liveness = Counter(
             "pmip6_heartbeat_peer_events", "Peers declared dead (missed heartbeats) or alive again (RFC 5847), "
             "by peer kind", ["node", "kind", "event"], registry=self.registry)

@@ -94,7 +94,7 @@ def heartbeat_policies(config) -> tuple[HeartbeatPolicy, HeartbeatPolicy]:
 
 
 # What a reload applies; any other change is reported and waits for a restart.
-RELOADABLE = ("peers", "security.key_grace", "mag.mn_ids", "heartbeat")
+RELOADABLE = ("peers", "security.key_grace", "mag.mn_ids", "heartbeat", "lma.local_routing")
 
 
 def reloaded(running, new):
@@ -103,7 +103,9 @@ def reloaded(running, new):
     return dataclasses.replace(
         running, peers=new.peers, heartbeat=new.heartbeat,
         security=dataclasses.replace(running.security, key_grace=new.security.key_grace),
-        mag=dataclasses.replace(running.mag, mn_ids=new.mag.mn_ids) if running.mag and new.mag else running.mag)
+        mag=dataclasses.replace(running.mag, mn_ids=new.mag.mn_ids) if running.mag and new.mag else running.mag,
+        lma=dataclasses.replace(running.lma, local_routing=new.lma.local_routing) if running.lma and new.lma
+        else running.lma)
 
 
 def pair_from(args: dict, local: str = "mn", remote: str = "cn") -> RoPair:
@@ -630,6 +632,9 @@ class Daemon:
                       for p in t.list_peers()],
             "routes": [str(r) for r in self.netlink.our_routes()],
             "tx_ports": t.list_tx_ports(),
+            **({"local_routes": [{"local": str(local), "remote": str(remote), "ifindex": ifindex}
+                                 for local, remote, ifindex, _ in t.list_local_routes()]}
+               if t.local_routes is not None else {}),
         }
 
     def signaling_counts(self) -> list[dict]:

@@ -37,7 +37,8 @@ class LmaDaemon(Daemon):
                 nat_keepalive=c.lma.nat_keepalive),
             ro_allowed=c.lma.ro_allowed,
             peers=node_keys(c).inter_lma, max_pending_queries=c.lma.max_pending_queries,
-            heartbeat=heartbeat_policies(c)[0], max_cached_answers=c.lma.max_cached_answers),
+            heartbeat=heartbeat_policies(c)[0], max_cached_answers=c.lma.max_cached_answers,
+            local_routing=local_routing_policy(c)),
             guard=signaling_guard(c, window=c.lma.timestamp_window))
         self.installed: dict[str, int] = {}      # mn_id -> tunnel id in use
         # during a restart only: what the pinned map held (prefix -> tunnel id),
@@ -45,6 +46,11 @@ class LmaDaemon(Daemon):
         self._present: dict | None = None
         self._rewritten = 0
         self.open_signaling(c.addresses.ipv4)
+
+    def reload_role(self, config) -> None:
+        """lma.local_routing: the next query of a MAG (a new pair, or a local
+        route's refresh) gets the new answer."""
+        self.node.policy.local_routing = local_routing_policy(config)
 
     def attachments(self):
         return [("xdp_lma", ifname) for ifname in self.config.interfaces.transport]
@@ -150,3 +156,9 @@ class LmaDaemon(Daemon):
 
     def gauges(self):
         yield ("pmip6_bindings", "Bindings held, by kind", {"kind": "pmip"}, len(self.node.bindings))
+
+
+def local_routing_policy(config):
+    """[lma] local_routing as the node's rule (mn, cn) -> may the MAG route locally."""
+    allowed = config.lma.local_routing
+    return lambda mn, cn: allowed

@@ -21,6 +21,7 @@ from ..protocol.binding_update_list import (BindingState, BindingUpdateListEntry
 from ..protocol.vocabulary import Role, StopReason, status_label
 from ..statefile import from_jsonable
 from ..transport import Encap
+from .local_routes import LocalRoutes
 from .base import Daemon, heartbeat_policies, host_route, node_keys, pair_from, signaling_guard
 from .persist import Table
 from .ro_entries import RoEntries, ro_tables, saved_ro
@@ -51,12 +52,13 @@ class MagDaemon(Daemon):
             infrastructure=infrastructure, retry_after_rejection=c.mag.retry_after_rejection,
             max_ro_pairs=c.dataplane.max_ro_entries,
             max_ro_peers=max(c.dataplane.max_tunnels - 2, 1), heartbeat=heartbeat_policies(c)[0],
-            ro_heartbeat=heartbeat_policies(c)[1]), guard=signaling_guard(c))
+            ro_heartbeat=heartbeat_policies(c)[1], local_routing=c.ro.local_routing), guard=signaling_guard(c))
         self.installed: dict[str, int] = {}      # mn_id -> tunnel id toward the LMA
         self.open_signaling(c.addresses.ipv4)
         self.ro_entries = RoEntries(self.tables, self.tunnels, c.addresses.ipv6, c.addresses.ipv4,
                                     later=self._loop.call_later)
         self.ro_entries.forget_lapsed()
+        self.local_routes = LocalRoutes(self.tables, self.netlink.ifindex)
         self.ndp = NdpSocket()
         self._loop.add_reader(self.ndp.fileno(), self._on_router_solicitation)
         self.access = {self.netlink.ifindex(name): name for name in c.interfaces.access}
@@ -91,6 +93,15 @@ class MagDaemon(Daemon):
                 self.metrics.ro_attempts.labels(self.node_name, action.mode, "established").inc()
         elif isinstance(action, ro.RoRemoved):
             self.ro_entries.remove(action.pair, action.role, action.reason)
+        elif isinstance(action, ro.LocalRouteInstalled):
+            new = self.local_routes.install(action)
+            self.metrics.local_routes.labels(self.node_name, "installed" if new else "refreshed",
+                                             "lma_consented").inc()
+            if action.setup_seconds is not None:
+                self.metrics.ro_setup.labels(self.node_name, "local").observe(action.setup_seconds)
+        elif isinstance(action, ro.LocalRouteRemoved):
+            if self.local_routes.remove(action.pair, action.reason):
+                self.metrics.local_routes.labels(self.node_name, "removed", action.reason).inc()
         elif isinstance(action, ro.RoSendOnlyOnceHeard):
             self.ro_entries.send_only_once_heard(action.pair)
         elif isinstance(action, IPv4ServiceDeclined):
@@ -221,7 +232,7 @@ class MagDaemon(Daemon):
         routes = [prefix for prefix in self.netlink.our_routes() if prefix not in wanted]
         for prefix in routes:
             self.netlink.delete_route(str(prefix))
-        pairs = self.ro_entries.forget_unknown()
+        pairs = self.ro_entries.forget_unknown() + self.local_routes.forget_unknown()
         if stale or routes or pairs:
             log.warning("reconciled the data plane with the store: removed %d MN entries, %d routes and %d RO "
                         "entries that no saved MN or pair explains", len(stale), len(routes), len(pairs))
@@ -252,14 +263,16 @@ class MagDaemon(Daemon):
 
     def ro_rows(self) -> list[dict]:
         """Every pair we know of: installed entries and attempts in progress."""
-        rows = {(r["local"], r["remote"]): r for r in self.ro_entries.rows()}
+        rows = {(r["local"], r["remote"]): r for r in self.ro_entries.rows() + self.local_routes.rows()}
         for pair, attempt in self.node.initiator.attempts.items():
             row = rows.setdefault((str(pair.local), str(pair.remote)), {
                 "local": str(pair.local), "remote": str(pair.remote),
                 "peer": str(attempt.peer.address) if attempt.peer else None, "roles": []})
             start = attempt.timeline[0][0] if attempt.timeline else attempt.started
-            row.update({"phase": attempt.phase.value, "mode": attempt.mode.value,
-                        "scenario": "outside" if attempt.peer and attempt.peer.outside else "domain",
+            local = attempt.local or pair in self.local_routes.routes
+            row.update({"phase": attempt.phase.value, "mode": "local" if local else attempt.mode.value,
+                        "scenario": "local" if local else "outside" if attempt.peer and attempt.peer.outside
+                        else "domain",
                         "last_failure": attempt.last_failure or None,
                         "retry_in": round(attempt.retry_at - time.time(), 1) if attempt.retry_at else None,
                         "timeline": [[round((t - start) * 1000, 2), what] for t, what in attempt.timeline]})
@@ -322,6 +335,7 @@ class MagDaemon(Daemon):
                 roles[role] = roles.get(role, 0) + 1
         for role in Role:
             yield ("pmip6_bindings", "Bindings held, by kind", {"kind": f"ro_{role}"}, roles.get(role, 0))
+        yield ("pmip6_bindings", "Bindings held, by kind", {"kind": "local"}, len(self.local_routes.routes))
         states = mobile_node_states(self.node.bul.entries.values())
         for state, n in states.items():
             yield ("pmip6_mobile_nodes", "Mobile nodes in the binding update list, by state", {"state": state}, n)

@@ -122,6 +122,10 @@ class Tables:
         self.flows = bpf["flows"]
         self.flows_created = bpf["flows_created"]
         self.budgets = bpf["budgets"]
+        try:                                  # the MAG's alone (bpf/local_route.h)
+            self.local_routes = bpf["local_routes"]
+        except KeyError:
+            self.local_routes = None
         self._entries: dict[str, int] = {}
         self._flows_base = (0, 0)         # (flows held, flows_created) when last walked
         self.recount()
@@ -132,6 +136,8 @@ class Tables:
         when something else may have written the pinned maps."""
         self._entries = {name: sum(1 for _ in getattr(self, name).keys()) for name in ("mn_table", "tx_ports")}
         self._entries.update(ro_table=_count(self.ro_table), peers=_count(self.peers))
+        if self.local_routes is not None:
+            self._entries["local_routes"] = _count(self.local_routes)
         self._entries["tunnels"] = sum(1 for _, leaf in self.tunnels.items() if leaf.type)
         created = self._flows_created()
         self._flows_base = (_count(self.flows), created)
@@ -318,6 +324,30 @@ class Tables:
         self.ro_table.items_delete_batch()
         self._entries["ro_table"] = 0
 
+    # --- local routes (RFC 6705, MAG only) ----------------------------------
+    def set_local_route(self, local, remote, ifindex: int, expires_ns: int = 0) -> None:
+        """local → remote onto the access link ifindex, where remote is
+        attached; expires_ns: a time.monotonic_ns() deadline (0: never)."""
+        key = self._local_key(local, remote)
+        leaf = self.local_routes.Leaf()
+        leaf.ifindex = ifindex
+        leaf.expires_ns = expires_ns
+        self._insert("local_routes", self.local_routes, key, leaf)
+
+    def remove_local_route(self, local, remote) -> None:
+        self._remove("local_routes", self.local_routes, self._local_key(local, remote))
+
+    def _local_key(self, local, remote):
+        key = self.local_routes.Key()
+        _set_addr(key.local, local)
+        _set_addr(key.remote, remote)
+        return key
+
+    def list_local_routes(self) -> list[tuple[IPAddress, IPAddress, int, int]]:
+        """(local, remote, ifindex, expires_ns) of each entry."""
+        return [(_get_addr(key.local), _get_addr(key.remote), leaf.ifindex, leaf.expires_ns)
+                for key, leaf in self.local_routes.items()]
+
     # --- tunnel peers allowed to send us tunnelled traffic ---------------
     def _peer_key(self, address, port: int):
         key = self.peers.Key()
@@ -414,8 +444,8 @@ class Tables:
 
     def map_pressure(self) -> dict[str, tuple[int, int]]:
         """map name -> (entries, capacity): the maps the daemon writes, and flows."""
-        return {name: self.map_entries(name) for name in ("mn_table", "ro_table", "peers", "flows", "tx_ports",
-                                                          "tunnels")}
+        names = ("mn_table", "ro_table", "peers", "flows", "tx_ports", "tunnels")
+        return {name: self.map_entries(name) for name in names + (("local_routes",) if self.local_routes is not None else ())}
 
     @staticmethod
     def _delete(table, key) -> bool:

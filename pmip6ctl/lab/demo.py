@@ -36,6 +36,14 @@ def ping(lab: Lab, src: str, dst: str, count: int = 5, source: str | None = None
     return sent, received, float(rtt.group(1)) if rtt else None
 
 
+def reaches(lab: Lab, src: str, dst: str) -> bool:
+    """One ping answered (False also when ping cannot even send: no route yet)."""
+    try:
+        return ping(lab, src, dst, count=1)[1] == 1
+    except AttributeError:
+        return False
+
+
 def attach_mobile_nodes(lab: Lab) -> dict[str, dict]:
     """Links up → RS → PBU/PBA → RA → SLAAC; then the static IPv4 HoA."""
     found = {}
@@ -160,6 +168,56 @@ def scenario_2(lab: Lab, mns: dict[str, dict]) -> None:
         lab.configure_mn_ipv4("mn2", mns["mn2"]["ipv4"])
 
 
+def local_routing(lab: Lab, mns: dict[str, dict]) -> None:
+    """RFC 6705: MN1 and MN2 both at MAG3. MAG3 asks the LMA (LRI), which
+    names MAG3 itself and consents (LRA status 0); MAG3's XDP then forwards
+    between its two access links, and the LMA forwards nothing."""
+    say("local routing (RFC 6705): MN1 and MN2 both at MAG3, forwarded between MAG3's access links in XDP")
+    mn1, mn2 = mns["mn1"]["ipv6"], mns["mn2"]["ipv6"]
+    try:
+        for mn in ("mn1", "mn2"):
+            lab.move(mn, "mag3")
+        if not poll(lambda: len([b for b in lab.client("mag3").call("bindings") if b["state"] == "registered"
+                                 and b["mn_id"] in ("mn1@lab.example", "mn2@lab.example")]) == 2
+                    and reaches(lab, "mn1", mn2), timeout=20):
+            click.echo("  MN1 and MN2 did not both attach at MAG3")
+            return
+        before = forwarded_by(lab, "lma")
+        sent, received, _ = ping(lab, "mn1", mn2, count=10)
+        via_lma_before = forwarded_by(lab, "lma") - before
+        for local, remote in ((mn1, mn2), (mn2, mn1)):       # each direction: its own LRI/LRA
+            lab.client("mag3").call("ro_start", mn=local, cn=remote)
+        rows = poll(lambda: [r for r in lab.client("mag3").call("ro_list") if r.get("phase") == "local"
+                             and (r["local"], r["remote"]) in ((mn1, mn2), (mn2, mn1))] or None, timeout=10)
+        if not rows or len(rows) < 2:
+            click.echo("  local routing did not come up: " + "; ".join(
+                f"{r['local']} → {r['remote']}: {r.get('last_failure') or r.get('phase')}"
+                for r in lab.client("mag3").call("ro_list")))
+            return
+        click.echo("  signaling timeline at MAG3 (MN1 → MN2):")
+        for ms, what in next(r for r in rows if r["local"] == mn1).get("timeline", []):
+            click.echo(f"    {ms:>8.2f} ms  {what}")
+        mag_before, lma_before = counters_of(lab, "mag3"), forwarded_by(lab, "lma")
+        sent2, received2, _ = ping(lab, "mn1", mn2, count=10)
+        local = counters_of(lab, "mag3").get("fwd_local", 0) - mag_before.get("fwd_local", 0)
+        click.echo(render_table([
+            {"when": "before", "replies": f"{received}/{sent}", "lma": via_lma_before, "local": 0},
+            {"when": "local routing", "replies": f"{received2}/{sent2}", "lma": forwarded_by(lab, "lma") - lma_before,
+             "local": local},
+        ], [("when", ""), ("replies", "ping replies"), ("lma", "forwarded by the lma"),
+            ("local", "mag3 access → access (fwd_local)")]))
+        click.echo(render_table(rows, [("local", "local"), ("remote", "remote"), ("transport", "path"),
+                                       ("phase", "phase"), ("expires_in", "expires in")]))
+    finally:
+        for mn in ("mn1", "mn2"):
+            lab.move(mn, t.HOME_MAG[mn])
+        left = poll(lambda: not lab.client("mag3").call("tables")["local_routes"], timeout=10)
+        click.echo("  both MNs back home: MAG3 saw them leave and " +
+                   ("removed its local routes" if left else "still holds local routes"))
+        poll(lambda: all(any(b["state"] == "registered" for b in lab.client(mag).call("bindings"))
+                         for mag in ("mag1", "mag2")), timeout=20)
+
+
 def handover(lab: Lab, mns: dict[str, dict]) -> None:
     """MN1 moves to MAG3 and back during a TCP transfer to MN2 and a 2-ms
     ping, with the MAGs optimizing every flow they see. bench/handover.py
@@ -253,6 +311,7 @@ def run_demo(lab: Lab, keep: bool = True) -> None:
         lab.wait_mn_address("mn2")
         lab.configure_mn_ipv4("mn2", mns["mn2"]["ipv4"])
     scenario_2(lab, mns)
+    local_routing(lab, mns)
     handover(lab, mns)
     say("where to look next")
     click.echo("  pmip6ctl --node mag1 bindings | counters | peers      (any node: lma, mag1, mag2, mag3, cn)")

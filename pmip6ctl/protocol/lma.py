@@ -82,6 +82,8 @@ class LmaNodePolicy:
     max_pending_queries: int = MAX_PENDING                                 # [lma] max_pending_queries
     heartbeat: HeartbeatPolicy = OFF                                       # [heartbeat]: toward serving MAGs
     max_cached_answers: int = MAX_CACHED                                   # [lma] max_cached_answers
+    # Both MNs at the asking MAG: may it route between them locally (RFC 6705)? [lma] local_routing
+    local_routing: Callable[[Address, Address], bool] = lambda mn, cn: True
 
 
 class LmaNode(Node):
@@ -158,7 +160,7 @@ class LmaNode(Node):
         if arrival.src in self.inter_lma.peers:
             return self.inter_lma.answer_peer(lri, arrival, self.cache.binding_for_address)
         send, outcome = answer_lri(lri, arrival, self.policy.binding_cache.address, self.cache.binding_for_address,
-                                   self.policy.ro_allowed, self.cache.settling)
+                                   self.policy.ro_allowed, self.cache.settling, self.policy.local_routing)
         if outcome is QueryOutcome.CN_NOT_ANCHORED:
             relayed = self.inter_lma.ask_peers(lri, arrival, now)
             if relayed is not None:

@@ -11,6 +11,8 @@ for the CNs attached here (ro/), and holds the rules that join them:
   RO pairs along on both sides: a deregistration BU or a Binding Error, so
   that each peer falls back to the LMA path at once;
 - which flows start RO (a registered MN, unicast, not optimized yet);
+- local routing (RFC 6705) only between MNs registered here, and an MN
+  that leaves ends the local routes toward it as well as its own;
 - the answer to RO traffic for a pair we do not hold (Binding Errors);
 - which tunnel carries an MN's traffic and its home-path signaling (RFC
   5844 §4: IPv4/UDP when the LMA saw a NAT), and the NAT keepalive toward
@@ -40,8 +42,8 @@ from .heartbeat import OFF, HeartbeatPolicy, Liveness, PeerKind
 from .index import PrefixIndex
 from .limits import Bounded, counts_of
 from .node import Node, NodeError, NotSent, saved_on_ro_change, with_state_change
-from .ro import (Address, InitiatorPolicy, ResponderPolicy, RoInitiator, RoPair, RoRejected, RoResponder,
-                 no_binding_error)
+from .ro import (Address, InitiatorPolicy, LocalRouteInstalled, ResponderPolicy, RoInitiator, RoPair, RoRejected,
+                 RoResponder, no_binding_error)
 from .ro.heartbeat import RoHeartbeats
 from .vocabulary import Mode, RejectReason, StopReason, acknowledges_route_optimization, message_kind
 
@@ -167,7 +169,7 @@ class MagNodePolicy:
               infrastructure=(), retry_after_rejection: float = 30.0, ro_max_attempts: int = 65536,
               ro_max_attempts_per_mn: int = 256, ro_max_remembered_failures: int = 65536,
               ro_max_replay_entries: int = 65536, heartbeat: HeartbeatPolicy = OFF,
-              ro_heartbeat: HeartbeatPolicy = OFF) -> MagNodePolicy:
+              ro_heartbeat: HeartbeatPolicy = OFF, local_routing: bool = True) -> MagNodePolicy:
         """One policy from the flat settings a config file gives."""
         keys = dict(peer_keys or {})
         return cls(
@@ -187,7 +189,7 @@ class MagNodePolicy:
                 max_attempts=ro_max_attempts, max_attempts_per_mn=ro_max_attempts_per_mn,
                 max_remembered_failures=ro_max_remembered_failures,
                 lma_ipv4=UdpEndpoint(lma_ipv4) if ipv4_transport else None, ipv4_proxy_coa=ipv4_proxy_coa,
-                ipv4_transport=ipv4_transport),
+                ipv4_transport=ipv4_transport, local_routing=local_routing, max_local_routes=max_ro_pairs),
             responder=ResponderPolicy(address=proxy_coa, serves=_serves_nothing, max_lifetime=ro_lifetime,
                                       peer_keys=keys, nat_keepalive=nat_keepalive,
                                       max_replay_entries=ro_max_replay_entries))
@@ -208,7 +210,7 @@ class MagNode(Node):
         self.reserved = frozenset({*policy.reserved, p.proxy_coa, p.lma_address,
                                    *(IPv6Address(f"::ffff:{a}") for a in (p.lma_ipv4, p.ipv4_proxy_coa) if a)})
         self.initiator = RoInitiator(dataclasses.replace(policy.initiator, reserved=self.reserved.__contains__,
-                                                         hnp_lengths=p.hnp_lengths),
+                                                         hnp_lengths=p.hnp_lengths, serves_here=self.serves),
                                      random=random, stamper=self.stamper)
         self.responder = RoResponder(dataclasses.replace(
             policy.responder, serves=self.serves, reserved=self.reserved.__contains__, allowed=policy.ro_allowed,
@@ -253,7 +255,9 @@ class MagNode(Node):
             Bounded("ro_remembered_failures", "ro.max_remembered_failures", len(i._failures),
                     i.policy.max_remembered_failures, counts_of(i.pushed_out, "remembered_failures")),
             Bounded("ro_replay", "ro.max_replay_entries", r.replay_entries, r.policy.max_replay_entries,
-                    counts_of(r.pushed_out, "ro_replay"))]
+                    counts_of(r.pushed_out, "ro_replay")),
+            Bounded("local_routes", "dataplane.max_ro_entries", i.local_routes, i.policy.max_local_routes, {},
+                    counts_of(i.refused, "local_routes"))]
 
     def _has_room(self, pair: RoPair, peer: IPv6Address) -> bool:
         """Room for one more RO pair (and, for a new peer, one more tunnel):
@@ -418,8 +422,9 @@ class MagNode(Node):
     def restore_ro(self, saved: dict, now: float) -> list:
         """After restore(): the RO pairs of MNs registered here, with their
         refresh timers (a pair whose MN is gone is left to lapse)."""
-        initiated = [s for s in saved.get("initiator", []) if self.entry_for(s.pair.local) is not None]
-        actions = self.initiator.restore(initiated, now)
+        initiated = [s for s in saved.get("initiator", []) if self.entry_for(s.pair.local) is not None
+                     and (not s.local or self.entry_for(s.pair.remote) is not None)]
+        actions = self._linked(self.initiator.restore(initiated, now))
         if saved.get("responder") is not None:
             actions += self.responder.restore(saved["responder"], now)
         return self.ro_heartbeats.track(actions, now)
@@ -547,6 +552,11 @@ class MagNode(Node):
         for pair in dict.fromkeys([*self.initiator.pairs_of(*mine), *self.responder.pairs_of(*mine)]):
             actions += self.initiator.stop(pair, now, StopReason.MN_DETACHED)
             actions += self.responder.cn_detached(pair.local)
+        # and the local routes of other MNs here toward it (RFC 6705): their
+        # flows go back to the LMA path, and their next trigger asks the LMA
+        # again, which names the MN's new MAG (RO) if it has one
+        for pair in self.initiator.local_pairs_to(*mine):
+            actions += self.initiator.stop(pair, now, StopReason.CN_DETACHED)
         return actions
 
     def _ro(self, actions: list, now: float) -> list:
@@ -561,7 +571,20 @@ class MagNode(Node):
                     continue
                 action = dataclasses.replace(action, tunnel=self.lma_tunnel(entry))
             out.append(action)
-        return self._sealed(saved_on_ro_change(self.ro_heartbeats.track(out, now)), now)
+        return self._sealed(saved_on_ro_change(self.ro_heartbeats.track(self._linked(out), now)), now)
+
+    def _linked(self, actions: list) -> list:
+        """Each local route given the access link its remote MN is registered
+        on (the initiator checked that it is: serves_here)."""
+        out = []
+        for action in actions:
+            if isinstance(action, LocalRouteInstalled):
+                entry = self.entry_for(action.pair.remote)
+                if entry is None:
+                    continue
+                action = dataclasses.replace(action, link=entry.link)
+            out.append(action)
+        return out
 
     # --- NAT keepalive toward the LMA --------------------------------------------------------------
     def _nat_refresh(self) -> int | None:

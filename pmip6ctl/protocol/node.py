@@ -19,7 +19,7 @@ from .. import wire
 from ..actions import Command, Notification
 from ..transport import Arrival, Send, SendHomePath
 from .limits import ANSWERS_TO_STRANGERS, Bounded, PrefixRateLimiter
-from .ro.actions import RoInstalled, RoRemoved
+from .ro.actions import LocalRouteInstalled, LocalRouteRemoved, RoInstalled, RoRemoved
 from .common import Deadlines
 from .auth import GUARDED, KeyChanges, NodeKeys, SignalingGuard, SignalingRefused, is_request, rekeyed
 from .vocabulary import MessageKind, message_kind
@@ -42,10 +42,13 @@ def with_state_change(actions: list) -> list:
     return actions[:first] + [StateChanged()] + actions[first:]
 
 
+_RO_CHANGES = (RoInstalled, RoRemoved, LocalRouteInstalled, LocalRouteRemoved)
+
+
 def saved_on_ro_change(actions: list) -> list:
     """actions, with StateChanged when an RO pair comes or goes: the state
     file keeps the RO pairs (a restart takes them back)."""
-    return with_state_change(actions) if any(isinstance(a, (RoInstalled, RoRemoved)) for a in actions) else actions
+    return with_state_change(actions) if any(isinstance(a, _RO_CHANGES) for a in actions) else actions
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@ TBD"; DESIGN §2): MAG1 asks with an LRI naming the MN and the CN, the LMA
 answers with an LRA — status 0 with the serving MAG's IPv6 proxy CoA
 (option 51) and its IPv4 proxy CoA (option 32) when it has one; 129 when it
 anchors no such CN (MAG1 may then try the CN itself, scenario 3); 128 when
-its policy forbids RO for the pair. A CN between two MAGs (its old MAG let
+its policy forbids RO for the pair. When the CN is attached to the asking
+MAG itself, status 0 with that MAG's own address is the LMA's consent to
+local routing (RFC 6705), and 128 when lma.local_routing forbids it. A CN between two MAGs (its old MAG let
 it go, its new one has not registered it yet) gets no answer yet: the MAG
 asks again after its retransmission timeout and learns the new MAG, where an
 answer now would send it to the old MAG or to scenario 3."""
@@ -46,7 +48,9 @@ def serving_mag_options(binding) -> list:
 def answer_lri(lri: wire.LocalizedRoutingInitiation, arrival: Arrival, lma_address: IPv6Address,
                binding_for: Callable[[Address], object | None],
                allowed: Callable[[Address, Address], bool],
-               settling: Callable[[Address], bool]) -> tuple[Send | None, QueryOutcome]:
+               settling: Callable[[Address], bool],
+               local_routing: Callable[[Address, Address], bool] = lambda mn, cn: True,
+               ) -> tuple[Send | None, QueryOutcome]:
     """The LRA for lri (None: not answered yet), and how it was answered."""
     mn, cn = named_addresses(lri)
     options: list = []
@@ -63,8 +67,11 @@ def answer_lri(lri: wire.LocalizedRoutingInitiation, arrival: Arrival, lma_addre
         serving = binding_for(cn)
         if serving is None:
             status, outcome = wire.LRAStatus.MN_NOT_ATTACHED, QueryOutcome.CN_NOT_ANCHORED
+        elif serving.proxy_coa == arrival.src and not local_routing(mn, cn):
+            status, outcome = wire.LRAStatus.LOCALIZED_ROUTING_NOT_ALLOWED, QueryOutcome.LOCAL_ROUTING_DENIED
         else:
-            status, outcome = wire.LRAStatus.SUCCESS, QueryOutcome.ANSWERED
+            local = serving.proxy_coa == arrival.src
+            status, outcome = wire.LRAStatus.SUCCESS, QueryOutcome.LOCAL_ROUTING if local else QueryOutcome.ANSWERED
             options = serving_mag_options(serving)
     lra = wire.LocalizedRoutingAck(sequence=lri.sequence, status=status,
                                    lifetime=lri.lifetime if status == wire.LRAStatus.SUCCESS else 0,

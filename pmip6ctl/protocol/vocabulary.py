@@ -120,7 +120,6 @@ class FailReason(_Described):
     returns to, the LMA path until a retry)."""
     LIFETIME_EXPIRED = "lifetime_expired"
     NO_MAG_ADDRESS = "lra_without_mag_address"
-    CN_ATTACHED_HERE = "cn_attached_here"
     IPV4_CN_OUTSIDE = "ipv4_cn_outside_domain"
     LMA_REFUSED = "lma_refused"
     PEER_WITHOUT_IPV4_COA = "peer_without_ipv4_coa"
@@ -134,12 +133,19 @@ class FailReason(_Described):
     NO_ANSWER = "no_answer"
     RESERVED_PEER = "peer_is_no_ro_peer"
     PEER_DEAD = "peer_dead"
+    LOCAL_ROUTING_OFF = "local_routing_off"
+    CN_NOT_BOUND_HERE = "cn_not_bound_here"
+    LOCAL_ROUTE_LIMIT = "local_route_limit"
+    CN_LEFT = "cn_no_longer_here"
 
 
 FailReason._TEXT = {
     FailReason.LIFETIME_EXPIRED: "lifetime expired",
     FailReason.NO_MAG_ADDRESS: "LRA without the serving MAG's address",
-    FailReason.CN_ATTACHED_HERE: "the CN is attached here: local routing, no RO",
+    FailReason.LOCAL_ROUTING_OFF: "the CN is attached here, and ro.local_routing is off: LMA path",
+    FailReason.CN_NOT_BOUND_HERE: "the LMA names us as the CN's MAG, but the CN is not registered here (yet)",
+    FailReason.LOCAL_ROUTE_LIMIT: "dataplane.max_ro_entries local routes held: LMA path",
+    FailReason.CN_LEFT: "the LMA no longer names us as the CN's MAG: local routing ends",
     FailReason.IPV4_CN_OUTSIDE: "the IPv4 CN is outside the domain",
     FailReason.LMA_REFUSED: "the LMA refused RO",
     FailReason.PEER_WITHOUT_IPV4_COA: "over IPv4 transport, but the peer MAG has no IPv4 proxy CoA",
@@ -227,6 +233,8 @@ class QueryOutcome(_Described):
     NOT_THE_SERVING_MAG = "not_the_serving_mag"
     DENIED_BY_POLICY = "denied_by_policy"
     MALFORMED = "malformed_query"
+    LOCAL_ROUTING = "local_routing"        # both at the asking MAG: local routing granted (RFC 6705)
+    LOCAL_ROUTING_DENIED = "local_routing_denied"   # both there, and lma.local_routing is off: status 128
 
 
 class RelayOutcome(_Described):

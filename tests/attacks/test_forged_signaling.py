@@ -479,3 +479,30 @@ def test_a_forged_bri_ends_no_mns_session():
     actions = d.nodes["mag1"].receive(*carry(Send(bri, LMA, MAG1)), d.now)        # unsigned, "from" the LMA
     assert refusal(actions) == AuthFailure.UNAUTHENTICATED
     assert d.nodes["mag1"].bul.entries[MN1_AT].state is BindingState.REGISTERED
+
+
+# --- local routing (RFC 6705): only our LMA's authenticated answer to our own query ------------------
+
+def test_a_forged_lra_naming_the_mag_itself_installs_no_local_route():
+    """An attacker who sees MAG1 query about MN → MN_B (both attached at
+    MAG1) answers first, naming MAG1: unsigned, with a guessed key, or signed
+    but from another source. The guard refuses each; no local route points
+    MAG1's data plane at an access link, and the query stays outstanding."""
+    from protocol_helpers import MN_B
+    from pmip6ctl.protocol.ro import LocalRouteInstalled
+    node = mag_node(attached=MNS_AT_MAG1, guard=mag_guard())
+    lri = only(a for a in node.flow_seen(MN, MN_B, T0) if isinstance(a, Send)).message
+    assert isinstance(lri, wire.LocalizedRoutingInitiation)
+    lra = wire.LocalizedRoutingAck(lri.sequence, 0, 420, options=[wire.MAGIPv6Address(MAG1),
+                                                                   wire.find_option(lri, wire.Timestamp)])
+    for forged, src in [(lra, LMA),                                                              # unsigned
+                        (PeerKey(MAG1_KEY.spi, b"not the key......").sign(lra, LMA, MAG1), LMA),  # guessed key
+                        (MAG1_KEY.sign(lra, LMA, MAG1), ATTACKER)]:                             # not the LMA
+        actions = node.receive(*carry(Send(forged, src, MAG1)), T0 + 0.01)
+        assert isinstance(only(actions), SignalingRefused)
+        assert not [a for a in actions if isinstance(a, LocalRouteInstalled)]
+    assert node.initiator.attempts[RoPair(MN, MN_B)].phase is Phase.QUERY
+    assert node.initiator.local_routes == 0
+    # the LMA's own answer, signed with its key, is what installs it
+    actions = node.receive(*carry(Send(MAG1_KEY.sign(lra, LMA, MAG1), LMA, MAG1)), T0 + 0.02)
+    assert only(a for a in actions if isinstance(a, LocalRouteInstalled)).pair == RoPair(MN, MN_B)

@@ -75,6 +75,8 @@ class Node:
         t = self.tables
         for table in (t.mn_table, t.ro_table, t.peers, t.flows, t.budgets):
             table.clear()
+        if t.local_routes is not None:
+            t.local_routes.clear()
         t.clear_tunnels()
         t.set_local_addresses([LOCAL6, LOCAL4])
         t.recount()                          # the maps were cleared behind the typed writers

@@ -23,6 +23,8 @@ def walked(tables) -> dict[str, int]:
     counts = {name: sum(1 for _ in getattr(tables, name).keys())
               for name in ("mn_table", "ro_table", "peers", "tx_ports", "flows")}
     counts["tunnels"] = len(tables.list_tunnels())
+    if tables.local_routes is not None:                         # the MAG's alone
+        counts["local_routes"] = sum(1 for _ in tables.local_routes.keys())
     return counts
 
 
@@ -45,7 +47,11 @@ def test_counts_kept_on_write_equal_the_maps(mag):
     t.set_peer(PEER6, 2, PeerKind.RO, port=5436)
     t.set_ro(MN6, CN6, 2)
     t.set_ro(MN6, CN6, 2, draining=True)
+    t.set_local_route(MN6, CN6, 3)
+    t.set_local_route(MN6, CN6, 3, expires_ns=1)               # a refresh: the same entry
+    t.set_local_route(CN6, MN6, 3)
     assert kept(t) == walked(t)
+    assert kept(t)["local_routes"] == 2
     assert kept(t)["mn_table"] == 3 and kept(t)["tunnels"] == 2 and kept(t)["peers"] == 2
 
     t.remove_mn(f"{MN6}/128")
@@ -53,6 +59,8 @@ def test_counts_kept_on_write_equal_the_maps(mag):
     t.remove_peer(PEER6, port=5436)
     t.remove_ro(MN6, CN6)
     t.remove_ro(MN6, CN6)
+    t.remove_local_route(MN6, CN6)
+    t.remove_local_route(MN6, CN6)
     t.remove_tunnel(2)
     t.remove_tunnel(2)
     assert kept(t) == walked(t)

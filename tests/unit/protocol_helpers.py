@@ -396,6 +396,8 @@ def assert_indexes_agree(node) -> None:
         assert initiator._with_peer_at.as_dict() == _grouped(
             ((a.peer.address, a.pair.local), a.pair) for a in attempts if a.peer is not None)
         assert initiator._failed_at.as_dict() == _grouped((pair.local, pair) for pair in initiator._failures)
+        assert initiator._local_to.as_dict() == _grouped((a.pair.remote, a.pair) for a in attempts if a.local)
+        assert set(initiator._locals) == {a.pair for a in attempts if a.local}
     if isinstance(node, (MagNode, CnNode)):
         responder = node.responder
         if len(responder._expiry) <= len(responder.bindings):      # unless a test cleared the bindings

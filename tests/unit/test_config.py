@@ -739,3 +739,23 @@ def test_a_reload_takes_peers_and_mn_ids_but_not_the_lma_or_auth():
     assert differences(running, applied) == ["mag.mn_ids", "peers", "security.key_grace"]
     assert list(node_keys(applied).signaling) == [IPv6Address("2001:db8::1")]      # still the LMA in use
     assert IPv6Address("2001:db8::2") not in node_keys(applied).quick_mode           # an LMA is no RO peer
+
+
+def test_local_routing_is_on_by_default_and_a_reload_takes_the_lmas_switch():
+    """[lma] local_routing (the LMA's consent, RFC 6705) reloads; the rest of [lma] waits."""
+    from pmip6ctl.daemon.base import reloaded
+    from pmip6ctl.daemon.lma import local_routing_policy
+    running = load("lma")
+    assert running.lma.local_routing and load("mag").ro.local_routing
+    assert local_routing_policy(running)(IPv6Address("2001:db8::1"), IPv6Address("2001:db8::2"))
+    new = load("lma", lma__local_routing=False, lma__max_lifetime=600)
+    applied = reloaded(running, new)
+    assert sorted(differences(running, new)) == ["lma.local_routing", "lma.max_lifetime"]
+    assert differences(running, applied) == ["lma.local_routing"]
+    assert not local_routing_policy(applied)(IPv6Address("2001:db8::1"), IPv6Address("2001:db8::2"))
+    assert not load("mag", ro__local_routing=False).ro.local_routing
+
+
+def test_local_routing_must_be_a_boolean():
+    with pytest.raises(ConfigError, match="lma.local_routing"):
+        load("lma", lma__local_routing="yes")

@@ -788,12 +788,13 @@ def test_an_lra_128_fails_with_the_long_backoff():
     assert failed == RoFailed(PAIR, FailReason.LMA_REFUSED, t + 16 * 30, detail="localized_routing_not_allowed")
 
 
-def test_an_lra_naming_our_own_proxy_coa_means_local_routing():
+def test_an_lra_naming_our_own_proxy_coa_for_a_cn_not_registered_here_installs_nothing():
+    # (local routing itself: test_local_routing.py)
     net = network(anchored=(MN_AT_MAG1, Anchored(CN_HNP, MAG1)))
     net.start()
     net.run()
     ((t, failed),) = timed(net, "initiator", RoFailed)
-    assert failed == RoFailed(PAIR, FailReason.CN_ATTACHED_HERE, t + 16 * 30)
+    assert failed == RoFailed(PAIR, FailReason.CN_NOT_BOUND_HERE, t + 30)
     assert not net.messages(CareofTestInit)
 
 

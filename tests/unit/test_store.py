@@ -238,3 +238,24 @@ def test_the_mags_binding_update_list_round_trips_through_the_store(tmp_path):
     restarted = make_mag()
     restarted.restore(list(entries.values()))
     assert restarted.next_deadline() == bul.next_deadline()     # its refresh timers resume
+
+
+def test_a_local_route_round_trips_through_the_store(tmp_path):
+    """daemon/mag.py keeps the initiator's established pairs (ro_tables): a
+    local route (RFC 6705) has no peer, and comes back as a local route."""
+    from protocol_helpers import FIRST_HNP, MN, MN_B, MNS_AT_MAG1, initiator_policy, mag_node, seeded
+    from test_local_routing import LOCAL, local_route, network
+    from pmip6ctl.daemon.ro_entries import ro_tables, saved_ro
+    from pmip6ctl.protocol.ro import LocalRouteInstalled, Phase
+    net = network()
+    local_route(net)
+    tables = ro_tables(initiator=net.initiator, responder=net.peer.responder)
+    assert Persistence(Store(tmp_path / "mag1.db"), tables).flush() >= 1
+    loaded = saved_ro(Persistence(Store(tmp_path / "mag1.db"), tables).load()["ro"])
+    (saved,) = loaded["initiator"]
+    assert saved.local and saved.peer is None and saved.pair == LOCAL
+    restarted = mag_node(initiator=initiator_policy(), attached=MNS_AT_MAG1, random=seeded(5))
+    actions = restarted.restore_ro(loaded, net.now + 1)
+    assert [a.pair for a in actions if isinstance(a, LocalRouteInstalled)] == [LOCAL]
+    assert restarted.initiator.attempts[LOCAL].phase is Phase.LOCAL
+    assert (MN, MN_B, FIRST_HNP) == (LOCAL.local, LOCAL.remote, restarted.initiator.attempts[LOCAL].mn_prefix)

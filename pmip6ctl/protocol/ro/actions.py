@@ -116,6 +116,28 @@ class RoRemoved(Command):
 
 
 @dataclass(frozen=True)
+class LocalRouteInstalled(Command):
+    """Install (or refresh) local routing for pair (RFC 6705): both MNs are
+    attached to this MAG and the LMA consented, so local → remote goes from
+    the local MN's access link straight onto the remote MN's (`link`, which
+    MagNode fills in from its binding update list), no tunnel. One direction:
+    the other is its own attempt (docs/protocol.md §9)."""
+    pair: RoPair
+    expires: float
+    lifetime: int
+    link: str = ""
+    setup_seconds: float | None = None    # from the trigger to now (first install only)
+
+
+@dataclass(frozen=True)
+class LocalRouteRemoved(Command):
+    """Remove pair's local route: back to the LMA path (or RO from a new MAG)."""
+    pair: RoPair
+    reason: FailReason | StopReason
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class RoFailed(Notification):
     """An attempt gave up; the flow stays on the LMA path until retry_at."""
     pair: RoPair

@@ -10,6 +10,14 @@
                                        Nonce Indices, Binding Authorization Data (fig. 4)
     BA ←                               RO Acknowledgement, Timestamp, BAD (fig. 5)
 
+When the LRA names our own proxy CoA, the CN is an MN attached here too:
+with the LMA's consent (status 0; 128 when its policy forbids it) and our
+own binding for that MN, the pair goes to local routing (RFC 6705, phase
+LOCAL): XDP forwards local → remote between the access links, no tunnel, no
+RR. The LRI is sent again at the refresh time of the lifetime the LRA
+granted; the pair ends when either MN leaves (MagNode) or the LMA stops
+consenting.
+
 In quick mode (draft §2.2) the RR is skipped and the BU/BA carry option 9
 (RFC 4285) keyed from the peer authentication database instead.
 
@@ -33,8 +41,8 @@ from ...transport import Arrival, Send, SendHomePath, UdpEndpoint
 from ..common import Deadlines, Retransmission, Stamper, earliest
 from ..index import AddressGroups, Groups
 from ..vocabulary import FailReason, Mode, RejectReason, Role, StopReason, status_label
-from .actions import (Address, BindingErrorKey, RoFailed, RoInstalled, RoPair, RoRejected, RoRemoved, mapped,
-                      no_binding_error, unmapped)
+from .actions import (Address, BindingErrorKey, LocalRouteInstalled, LocalRouteRemoved, RoFailed, RoInstalled, RoPair,
+                      RoRejected, RoRemoved, mapped, no_binding_error, unmapped)
 
 RO_ACCEPTED_BELOW = 128                  # BA status < 128: accepted (RFC 6275 §6.1.8)
 EXPIRED_NONCE_STATUSES = {wire.Status.EXPIRED_HOME_NONCE_INDEX, wire.Status.EXPIRED_CAREOF_NONCE_INDEX,
@@ -54,6 +62,7 @@ class Phase(enum.StrEnum):
     BINDING = "binding"                   # BU sent
     ESTABLISHED = "established"           # the BA came; refreshed before the lifetime ends
     BACKOFF = "backoff"                   # failed; retry later
+    LOCAL = "local"                       # the LMA consented: local routing installed (RFC 6705)
 
 
 class Event(enum.Enum):
@@ -63,11 +72,14 @@ class Event(enum.Enum):
     BINDING_ACCEPTED = enum.auto()        # an authentic accepting BA
     REFRESH_ABANDONED = enum.auto()       # a refresh went unanswered: the entry lives until it expires
     FAILED = enum.auto()                  # back to the LMA path
+    LOCAL_GRANTED = enum.auto()           # an LRA naming us as the CN's MAG: local routing
+    REQUERIED = enum.auto()               # local routing's refresh: the LRI again
 
 
 _TRANSITIONS: dict[Phase, dict[Event, Phase]] = {
     Phase.QUERY: {Event.RR_STARTED: Phase.RETURN_ROUTABILITY, Event.BU_SENT: Phase.BINDING,
-                  Event.FAILED: Phase.BACKOFF},
+                  Event.FAILED: Phase.BACKOFF, Event.LOCAL_GRANTED: Phase.LOCAL,
+                  Event.REFRESH_ABANDONED: Phase.LOCAL},      # (a local route's refresh LRI went unanswered)
     Phase.RETURN_ROUTABILITY: {Event.BU_SENT: Phase.BINDING, Event.REFRESH_ABANDONED: Phase.ESTABLISHED,
                                Event.FAILED: Phase.BACKOFF},
     Phase.BINDING: {Event.BINDING_ACCEPTED: Phase.ESTABLISHED, Event.RR_STARTED: Phase.RETURN_ROUTABILITY,
@@ -75,6 +87,7 @@ _TRANSITIONS: dict[Phase, dict[Event, Phase]] = {
     Phase.ESTABLISHED: {Event.RR_STARTED: Phase.RETURN_ROUTABILITY, Event.BU_SENT: Phase.BINDING,
                         Event.FAILED: Phase.BACKOFF},
     Phase.BACKOFF: {},                    # a retry is a new attempt, in QUERY
+    Phase.LOCAL: {Event.REQUERIED: Phase.QUERY, Event.FAILED: Phase.BACKOFF},
 }
 
 
@@ -83,13 +96,14 @@ class SavedAttempt:
     """An established pair as the store keeps it, so that a restarted
     daemon (even after kill -9) refreshes it before it lapses."""
     pair: RoPair
-    peer: Peer
+    peer: Peer | None                     # None: a local route
     mode: Mode
     binding: Binding
     tokens: Tokens | None
     mn_prefix: IPv6Network | None
     triggered: float
     bu_stamp: int = 0
+    local: bool = False                   # local routing (RFC 6705), no peer
 
 
 class IllegalTransition(RuntimeError):
@@ -126,6 +140,13 @@ class InitiatorPolicy:
     # The lengths of our MNs' home network prefixes (mag.hnp_lengths): an MN's
     # pairs are found by its prefix (pairs_of) without a walk.
     hnp_lengths: tuple[int, ...] = (64,)
+    # Local routing (RFC 6705) when the LRA names us as the CN's MAG ([ro]
+    # local_routing); only toward an MN our own binding update list holds
+    # registered (MagNode sets serves_here), and at most max_local_routes
+    # (the data plane's table, dataplane.max_ro_entries).
+    local_routing: bool = True
+    serves_here: Callable[[Address], bool] = lambda address: False
+    max_local_routes: int = 65536
 
     def __post_init__(self):
         self.mode = Mode(self.mode)
@@ -195,6 +216,7 @@ class Attempt:
     bu_sent: float | None = None
     retransmission: Retransmission = field(default_factory=Retransmission)
     binding: Binding | None = None        # set while an entry is installed
+    local: bool = False                   # the entry is a local route (RFC 6705), not an RO tunnel
     keepalive_at: float | None = None
     be_refresh_at: float | None = None    # the last refresh an unsigned Binding Error asked for
     failures: int = 0
@@ -218,7 +240,7 @@ class Attempt:
         target = _TRANSITIONS[self.phase].get(event)
         if target is None:
             raise IllegalTransition(f"{self.pair}: {event.name} in phase {self.phase.value}")
-        if target is Phase.ESTABLISHED and self.binding is None:
+        if target in (Phase.ESTABLISHED, Phase.LOCAL) and self.binding is None:
             raise IllegalTransition(f"{self.pair}: established without a binding")
         self.phase = target
 
@@ -235,7 +257,7 @@ class Attempt:
     def next_deadline(self) -> float | None:
         binding = self.binding
         return earliest(self.retransmission.due,
-                        binding.refresh_at if binding and self.phase is Phase.ESTABLISHED else None,
+                        binding.refresh_at if binding and self.phase in (Phase.ESTABLISHED, Phase.LOCAL) else None,
                         binding.expires if binding else None,
                         self.retry_at if self.phase is Phase.BACKOFF else None,
                         self.keepalive_at if binding else None)
@@ -256,6 +278,10 @@ class RoInitiator:
         # each attempt's pair by our MN's address (its prefix: pairs_of)
         self._with_peer_at: Groups[tuple[IPv6Address, Address], RoPair] = Groups()
         self._by_local: AddressGroups[RoPair] = AddressGroups(policy.hnp_lengths)
+        # local routes (RFC 6705) installed, by the remote MN's address: its
+        # detach ends them (local_pairs_to), found without a walk
+        self._local_to: AddressGroups[RoPair] = AddressGroups(policy.hnp_lengths)
+        self._locals: dict[RoPair, None] = {}
         # what an answer names -> the pair that asked: ("lri", sequence),
         # ("home"/"careof", cookie), ("bu", sequence); at most four per attempt
         self._asked: dict[tuple[str, object], RoPair] = {}
@@ -293,7 +319,8 @@ class RoInitiator:
         a = self.attempts.get(pair)
         if a is None or not a.established:
             return None
-        return SavedAttempt(a.pair, a.peer, a.mode, a.binding, a.tokens, a.mn_prefix, a.triggered, a.bu_stamp)
+        return SavedAttempt(a.pair, a.peer, a.mode, a.binding, a.tokens, a.mn_prefix, a.triggered, a.bu_stamp,
+                            local=a.local)
 
     def restore(self, saved: list[SavedAttempt], now: float) -> list:
         """Take the established pairs back: their entries go in again (which
@@ -306,12 +333,16 @@ class RoInitiator:
             refresh_at = s.binding.refresh_at if s.binding.refresh_at is not None else s.binding.expires
             binding = replace(s.binding, refresh_at=max(refresh_at, now))
             attempt = Attempt(pair=s.pair, started=now, triggered=s.triggered, mn_prefix=s.mn_prefix,
-                              phase=Phase.ESTABLISHED, mode=s.mode, peer=s.peer, tokens=s.tokens,
-                              bu_stamp=s.bu_stamp, binding=binding)
+                              phase=Phase.LOCAL if s.local else Phase.ESTABLISHED, mode=s.mode, peer=s.peer,
+                              tokens=s.tokens, bu_stamp=s.bu_stamp, binding=binding)
             if binding.keepalive_interval:
                 attempt.keepalive_at = now + binding.keepalive_interval
             attempt.note(now, "restored from the store, established until {}", round(binding.expires - now))
             self._hold(attempt)
+            if s.local:
+                self._set_local(attempt, True)
+                actions.append(LocalRouteInstalled(s.pair, binding.expires, round(binding.expires - now)))
+                continue
             actions.append(RoInstalled(s.pair, s.peer.address, binding.peer_endpoint, binding.expires,
                                        round(binding.expires - now), s.mode, Role.INITIATOR, nat=binding.nat))
         return self._rescheduled(actions)
@@ -354,6 +385,8 @@ class RoInitiator:
 
     def _release(self, attempt: Attempt) -> None:
         self._touched.add(attempt.pair)
+        if attempt.local and self.attempts.get(attempt.pair) is attempt:
+            self._set_local(attempt, False)
         if self.attempts.get(attempt.pair) is attempt:
             del self.attempts[attempt.pair]
         key = _mn_key(attempt.pair.local, attempt.mn_prefix)
@@ -413,10 +446,14 @@ class RoInitiator:
         self._forget_failure(pair)
         if attempt is None:
             return []
+        local = attempt.local
         self._release(attempt)
         self._forget_asked(attempt)
         if not attempt.established:
             return []
+        if local:                             # no peer to tell: the LMA path (or a new MAG's RO) from now on
+            attempt.note(now, "local route removed: {}", reason.text)
+            return [LocalRouteRemoved(pair, reason)]
         if self._can_sign_deregistration(attempt, now):
             attempt.sequence = self._next_sequence()
             message = self._binding_update(attempt, now, lifetime=0)
@@ -464,6 +501,27 @@ class RoInitiator:
             within = [p for p in self.attempts if isinstance(p.local, IPv6Address) and p.local in hnp]
         return within + (self._by_local.at(ipv4_hoa) if ipv4_hoa is not None else [])
 
+    def local_pairs_to(self, hnp: IPv6Network | None, ipv4_hoa: IPv4Address | None) -> list[RoPair]:
+        """The local routes (RFC 6705) toward an MN: its detach ends them too."""
+        within = self._local_to.within(hnp) if hnp is not None else []
+        if within is None:
+            within = [p for p in self._locals if isinstance(p.remote, IPv6Address) and p.remote in hnp]
+        return within + (self._local_to.at(ipv4_hoa) if ipv4_hoa is not None else [])
+
+    @property
+    def local_routes(self) -> int:
+        return len(self._locals)
+
+    def _set_local(self, attempt: Attempt, on: bool) -> None:
+        """Mark the attempt's entry a local route (or no longer one), in the indexes too."""
+        if on and not attempt.local:
+            self._local_to.add(attempt.pair.remote, attempt.pair)
+            self._locals[attempt.pair] = None
+        elif not on and attempt.local:
+            self._local_to.discard(attempt.pair.remote, attempt.pair)
+            self._locals.pop(attempt.pair, None)
+        attempt.local = on
+
     def receive(self, msg: wire.Message, arrival: Arrival, now: float) -> list:
         handler = self._HANDLERS.get(type(msg))
         return self._rescheduled(handler(self, msg, arrival, now) if handler else [])
@@ -484,6 +542,8 @@ class RoInitiator:
             elif (attempt.phase is Phase.ESTABLISHED and binding.refresh_at is not None
                   and now >= binding.refresh_at):
                 actions += self._refresh(attempt, now)
+            elif attempt.phase is Phase.LOCAL and binding.refresh_at is not None and now >= binding.refresh_at:
+                actions += self._requery(attempt, now)
             elif binding is not None and attempt.keepalive_at is not None and now >= attempt.keepalive_at:
                 attempt.keepalive_at = now + binding.keepalive_interval
                 actions.append(self._to_peer(attempt, wire.Heartbeat(unsolicited=False, response=False,
@@ -580,12 +640,16 @@ class RoInitiator:
             if mag is None:
                 return self._fail(attempt, now, FailReason.NO_MAG_ADDRESS)
             if mag.address == p.proxy_coa:
-                return self._fail(attempt, now, FailReason.CN_ATTACHED_HERE, long=True)
+                return self._grant_local(attempt, lra, now)
+            if attempt.local:                 # a local route's refresh: the CN is at another MAG now
+                return self._fail(attempt, now, FailReason.CN_LEFT, penalize=False)
             ipv4 = wire.find_option(lra, wire.IPv4CareofAddress)
             peer = Peer(mag.address, ipv4.address if ipv4 and p.ipv4_transport else None)
             if p.ipv4_transport and peer.ipv4 is None:
                 return self._fail(attempt, now, FailReason.PEER_WITHOUT_IPV4_COA, long=True)
         elif lra.status == wire.LRAStatus.MN_NOT_ATTACHED:
+            if attempt.local:
+                return self._fail(attempt, now, FailReason.CN_LEFT, penalize=False)
             # No LMA anchors the CN: try it as an RO-capable correspondent (scenario 3).
             if isinstance(attempt.pair.remote, IPv4Address):
                 return self._fail(attempt, now, FailReason.IPV4_CN_OUTSIDE, long=True)
@@ -606,6 +670,39 @@ class RoInitiator:
         if quick:
             return self._bind(attempt, now)
         return self._return_routability(attempt, now)
+
+    def _grant_local(self, attempt: Attempt, lra: wire.LocalizedRoutingAck, now: float) -> list:
+        """The LMA's answer names us as the CN's MAG (RFC 6705: both MNs at
+        one MAG) and consents (status 0): local routing, if ours allows it
+        and our own binding update list holds both MNs registered here: an
+        LRA alone never points our data plane at an access link."""
+        p = self.policy
+        if not p.local_routing:
+            return self._fail(attempt, now, FailReason.LOCAL_ROUTING_OFF, long=True)
+        if not (p.serves_here(attempt.pair.remote) and p.serves_here(attempt.pair.local)):
+            return self._fail(attempt, now, FailReason.CN_NOT_BOUND_HERE)
+        if not attempt.local and len(self._locals) >= p.max_local_routes:
+            self._count("local_routes", FailReason.LOCAL_ROUTE_LIMIT.value, refused=True)
+            return self._fail(attempt, now, FailReason.LOCAL_ROUTE_LIMIT, long=True)
+        granted = min(lra.lifetime, p.lifetime)
+        if granted <= 0:
+            return self._fail(attempt, now, FailReason.LMA_REFUSED, long=True, detail="lifetime 0")
+        first = not attempt.established
+        attempt.binding = Binding(expires=now + granted, refresh_at=now + granted * p.refresh_fraction)
+        self._set_local(attempt, True)
+        attempt.move(Event.LOCAL_GRANTED)
+        attempt.failures = 0
+        attempt.note(now, "local routing for {} s: both MNs are attached here (RFC 6705)", granted)
+        return [LocalRouteInstalled(attempt.pair, attempt.binding.expires, granted,
+                                    setup_seconds=now - attempt.triggered if first else None)]
+
+    def _requery(self, attempt: Attempt, now: float) -> list:
+        """A local route's refresh: the LRI again, while the route keeps forwarding."""
+        attempt.started = now
+        attempt.binding = replace(attempt.binding, refresh_at=None)
+        attempt.notes = [(now, "refresh", ())]
+        attempt.move(Event.REQUERIED)
+        return self._query(attempt, now)
 
     # --- return routability (HoTI/HoT, CoTI/CoT) ------------------------------------------
     def _return_routability(self, attempt: Attempt, now: float) -> list:
@@ -871,7 +968,10 @@ class RoInitiator:
         failure (penalize=False: no failure of ours, retry at once)."""
         attempt.retransmission.stop()
         actions = []
-        if attempt.established:
+        if attempt.established and attempt.local:
+            actions.append(LocalRouteRemoved(attempt.pair, reason, detail))
+            self._set_local(attempt, False)
+        elif attempt.established:
             actions.append(RoRemoved(attempt.pair, attempt.peer.address, Role.INITIATOR, reason, detail))
         attempt.move(Event.FAILED)
         self._idle.set(attempt.pair, attempt.started)
