@@ -419,27 +419,59 @@ class Lab:
                     f"route replace 0.0.0.0/0 via {t.ACCESS_GATEWAY4} dev {ifname}")
 
     def where(self, mn: str) -> str:
-        """The MAG the MN is attached to now: whose port of its air is up."""
-        ports = self.sh(t.AIR[mn], "ip", "-o", "link", "show", "master", t.AIR_BRIDGE)
+        """The MAG the MN is attached to now: whose port of its air is up and
+        carries the MN's frames (flood on)."""
+        ports = self.sh(t.AIR[mn], "ip", "-d", "-o", "link", "show", "master", t.AIR_BRIDGE)
         up = [line.split(":")[1].strip().split("@")[0] for line in ports.splitlines()
-              if "UP" in line.split("<", 1)[1].split(">", 1)[0].split(",")]
+              if "UP" in line.split("<", 1)[1].split(">", 1)[0].split(",") and " flood on " in line]
         return next((mag for mag in up if mag != t.AIR_MN_PORT), t.HOME_MAG[mn])
 
-    def move(self, mn: str, to: str) -> None:
+    def _forwarding(self, air: str, port: str) -> bool:
+        return " state forwarding " in self.sh(air, "ip", "-d", "-o", "link", "show", "dev", port)
+
+    def move(self, mn: str, to: str, announce: bool = True) -> None:
         """Handover: the MN's radio leaves one MAG for the other. In its air
         the old MAG's port goes down (that MAG sees its carrier go and
         detaches the MN) and the new one's comes up (the new MAG sees the
         carrier, then the MN's traffic, which attaches it by its MAC). The MN
         sees nothing: its link, addresses, routes and neighbour entry stay
-        (every MAG has the same access link-layer address)."""
+        (every MAG has the same access link-layer address). announce: the MN
+        solicits a router on the link-layer attach (solicit()); False: the
+        new MAG learns of it from its traffic alone."""
         home = t.HOME_MAG[mn]
         if to not in (home, t.AWAY_MAG):
             raise LabError(f"{mn} can move between {home} and {t.AWAY_MAG}, not to {to}")
         old = self.where(mn)
         if to == old:
             return
-        # one `ip` batch: the MN is off both MAGs for one netlink round trip, not two process starts
-        self.net.ip(t.AIR[mn], f"link set {old} down", f"link set {to} up")
+        # The new MAG's port comes up first, but silent (the hub floods nothing
+        # to it) until the bridge forwards on it; then one batch of flag writes
+        # turns the MN's frames from the old port to the new one (a break of
+        # microseconds, not the milliseconds a veth takes to go down or come
+        # up), and the old port goes down: the old MAG loses its carrier.
+        air, silent = t.AIR[mn], "type bridge_slave flood off mcast_flood off bcast_flood off"
+        self.net.ip(air, f"link set {to} {silent}", f"link set {to} up")
+        if not poll(lambda: self._forwarding(air, to), 5.0, interval=0.002):
+            raise LabError(f"{air}'s port toward {to} does not forward")
+        self.net.ip(air, f"link set {old} {silent}", f"link set {to} type bridge_slave flood on mcast_flood on "
+                    "bcast_flood on", f"link set {old} down")
+        if announce:
+            self.solicit(mn)
+
+    def solicit(self, mn: str) -> None:
+        """The MN's Router Solicitation on eth0, as a host does on a link-layer
+        attach indication without a link flap (RFC 6059 §2.3: after a
+        reassociation, DNA sends an RS). The new MAG learns the MN's MAC
+        from it at once; without it, the MN's first packet does the same."""
+        with netns.entered(self.ns(mn)):
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        with sock:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+            mac = bytes.fromhex(t.MN_MACS[mn].replace(":", ""))
+            rs = bytes([133, 0, 0, 0, 0, 0, 0, 0, 1, 1]) + mac        # RS + source link-layer address option
+            with netns.entered(self.ns(mn)):
+                index = socket.if_nametoindex("eth0")
+            sock.sendto(rs, ("ff02::2", 0, 0, index))
 
     # --- down / status ---------------------------------------------------------------------------
     def down(self, quiet: bool = False) -> list[str]:
