@@ -392,7 +392,7 @@ class MagNode(Node):
     def detach(self, mn_id: str, now: float) -> list:
         if mn_id not in self.bul.entries:
             raise NodeError(f"{mn_id} is not attached here")
-        return self._registration(self.bul.detach(mn_id, now), now, changed=True)
+        return self.buffer.discard(mn_id) + self._registration(self.bul.detach(mn_id, now), now, changed=True)
 
     def link_up(self, link: str, now: float) -> list:
         self.carrier[link] = True
@@ -404,6 +404,7 @@ class MagNode(Node):
         actions = []
         for mn_id in self.bul.on_link(link):
             actions.append(MobileNodeLeft(mn_id, link))
+            actions += self.buffer.discard(mn_id)
             actions += self._registration(self.bul.detach(mn_id, now), now, changed=True)
         return actions
 
