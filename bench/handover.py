@@ -95,13 +95,14 @@ def buffered(lab: Lab, mag: str) -> dict:
     return lab.client(mag).call("buffer_settings")
 
 
-def run_moves(lab: Lab, moves: int, mode: str | None, buffering: bool) -> dict:
-    """mode: None for the LMA path only, else "rr" or "quick"."""
+def run_moves(lab: Lab, moves: int, mode: str | None, buffering: bool, downlink: bool = False) -> dict:
+    """mode: None for the LMA path only, else "rr" or "quick". downlink: MN2
+    pings MN1 (the requests reach the moving MN through the LMA)."""
     mn1, mn2 = lab.mns["mn1"]["ipv6"], lab.mns["mn2"]["ipv6"]
     for node in MAGS:
         lab.client(node).call("ro_settings", trigger_packets=1 if mode else 0, mode=mode or "rr")
         lab.client(node).call("buffer_settings", enabled=buffering)
-    label = f"{mode or 'lma path'}, buffer {'on' if buffering else 'off'}"
+    label = f"{mode or 'lma path'}{', downlink' if downlink else ''}, buffer {'on' if buffering else 'off'}"
     lost, attach, back, held, released = [], [], [], [], []
     for move in range(1, moves + 1):
         target = "mag3" if lab.where("mn1") == "mag1" else "mag1"
@@ -114,7 +115,8 @@ def run_moves(lab: Lab, moves: int, mode: str | None, buffering: bool) -> dict:
                     capture(lab.ns("mn1"), "eth0", access_pcap, "icmp6")]
         before = buffered(lab, target)
         time.sleep(0.5)
-        pinger = SteadyPing(lab.ns("mn1"), mn2, count=800, interval=0.001).start()
+        pinger = (SteadyPing(lab.ns("mn2"), mn1, count=800, interval=0.001) if downlink else
+                  SteadyPing(lab.ns("mn1"), mn2, count=800, interval=0.001)).start()
         time.sleep(0.2)
         moved_at = time.time()
         lab.move("mn1", target)
@@ -146,7 +148,8 @@ def run_moves(lab: Lab, moves: int, mode: str | None, buffering: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--moves", type=int, default=20)
-    parser.add_argument("--modes", default="lma,rr,quick", help="comma-separated: lma, rr, quick")
+    parser.add_argument("--modes", default="lma,rr,quick,down",
+                        help="comma-separated: lma, rr, quick; down: LMA path, MN2 pings the moving MN1")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -158,11 +161,12 @@ def main() -> None:
         lab.mns = attach_mobile_nodes(lab)
     else:
         lab.mns = {mn: {"ipv6": lab.mn_addresses(mn)[0]} for mn in ("mn1", "mn2")}
-    names = {"lma": ("LMA path", None), "rr": ("RO rr", "rr"), "quick": ("RO quick", "quick")}
-    runs = {f"{names[m][0]}, {'buffer' if on else 'baseline'}": (names[m][1], on)
+    names = {"lma": ("LMA path", None), "rr": ("RO rr", "rr"), "quick": ("RO quick", "quick"),
+             "down": ("MN2→MN1", None)}
+    runs = {f"{names[m][0]}, {'buffer' if on else 'baseline'}": (names[m][1], on, m == "down")
             for m in args.modes.split(",") for on in (False, True)}
     try:
-        results = {name: run_moves(lab, args.moves, mode, on) for name, (mode, on) in runs.items()}
+        results = {name: run_moves(lab, args.moves, mode, on, down) for name, (mode, on, down) in runs.items()}
     finally:
         lab.move("mn1", "mag1")
         for node in MAGS:
