@@ -82,8 +82,8 @@ class MagDaemon(Daemon):
         sources' frames at all (off: the notice of issue 13 only)."""
         self.node.buffer.policy = policy
         config = self.tables.get_config()
-        if config.get("hold_uplink") != policy.enabled:
-            self.tables.set_config(**(config | {"hold_uplink": policy.enabled}))
+        if config.get("handover") != policy.enabled:
+            self.tables.set_config(**(config | {"handover": policy.enabled}))
 
     def attachments(self):
         c = self.config.interfaces
@@ -353,7 +353,7 @@ class MagDaemon(Daemon):
         policy = self.node.buffer.policy
         return {"enabled": policy.enabled, "packets_per_mn": policy.per_mn, "packets_total": policy.total,
                 "seconds": policy.max_age, "holding": self.node.buffer.count, **self.buffered,
-                "hold_uplink": self.tables.get_config()["hold_uplink"]}
+                "handover": self.tables.get_config()["handover"]}
 
     def control_handlers(self):
         return {"bindings": lambda args: self.binding_rows(),

@@ -57,7 +57,7 @@ class DataplaneSettings:
     punt_burst: int = 64
     icmp_rate: int = 1000                      # ICMP errors per CPU and second (0: no limit); bpf/icmp.h
     icmp_burst: int = 50
-    hold_uplink: bool = False                  # MAG: frames of unknown sources to the handover buffer
+    handover: bool = False                  # MAG: frames of unknown sources to the handover buffer
     extra_cflags: list[str] = field(default_factory=list)
 
     @property
@@ -274,7 +274,7 @@ class Dataplane:
             punt_burst=s.punt_burst,
             icmp_rate=s.icmp_rate,
             icmp_burst=s.icmp_burst,
-            hold_uplink=s.hold_uplink,
+            handover=s.handover,
         )
         log.info("loaded %s programs for %s in %.1f s (maps in %s)",
                  s.role, s.node, self.compile_seconds, s.pin_dir)
