@@ -1,23 +1,26 @@
 #!/usr/bin/env python3
 """Handover benchmark: MN1 moves between MAG1 and MAG3 while it pings MN2
-every millisecond, N times: first with route optimization off (the LMA path
-only: the baseline), then with RO by return routability, then in quick
-mode, all in the same run.
+every millisecond, N times per mode: the LMA path only, RO by return
+routability and RO in quick mode, each with the new MAG's handover buffer
+off (the baseline: what the MN sends before the PBA is lost) and on, all in
+the same run.
 
-Per move it reports the pings lost and, with RO, when the flow is on the
-optimized path again. The echo requests leave at a fixed pace, whatever
-comes back (pmip6ctl.lab.probe: iputils ping slows to one per 10 ms while
-replies are missing). Every time is a kernel packet timestamp (one clock):
-on MN1's side of its new link, its Router Solicitation, the MAG's Router
-Advertisement and MN1's first echo request after it; at the router's end of
-the new MAG's transport link, the first MN1→MN2 echo request tunnelled
-straight to MAG2. So the time back splits into the PMIPv6 attach (RS → RA,
-the same without RO), the MN's own step (RA → its first packet: it
-configures its address and resolves the router) and route optimization
-(first packet → optimized path).
-Targets: ≤ 3 packets lost (p50), optimized path back within 20 ms (p50).
+The MN has one radio (lab/topology.py, the air): a move takes the old MAG's
+port of its air down and the new one's up; the MN keeps its link, addresses
+and neighbour entry and sends on at once. Its first packet at the new MAG
+attaches it (by its MAC); with the buffer on, that packet and the ones after
+it wait at the new MAG for the PBA and then leave in order (docs/operations.md,
+"Handover buffer").
 
-    .venv/bin/python bench/handover.py [--moves 50] [--json]
+Per move it reports the pings lost (fixed pace, pmip6ctl.lab.probe: iputils
+ping slows to one per 10 ms while replies are missing), the time from the
+move to the new MAG's Router Advertisement on MN1's link (the PMIPv6 attach:
+carrier, first packet, PBU, PBA, routes; a kernel packet timestamp), the
+packets the new MAG held and released, and with RO, the time from the move
+to the first MN1→MN2 echo request tunnelled straight to MAG2.
+Target: ≤ 1 packet lost per move (p50), with and without RO.
+
+    .venv/bin/python bench/handover.py [--moves 20] [--json]
 
 Needs root; brings the lab up if it is down (and leaves it up).
 """
@@ -36,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scapy.layers.inet import IP  # noqa: E402
-from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6ND_RA, ICMPv6ND_RS, IPv6  # noqa: E402
+from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6ND_RA, IPv6  # noqa: E402
 from scapy.utils import rdpcap  # noqa: E402
 
 from pmip6ctl.lab import topology as t  # noqa: E402
@@ -63,22 +66,12 @@ def capture(namespace: str, interface: str, pcap: Path, expression: str) -> subp
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def access_timeline(pcap: Path, mn1: str, mn2: str, after: float) -> dict:
-    """RS, RA and MN1's first echo request after the RA, on MN1's side."""
-    found = {}
+def advertised(pcap: Path, after: float) -> float | None:
+    """Time of the first Router Advertisement on MN1's side after `after`."""
     for packet in rdpcap(str(pcap)):
-        when = float(packet.time)
-        if when < after:
-            continue
-        if "rs" not in found and packet.haslayer(ICMPv6ND_RS):
-            found["rs"] = when
-        elif "rs" in found and "ra" not in found and packet.haslayer(ICMPv6ND_RA):
-            found["ra"] = when
-        elif "ra" in found and packet.haslayer(ICMPv6EchoRequest) and \
-                (packet[IPv6].src, packet[IPv6].dst) == (mn1, mn2):
-            found["first_packet"] = when
-            break
-    return found
+        if float(packet.time) >= after and packet.haslayer(ICMPv6ND_RA):
+            return float(packet.time)
+    return None
 
 
 def first_optimized(pcap: Path, mag: str, mn1: str, mn2: str, after: float) -> float | None:
@@ -98,12 +91,19 @@ def first_optimized(pcap: Path, mag: str, mn1: str, mn2: str, after: float) -> f
     return None
 
 
-def run_moves(lab: Lab, moves: int, mode: str | None) -> dict:
-    """mode: None for the LMA path only, else "rr" or "quick"."""
+def buffered(lab: Lab, mag: str) -> dict:
+    return lab.client(mag).call("buffer_settings")
+
+
+def run_moves(lab: Lab, moves: int, mode: str | None, buffering: bool, downlink: bool = False) -> dict:
+    """mode: None for the LMA path only, else "rr" or "quick". downlink: MN2
+    pings MN1 (the requests reach the moving MN through the LMA)."""
     mn1, mn2 = lab.mns["mn1"]["ipv6"], lab.mns["mn2"]["ipv6"]
     for node in MAGS:
         lab.client(node).call("ro_settings", trigger_packets=1 if mode else 0, mode=mode or "rr")
-    lost, attach, pause, optimize, back = [], [], [], [], []
+        lab.client(node).call("buffer_settings", enabled=buffering)
+    label = f"{mode or 'lma path'}{', downlink' if downlink else ''}, buffer {'on' if buffering else 'off'}"
+    lost, attach, back, held, released = [], [], [], [], []
     for move in range(1, moves + 1):
         target = "mag3" if lab.where("mn1") == "mag1" else "mag1"
         if mode:      # settle: the flow optimized before the move
@@ -112,9 +112,11 @@ def run_moves(lab: Lab, moves: int, mode: str | None) -> dict:
         workdir = Path(tempfile.mkdtemp())
         transport_pcap, access_pcap = workdir / "transport.pcap", workdir / "access.pcap"
         captures = [capture(lab.ns("inet"), target, transport_pcap, "ip6 or ip"),
-                    capture(lab.ns("mn1"), "any", access_pcap, "icmp6")]
+                    capture(lab.ns("mn1"), "eth0", access_pcap, "icmp6")]
+        before = buffered(lab, target)
         time.sleep(0.5)
-        pinger = SteadyPing(lab.ns("mn1"), mn2, count=800, interval=0.001).start()
+        pinger = (SteadyPing(lab.ns("mn2"), mn1, count=800, interval=0.001) if downlink else
+                  SteadyPing(lab.ns("mn1"), mn2, count=800, interval=0.001)).start()
         time.sleep(0.2)
         moved_at = time.time()
         lab.move("mn1", target)
@@ -122,30 +124,32 @@ def run_moves(lab: Lab, moves: int, mode: str | None) -> dict:
         for running in captures:
             running.send_signal(2)
             running.wait(timeout=10)
+        after = buffered(lab, target)
         lost.append(sent - received)
-        seen = access_timeline(access_pcap, mn1, mn2, moved_at)
+        held.append(after["held"] - before["held"])
+        released.append(after["released"] - before["released"])
+        ra = advertised(access_pcap, moved_at)
         came_back = ""
-        if "ra" in seen:
-            attach.append((seen["ra"] - seen["rs"]) * 1000)
-        if mode and "first_packet" in seen:
-            pause.append((seen["first_packet"] - seen["ra"]) * 1000)
+        if ra is not None:
+            attach.append((ra - moved_at) * 1000)
+        if mode:
             optimized = first_optimized(transport_pcap, target, mn1, mn2, moved_at)
             if optimized is not None:
-                optimize.append((optimized - seen["first_packet"]) * 1000)
-                back.append((optimized - seen["rs"]) * 1000)
-                came_back = f", optimized {back[-1]:.1f} ms after the RS"
-        print(f"  [{mode or 'lma path'}] move {move}/{moves} to {target}: {lost[-1]} lost{came_back}",
-              file=sys.stderr)
+                back.append((optimized - moved_at) * 1000)
+                came_back = f", optimized {back[-1]:.1f} ms after the move"
+        print(f"  [{label}] move {move}/{moves} to {target}: {lost[-1]} lost, {held[-1]} held, "
+              f"{released[-1]} released{came_back}", file=sys.stderr)
         # the flow must stop for a second so that the data plane triggers again
         time.sleep(1.1)
-    return {"moves": moves, "lost": summary(lost), "rs_to_ra_ms": summary(attach),
-            "ra_to_first_packet_ms": summary(pause), "first_packet_to_optimized_ms": summary(optimize),
-            "rs_to_optimized_ms": summary(back)}
+    return {"moves": moves, "lost": summary(lost), "move_to_ra_ms": summary(attach), "held": summary(held),
+            "released": summary(released), "move_to_optimized_ms": summary(back)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--moves", type=int, default=50)
+    parser.add_argument("--moves", type=int, default=20)
+    parser.add_argument("--modes", default="lma,rr,quick,down",
+                        help="comma-separated: lma, rr, quick; down: LMA path, MN2 pings the moving MN1")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -157,29 +161,34 @@ def main() -> None:
         lab.mns = attach_mobile_nodes(lab)
     else:
         lab.mns = {mn: {"ipv6": lab.mn_addresses(mn)[0]} for mn in ("mn1", "mn2")}
-    runs = {"LMA path only": None, "RO, return routability": "rr", "RO, quick mode": "quick"}
+    names = {"lma": ("LMA path", None), "rr": ("RO rr", "rr"), "quick": ("RO quick", "quick"),
+             "down": ("MN2→MN1", None)}
+    runs = {f"{names[m][0]}, {'buffer' if on else 'baseline'}": (names[m][1], on, m == "down")
+            for m in args.modes.split(",") for on in (False, True)}
     try:
-        results = {name: run_moves(lab, args.moves, mode) for name, mode in runs.items()}
+        results = {name: run_moves(lab, args.moves, mode, on, down) for name, (mode, on, down) in runs.items()}
     finally:
         lab.move("mn1", "mag1")
         for node in MAGS:
             lab.client(node).call("ro_settings", trigger_packets=0, mode="rr")
+            lab.client(node).call("buffer_settings", enabled=True)
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    rows = [("pings lost per move, p50 (target <= 3)", "lost", "p50", "{:.0f}"),
+    rows = [("pings lost per move, p50 (target <= 1)", "lost", "p50", "{:.0f}"),
             ("pings lost per move, p90", "lost", "p90", "{:.0f}"),
-            ("RS → RA (PMIPv6 attach at the new MAG), p50 ms", "rs_to_ra_ms", "p50", "{:.1f}"),
-            ("RA → MN1's first packet (address, router's MAC), p50 ms", "ra_to_first_packet_ms", "p50", "{:.1f}"),
-            ("first packet → optimized path (RO), p50 ms", "first_packet_to_optimized_ms", "p50", "{:.1f}"),
-            ("first packet → optimized path (RO), p90 ms", "first_packet_to_optimized_ms", "p90", "{:.1f}"),
-            ("RS → optimized path, p50 ms (target <= 20)", "rs_to_optimized_ms", "p50", "{:.1f}"),
-            ("RS → optimized path, p90 ms", "rs_to_optimized_ms", "p90", "{:.1f}"),
-            ("moves where the optimized path came back", "rs_to_optimized_ms", "n", "{}")]
-    print(f"{'over ' + str(args.moves) + ' moves MAG1 ⇄ MAG3, 1 ms ping':<56}" + "".join(f"{n:>24}" for n in runs))
+            ("pings lost per move, max", "lost", "max", "{:.0f}"),
+            ("held by the new MAG, p50", "held", "p50", "{:.0f}"),
+            ("released on the PBA, p50", "released", "p50", "{:.0f}"),
+            ("move → new MAG's RA at the MN, p50 ms", "move_to_ra_ms", "p50", "{:.1f}"),
+            ("move → new MAG's RA at the MN, p90 ms", "move_to_ra_ms", "p90", "{:.1f}"),
+            ("move → optimized path (RO), p50 ms", "move_to_optimized_ms", "p50", "{:.1f}"),
+            ("move → optimized path (RO), p90 ms", "move_to_optimized_ms", "p90", "{:.1f}")]
+    width = max(len(n) for n in runs) + 2
+    print(f"{'over ' + str(args.moves) + ' moves MAG1 ⇄ MAG3, 1 ms ping':<44}" + "".join(f"{n:>{width}}" for n in runs))
     for label, key, stat, fmt in rows:
         cells = [results[name][key][stat] for name in runs]
-        print(f"{label:<56}" + "".join(f"{'-' if c is None else fmt.format(c):>24}" for c in cells))
+        print(f"{label:<44}" + "".join(f"{'-' if c is None else fmt.format(c):>{width}}" for c in cells))
 
 
 if __name__ == "__main__":

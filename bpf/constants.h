@@ -46,7 +46,8 @@
 #define EVENT_NO_RO_BINDING 3   /* tunnelled traffic from an RO peer for a pair we hold no entry for */
 #define EVENT_OVER_BUDGET   4   /* counted only: a punt or notice the per-CPU budget refused */
 #define EVENT_UNKNOWN_SOURCE 5  /* traffic from an access link with no attached MN's source; peer holds the MAC */
-#define EVENT_KIND_COUNT    6
+#define EVENT_HELD          6   /* the same traffic, whole frame follows: for the handover buffer */
+#define EVENT_KIND_COUNT    7
 
 /* Default table sizes (overridden by the loader from config). */
 #ifndef MAX_MN_ENTRIES

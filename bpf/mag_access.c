@@ -1,6 +1,7 @@
 /* MAG, access side: packets from mobile nodes.
  * parse -> link-scoped (RS, ND)?      the kernel
- *       -> not an MN attached on
+ *       -> no attached MN's source?    to the handover buffer, or drop (handover.h)
+ *       -> not attached on
  *          this very link?           drop (an access link speaks for its own MNs only)
  *       -> mobility signaling?        drop (MNs never signal into the core)
  *       -> routed locally?            onto the other MN's access link (RFC 6705, local_route.h)
@@ -8,6 +9,7 @@
  *       -> else                       tunnel to its LMA (and count toward the RO trigger) */
 #include "tunnel.h"
 #include "local_route.h"
+#include "handover.h"
 
 int xdp_mag_access(struct xdp_md *ctx)
 {
@@ -25,10 +27,8 @@ int xdp_mag_access(struct xdp_md *ctx)
         return pmip_finish(ctx, prog, REASON_PASS_LOCAL);
 
     mn = pmip_lookup_mn(&ip.src);
-    if (!mn) {
-        pmip_note_unknown_source(ctx, prog, &ip.src, &ip.dst);
-        return pmip_finish(ctx, prog, REASON_DROP_UNKNOWN_SOURCE);
-    }
+    if (!mn)
+        return pmip_unknown_source(ctx, prog, &ip);
     if (mn->ifindex && mn->ifindex != ctx->ingress_ifindex)
         return pmip_finish(ctx, prog, REASON_DROP_WRONG_LINK);
     if (pmip_is_mobility_signaling(&ip, (void *)(long)ctx->data_end))

@@ -2,8 +2,10 @@
  * parse -> not a tunnel for us?          the kernel (signaling to the MAG itself)
  *       -> tunnel from an unknown source? drop
  *       -> mobility message for an MN?    punt to the daemon (proxy RR, draft §3)
+ *       -> inner destination gone?         from an RO peer: to its anchor (handover.h); else drop
  *       -> inner destination attached?    decapsulate and deliver. */
 #include "tunnel.h"
+#include "handover.h"
 
 int xdp_mag_transport(struct xdp_md *ctx)
 {
@@ -30,7 +32,7 @@ int xdp_mag_transport(struct xdp_md *ctx)
         return pmip_finish(ctx, prog, REASON_DROP_UNKNOWN_PEER);
     }
     if (!pmip_lookup_mn(&tun.inner.dst))
-        return pmip_finish(ctx, prog, REASON_DROP_NOT_ATTACHED);
+        return pmip_departed(ctx, prog, &tun, peer);
     if (pmip_carries_mobility_message(&tun.inner, (void *)(long)ctx->data_end))
         return pmip_punt(ctx, prog);
     if (peer->kind == PEER_RO && !pmip_ro_peer_may_send(ctx, prog, &tun, peer))

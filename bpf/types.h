@@ -113,7 +113,9 @@ struct dp_config {
     __u32 punt_burst;            /* up to punt_burst at once; interval 0: no limit */
     __u32 icmp_interval_ns;      /* ICMP errors (Packet Too Big) per CPU: one per interval, */
     __u32 icmp_burst;            /* up to icmp_burst at once; interval 0: no limit */
-    __u32 pad;
+    __u32 handover;              /* MAG, the handover aids of bpf/handover.h: an unknown source's
+                                  * frames to the daemon's buffer (EVENT_HELD) instead of a notice;
+                                  * an RO peer's packets for an MN that left, to its anchor */
 };
 
 #endif

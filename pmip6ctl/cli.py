@@ -464,6 +464,17 @@ def detach(obj: Context, mn_id, as_json):
     emit(data, as_json, lambda d: f"{d['mn_id']}: detached")
 
 
+@mn.command(name="buffer")
+@click.option("--on/--off", "enabled", default=None,
+              help="Hold an arriving MN's packets while its PBU is in flight, or drop them (not saved to the config).")
+@json_option
+@click.pass_obj
+def mn_buffer(obj: Context, enabled, as_json):
+    """Show or switch a MAG's handover buffer: its settings and what it held, released and dropped."""
+    data = obj.call("buffer_settings", enabled=enabled)
+    emit(data, as_json, lambda d: "\n".join(f"{k:<15} {v}" for k, v in d.items()))
+
+
 @main.group(name="ro")
 def ro_group():
     """Route optimization (the draft): list, start and stop optimized MN⇄CN pairs."""

@@ -334,6 +334,14 @@ def _listen(value: Any) -> tuple[str, int]:
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", re.I)
 
 
+def _access_mac(value: Any) -> str:
+    """A unicast MAC address in lower case, or "" (keep the links' own)."""
+    _typed(str, "a string", value)
+    if value and (not _MAC.fullmatch(value) or int(value[:2], 16) & 1):
+        raise _Invalid(f"{_show(value)} is not a unicast MAC address (aa:bb:cc:dd:ee:ff, first octet even) or \"\"")
+    return value.lower()
+
+
 def _nai(value: Any) -> str:
     # RFC 4283: the MN-ID option's length octet also counts its subtype octet.
     _typed(str, "a string", value)
@@ -530,6 +538,16 @@ class MagSection:
     # A registration the LMA refused is tried again after this many seconds while the MN
     # stays on its link, doubling up to 16x; 0: only when the MN attaches again.
     retry_after_rejection: float = _key(_number(0), 30.0)
+    # The link-layer address of every access link (RFC 5213 §6.9.3): the same on every
+    # MAG of the domain, so that an MN that moves keeps its neighbour entry for its
+    # default router and sends on at once; "": leave the links' own addresses.
+    access_mac: str = _key(_access_mac, "02:50:4d:49:50:36")
+    # Handover buffering (docs/operations.md): an attaching MN's uplink packets wait
+    # while its PBU is in flight and leave on the PBA. Per MN, in all, and how long.
+    buffer_uplink: bool = _key(_boolean, True)
+    buffer_packets: int = _key(_integer(1, 1_000_000), 256)
+    buffer_total: int = _key(_integer(1, 10_000_000), 4096)
+    buffer_seconds: float = _key(_number(0.01, 60, closed=True), 2.0)
 
 
 @dataclass(**_section)

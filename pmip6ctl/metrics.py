@@ -184,6 +184,15 @@ class Metrics:
         self.store_errors = Counter(
             "pmip6_store_errors", "Store commits that failed: the answers they held back were not sent",
             ["node"], registry=self.registry)
+        self.handover_held = Counter(
+            "pmip6_handover_held", "Uplink packets a MAG held while the MN's PBU was in flight (handover buffer)",
+            ["node"], registry=self.registry)
+        self.handover_released = Counter(
+            "pmip6_handover_released", "Held uplink packets released into the MN's tunnel once the PBA came",
+            ["node"], registry=self.registry)
+        self.handover_dropped = Counter(
+            "pmip6_handover_dropped", "Uplink packets of unknown sources the handover buffer dropped, by reason",
+            ["node", "reason"], registry=self.registry)
         self.store_commit_seconds = Histogram(
             "pmip6_store_commit_seconds", "Time to write and commit one transaction to the store",
             ["node"], buckets=STORE_BUCKETS, registry=self.registry)

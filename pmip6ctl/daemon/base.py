@@ -221,6 +221,7 @@ class Daemon:
             ro_trigger_packets=ro.trigger_packets if ro.enabled else 0,
             event_interval_ms=dp.event_interval_ms, hop_limit=dp.hop_limit,
             punt_rate=dp.punt_rate, punt_burst=dp.punt_burst, icmp_rate=dp.icmp_rate, icmp_burst=dp.icmp_burst,
+            handover=bool(self.config.mag and self.config.mag.buffer_uplink),
         )
 
     async def _main(self) -> None:

@@ -6,6 +6,7 @@ entries, Router Advertisements, RO entries, messages."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import time
@@ -15,7 +16,7 @@ from ..io.control import CommandError
 from ..io.frames import punted_arrival
 from ..io.ndp import NdpSocket, build_router_advertisement
 from ..io.netlink import LinkEvent
-from ..protocol import mag, ro
+from ..protocol import handover, mag, ro
 from ..protocol.binding_update_list import (BindingState, BindingUpdateListEntry, IPv4ServiceDeclined,
                                             RegistrationRejected)
 from ..protocol.vocabulary import Role, StopReason, status_label
@@ -52,8 +53,10 @@ class MagDaemon(Daemon):
             infrastructure=infrastructure, retry_after_rejection=c.mag.retry_after_rejection,
             max_ro_pairs=c.dataplane.max_ro_entries,
             max_ro_peers=max(c.dataplane.max_tunnels - 2, 1), heartbeat=heartbeat_policies(c)[0],
-            ro_heartbeat=heartbeat_policies(c)[1], local_routing=c.ro.local_routing), guard=signaling_guard(c))
+            ro_heartbeat=heartbeat_policies(c)[1], local_routing=c.ro.local_routing,
+            buffer=buffer_policy(c.mag)), guard=signaling_guard(c))
         self.installed: dict[str, int] = {}      # mn_id -> tunnel id toward the LMA
+        self.buffered = {"held": 0, "released": 0, "dropped": {}}   # the handover buffer's counts (status)
         self.open_signaling(c.addresses.ipv4)
         self.ro_entries = RoEntries(self.tables, self.tunnels, c.addresses.ipv6, c.addresses.ipv4,
                                     later=self._loop.call_later)
@@ -63,6 +66,9 @@ class MagDaemon(Daemon):
         self._loop.add_reader(self.ndp.fileno(), self._on_router_solicitation)
         self.access = {self.netlink.ifindex(name): name for name in c.interfaces.access}
         # the RA's source link-layer address; looked up once, not on the RA's critical path
+        if c.mag.access_mac:                     # the domain's one access link-layer address (RFC 5213 §6.9.3)
+            for name in c.interfaces.access:
+                self.netlink.set_mac(name, c.mag.access_mac)
         self.access_macs = {name: self.netlink.mac(name) for name in c.interfaces.access}
         for name in c.interfaces.access:         # whose carrier is up: an MN there is still attached
             (self.node.link_up if self.netlink.carrier(name) else self.node.link_down)(name, time.time())
@@ -73,6 +79,15 @@ class MagDaemon(Daemon):
         """New MNs in [mag.mn_ids] may attach from now on; an MN taken off the
         table stays registered until it detaches (or `pmip6ctl mn detach`)."""
         self.node.policy.mn_ids = mag.identities(config.mag.mn_ids)
+        self.set_buffering(buffer_policy(config.mag))
+
+    def set_buffering(self, policy: handover.BufferPolicy) -> None:
+        """The handover buffer's limits, and whether XDP hands it unknown
+        sources' frames at all (off: the notice of issue 13 only)."""
+        self.node.buffer.policy = policy
+        config = self.tables.get_config()
+        if config.get("handover") != policy.enabled:
+            self.tables.set_config(**(config | {"handover": policy.enabled}))
 
     def attachments(self):
         c = self.config.interfaces
@@ -115,6 +130,18 @@ class MagDaemon(Daemon):
             self.metrics.count_message("rs", "in", action.reason)
             log.warning("router solicitation from %s on %s refused: %s%s", action.mac, action.link,
                         action.reason.replace("_", " "), f" ({action.mn_id})" if action.mn_id else "")
+        elif isinstance(action, handover.ReleaseHeld):
+            self.release_held(action)
+        elif isinstance(action, handover.PacketsHeld):
+            self.metrics.handover_held.labels(self.node_name).inc(action.count)
+            self.buffered["held"] += action.count
+        elif isinstance(action, handover.HeldDropped):
+            self.metrics.handover_dropped.labels(self.node_name, action.reason).inc(action.count)
+            self.buffered["dropped"][action.reason.value] = self.buffered["dropped"].get(action.reason.value, 0) \
+                + action.count
+            if action.reason not in (handover.DropReason.NOT_ATTACHING, handover.DropReason.DISABLED):
+                log.info("handover buffer: %d packets of %s dropped: %s", action.count, action.mn_id or "?",
+                         action.reason.text)
         elif isinstance(action, mag.MobileNodeLeft):
             log.info("%s left: %s lost its carrier", action.mn_id, action.link)
         else:
@@ -143,6 +170,21 @@ class MagDaemon(Daemon):
         if tunnel_id is not None:
             self.tunnels.release(tunnel_id, action.mn_id)
         log.info("%s deregistered", action.mn_id)
+
+    def release_held(self, action: handover.ReleaseHeld) -> None:
+        """The held packets into the MN's tunnel toward the LMA, in order (the
+        MN's own entry is in the map already: what it sends now takes XDP)."""
+        sent = 0
+        for packet in action.packets:
+            try:
+                self.tunnel_sender.send(action.tunnel, packet)
+                sent += 1
+            except OSError as exc:
+                self.metrics.handover_dropped.labels(self.node_name, "send_failed").inc()
+                log.warning("releasing a held packet of %s failed: %s", action.mn_id, exc)
+        self.metrics.handover_released.labels(self.node_name).inc(sent)
+        self.buffered["released"] += sent
+        log.info("handover buffer: %d packets of %s released", sent, action.mn_id)
 
     def advertise(self, action: mag.Advertise) -> None:
         lifetimes = {}
@@ -184,7 +226,15 @@ class MagDaemon(Daemon):
 
     def on_dataplane_event(self, event) -> None:
         now = time.time()
-        if isinstance(event, PuntEvent):
+        if isinstance(event, PuntEvent) and event.kind == "held":
+            link = self.access.get(event.ifindex)
+            packet = ip_packet_of(event.frame)
+            if link is None or packet is None or len(event.frame) < 14:
+                self.metrics.handover_dropped.labels(self.node_name, handover.DropReason.MALFORMED).inc()
+                return
+            mac = ":".join(f"{b:02x}" for b in event.frame[6:12])
+            self.apply(self.node.uplink_held(link, mac, packet, now))
+        elif isinstance(event, PuntEvent):
             try:
                 mh, arrival = punted_arrival(event.frame)
             except ValueError as exc:
@@ -312,11 +362,23 @@ class MagDaemon(Daemon):
                 "mode": policy.mode.value, "lifetime": policy.lifetime,
                 "quick_mode_peers": sorted(str(a) for a in policy.peer_keys)}
 
+    def buffer_settings_command(self, args: dict) -> dict:
+        """Turn the handover buffer on or off on a running MAG (bench/handover.py's
+        baseline); limits as in the config. Returns the settings in force."""
+        policy = self.node.buffer.policy
+        if args.get("enabled") is not None:
+            self.set_buffering(dataclasses.replace(policy, enabled=bool(args["enabled"])))
+        policy = self.node.buffer.policy
+        return {"enabled": policy.enabled, "packets_per_mn": policy.per_mn, "packets_total": policy.total,
+                "seconds": policy.max_age, "holding": self.node.buffer.count, **self.buffered,
+                "handover": self.tables.get_config()["handover"]}
+
     def control_handlers(self):
         return {"bindings": lambda args: self.binding_rows(),
                 "attach": self.attach_command, "detach": self.command(self.detach_command),
                 "ro_list": lambda args: self.ro_rows(), "ro_start": self.command(self.ro_start_command),
-                "ro_stop": self.ro_stop_command, "ro_settings": self.command(self.ro_settings_command)}
+                "ro_stop": self.ro_stop_command, "ro_settings": self.command(self.ro_settings_command),
+                "buffer_settings": self.command(self.buffer_settings_command)}
 
     def limits(self) -> dict:
         policy = self.node.initiator.policy
@@ -340,6 +402,27 @@ class MagDaemon(Daemon):
         for state, n in states.items():
             yield ("pmip6_mobile_nodes", "Mobile nodes in the binding update list, by state", {"state": state}, n)
         yield ("pmip6_bindings", "Bindings held, by kind", {"kind": "pmip"}, states["registered"])
+        buffer = self.node.buffer.policy
+        for setting, value in (("enabled", int(buffer.enabled)), ("packets_per_mn", buffer.per_mn),
+                               ("packets_total", buffer.total), ("seconds", buffer.max_age)):
+            yield ("pmip6_handover_buffer_setting", "The handover buffer's settings ([mag] buffer_*)",
+                   {"setting": setting}, value)
+
+
+def buffer_policy(section) -> handover.BufferPolicy:
+    return handover.BufferPolicy(enabled=section.buffer_uplink, per_mn=section.buffer_packets,
+                                 total=section.buffer_total, max_age=section.buffer_seconds)
+
+
+def ip_packet_of(frame: bytes) -> bytes | None:
+    """The IP packet of an Ethernet frame (its padding cut), or None."""
+    ethertype = int.from_bytes(frame[12:14], "big") if len(frame) >= 14 else 0
+    packet = frame[14:]
+    if ethertype == 0x86DD and len(packet) >= 40:
+        return packet[:40 + int.from_bytes(packet[4:6], "big")]
+    if ethertype == 0x0800 and len(packet) >= 20:
+        return packet[:int.from_bytes(packet[2:4], "big")]
+    return None
 
 
 def mobile_node_states(entries) -> dict[str, int]:

@@ -57,6 +57,7 @@ class DataplaneSettings:
     punt_burst: int = 64
     icmp_rate: int = 1000                      # ICMP errors per CPU and second (0: no limit); bpf/icmp.h
     icmp_burst: int = 50
+    handover: bool = False                  # MAG: frames of unknown sources to the handover buffer
     extra_cflags: list[str] = field(default_factory=list)
 
     @property
@@ -80,10 +81,13 @@ class FlowEvent:
 
 @dataclass(frozen=True)
 class PuntEvent:
-    """A mobility message intercepted in XDP: the whole Ethernet frame."""
+    """A whole Ethernet frame from XDP: a mobility message it intercepted
+    (kind 'punt'), or an unknown source's frame for the MAG's handover
+    buffer (kind 'held', bpf/handover.h)."""
     program: str
     ifindex: int
     frame: bytes
+    kind: str = "punt"
 
 
 _EVENT_HEADER = struct.Struct("=IIII")            # struct event_header, bpf/events.h
@@ -112,8 +116,8 @@ def decode_event(raw: bytes) -> FlowEvent | PuntEvent:
     kind = defs.event_kinds().get(kind_id, f"unknown_{kind_id}")
     program = defs.programs().get(prog_id, f"prog_{prog_id}")
     body = raw[_EVENT_HEADER.size:]
-    if kind == "punt":
-        return PuntEvent(program, ifindex, bytes(body[:frame_len]))
+    if kind in ("punt", "held"):
+        return PuntEvent(program, ifindex, bytes(body[:frame_len]), kind)
     src, dst, peer, packets = _FLOW_BODY.unpack_from(body)
     if kind == "unknown_source":
         return FlowEvent(kind, program, ifindex, unpack_address(src), unpack_address(dst), packets,
@@ -270,6 +274,7 @@ class Dataplane:
             punt_burst=s.punt_burst,
             icmp_rate=s.icmp_rate,
             icmp_burst=s.icmp_burst,
+            handover=s.handover,
         )
         log.info("loaded %s programs for %s in %.1f s (maps in %s)",
                  s.role, s.node, self.compile_seconds, s.pin_dir)

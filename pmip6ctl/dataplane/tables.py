@@ -159,10 +159,13 @@ class Tables:
 
     # --- configuration ------------------------------------------------
     def set_config(self, *, ro_trigger_packets: int, event_interval_ms: int, hop_limit: int,
-                   punt_rate: int = 0, punt_burst: int = 1, icmp_rate: int = 0, icmp_burst: int = 1) -> None:
+                   punt_rate: int = 0, punt_burst: int = 1, icmp_rate: int = 0, icmp_burst: int = 1,
+                   handover: bool = False) -> None:
         """punt_rate: punts and notices per second and CPU the daemon takes
         (0: no limit), punt_burst: how many at once. icmp_rate, icmp_burst:
-        the same for the ICMP errors (Packet Too Big) the data plane sends."""
+        the same for the ICMP errors (Packet Too Big) the data plane sends.
+        handover (MAG): an unknown source's frames go to the daemon's
+        handover buffer (bpf/handover.h) instead of a notice."""
         leaf = self.config.Leaf()
         leaf.ro_trigger_packets = ro_trigger_packets
         leaf.event_interval_ms = event_interval_ms
@@ -171,6 +174,7 @@ class Tables:
         leaf.punt_burst = punt_burst
         leaf.icmp_interval_ns = 1_000_000_000 // icmp_rate if icmp_rate else 0
         leaf.icmp_burst = icmp_burst
+        leaf.handover = int(handover)
         self.config[self.config.Key(0)] = leaf
 
     def get_config(self) -> dict[str, int]:
@@ -183,6 +187,7 @@ class Tables:
             "punt_burst": leaf.punt_burst,
             "icmp_rate": 1_000_000_000 // leaf.icmp_interval_ns if leaf.icmp_interval_ns else 0,
             "icmp_burst": leaf.icmp_burst,
+            "handover": bool(leaf.handover),
         }
 
     # --- tunnels --------------------------------------------------------

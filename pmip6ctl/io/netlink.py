@@ -95,6 +95,13 @@ class Netlink:
     def mac(self, ifname: str) -> str:
         return self.link_attr(ifname, "IFLA_ADDRESS")
 
+    @_on_worker
+    def set_mac(self, ifname: str, mac: str) -> None:
+        """Give ifname the link-layer address mac (unless it has it already)."""
+        index = self.ifindex(ifname)
+        if self.ipr.get_links(index)[0].get_attr("IFLA_ADDRESS") != mac.lower():
+            self.ipr.link("set", index=index, address=mac)
+
     def ifindexes(self) -> list[int]:
         return [index for index, _ in socket.if_nameindex()]
 

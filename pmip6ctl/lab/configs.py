@@ -110,15 +110,17 @@ MAGS = ("mag1", "mag2", "mag3")
 def mag_config(name: str, run_dir: str, pin_root: str, *, ipv4_transport: bool = False,
                trigger_packets: int = 0, lma: str = "lma") -> str:
     text = _common(name, "mag", ["tr0"], t.address6(name), t.address4(name), run_dir, pin_root)
-    access = ", ".join(f'"{link.b_if}"' for link in t.ACCESS_LINKS if link.b == name)
+    links = [link for link in (*t.ACCESS_LINKS, *t.SECOND_LINKS) if link.b == name]
+    access = ", ".join(f'"{link.b_if}"' for link in links)
     text = text.replace("{access}", f"access = [{access}]\n")
     # who may attach here by RS, on which link (an RS is not an identity: docs/security.md)
     mn_ids = []
-    for link in (link for link in t.ACCESS_LINKS if link.b == name):
-        mn = link.a
-        mn_ids.append(f'"{t.MN_MACS[mn]}" = {{ nai = "{mn}@lab.example", links = ["{link.b_if}"] }}')
-        if link.a_if == "eth1":                   # the MN's second interface, a node of its own
-            mn_ids.append(f'"{t.SECOND_MACS[mn]}" = {{ nai = "{t.SECOND_NAIS[mn]}", links = ["{link.b_if}"] }}')
+    for link in links:
+        if link in t.SECOND_LINKS:                # the MN's second interface, a node of its own
+            mn_ids.append(f'"{t.SECOND_MACS[link.a]}" = {{ nai = "{t.SECOND_NAIS[link.a]}", links = ["{link.b_if}"] }}')
+        else:                                     # the MN's radio, through its air
+            mn = t.mn_of_air(link.a)
+            mn_ids.append(f'"{t.MN_MACS[mn]}" = {{ nai = "{mn}@lab.example", links = ["{link.b_if}"] }}')
     mn_ids = "\n".join(mn_ids)
     return text + f"""
 [mag]
@@ -126,6 +128,7 @@ lma = "{t.address6(lma)}"
 lma_ipv4 = "{t.address4(lma)}"
 transport = "{'ipv4' if ipv4_transport else 'ipv6'}"
 lifetime = 600
+access_mac = "{t.ACCESS_MAC}"          # the same on every MAG (RFC 5213 §6.9.3)
 
 [mag.mn_ids]
 {mn_ids}

@@ -187,8 +187,11 @@ def local_routing(lab: Lab, mns: dict[str, dict]) -> None:
         via_lma_before = forwarded_by(lab, "lma") - before
         for local, remote in ((mn1, mn2), (mn2, mn1)):       # each direction: its own LRI/LRA
             lab.client("mag3").call("ro_start", mn=local, cn=remote)
-        rows = poll(lambda: [r for r in lab.client("mag3").call("ro_list") if r.get("phase") == "local"
-                             and (r["local"], r["remote"]) in ((mn1, mn2), (mn2, mn1))] or None, timeout=10)
+        def both_local():
+            local = [r for r in lab.client("mag3").call("ro_list") if r.get("phase") == "local"
+                     and (r["local"], r["remote"]) in ((mn1, mn2), (mn2, mn1))]
+            return local if len(local) == 2 else None
+        rows = poll(both_local, timeout=10)
         if not rows or len(rows) < 2:
             click.echo("  local routing did not come up: " + "; ".join(
                 f"{r['local']} → {r['remote']}: {r.get('last_failure') or r.get('phase')}"

@@ -132,12 +132,29 @@ class Lab:
             for side, node, ifname in (("a", link.a, link.a_if), ("b", link.b, link.b_if)):
                 net.ip(node, f"addr add {link.addr6(side)}/64 dev {ifname} nodad",
                        f"addr add {link.addr4(side)}/{link.v4.split('/')[1]} dev {ifname}")
+        # Each MN's one radio: eth0 into a bridge in its air, which has a port
+        # per MAG it may reach; only the serving MAG's port is up (move()).
+        # No learning: a hub, so nothing remembers which port a MAC was behind.
+        for mn, air in t.AIR.items():
+            # the air is no host: no IPv6 of its own (no RS, DAD or MLD of its ports reaches a MAG)
+            net.sysctl(air, net__ipv6__conf__all__disable_ipv6=1, net__ipv6__conf__default__disable_ipv6=1)
+            net.ip(air, f"link add {t.AIR_BRIDGE} type bridge stp_state 0 forward_delay 0 ageing_time 0 "
+                        "mcast_snooping 0",
+                   f"link set {t.AIR_BRIDGE} up")
+            net.veth(mn, "eth0", air, t.AIR_MN_PORT, mac_a=t.MN_MACS[mn])
+            net.ip(air, f"link set {t.AIR_MN_PORT} master {t.AIR_BRIDGE}")
+            net.ip(mn, "link set eth0 down")                  # up once the MAG listens
         for link in t.ACCESS_LINKS:
-            mac = t.MN_MACS[link.a] if link.a_if == "eth0" else t.SECOND_MACS[link.a]
-            net.veth(link.a, link.a_if, link.b, link.b_if, mac_a=mac)
+            net.veth(link.a, link.a_if, link.b, link.b_if, mac_b=t.ACCESS_MAC)
+            net.ip(link.a, f"link set {link.a_if} master {t.AIR_BRIDGE}")
+            if link.b != t.HOME_MAG[t.mn_of_air(link.a)]:
+                net.ip(link.a, f"link set {link.a_if} down")  # not there (yet)
+        for link in t.SECOND_LINKS:
+            net.veth(link.a, link.a_if, link.b, link.b_if, mac_a=t.SECOND_MACS[link.a], mac_b=t.ACCESS_MAC)
+            net.ip(link.a, f"link set {link.a_if} down")      # up when the test wants MN3 (MN4)
+        for link in (*t.ACCESS_LINKS, *t.SECOND_LINKS):
             net.ip(link.b, f"addr add {t.ACCESS_GATEWAY6}/64 dev {link.b_if} nodad",
                    f"addr add {t.ACCESS_GATEWAY4}/32 dev {link.b_if}")
-            net.ip(link.a, f"link set {link.a_if} down")      # up once the MAG listens
         for node in ("inet", "lma", "lma2", "mag1", "mag2", "mag3", "nat"):
             net.router(node)
         for mn in ("mn1", "mn2"):
@@ -389,8 +406,7 @@ class Lab:
         if entry is None:
             return None
         prefix = ipaddress.ip_network(entry["hnp"])
-        return next((a for a in self.mn_addresses(mn, "eth1" if mag == t.AWAY_MAG else "eth0")
-                     if ipaddress.ip_address(a) in prefix), None)
+        return next((a for a in self.mn_addresses(mn) if ipaddress.ip_address(a) in prefix), None)
 
     def configure_mn_ipv4(self, mn: str, hoa: str, ifname: str = "eth0") -> None:
         """RFC 5844 leaves IPv4 address delivery to DHCP; the lab configures
@@ -403,25 +419,59 @@ class Lab:
                     f"route replace 0.0.0.0/0 via {t.ACCESS_GATEWAY4} dev {ifname}")
 
     def where(self, mn: str) -> str:
-        """The MAG the MN is attached to now (by which of its links is up)."""
-        eth1 = self.sh(mn, "ip", "link", "show", "eth1")
-        # eth1 up with the MN's own MAC (not the second identity's): the MN is at MAG3
-        return t.AWAY_MAG if "state UP" in eth1 and t.MN_MACS[mn] in eth1 else t.HOME_MAG[mn]
+        """The MAG the MN is attached to now: whose port of its air is up and
+        carries the MN's frames (flood on)."""
+        ports = self.sh(t.AIR[mn], "ip", "-d", "-o", "link", "show", "master", t.AIR_BRIDGE)
+        up = [line.split(":")[1].strip().split("@")[0] for line in ports.splitlines()
+              if "UP" in line.split("<", 1)[1].split(">", 1)[0].split(",") and " flood on " in line]
+        return next((mag for mag in up if mag != t.AIR_MN_PORT), t.HOME_MAG[mn])
 
-    def move(self, mn: str, to: str) -> None:
-        """Handover: the MN leaves its access link (its MAG sees the carrier
-        go and detaches it) and appears on the other, at MAG3 or back home,
-        where its Router Solicitation attaches it with the same identity."""
+    def _forwarding(self, air: str, port: str) -> bool:
+        return " state forwarding " in self.sh(air, "ip", "-d", "-o", "link", "show", "dev", port)
+
+    def move(self, mn: str, to: str, announce: bool = True) -> None:
+        """Handover: the MN's radio leaves one MAG for the other. In its air
+        the old MAG's port goes down (that MAG sees its carrier go and
+        detaches the MN) and the new one's comes up (the new MAG sees the
+        carrier, then the MN's traffic, which attaches it by its MAC). The MN
+        sees nothing: its link, addresses, routes and neighbour entry stay
+        (every MAG has the same access link-layer address). announce: the MN
+        solicits a router on the link-layer attach (solicit()); False: the
+        new MAG learns of it from its traffic alone."""
         home = t.HOME_MAG[mn]
         if to not in (home, t.AWAY_MAG):
             raise LabError(f"{mn} can move between {home} and {t.AWAY_MAG}, not to {to}")
-        if to == self.where(mn):
+        old = self.where(mn)
+        if to == old:
             return
-        # one `ip` batch: the MN is off both links for one netlink round trip, not two process starts
-        if to == t.AWAY_MAG:
-            self.net.ip(mn, "link set eth0 down", f"link set eth1 address {t.MN_MACS[mn]}", "link set eth1 up")
-        else:
-            self.net.ip(mn, "link set eth1 down", f"link set eth1 address {t.SECOND_MACS[mn]}", "link set eth0 up")
+        # The new MAG's port comes up first, but silent (the hub floods nothing
+        # to it) until the bridge forwards on it; then one batch of flag writes
+        # turns the MN's frames from the old port to the new one (a break of
+        # microseconds, not the milliseconds a veth takes to go down or come
+        # up), and the old port goes down: the old MAG loses its carrier.
+        air, silent = t.AIR[mn], "type bridge_slave flood off mcast_flood off bcast_flood off"
+        self.net.ip(air, f"link set {to} {silent}", f"link set {to} up")
+        if not poll(lambda: self._forwarding(air, to), 5.0, interval=0.002):
+            raise LabError(f"{air}'s port toward {to} does not forward")
+        self.net.ip(air, f"link set {old} {silent}", f"link set {to} type bridge_slave flood on mcast_flood on "
+                    "bcast_flood on", f"link set {old} down")
+        if announce:
+            self.solicit(mn)
+
+    def solicit(self, mn: str) -> None:
+        """The MN's Router Solicitation on eth0, as a host does on a link-layer
+        attach indication without a link flap (RFC 6059 §2.3: after a
+        reassociation, DNA sends an RS). The new MAG learns the MN's MAC
+        from it at once; without it, the MN's first packet does the same."""
+        with netns.entered(self.ns(mn)):
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        with sock:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+            mac = bytes.fromhex(t.MN_MACS[mn].replace(":", ""))
+            rs = bytes([133, 0, 0, 0, 0, 0, 0, 0, 1, 1]) + mac        # RS + source link-layer address option
+            with netns.entered(self.ns(mn)):
+                index = socket.if_nametoindex("eth0")
+            sock.sendto(rs, ("ff02::2", 0, 0, index))
 
     # --- down / status ---------------------------------------------------------------------------
     def down(self, quiet: bool = False) -> list[str]:

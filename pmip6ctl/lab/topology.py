@@ -4,8 +4,17 @@
                            |
    pmip-mag1 ── pmip-inet (core router, IPv6 + IPv4) ── pmip-lma
       |            |    \\
-   pmip-mn1    pmip-mag3  pmip-nat ── pmip-mag2 ── pmip-mn2
-      \\________/ (mn1's second link, for handover)
+   pmip-air1 ── pmip-mag3  pmip-nat ── pmip-mag2 ── pmip-air2 ── pmip-mn2
+      |     (the air: MN1's one radio link, whose far end moves MAG1 ⇄ MAG3)
+   pmip-mn1
+
+Each MN has one interface, eth0, into a bridge in its "air" namespace; the
+air holds one port per MAG access link the MN may reach, and only the port
+of the MAG the MN is attached to is up (Lab.move flips them). Every MAG
+answers on its access links with the same link-local and link-layer address
+(RFC 5213 §6.9.3), so the MN keeps its addresses, routes and neighbour entry
+across a move, and sends on at once, as a real single-radio MN does. MN1's
+eth1 (and MN2's) is a second identity, MN3 (MN4), wired to MAG3 directly.
 
 The MAGs reach each other and the LMA through pmip-inet, so a
 route-optimized MAG1⇄MAG2 path never touches the LMA's links. pmip-nat
@@ -37,7 +46,7 @@ class Link:
         return str(net.network_address + (1 if side == "a" else 2))
 
 
-NODES = ("inet", "lma", "lma2", "mag1", "mag2", "mag3", "nat", "cn", "mn1", "mn2")
+NODES = ("inet", "lma", "lma2", "mag1", "mag2", "mag3", "nat", "cn", "mn1", "mn2", "air1", "air2")
 DAEMONS = {"lma": "lma", "lma2": "lma", "mag1": "mag", "mag2": "mag", "mag3": "mag", "cn": "cn"}
 
 LINKS = (
@@ -49,14 +58,26 @@ LINKS = (
     Link("inet", "cn", "cn", "eth0", "2001:db8:cc::/64", "203.0.113.0/29"),
     Link("inet", "lma2", "lma2", "tr0", "2001:db8:ffff:5::/64", "192.0.2.32/29"),
 )
+AIR = {"mn1": "air1", "mn2": "air2"}   # each MN's air: a bridge, one port per MAG it may reach
+AIR_BRIDGE, AIR_MN_PORT = "br0", "mn"   # in the air: the bridge, and the port toward the MN's eth0
+# a = the air namespace, a_if = its port (named after the MAG), b/b_if = the MAG's access link
 ACCESS_LINKS = (
-    Link("mn1", "eth0", "mag1", "acc1"),
-    Link("mn2", "eth0", "mag2", "acc1"),
-    Link("mn1", "eth1", "mag3", "acc1"),     # down until MN1 moves there (handover)
-    Link("mn2", "eth1", "mag3", "acc2"),     # down until MN2 moves there
+    Link("air1", "mag1", "mag1", "acc1"),
+    Link("air2", "mag2", "mag2", "acc1"),
+    Link("air1", "mag3", "mag3", "acc1"),     # down until MN1 moves there (handover)
+    Link("air2", "mag3", "mag3", "acc2"),     # down until MN2 moves there
+)
+# The MNs' second interfaces, straight to MAG3: the second identities (MN3, MN4).
+SECOND_LINKS = (
+    Link("mn1", "eth1", "mag3", "acc3"),
+    Link("mn2", "eth1", "mag3", "acc4"),
 )
 HOME_MAG = {"mn1": "mag1", "mn2": "mag2"}
 AWAY_MAG = "mag3"
+
+
+def mn_of_air(air: str) -> str:
+    return next(mn for mn, name in AIR.items() if name == air)
 
 HNP_POOL = "2001:db8:100::/48"
 IPV4_HOA_POOL = "198.51.100.0/26"
@@ -65,10 +86,11 @@ POOLS = {"lma": (HNP_POOL, IPV4_HOA_POOL), "lma2": ("2001:db8:200::/48", "198.51
 ACCESS_GATEWAY6 = "fe80::1"              # every MAG's link-local address on its access links
 ACCESS_GATEWAY4 = "198.51.100.126"       # every MAG's IPv4 default-router address for MNs
 ACCESS_MTU = 1500
+# Every MAG's link-layer address on its access links (RFC 5213 §6.9.3; [mag] access_mac).
+ACCESS_MAC = "02:50:4d:49:50:36"
 MN_MACS = {"mn1": "02:00:00:00:01:10", "mn2": "02:00:00:00:02:10"}
 # The MNs' second interfaces (toward MAG3) have MACs of their own: mn1's is
-# a third MN, "MN3", registered over IPv4 transport; `lab move` gives an MN's
-# second interface the MN's own MAC, so that MAG3 sees the same MN arrive.
+# a third MN, "MN3", registered over IPv4 transport.
 SECOND_MACS = {"mn1": "02:00:00:00:01:11", "mn2": "02:00:00:00:02:11"}
 SECOND_MAC = SECOND_MACS["mn1"]
 SECOND_NAIS = {"mn1": "mn3@lab.example", "mn2": "mn4@lab.example"}   # who the second interfaces are

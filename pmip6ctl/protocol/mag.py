@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Callable, Mapping
 
 from .. import wire
@@ -38,6 +38,7 @@ from .binding_update_list import (BindingState, BindingUpdateList, BindingUpdate
                                   MobileNodeDeregistered, MobileNodeRegistered, mn_id_of)
 from .auth import SignalingGuard
 from .common import Stamper, earliest
+from .handover import BufferPolicy, DropReason, HeldDropped, PacketsHeld, UplinkBuffer
 from .heartbeat import OFF, HeartbeatPolicy, Liveness, PeerKind
 from .index import PrefixIndex
 from .limits import Bounded, counts_of
@@ -153,6 +154,8 @@ class MagNodePolicy:
     # Liveness (RFC 5847): toward the LMA, and toward each RO peer ([heartbeat]).
     heartbeat: HeartbeatPolicy = OFF
     ro_heartbeat: HeartbeatPolicy = OFF
+    # The handover buffer ([mag] buffer_*): uplink packets held while the PBU is in flight.
+    buffer: BufferPolicy = field(default_factory=BufferPolicy)
 
     def __post_init__(self):
         self.mn_ids = identities(self.mn_ids)
@@ -169,13 +172,14 @@ class MagNodePolicy:
               infrastructure=(), retry_after_rejection: float = 30.0, ro_max_attempts: int = 65536,
               ro_max_attempts_per_mn: int = 256, ro_max_remembered_failures: int = 65536,
               ro_max_replay_entries: int = 65536, heartbeat: HeartbeatPolicy = OFF,
-              ro_heartbeat: HeartbeatPolicy = OFF, local_routing: bool = True) -> MagNodePolicy:
+              ro_heartbeat: HeartbeatPolicy = OFF, local_routing: bool = True,
+              buffer: BufferPolicy | None = None) -> MagNodePolicy:
         """One policy from the flat settings a config file gives."""
         keys = dict(peer_keys or {})
         return cls(
             name=name, ro_enabled=ro_enabled, mn_ids=identities(mn_ids), reserved=frozenset(reserved),
             ro_allowed=ro_allowed or (lambda mn, cn: True), max_ro_pairs=max_ro_pairs, max_ro_peers=max_ro_peers,
-            heartbeat=heartbeat, ro_heartbeat=ro_heartbeat,
+            heartbeat=heartbeat, ro_heartbeat=ro_heartbeat, buffer=buffer or BufferPolicy(),
             registration=MagPolicy(
                 proxy_coa=proxy_coa, ipv4_proxy_coa=ipv4_proxy_coa, lma_address=lma, lma_ipv4=lma_ipv4,
                 ipv4_transport=ipv4_transport, lifetime=lifetime, refresh_fraction=refresh_fraction,
@@ -222,6 +226,7 @@ class MagNode(Node):
                                           self.stamper)
         self._by_address: PrefixIndex[str] = PrefixIndex()      # registered MNs' HNPs and IPv4 HoAs -> MN-ID
         self.carrier: dict[str, bool] = {}                       # access link -> carrier up (unknown: up)
+        self.buffer = UplinkBuffer(policy.buffer)                # uplink packets of MNs whose PBU is in flight
 
     # --- who is attached here ----------------------------------------------------------
     def key_tables(self) -> list[tuple[str, dict]]:
@@ -257,7 +262,8 @@ class MagNode(Node):
             Bounded("ro_replay", "ro.max_replay_entries", r.replay_entries, r.policy.max_replay_entries,
                     counts_of(r.pushed_out, "ro_replay")),
             Bounded("local_routes", "dataplane.max_ro_entries", i.local_routes, i.policy.max_local_routes, {},
-                    counts_of(i.refused, "local_routes"))]
+                    counts_of(i.refused, "local_routes")),
+            self.buffer.bounded()]
 
     def _has_room(self, pair: RoPair, peer: IPv6Address) -> bool:
         """Room for one more RO pair (and, for a new peer, one more tunnel):
@@ -391,7 +397,7 @@ class MagNode(Node):
     def detach(self, mn_id: str, now: float) -> list:
         if mn_id not in self.bul.entries:
             raise NodeError(f"{mn_id} is not attached here")
-        return self._registration(self.bul.detach(mn_id, now), now, changed=True)
+        return self.buffer.discard(mn_id) + self._registration(self.bul.detach(mn_id, now), now, changed=True)
 
     def link_up(self, link: str, now: float) -> list:
         self.carrier[link] = True
@@ -403,6 +409,7 @@ class MagNode(Node):
         actions = []
         for mn_id in self.bul.on_link(link):
             actions.append(MobileNodeLeft(mn_id, link))
+            actions += self.buffer.discard(mn_id)
             actions += self._registration(self.bul.detach(mn_id, now), now, changed=True)
         return actions
 
@@ -452,6 +459,44 @@ class MagNode(Node):
         return [dataclasses.replace(a, by="traffic") if isinstance(a, MobileNodeAttaching) else a
                 for a in self.router_solicitation(link, mac, now)]
 
+    def uplink_held(self, link: str, mac: str, packet: bytes, now: float) -> list:
+        """An IP packet from a source no attached MN holds, which XDP handed
+        over for the handover buffer (bpf/handover.h). The MN's first
+        packet attaches it as an RS would (unknown_source); while its PBU is
+        in flight its packets wait for the PBA (handover.py). A packet that
+        was on its way as the PBA came goes at once (if its source is the
+        MN's); anyone else's is dropped: who attaches, and on which link, is
+        the MN-ID table's word, never the packet's."""
+        actions = self.unknown_source(link, mac, now)
+        mn_id = self.mn_id_for(mac, link)
+        entry = self.bul.entries.get(mn_id) if mn_id is not None else None
+        if entry is None or entry.link != link:
+            return actions + [HeldDropped(DropReason.NOT_ATTACHING, 1, mn_id)]
+        if entry.state is BindingState.REGISTERING:
+            return actions + self.buffer.hold(mn_id, packet, now)
+        if entry.state is BindingState.REGISTERED:      # punted before its entry was in the map
+            held = self.buffer.hold(mn_id, packet, now)
+            return actions + held + (self._release_held(entry, now) if isinstance(held[0], PacketsHeld) else [])
+        return actions + [HeldDropped(DropReason.NOT_ATTACHING, 1, mn_id)]
+
+    def _release_held(self, entry: BindingUpdateListEntry, now: float) -> list:
+        granted = [prefix for prefix in (entry.hnp, entry.ipv4_hoa and IPv4Network(entry.ipv4_hoa)) if prefix]
+        return self.buffer.release(entry.mn_id, granted, self.lma_tunnel(entry), now)
+
+    def _settle_held(self, mn_ids, now: float) -> list:
+        """After the registration's results: an MN now registered takes its
+        held packets along; one that failed or left drops them."""
+        actions = []
+        for mn_id in mn_ids:
+            if not self.buffer.held_for(mn_id):
+                continue
+            entry = self.bul.entries.get(mn_id)
+            if entry is not None and entry.state is BindingState.REGISTERED:
+                actions += self._release_held(entry, now)
+            elif entry is None or entry.state is not BindingState.REGISTERING:
+                actions += self.buffer.discard(mn_id)
+        return actions
+
     def missing_binding(self, src: Address, dst: Address, peer: IPv6Address, now: float) -> list:
         """RO-tunnelled traffic from peer for a pair we hold no entry for.
         RFC 6275 §9.3.3: tell the peer we hold no binding. A BE names the
@@ -493,12 +538,12 @@ class MagNode(Node):
 
     # --- timers ------------------------------------------------------------------------------------
     def on_timer(self, now: float) -> list:
-        actions = self._registration(self.bul.on_timer(now), now)
+        actions = self.buffer.on_timer(now) + self._registration(self.bul.on_timer(now), now)
         actions += self._ro(self.initiator.on_timer(now) + self.responder.on_timer(now), now)
         return actions + self._lma_keepalive(now) + self._heartbeats(now)
 
     def next_deadline(self) -> float | None:
-        return earliest(self.bul.next_deadline(), self.initiator.next_deadline(), self.responder.next_deadline(),
+        return earliest(self.buffer.next_deadline(), self.bul.next_deadline(), self.initiator.next_deadline(), self.responder.next_deadline(),
                         self.lma_keepalive_at, self.lma_liveness.next_deadline(), self.ro_heartbeats.next_deadline())
 
     # --- the rules between the cores -------------------------------------------------------------
@@ -506,8 +551,11 @@ class MagNode(Node):
         """The binding update list's results, turned into the data plane's
         and the access link's terms. An MN whose routes go takes its RO
         bindings along."""
-        out, after = [], []
+        out, after, touched = [], [], {}
         for action in actions:
+            entry = getattr(action, "entry", None)
+            if isinstance(entry, BindingUpdateListEntry):
+                touched[entry.mn_id] = None
             if isinstance(action, MobileNodeRegistered):
                 self._index(action.entry)
                 out += [self._install(action.entry), Advertise(action.entry.link, action.entry.hnp)]
@@ -518,6 +566,7 @@ class MagNode(Node):
                 out.append(action)
         # The deregistration leaves before the RO peers hear that the MN left:
         # a peer that asks the LMA again at once finds the MN gone, not here.
+        out += self._settle_held(touched, now) if self.buffer.count else []
         out += after
         if actions:
             self._schedule_lma_keepalive(now)

@@ -84,6 +84,26 @@ def test_a_source_of_no_attached_mn_is_dropped_and_counted(mag, inner):
         "unknown_source", inner.src, MN_MAC_, mag.ifindex["in0"])
 
 
+@pytest.mark.parametrize("inner", [ping6("2001:db8:999::1", CN6), ping4("198.51.100.99", CN4)], ids=["ipv6", "ipv4"])
+def test_with_the_handover_buffer_on_an_unknown_sources_frames_go_whole_to_the_daemon(mag, inner):
+    """bpf/handover.h: each frame, not a notice per flow, so that the MAG can
+    hold an arriving MN's packets until its PBA; the punt budget bounds them."""
+    attach_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
+    saved = mag.tables.get_config()
+    mag.tables.set_config(**(saved | {"handover": True, "punt_rate": 1, "punt_burst": 2}))
+    try:
+        before = mag.counter("mag_access", "punt_held")
+        frame = from_mn(inner)
+        results = [mag.run(ACCESS, frame, "in0").action for _ in range(3)]
+        assert results == ["drop", "drop", "drop"]                  # handed over (or not), never forwarded
+        assert mag.counter("mag_access", "punt_held") == before + 2
+        assert mag.counter("mag_access", "drop_punt_limit") >= 1    # the third: over the budget
+        held = mag.drain_events()
+        assert [(e.kind, e.ifindex, e.frame) for e in held] == [("held", mag.ifindex["in0"], frame)] * 2
+    finally:
+        mag.tables.set_config(**saved)
+
+
 def test_an_mns_source_from_another_link_is_dropped(mag):
     """MN1's address, sent on a link MN1 is not attached on."""
     attach_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6), ifindex=mag.ifindex["in0"])

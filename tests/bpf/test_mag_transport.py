@@ -333,3 +333,43 @@ def test_a_responder_entry_told_the_peer_may_be_gone_sends_by_the_lma_until_the_
     assert mag.run(TRANSPORT, from_peer, "out0").action == "redirect"
     assert mag.run("xdp_mag_access", from_mn(reply), "in0").packet == by_ro       # heard again
     assert len(mag.tables.list_ro()) == 1
+
+
+def test_an_ro_peers_packets_for_an_mn_that_left_go_to_its_anchor(mag):
+    """bpf/handover.h, the old MAG's side: the MN left (its entry gone), the
+    pair still drains here, and the peer has not heard yet. With the handover
+    aids on, its packets are decapsulated and handed to the kernel, which
+    routes them toward the MN's prefix (the LMA, which tunnels them to the
+    new MAG); off, or from the LMA itself (they would come straight back),
+    or for a pair we do not hold, they are dropped."""
+    from ipaddress import IPv6Address
+
+    from pmip6ctl.daemon.ro_entries import RoEntries
+    from pmip6ctl.daemon.tunnels import TunnelRegistry
+    from pmip6ctl.protocol.ro import RoInstalled, RoPair
+
+    serve_mn(mag, Tunnel(Encap.IP6, LOCAL6, LMA6))
+    entries = RoEntries(mag.tables, TunnelRegistry(mag.tables), IPv6Address(LOCAL6), later=lambda *args: None)
+    pair = RoPair(IPv6Address(MN6), IPv6Address(CN6))
+    entries.install(RoInstalled(pair, IPv6Address(PEER6), None, expires=2e9, lifetime=400, mode="quick",
+                                role="responder"))
+    entries.remove(pair, "responder", "mn_detached")                 # the MN left: draining
+    mag.tables.remove_mn(MN_PREFIX)
+    inner = tcp6(CN6, MN6)
+    from_peer = from_next_hop(outer6(PEER6, LOCAL6, inner))
+    from_lma = from_next_hop(outer6(LMA6, LOCAL6, inner))
+    stranger = from_next_hop(outer6(PEER6, LOCAL6, tcp6("2001:db8:200::99", MN6)))
+    saved = mag.tables.get_config()
+    try:
+        mag.tables.set_config(**(saved | {"handover": False}))
+        assert mag.run(TRANSPORT, from_peer, "out0").action == "drop"
+        mag.tables.set_config(**(saved | {"handover": True}))
+        before = mag.counter("mag_transport", "pass_departed")
+        handed = mag.run(TRANSPORT, from_peer, "out0")
+        assert handed.action == "pass" and bytes(handed.packet)[14:] == bytes(inner)    # decapsulated, as it was
+        assert mag.counter("mag_transport", "pass_departed") == before + 1
+        assert mag.run(TRANSPORT, from_lma, "out0").action == "drop"
+        assert mag.run(TRANSPORT, stranger, "out0").action == "drop"                   # a pair we do not hold
+        assert mag.counter("mag_transport", "pass_departed") == before + 1
+    finally:
+        mag.tables.set_config(**saved)

@@ -160,7 +160,7 @@ def test_ipv4_mns_at_one_mag_are_routed_locally(lab, both_at_mag3, tmp_path):
     if not (hoa1 and hoa2):
         pytest.skip("the lab's LMA gave no IPv4 home addresses")
     for mn in MNS:                      # the HoA on the link the MN is on now (as DHCP would, RFC 5844)
-        lab.configure_mn_ipv4(mn, lab.mns[mn]["ipv4"], ifname="eth1" if lab.where(mn) == t.AWAY_MAG else "eth0")
+        lab.configure_mn_ipv4(mn, lab.mns[mn]["ipv4"])
     wait_for(lambda: ping(lab, "mn1", hoa2, count=1) == 1, timeout=20, what="MN1 reaching MN2 over IPv4")
     # the control: before local routing the same capture sees the flow cross the LMA's link
     with Capture(lab, "inet", tmp_path / "before.pcap", "ip or ip6", interface="lma") as control:

@@ -1,0 +1,181 @@
+"""The new MAG's handover buffer, sans-I/O (RFC 5949 §4: the new MAG
+buffers what the MN sends until the binding is up; here without the
+Fast Handover signaling: the MN, whose link never went down, sends on at
+once and the new MAG holds its packets while its PBU is in flight).
+
+The rule:
+
+- an uplink packet from an MN whose PBU is in flight at this MAG (state
+  registering, on the link it attached on) is held, oldest first, within a
+  per-MN and an overall limit and for at most `max_age` seconds;
+- the PBA that registers the MN releases them in order into the MN's
+  tunnel, but only those whose source the PBA granted (its home network
+  prefix or IPv4 home address): anti-spoofing as in XDP, so nothing held
+  for one MN leaves with another's, or an unbound, source;
+- a rejected, abandoned or withdrawn registration drops them; anything that
+  does not fit, waited too long, or came from no attaching MN is dropped.
+
+Every drop is a `HeldDropped` whose reason is the metric label. The node
+(mag.py) decides who is attaching; this module only keeps the packets.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+from ..actions import Command, Notification
+from ..transport import Tunnel
+from .common import Deadlines
+from .limits import Bounded
+
+IPPROTO_MH = 135
+
+
+class DropReason(enum.StrEnum):
+    """Why a held (or punted) packet was dropped: the metric label."""
+    FULL = "full"                              # the MN's share, or the whole buffer, is full
+    AGED = "aged"                              # held longer than mag.buffer_seconds
+    REGISTRATION_FAILED = "registration_failed"  # the LMA refused, or the MN left, before a PBA
+    NOT_ATTACHING = "not_attaching"            # no PBU in flight for the sender here (unknown MAC, other link)
+    WRONG_SOURCE = "wrong_source"              # its source is not in what the PBA granted
+    MN_SIGNALING = "mn_signaling"              # a Mobility Header from an MN: never forwarded (as XDP)
+    MALFORMED = "malformed"                    # not an IPv4 or IPv6 packet
+    DISABLED = "disabled"                      # mag.buffer_uplink is off
+
+    @property
+    def text(self) -> str:
+        return self.value.replace("_", " ")
+
+
+@dataclass(frozen=True)
+class ReleaseHeld(Command):
+    """Send these IP packets, oldest first, into the MN's tunnel toward the LMA."""
+    mn_id: str
+    packets: tuple[bytes, ...]
+    tunnel: Tunnel
+
+
+@dataclass(frozen=True)
+class PacketsHeld(Notification):
+    """Packets taken into the buffer (counted: pmip6_handover_held_total)."""
+    mn_id: str
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class HeldDropped(Notification):
+    reason: DropReason
+    count: int
+    mn_id: str | None = None
+
+
+@dataclass
+class BufferPolicy:
+    enabled: bool = True
+    per_mn: int = 256              # packets held for one MN (mag.buffer_packets)
+    total: int = 4096              # packets held for all MNs (mag.buffer_total)
+    max_age: float = 2.0           # seconds a packet may wait (mag.buffer_seconds)
+
+
+def source_of(packet: bytes) -> IPv6Address | IPv4Address | None:
+    """The IP source of a packet, or None when it is neither IPv6 nor IPv4."""
+    if len(packet) >= 40 and packet[0] >> 4 == 6:
+        return IPv6Address(packet[8:24])
+    if len(packet) >= 20 and packet[0] >> 4 == 4:
+        return IPv4Address(packet[12:16])
+    return None
+
+
+def _within(address, granted) -> bool:
+    return any(address.version == net.version and address in net for net in granted)
+
+
+def is_mobility_header(packet: bytes) -> bool:
+    return len(packet) >= 40 and packet[0] >> 4 == 6 and packet[6] == IPPROTO_MH
+
+
+@dataclass
+class UplinkBuffer:
+    policy: BufferPolicy = field(default_factory=BufferPolicy)
+
+    def __post_init__(self):
+        self.held: dict[str, deque[tuple[float, bytes]]] = {}
+        self.count = 0
+        self.refused: dict[tuple[str, str], int] = {}          # (table, reason) -> packets not taken
+        self._ages = Deadlines()                                # MN -> when its oldest packet ages out
+
+    def hold(self, mn_id: str, packet: bytes, now: float) -> list:
+        if not self.policy.enabled:
+            return [HeldDropped(DropReason.DISABLED, 1, mn_id)]
+        if source_of(packet) is None:
+            return [HeldDropped(DropReason.MALFORMED, 1, mn_id)]
+        if is_mobility_header(packet):
+            return [HeldDropped(DropReason.MN_SIGNALING, 1, mn_id)]
+        queue = self.held.get(mn_id)
+        if self.count >= self.policy.total or (queue is not None and len(queue) >= self.policy.per_mn):
+            self.refused[("handover_buffer", DropReason.FULL.value)] = \
+                self.refused.get(("handover_buffer", DropReason.FULL.value), 0) + 1
+            return [HeldDropped(DropReason.FULL, 1, mn_id)]
+        if queue is None:
+            queue = self.held[mn_id] = deque()
+            self._ages.set(mn_id, now + self.policy.max_age)
+        queue.append((now, packet))
+        self.count += 1
+        return [PacketsHeld(mn_id)]
+
+    def release(self, mn_id: str, granted: list[IPv6Network | IPv4Network], tunnel: Tunnel, now: float) -> list:
+        """The PBA registered the MN: its packets whose source is in granted go, in order."""
+        queue = self._take(mn_id)
+        if not queue:
+            return []
+        fresh = [p for t, p in queue if now - t <= self.policy.max_age]
+        good = [p for p in fresh if _within(source_of(p), granted)]
+        actions: list = [ReleaseHeld(mn_id, tuple(good), tunnel)] if good else []
+        if len(queue) - len(fresh):
+            actions.append(HeldDropped(DropReason.AGED, len(queue) - len(fresh), mn_id))
+        if len(fresh) - len(good):
+            actions.append(HeldDropped(DropReason.WRONG_SOURCE, len(fresh) - len(good), mn_id))
+        return actions
+
+    def discard(self, mn_id: str, reason: DropReason = DropReason.REGISTRATION_FAILED) -> list:
+        queue = self._take(mn_id)
+        return [HeldDropped(reason, len(queue), mn_id)] if queue else []
+
+    def on_timer(self, now: float) -> list:
+        """Packets older than max_age go; an MN's queue is next due at its new oldest."""
+        actions = []
+        for mn_id in self._ages.pop_due(now):
+            queue = self.held.get(mn_id)
+            if not queue:
+                continue
+            aged = 0
+            while queue and now - queue[0][0] >= self.policy.max_age:
+                queue.popleft()
+                aged += 1
+            self.count -= aged
+            if queue:
+                self._ages.set(mn_id, queue[0][0] + self.policy.max_age)
+            else:
+                del self.held[mn_id]
+            if aged:
+                actions.append(HeldDropped(DropReason.AGED, aged, mn_id))
+        return actions
+
+    def next_deadline(self) -> float | None:
+        return self._ages.next()
+
+    def held_for(self, mn_id: str) -> int:
+        return len(self.held.get(mn_id, ()))
+
+    def bounded(self) -> Bounded:
+        return Bounded("handover_buffer", "mag.buffer_total", self.count, self.policy.total,
+                       refused={reason: n for (_, reason), n in self.refused.items()})
+
+    def _take(self, mn_id: str) -> deque:
+        queue = self.held.pop(mn_id, deque())
+        self._ages.discard(mn_id)
+        self.count -= len(queue)
+        return queue
