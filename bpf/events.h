@@ -132,12 +132,14 @@ static __always_inline void pmip_note_unknown_source(struct xdp_md *ctx, __u32 p
     pmip_notify_flow(ctx, prog, EVENT_UNKNOWN_SOURCE, src, dst, &mac, 1);
 }
 
-/* Hands the whole frame (outer headers included) to the daemon, then drops
- * it; over the daemon's budget, only drops it. */
-static __always_inline int pmip_punt(struct xdp_md *ctx, __u32 prog)
+/* Hands the whole frame (outer headers included) to the daemon as event
+ * `type`, then drops it here with `reason`; over the daemon's budget, only
+ * drops it. */
+static __always_inline int pmip_punt_frame(struct xdp_md *ctx, __u32 prog, const struct dp_config *cfg,
+                                           __u32 type, __u32 reason)
 {
     struct event_header h = {
-        .type = EVENT_PUNT,
+        .type = type,
         .prog = prog,
         .ifindex = ctx->ingress_ifindex,
         .frame_len = ctx->data_end - ctx->data,
@@ -145,14 +147,20 @@ static __always_inline int pmip_punt(struct xdp_md *ctx, __u32 prog)
 
     int rc;
 
-    if (!pmip_within_punt_budget(pmip_dp_config(), prog))
+    if (!pmip_within_punt_budget(cfg, prog))
         return pmip_finish(ctx, prog, REASON_DROP_PUNT_LIMIT);
     /* (bcc rewrites this call into a statement: it cannot stand in an if) */
     rc = events.perf_submit_skb(ctx, h.frame_len, &h, sizeof(h));
     if (rc != 0)
         return pmip_finish(ctx, prog, REASON_DROP_PUNT_FAILED);
-    pmip_count_event(prog, EVENT_PUNT);
-    return pmip_finish(ctx, prog, REASON_PUNT_MH);
+    pmip_count_event(prog, type);
+    return pmip_finish(ctx, prog, reason);
+}
+
+/* Mobility signaling for the daemon (EVENT_PUNT). */
+static __always_inline int pmip_punt(struct xdp_md *ctx, __u32 prog)
+{
+    return pmip_punt_frame(ctx, prog, pmip_dp_config(), EVENT_PUNT, REASON_PUNT_MH);
 }
 
 #endif

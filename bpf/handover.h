@@ -26,21 +26,7 @@
  * over the budget, only drops it. */
 static __always_inline int pmip_punt_held(struct xdp_md *ctx, __u32 prog, const struct dp_config *cfg)
 {
-    struct event_header h = {
-        .type = EVENT_HELD,
-        .prog = prog,
-        .ifindex = ctx->ingress_ifindex,
-        .frame_len = ctx->data_end - ctx->data,
-    };
-    int rc;
-
-    if (!pmip_within_punt_budget(cfg, prog))
-        return pmip_finish(ctx, prog, REASON_DROP_PUNT_LIMIT);
-    rc = events.perf_submit_skb(ctx, h.frame_len, &h, sizeof(h));
-    if (rc != 0)
-        return pmip_finish(ctx, prog, REASON_DROP_PUNT_FAILED);
-    pmip_count_event(prog, EVENT_HELD);
-    return pmip_finish(ctx, prog, REASON_PUNT_HELD);
+    return pmip_punt_frame(ctx, prog, cfg, EVENT_HELD, REASON_PUNT_HELD);
 }
 
 static __always_inline int pmip_unknown_source(struct xdp_md *ctx, __u32 prog, const struct ip_info *ip)

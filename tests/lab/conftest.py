@@ -9,6 +9,8 @@ import subprocess
 import time
 import urllib.request
 
+import pytest
+
 from scapy.layers.inet6 import IPv6
 
 from pmip6ctl import wire
@@ -116,3 +118,26 @@ def ro_row(lab, node: str, local: str, remote: str) -> dict | None:
 def established(lab, node: str, local: str, remote: str) -> dict | None:
     row = ro_row(lab, node, local, remote)
     return row if row and row.get("phase") == "established" and row.get("roles") else None
+
+
+def stop_all_ro(lab, **settings) -> None:
+    """Every MAG's RO trigger off (and `settings` applied), and every pair
+    it holds stopped: a test's clean slate."""
+    for node in ("mag1", "mag2", "mag3"):
+        lab.client(node).call("ro_settings", trigger_packets=0, **settings)
+        for row in lab.client(node).call("ro_list"):
+            if row.get("roles") or row.get("phase") not in (None, "-"):
+                try:
+                    lab.client(node).call("ro_stop", mn=row["local"], cn=row["remote"])
+                except Exception:
+                    pass
+
+
+@pytest.fixture
+def triggers(lab):
+    """Every MAG triggers RO on the first packet of a flow, for this test."""
+    for node in ("mag1", "mag2", "mag3"):
+        lab.client(node).call("ro_settings", trigger_packets=1)
+    yield
+    for node in ("mag1", "mag2", "mag3"):
+        lab.client(node).call("ro_settings", trigger_packets=0)

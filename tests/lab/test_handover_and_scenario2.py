@@ -99,15 +99,6 @@ def test_lab_move_names_the_links_an_mn_can_take(lab):
     assert lab_cli("move", "mn1", "mag1").output == "mn1 is at mag1\n"     # already there: nothing to do
 
 
-@pytest.fixture
-def triggers(lab):
-    for node in ("mag1", "mag2", "mag3"):
-        lab.client(node).call("ro_settings", trigger_packets=1)
-    yield
-    for node in ("mag1", "mag2", "mag3"):
-        lab.client(node).call("ro_settings", trigger_packets=0)
-
-
 @pytest.mark.parametrize("mover", ["mn1", "mn2"], ids=["the MN moves", "the CN moves"])
 def test_handover_with_ro_active_keeps_tcp_going_and_leaves_no_stale_entry(lab, clean_ro, triggers, mover):
     mn1, mn2 = lab.mns["mn1"]["ipv6"], lab.mns["mn2"]["ipv6"]

@@ -13,7 +13,7 @@ from scapy.utils import rdpcap
 
 from pmip6ctl.lab import topology as t
 
-from .conftest import Capture, binding, counters, delta, established, metric, metrics, ping, wait_for
+from .conftest import Capture, binding, counters, delta, established, metric, metrics, ping, stop_all_ro, wait_for
 from .test_ro import packets_with
 
 pytestmark = pytest.mark.root
@@ -35,23 +35,12 @@ def local_entries(lab) -> set[tuple[str, str]]:
     return {(e["local"], e["remote"]) for e in lab.client("mag3").call("tables")["local_routes"]}
 
 
-def stop_everything(lab) -> None:
-    for node in ("mag1", "mag2", "mag3"):
-        lab.client(node).call("ro_settings", trigger_packets=0)
-        for row in lab.client(node).call("ro_list"):
-            if row.get("roles") or row.get("phase") not in (None, "-"):
-                try:
-                    lab.client(node).call("ro_stop", mn=row["local"], cn=row["remote"])
-                except Exception:
-                    pass
-
-
 @pytest.fixture
 def both_at_mag3(lab):
     """MN1 and MN2 at MAG3, each on its own access link there; afterwards
     both back home and no RO or local route left anywhere."""
     mn1, mn2 = lab.mns["mn1"]["ipv6"], lab.mns["mn2"]["ipv6"]
-    stop_everything(lab)
+    stop_all_ro(lab)
     try:
         for mn in MNS:
             lab.move(mn, "mag3")
@@ -59,7 +48,7 @@ def both_at_mag3(lab):
         wait_for(lambda: ping(lab, "mn1", mn2, count=1) == 1, timeout=20, what="MN1 reaching MN2 from MAG3")
         yield mn1, mn2
     finally:
-        stop_everything(lab)
+        stop_all_ro(lab)
         for mn in MNS:
             lab.move(mn, t.HOME_MAG[mn])
         wait_for(lambda: all(at(lab, t.HOME_MAG[mn], mn) for mn in MNS), timeout=20, what="both MNs home again")

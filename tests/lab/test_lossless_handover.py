@@ -40,15 +40,6 @@ def runs(missing: set[int]) -> list[int]:
     return lengths
 
 
-@pytest.fixture
-def triggers(lab):
-    for node in ("mag1", "mag2", "mag3"):
-        lab.client(node).call("ro_settings", trigger_packets=1)
-    yield
-    for node in ("mag1", "mag2", "mag3"):
-        lab.client(node).call("ro_settings", trigger_packets=0)
-
-
 def move_during_pings(lab, to: str) -> tuple[SteadyPing, dict, dict]:
     """MN1 moves to `to` half-way through 1,000 pings to MN2, 2 ms apart;
     the new MAG's buffer counts before and after."""

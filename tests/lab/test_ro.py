@@ -21,7 +21,8 @@ from pmip6ctl.daemon.ro_entries import DRAIN_SECONDS
 from pmip6ctl.lab import topology as t
 
 from ..tshark_check import TSHARK, dissect
-from .conftest import Capture, binding, counters, delta, established, iperf, ping, ro_row, signaling, wait_for
+from .conftest import (Capture, binding, counters, delta, established, iperf, ping, ro_row, signaling, stop_all_ro,
+                       wait_for)
 
 pytestmark = pytest.mark.root
 
@@ -34,14 +35,7 @@ def addresses(lab):
 def clean_ro(lab):
     """Each test starts and ends with no RO anywhere, RR mode, no trigger."""
     def reset():
-        for node in ("mag1", "mag2", "mag3"):
-            lab.client(node).call("ro_settings", trigger_packets=0, mode="rr", lifetime=420)
-            for row in lab.client(node).call("ro_list"):
-                if row.get("roles") or row.get("phase") not in (None, "-"):
-                    try:
-                        lab.client(node).call("ro_stop", mn=row["local"], cn=row["remote"])
-                    except Exception:
-                        pass
+        stop_all_ro(lab, mode="rr", lifetime=420)
         for row in lab.client("cn").call("ro_list"):
             lab.client("cn").call("ro_stop", mn=row["remote"], cn=row["local"])
         wait_for(lambda: all(not lab.client(n).call("ro_list") for n in ("mag1", "mag2", "cn")),
