@@ -13,7 +13,7 @@ import time
 
 from ..dataplane import PeerKind, PuntEvent
 from ..io.control import CommandError
-from ..io.frames import punted_arrival
+from ..io.frames import ip_packet_of, punted_arrival
 from ..io.ndp import NdpSocket, build_router_advertisement
 from ..io.netlink import LinkEvent
 from ..protocol import handover, mag, ro
@@ -412,17 +412,6 @@ class MagDaemon(Daemon):
 def buffer_policy(section) -> handover.BufferPolicy:
     return handover.BufferPolicy(enabled=section.buffer_uplink, per_mn=section.buffer_packets,
                                  total=section.buffer_total, max_age=section.buffer_seconds)
-
-
-def ip_packet_of(frame: bytes) -> bytes | None:
-    """The IP packet of an Ethernet frame (its padding cut), or None."""
-    ethertype = int.from_bytes(frame[12:14], "big") if len(frame) >= 14 else 0
-    packet = frame[14:]
-    if ethertype == 0x86DD and len(packet) >= 40:
-        return packet[:40 + int.from_bytes(packet[4:6], "big")]
-    if ethertype == 0x0800 and len(packet) >= 20:
-        return packet[:int.from_bytes(packet[2:4], "big")]
-    return None
 
 
 def mobile_node_states(entries) -> dict[str, int]:

@@ -270,6 +270,11 @@ class BindingCache:
         mn_id = self._by_address.lookup(address)
         return self.bindings.get(mn_id) if mn_id is not None else None
 
+    def deregistered(self, mn_id: str) -> bool:
+        """Whether the MN's old MAG deregistered it and its entry waits
+        MinDelayBeforeBCEDelete for a new MAG's PBU."""
+        return mn_id in self._deregistered
+
     def settling(self, address: IPv6Address | IPv4Address) -> bool:
         """Whether the MN that holds this address is between two MAGs: its
         old MAG deregistered it and no new one has registered it yet
