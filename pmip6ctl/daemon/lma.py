@@ -120,12 +120,13 @@ class LmaDaemon(Daemon):
 
     def hold(self, action: lma.HoldBinding) -> None:
         """The MN between MAGs: its addresses marked held (bpf/lma.c punts
-        what arrives for them), its tunnel released."""
-        self.tables.set_mn(action.hnp, 0, LMA_MN_HELD)
+        what arrives for them), its tunnel released; keep_tunnel (a pending
+        move): kept, and the MN's uplink from it passes meanwhile."""
+        tunnel_id = self.installed.get(action.mn_id, 0) if action.keep_tunnel else 0
+        self.tables.set_mn(action.hnp, tunnel_id, LMA_MN_HELD)
         if action.ipv4_hoa:
-            self.tables.set_mn(host_route(action.ipv4_hoa), 0, LMA_MN_HELD)
-        tunnel_id = self.installed.pop(action.mn_id, None)
-        if tunnel_id is not None:
+            self.tables.set_mn(host_route(action.ipv4_hoa), tunnel_id, LMA_MN_HELD)
+        if not action.keep_tunnel and (tunnel_id := self.installed.pop(action.mn_id, None)) is not None:
             self.tunnels.release(tunnel_id, action.mn_id)
         log.info("%s between MAGs: its downlink held (%s)", action.mn_id, action.hnp)
 

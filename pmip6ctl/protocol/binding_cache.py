@@ -202,7 +202,7 @@ class BindingCache:
     def receive(self, msg: Message, arrival: Arrival, now: float) -> list:
         if not isinstance(msg, BindingUpdate) or names_a_correspondent(msg):
             return []  # not a PBU (an RO BU goes between MAGs)
-        mn_id = _mobile_node_identifier(msg)
+        mn_id = mobile_node_identifier(msg)
         return self._rescheduled(self._receive(msg, arrival, mn_id, now), mn_id)
 
     def _receive(self, msg: BindingUpdate, arrival: Arrival, mn_id: str | None, now: float) -> list:
@@ -540,7 +540,7 @@ def _take(pool: PrefixPool | AddressPool, owner: str, wanted, not_authorized: St
     return wanted
 
 
-def _mobile_node_identifier(msg: BindingUpdate) -> str | None:
+def mobile_node_identifier(msg: BindingUpdate) -> str | None:
     """The NAI in the MN-ID option; None when there is no usable one."""
     option = find_option(msg, MobileNodeIdentifier)
     if option is None or option.subtype != NAI or not option.identifier:

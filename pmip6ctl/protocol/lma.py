@@ -26,7 +26,8 @@ from .. import wire
 from ..actions import Command, Notification
 from ..security import PeerKey
 from ..transport import PMIP6_UDP_PORT, Arrival, Encap, Send, Tunnel, UdpEndpoint
-from .binding_cache import BindingCache, BindingCacheEntry, BindingRemoved, BindingUpdated, LmaPolicy
+from .binding_cache import (BindingCache, BindingCacheEntry, BindingRemoved, BindingUpdated, LmaPolicy,
+                            mobile_node_identifier)
 from .auth import AuthFailure, SignalingGuard, SignalingRefused
 from .common import Deadlines, Stamper, earliest
 from .handover import BufferPolicy, DownlinkHold, DropReason, HeldDropped, PacketsHeld, destination_of
@@ -63,6 +64,7 @@ class HoldBinding(Command):
     mn_id: str
     hnp: IPv6Network
     ipv4_hoa: IPv4Address | None
+    keep_tunnel: bool = False              # a pending move: the old MAG's tunnel stays (its uplink passes)
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,14 @@ class LmaNode(Node):
 
     # --- inputs -----------------------------------------------------------------------------
     def _on_pbu(self, msg: wire.BindingUpdate, arrival: Arrival, now: float) -> list:
-        return self._sealed(self._bindings(self.cache.receive(msg, arrival, now), now), now)
+        actions = self._bindings(self.cache.receive(msg, arrival, now), now)
+        mn_id = mobile_node_identifier(msg)
+        if mn_id is not None and mn_id in self.cache.pending and mn_id not in self.held \
+                and self.hold.policy.enabled and mn_id in self.cache.bindings:
+            actions = self._hold_from(self.cache.bindings[mn_id], keep_tunnel=True) + actions   # before the BRI
+        elif mn_id is not None:
+            actions += self._settle_hold(mn_id, now)
+        return self._sealed(actions, now)
 
     def _on_lri(self, lri: wire.LocalizedRoutingInitiation, arrival: Arrival, now: float) -> list:
         """A MAG's RO query (DESIGN §2), or a peer LMA's (scenario 2)."""
@@ -213,7 +222,8 @@ class LmaNode(Node):
 
     def _on_revocation(self, msg: wire.BindingRevocation, arrival: Arrival, now: float) -> list:
         """An old MAG's answer (BRA) about an MN another MAG claims."""
-        return self._sealed(self._bindings(self.cache.receive_revocation(msg, arrival, now), now), now)
+        actions = self._bindings(self.cache.receive_revocation(msg, arrival, now), now)
+        return self._sealed(actions + self._settle_holds(now), now)
 
     def _on_heartbeat(self, hb: wire.Heartbeat, arrival: Arrival, now: float) -> list:
         """RFC 5847 §5: a MAG's request is answered with its sequence number
@@ -273,8 +283,10 @@ class LmaNode(Node):
         granted = _Held(live.hnp, live.ipv4_hoa).granted
         return held + self.hold.release(live.mn_id, granted, self.mag_tunnel(live), now)
 
-    def _hold_from(self, entry: BindingCacheEntry) -> list:
-        """The MN's old MAG let it go: its downlink waits for the next MAG."""
+    def _hold_from(self, entry: BindingCacheEntry, keep_tunnel: bool = False) -> list:
+        """The MN's old MAG let it go (or, keep_tunnel, another MAG claims it
+        and the old one has not answered our BRI yet, RFC 5846): its downlink
+        waits for the next binding."""
         held = self.held.get(entry.mn_id)
         if held is None:
             held = self.held[entry.mn_id] = _Held(entry.hnp, entry.ipv4_hoa)
@@ -283,7 +295,7 @@ class LmaNode(Node):
                 self._held_index.add(entry.ipv4_hoa, entry.mn_id)
         held.tunnel = held.proxy_coa = held.release_at = None
         self._releases.discard(entry.mn_id)
-        return [HoldBinding(entry.mn_id, entry.hnp, entry.ipv4_hoa)]
+        return [HoldBinding(entry.mn_id, entry.hnp, entry.ipv4_hoa, keep_tunnel)]
 
     def _unhold(self, mn_id: str) -> _Held | None:
         held = self.held.pop(mn_id, None)
@@ -296,21 +308,40 @@ class LmaNode(Node):
 
     def _hold_timer(self, now: float) -> list:
         """Aged packets go; due releases leave, then the prefix points at the
-        tunnel; an MN whose deregistered entry was deleted drops its packets."""
+        tunnel; a hold whose move ended without a new binding settles."""
         actions = self.hold.on_timer(now)
         for mn_id in self._releases.pop_due(now):
             held = self.held.get(mn_id)
-            if held is None or held.tunnel is None:
-                continue
-            self._unhold(mn_id)
-            actions += self.hold.release(mn_id, held.granted, held.tunnel, now)
-            actions.append(InstallBinding(mn_id, held.hnp, held.ipv4_hoa, held.tunnel, held.proxy_coa))
-        for mn_id in [m for m, h in self.held.items() if h.tunnel is None
-                      and m not in self.cache.bindings and not self.cache.deregistered(m)]:
-            held = self._unhold(mn_id)
-            actions += self.hold.discard(mn_id, DropReason.BINDING_DELETED)
-            actions.append(RemoveBinding(mn_id, held.hnp, held.ipv4_hoa))
+            if held is not None and held.tunnel is not None:
+                actions += self._release(mn_id)
+        return actions + self._settle_holds(now)
+
+    def _release(self, mn_id: str) -> list:
+        """The held packets into the tunnel, then the prefix at the tunnel."""
+        held = self._unhold(mn_id)
+        actions = self.hold.release(mn_id, held.granted, held.tunnel, held.release_at)
+        return actions + [InstallBinding(mn_id, held.hnp, held.ipv4_hoa, held.tunnel, held.proxy_coa)]
+
+    def _settle_holds(self, now: float) -> list:
+        actions = []
+        for mn_id in [m for m, h in self.held.items() if h.tunnel is None]:
+            actions += self._settle_hold(mn_id, now)
         return actions
+
+    def _settle_hold(self, mn_id: str, now: float) -> list:
+        """A held MN no new binding took: while its entry waits
+        (MinDelayBeforeBCEDelete) or its move is pending, nothing; a live
+        binding (the old MAG said the MN is still there, or the new MAG
+        withdrew its claim) gets the packets at once; none drops them."""
+        held = self.held.get(mn_id)
+        if held is None or held.tunnel is not None or self.cache.deregistered(mn_id) or mn_id in self.cache.pending:
+            return []
+        live = self.cache.bindings.get(mn_id)
+        if live is not None:
+            held.tunnel, held.proxy_coa, held.release_at = self.mag_tunnel(live), live.proxy_coa, now
+            return self._release(mn_id)
+        self._unhold(mn_id)
+        return self.hold.discard(mn_id, DropReason.BINDING_DELETED) + [RemoveBinding(mn_id, held.hnp, held.ipv4_hoa)]
 
     # --- liveness of the serving MAGs (RFC 5847) ------------------------------------------------
     def _heartbeats(self, now: float) -> list:
@@ -360,7 +391,9 @@ class LmaNode(Node):
                 changed = True
                 entry = action.entry
                 out += self._through(entry.mn_id, None, None, now)   # before its tunnel may go
-                if self.hold.policy.enabled and self.cache.deregistered(entry.mn_id):
+                # deregistered (its entry waits), or so and bound again at once (a pending move went ahead)
+                if self.hold.policy.enabled and (self.cache.deregistered(entry.mn_id)
+                                                 or entry.mn_id in self.cache.bindings):
                     out += self._hold_from(entry)
                 else:
                     if self._unhold(entry.mn_id) is not None:

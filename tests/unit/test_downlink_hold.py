@@ -157,3 +157,58 @@ def test_the_downlink_buffer_matches_destinations():
     actions = hold.release("mn", [IPv6Network("2001:db8:100::/64"), IPv4Network("192.0.2.1/32")], None, T0)
     assert only_of(actions, ReleaseHeld).packets == (mine,)
     assert HeldDropped(DropReason.WRONG_DESTINATION, 1, "mn") in actions
+
+
+def claimed_by_mag2(lma: LmaNode) -> tuple[list, object]:
+    """MN1 bound at MAG1; MAG2 claims it: the LMA asks MAG1 (BRI) and holds."""
+    send_pbu(lma, MAG1, T0)
+    hnp = lma.bindings[MN1].hnp
+    actions = send_pbu(lma, MAG2, T0 + 1, hnp=hnp)
+    hold = only_of(actions, HoldBinding)
+    assert hold.keep_tunnel                                      # MAG1's tunnel stays (the MN may be there)
+    bri = [a for a in actions if isinstance(a, Send)]
+    assert bri and actions.index(hold) < actions.index(bri[0])
+    return bri, hnp
+
+
+def bra(lma: LmaNode, bri: Send, now: float, code: int = 0) -> list:
+    from pmip6ctl.wire import BindingRevocation, Timestamp, find_option
+    message, _ = carry(bri)
+    answer = BindingRevocation.acknowledgement(message.sequence, code, [find_option(message, Timestamp)])
+    return lma.receive(*carry(Send(answer, bri.dst, LMA)), now)
+
+
+def test_while_the_old_mag_is_asked_the_downlink_is_held_then_goes_to_the_new_mag():
+    """RFC 5846: MAG2 claims MN1 first; until MAG1's BRA, what arrives for
+    MN1 is held, and after it released to MAG2."""
+    lma = node()
+    bri, hnp = claimed_by_mag2(lma)
+    one = packet6(CN, hnp.network_address + 1)
+    assert isinstance(lma.downlink_held(one, T0 + 1.01)[0], PacketsHeld)
+    actions = bra(lma, bri[0], T0 + 1.02)
+    assert only_of(actions, InstallBinding).held and only_of(actions, InstallBinding).proxy_coa == MAG2
+    release = only_of(lma.on_timer(T0 + 1.1), ReleaseHeld)
+    assert release.packets == (one,) and release.tunnel == Tunnel(Encap.IP6, LMA, MAG2)
+
+
+def test_a_refused_move_releases_the_held_packets_to_the_mag_the_mn_stayed_at():
+    """MAG1 says MN1 is still attached (BRA status 132): the claim was wrong
+    (or forged by a MAG): the packets go to MAG1 at once."""
+    lma = node()
+    bri, hnp = claimed_by_mag2(lma)
+    one = packet6(CN, hnp.network_address + 1)
+    lma.downlink_held(one, T0 + 1.01)
+    actions = bra(lma, bri[0], T0 + 1.02, code=132)      # REVOCATION_FAILED_MN_IS_ATTACHED
+    release = only_of(actions, ReleaseHeld)
+    assert release.packets == (one,) and release.tunnel == Tunnel(Encap.IP6, LMA, MAG1)
+    assert only_of(actions, InstallBinding).proxy_coa == MAG1 and not lma.held
+
+
+def test_the_old_mags_deregistration_during_the_bri_moves_the_hold_on_to_the_new_mag():
+    lma = node()
+    bri, hnp = claimed_by_mag2(lma)
+    lma.downlink_held(packet6(CN, hnp.network_address + 1), T0 + 1.01)
+    actions = send_pbu(lma, MAG1, T0 + 1.02, sequence=2, lifetime=0, hnp=hnp)
+    assert not only_of(actions, HoldBinding).keep_tunnel and only_of(actions, InstallBinding).held
+    release = only_of(lma.on_timer(T0 + 1.1), ReleaseHeld)
+    assert release.tunnel == Tunnel(Encap.IP6, LMA, MAG2) and len(release.packets) == 1
