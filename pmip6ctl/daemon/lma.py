@@ -49,6 +49,7 @@ class LmaDaemon(Daemon):
         # so that restoring writes only what differs, and reconcile removes the rest
         self._present: dict | None = None
         self._rewritten = 0
+        self._held_marks: list = []              # during a restart: held marks a crash left in the map
         self.holding = {"held": 0, "released": 0, "dropped": {}}   # the downlink hold's counts (status)
         self.open_signaling(c.addresses.ipv4)
 
@@ -202,7 +203,7 @@ class LmaDaemon(Daemon):
         before a crash, or ended while no daemon ran. Bindings the map
         lacked were written by restore."""
         present, self._present = self._present or {}, None
-        present = dict(present) | dict.fromkeys(getattr(self, "_held_marks", ()), 0)
+        present = dict(present) | dict.fromkeys(self._held_marks, 0)
         wanted = {e.hnp for e in self.node.bindings.values()}
         wanted |= {host_route(e.ipv4_hoa) for e in self.node.bindings.values() if e.ipv4_hoa}
         wanted |= {host_route(address) for address in self.node.mag_routes}
