@@ -9,6 +9,8 @@ import logging
 import time
 
 from ..dataplane import PeerKind, PuntEvent
+from ..dataplane.tables import LMA_MN_HELD
+from ..io.frames import ip_packet_of
 from ..protocol import handover, lma
 from ..protocol.binding_cache import BindingCacheEntry, LmaPolicy, MoveRefused, PbuRejected
 from ..protocol.inter_lma import Relayed
@@ -16,8 +18,7 @@ from ..protocol.pools import AddressPool, PrefixPool
 from ..protocol.vocabulary import status_label
 from ..statefile import from_jsonable
 from .base import Daemon, heartbeat_policies, host_route, node_keys, signaling_guard
-from ..dataplane.tables import LMA_MN_HELD
-from ..io.frames import ip_packet_of
+from .held import HeldPackets
 from .persist import Table
 
 log = logging.getLogger("pmip6ctl.lma")
@@ -50,7 +51,9 @@ class LmaDaemon(Daemon):
         self._present: dict | None = None
         self._rewritten = 0
         self._held_marks: list = []              # during a restart: held marks a crash left in the map
-        self.holding = {"held": 0, "released": 0, "dropped": {}}   # the downlink hold's counts (status)
+        m = self.metrics
+        self.holding = HeldPackets(self, "downlink hold", m.downlink_held, m.downlink_released, m.downlink_dropped,
+                                   quiet=(handover.DropReason.NOT_HELD,))
         self.open_signaling(c.addresses.ipv4)
 
     def reload_role(self, config) -> None:
@@ -67,16 +70,8 @@ class LmaDaemon(Daemon):
             self.install(action)
         elif isinstance(action, lma.HoldBinding):
             self.hold(action)
-        elif isinstance(action, handover.ReleaseHeld):
-            self.release_held(action)
-        elif isinstance(action, handover.PacketsHeld):
-            self.metrics.downlink_held.labels(self.node_name).inc(action.count)
-            self.holding["held"] += action.count
-        elif isinstance(action, handover.HeldDropped):
-            self.count_hold_drop(action.reason.value, action.count)
-            if action.reason is not handover.DropReason.NOT_HELD:
-                log.info("downlink hold: %d packets of %s dropped: %s", action.count, action.mn_id or "?",
-                         action.reason.text)
+        elif self.holding.apply(action):        # the downlink hold's (held.py)
+            pass
         elif isinstance(action, lma.RemoveBinding):
             self.uninstall(action)
         elif isinstance(action, lma.RouteMagAddress):
@@ -131,31 +126,12 @@ class LmaDaemon(Daemon):
             self.tunnels.release(tunnel_id, action.mn_id)
         log.info("%s between MAGs: its downlink held (%s)", action.mn_id, action.hnp)
 
-    def release_held(self, action: handover.ReleaseHeld) -> None:
-        """The held packets, oldest first, into the tunnel to the MAG the new
-        binding names (the prefix points at it right after)."""
-        sent = 0
-        for packet in action.packets:
-            try:
-                self.tunnel_sender.send(action.tunnel, packet)
-                sent += 1
-            except OSError as exc:
-                self.count_hold_drop("send_failed", 1)
-                log.warning("releasing a held packet for %s failed: %s", action.mn_id, exc)
-        self.metrics.downlink_released.labels(self.node_name).inc(sent)
-        self.holding["released"] += sent
-        log.info("downlink hold: %d packets for %s released", sent, action.mn_id)
-
-    def count_hold_drop(self, reason: str, count: int) -> None:
-        self.metrics.downlink_dropped.labels(self.node_name, reason).inc(count)
-        self.holding["dropped"][reason] = self.holding["dropped"].get(reason, 0) + count
-
     def on_dataplane_event(self, event) -> None:
         if not isinstance(event, PuntEvent) or event.kind != "held":
             return
         packet = ip_packet_of(event.frame)
         if packet is None:
-            self.count_hold_drop(handover.DropReason.MALFORMED.value, 1)
+            self.holding.drop(handover.DropReason.MALFORMED.value)
             return
         self.apply(self.node.downlink_held(packet, time.time()))
 
@@ -167,7 +143,7 @@ class LmaDaemon(Daemon):
         policy = self.node.hold.policy
         return {"enabled": policy.enabled, "packets_per_mn": policy.per_mn, "packets_total": policy.total,
                 "seconds": policy.max_age, "release_delay": self.node.policy.hold_release_delay,
-                "holding": self.node.hold.count, "between_mags": sorted(self.node.held), **self.holding}
+                "holding": self.node.hold.count, "between_mags": sorted(self.node.held), **self.holding.counts}
 
     def uninstall(self, action: lma.RemoveBinding) -> None:
         """Also the end of a hold whose entry was deleted (no tunnel then)."""
