@@ -3,7 +3,8 @@
 every millisecond, N times per mode: the LMA path only, RO by return
 routability and RO in quick mode, each with the new MAG's handover buffer
 off (the baseline: what the MN sends before the PBA is lost) and on, all in
-the same run.
+the same run; and the downlink (MN2 pings MN1 as it moves) with the LMA's
+downlink hold off and on (docs/operations.md, "Downlink hold").
 
 The MN has one radio (lab/topology.py, the air): a move takes the old MAG's
 port of its air down and the new one's up; the MN keeps its link, addresses
@@ -102,8 +103,9 @@ def run_moves(lab: Lab, moves: int, mode: str | None, buffering: bool, downlink:
     for node in MAGS:
         lab.client(node).call("ro_settings", trigger_packets=1 if mode else 0, mode=mode or "rr")
         lab.client(node).call("buffer_settings", enabled=buffering)
+    lab.client("lma").call("hold_settings", enabled=buffering)      # the LMA's downlink hold
     label = f"{mode or 'lma path'}{', downlink' if downlink else ''}, buffer {'on' if buffering else 'off'}"
-    lost, attach, back, held, released = [], [], [], [], []
+    lost, attach, back, held, released, lma_held, lma_released = [], [], [], [], [], [], []
     for move in range(1, moves + 1):
         target = "mag3" if lab.where("mn1") == "mag1" else "mag1"
         if mode:      # settle: the flow optimized before the move
@@ -113,7 +115,7 @@ def run_moves(lab: Lab, moves: int, mode: str | None, buffering: bool, downlink:
         transport_pcap, access_pcap = workdir / "transport.pcap", workdir / "access.pcap"
         captures = [capture(lab.ns("inet"), target, transport_pcap, "ip6 or ip"),
                     capture(lab.ns("mn1"), "eth0", access_pcap, "icmp6")]
-        before = buffered(lab, target)
+        before, lma_before = buffered(lab, target), lab.client("lma").call("hold_settings")
         time.sleep(0.5)
         pinger = (SteadyPing(lab.ns("mn2"), mn1, count=800, interval=0.001) if downlink else
                   SteadyPing(lab.ns("mn1"), mn2, count=800, interval=0.001)).start()
@@ -124,7 +126,9 @@ def run_moves(lab: Lab, moves: int, mode: str | None, buffering: bool, downlink:
         for running in captures:
             running.send_signal(2)
             running.wait(timeout=10)
-        after = buffered(lab, target)
+        after, lma_after = buffered(lab, target), lab.client("lma").call("hold_settings")
+        lma_held.append(lma_after["held"] - lma_before["held"])
+        lma_released.append(lma_after["released"] - lma_before["released"])
         lost.append(sent - received)
         held.append(after["held"] - before["held"])
         released.append(after["released"] - before["released"])
@@ -138,11 +142,13 @@ def run_moves(lab: Lab, moves: int, mode: str | None, buffering: bool, downlink:
                 back.append((optimized - moved_at) * 1000)
                 came_back = f", optimized {back[-1]:.1f} ms after the move"
         print(f"  [{label}] move {move}/{moves} to {target}: {lost[-1]} lost, {held[-1]} held, "
-              f"{released[-1]} released{came_back}", file=sys.stderr)
+              f"{released[-1]} released{came_back}; LMA {lma_held[-1]} held, {lma_released[-1]} released",
+              file=sys.stderr)
         # the flow must stop for a second so that the data plane triggers again
         time.sleep(1.1)
     return {"moves": moves, "lost": summary(lost), "move_to_ra_ms": summary(attach), "held": summary(held),
-            "released": summary(released), "move_to_optimized_ms": summary(back)}
+            "released": summary(released), "move_to_optimized_ms": summary(back),
+            "lma_held": summary(lma_held), "lma_released": summary(lma_released)}
 
 
 def main() -> None:
@@ -172,6 +178,7 @@ def main() -> None:
         for node in MAGS:
             lab.client(node).call("ro_settings", trigger_packets=0, mode="rr")
             lab.client(node).call("buffer_settings", enabled=True)
+        lab.client("lma").call("hold_settings", enabled=True)
     if args.json:
         print(json.dumps(results, indent=2))
         return
@@ -180,6 +187,9 @@ def main() -> None:
             ("pings lost per move, max", "lost", "max", "{:.0f}"),
             ("held by the new MAG, p50", "held", "p50", "{:.0f}"),
             ("released on the PBA, p50", "released", "p50", "{:.0f}"),
+            ("held by the LMA (downlink), p50", "lma_held", "p50", "{:.0f}"),
+            ("held by the LMA (downlink), max", "lma_held", "max", "{:.0f}"),
+            ("released by the LMA, p50", "lma_released", "p50", "{:.0f}"),
             ("move → new MAG's RA at the MN, p50 ms", "move_to_ra_ms", "p50", "{:.1f}"),
             ("move → new MAG's RA at the MN, p90 ms", "move_to_ra_ms", "p90", "{:.1f}"),
             ("move → optimized path (RO), p50 ms", "move_to_optimized_ms", "p50", "{:.1f}"),

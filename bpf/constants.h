@@ -32,6 +32,12 @@
                             * moment longer (its packets in flight, until our deregistration
                             * reaches it); only the daemon removes the entry */
 
+/* struct mn_entry.ifindex at the LMA (which otherwise leaves it 0): the MN
+ * is between two MAGs and its downlink goes to the daemon's hold (EVENT_HELD,
+ * bpf/lma.c); tunnel_id is 0, or the new MAG's tunnel once the binding there
+ * is accepted (its uplink passes) until the held packets are released */
+#define LMA_MN_HELD    1
+
 /* Programs, for the stats key. */
 #define PROG_MAG_ACCESS     0
 #define PROG_MAG_TRANSPORT  1

@@ -15,6 +15,10 @@
  * where, coming from the LMA, they are dropped: one bounce at most). Only
  * for a pair we still hold (its entry draining), only from that pair's peer.
  *
+ * The LMA's side (lma.c): what arrives for an MN between two MAGs (its
+ * entry marked LMA_MN_HELD) goes to the daemon's downlink hold the same way,
+ * on the same budget, and leaves for the MN's next MAG once its binding is up.
+ *
  * With dp_config.handover 0 (the baseline): a rate-limited notice and a
  * drop of the unknown source's frame; a drop of the departed MN's packets. */
 #ifndef PMIP6_HANDOVER_H
@@ -24,9 +28,10 @@
 
 /* Hands the whole frame to the daemon as EVENT_HELD, then drops it here;
  * over the budget, only drops it. */
-static __always_inline int pmip_punt_held(struct xdp_md *ctx, __u32 prog, const struct dp_config *cfg)
+static __always_inline int pmip_punt_held(struct xdp_md *ctx, __u32 prog, const struct dp_config *cfg,
+                                          __u32 reason)
 {
-    return pmip_punt_frame(ctx, prog, cfg, EVENT_HELD, REASON_PUNT_HELD);
+    return pmip_punt_frame(ctx, prog, cfg, EVENT_HELD, reason);
 }
 
 static __always_inline int pmip_unknown_source(struct xdp_md *ctx, __u32 prog, const struct ip_info *ip)
@@ -34,7 +39,7 @@ static __always_inline int pmip_unknown_source(struct xdp_md *ctx, __u32 prog, c
     struct dp_config *cfg = pmip_dp_config();
 
     if (cfg && cfg->handover)
-        return pmip_punt_held(ctx, prog, cfg);
+        return pmip_punt_held(ctx, prog, cfg, REASON_PUNT_HELD);
     pmip_note_unknown_source(ctx, prog, &ip->src, &ip->dst);
     return pmip_finish(ctx, prog, REASON_DROP_UNKNOWN_SOURCE);
 }

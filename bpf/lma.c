@@ -1,9 +1,10 @@
 /* LMA: the anchor between MAGs and the rest of the network.
  * parse -> tunnel from a MAG?   check the inner source is that MAG's MN, decapsulate
  *       -> destination an MN?   encapsulate toward its serving MAG
+ *                               (between two MAGs: to the daemon's hold)
  *       -> decapsulated?        forward the inner packet
  *       -> else                 the kernel. */
-#include "tunnel.h"
+#include "handover.h"
 
 int xdp_lma(struct xdp_md *ctx)
 {
@@ -40,6 +41,13 @@ int xdp_lma(struct xdp_md *ctx)
         return pmip_finish(ctx, prog, decapsulated ? REASON_PASS_DECAP_LOCAL : REASON_PASS_LOCAL);
 
     mn = pmip_lookup_mn(&ip.dst);
+    if (mn && mn->ifindex == LMA_MN_HELD) {
+        struct dp_config *cfg = pmip_dp_config();
+
+        if (!cfg)
+            return pmip_finish(ctx, prog, REASON_DROP_PUNT_FAILED);
+        return pmip_punt_held(ctx, prog, cfg, REASON_PUNT_HELD_DOWNLINK);
+    }
     if (mn)
         return pmip_encap_and_forward(ctx, prog, &ip, mn->tunnel_id,
                                  decapsulated ? REASON_FWD_REENCAP : REASON_FWD_ENCAP_PMIP, 1);

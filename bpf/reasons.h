@@ -41,7 +41,8 @@
     X(DROP_PUNT_FAILED,   drop,     "could not hand a mobility message to the daemon") \
     X(DROP_PUNT_LIMIT,    drop,     "a mobility message over the daemon's per-CPU punt budget") \
     X(PUNT_HELD,          punt,     "from an access link with no attached mobile node's source: handed to the handover buffer") \
-    X(PASS_DEPARTED,      pass,     "from an RO peer for a mobile node that left: decapsulated, the kernel routes it to the MN's anchor")
+    X(PASS_DEPARTED,      pass,     "from an RO peer for a mobile node that left: decapsulated, the kernel routes it to the MN's anchor") \
+    X(PUNT_HELD_DOWNLINK, punt,     "for a mobile node between two MAGs: handed to the LMA's downlink hold")
 
 #define PMIP6_REASON_ENUM(name, verdict, help) REASON_##name,
 enum pmip6_reason { PMIP6_REASONS(PMIP6_REASON_ENUM) REASON_COUNT };

@@ -60,7 +60,7 @@ struct prefix_key {
 struct mn_entry {
     __u32 tunnel_id;        /* MAG: toward the LMA; LMA: toward the serving MAG */
     __u32 ifindex;          /* MAG: the access link the MN is attached on, the only one
-                             * its packets may come from; LMA: 0 */
+                             * its packets may come from; LMA: 0, or LMA_MN_HELD */
 };
 
 /* Route-optimized pair, as the draft's cache entry (MN HoA, CN HoA) seen from

@@ -475,6 +475,17 @@ def mn_buffer(obj: Context, enabled, as_json):
     emit(data, as_json, lambda d: "\n".join(f"{k:<15} {v}" for k, v in d.items()))
 
 
+@mn.command(name="hold")
+@click.option("--on/--off", "enabled", default=None,
+              help="Hold what arrives for an MN between MAGs, or let it go as RFC 5213 does (not saved to the config).")
+@json_option
+@click.pass_obj
+def mn_hold(obj: Context, enabled, as_json):
+    """Show or switch an LMA's downlink hold: its settings, the MNs between MAGs, what it held, released and dropped."""
+    data = obj.call("hold_settings", enabled=enabled)
+    emit(data, as_json, lambda d: "\n".join(f"{k:<15} {v}" for k, v in d.items()))
+
+
 @main.group(name="ro")
 def ro_group():
     """Route optimization (the draft): list, start and stop optimized MN⇄CN pairs."""

@@ -515,6 +515,15 @@ class LmaSection:
     # Both MNs at the MAG that asks (RFC 6705 local routing): consent (LRA status 0
     # naming that MAG) or refuse (128). Pairs ro_policy denies are refused either way.
     local_routing: bool = _key(_boolean, True)
+    # The downlink hold (docs/operations.md, "Downlink hold"): what arrives for an MN
+    # between two MAGs (deregistered by the old, not yet registered by the new) waits
+    # for the next binding. Per MN, in all, how long, and how long after the new
+    # binding's PBA it leaves (the new MAG installs the MN on the PBA).
+    hold_downlink: bool = _key(_boolean, True)
+    hold_packets: int = _key(_integer(1, 1_000_000), 256)
+    hold_total: int = _key(_integer(1, 10_000_000), 4096)
+    hold_seconds: float = _key(_number(0.01, 60, closed=True), 2.0)
+    hold_release_delay: float = _key(_number(0, 1, closed=True), 0.05)
 
     def ro_allowed(self, mn: IPv6Address | IPv4Address, cn: IPv6Address | IPv4Address) -> bool:
         rule = next((r for r in self.ro_policy if r.matches(mn, cn)), None)

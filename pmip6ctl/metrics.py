@@ -193,6 +193,15 @@ class Metrics:
         self.handover_dropped = Counter(
             "pmip6_handover_dropped", "Uplink packets of unknown sources the handover buffer dropped, by reason",
             ["node", "reason"], registry=self.registry)
+        self.downlink_held = Counter(
+            "pmip6_downlink_held", "Packets for an MN between two MAGs the LMA held (downlink hold)",
+            ["node"], registry=self.registry)
+        self.downlink_released = Counter(
+            "pmip6_downlink_released", "Held downlink packets released into the tunnel to the MN's new MAG",
+            ["node"], registry=self.registry)
+        self.downlink_dropped = Counter(
+            "pmip6_downlink_dropped", "Packets XDP handed to the LMA's downlink hold that it dropped, by reason",
+            ["node", "reason"], registry=self.registry)
         self.store_commit_seconds = Histogram(
             "pmip6_store_commit_seconds", "Time to write and commit one transaction to the store",
             ["node"], buckets=STORE_BUCKETS, registry=self.registry)

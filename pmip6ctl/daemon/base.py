@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .. import defs, wire
 from ..dataplane import Dataplane, DataplaneSettings, FlowEvent, PuntEvent
+from ..dataplane.tables import LMA_MN_HELD
 from ..dataplane.tables import RO_DRAINING, RO_RX_ONLY
 from ..io.control import CommandError, ControlServer
 from ..io.frames import home_path_packet
@@ -624,7 +625,9 @@ class Daemon:
         """What the data plane holds right now, read from the maps."""
         t = self.tables
         return {
-            "mobile_nodes": [{"prefix": str(p), "tunnel": i} for p, i in sorted(t.list_mns().items(), key=str)],
+            # held (LMA): the MN is between MAGs, its downlink goes to the hold (docs/operations.md)
+            "mobile_nodes": [{"prefix": str(p), "tunnel": i} | ({"held": f == LMA_MN_HELD} if self.role == "lma" else {})
+                             for p, (i, f) in sorted(t.list_mns(True).items(), key=str)],
             "ro_entries": [{"local": str(e.local), "remote": str(e.remote), "tunnel": e.tunnel_id,
                             "state": ro_entry_state(e.flags)} for e in t.list_ro()],
             "tunnels": [{"tunnel": i, "encap": x.encap.name, "local": str(x.local), "remote": str(x.remote),

@@ -13,7 +13,7 @@ import time
 
 from ..dataplane import PeerKind, PuntEvent
 from ..io.control import CommandError
-from ..io.frames import punted_arrival
+from ..io.frames import ip_packet_of, punted_arrival
 from ..io.ndp import NdpSocket, build_router_advertisement
 from ..io.netlink import LinkEvent
 from ..protocol import handover, mag, ro
@@ -24,6 +24,7 @@ from ..statefile import from_jsonable
 from ..transport import Encap
 from .local_routes import LocalRoutes
 from .base import Daemon, heartbeat_policies, host_route, node_keys, pair_from, signaling_guard
+from .held import HeldPackets
 from .persist import Table
 from .ro_entries import RoEntries, ro_tables, saved_ro
 
@@ -56,7 +57,10 @@ class MagDaemon(Daemon):
             ro_heartbeat=heartbeat_policies(c)[1], local_routing=c.ro.local_routing,
             buffer=buffer_policy(c.mag)), guard=signaling_guard(c))
         self.installed: dict[str, int] = {}      # mn_id -> tunnel id toward the LMA
-        self.buffered = {"held": 0, "released": 0, "dropped": {}}   # the handover buffer's counts (status)
+        m = self.metrics
+        self.buffered = HeldPackets(self, "handover buffer", m.handover_held, m.handover_released,
+                                    m.handover_dropped, quiet=(handover.DropReason.NOT_ATTACHING,
+                                                               handover.DropReason.DISABLED))
         self.open_signaling(c.addresses.ipv4)
         self.ro_entries = RoEntries(self.tables, self.tunnels, c.addresses.ipv6, c.addresses.ipv4,
                                     later=self._loop.call_later)
@@ -130,18 +134,8 @@ class MagDaemon(Daemon):
             self.metrics.count_message("rs", "in", action.reason)
             log.warning("router solicitation from %s on %s refused: %s%s", action.mac, action.link,
                         action.reason.replace("_", " "), f" ({action.mn_id})" if action.mn_id else "")
-        elif isinstance(action, handover.ReleaseHeld):
-            self.release_held(action)
-        elif isinstance(action, handover.PacketsHeld):
-            self.metrics.handover_held.labels(self.node_name).inc(action.count)
-            self.buffered["held"] += action.count
-        elif isinstance(action, handover.HeldDropped):
-            self.metrics.handover_dropped.labels(self.node_name, action.reason).inc(action.count)
-            self.buffered["dropped"][action.reason.value] = self.buffered["dropped"].get(action.reason.value, 0) \
-                + action.count
-            if action.reason not in (handover.DropReason.NOT_ATTACHING, handover.DropReason.DISABLED):
-                log.info("handover buffer: %d packets of %s dropped: %s", action.count, action.mn_id or "?",
-                         action.reason.text)
+        elif self.buffered.apply(action):       # the handover buffer's (held.py)
+            pass
         elif isinstance(action, mag.MobileNodeLeft):
             log.info("%s left: %s lost its carrier", action.mn_id, action.link)
         else:
@@ -170,21 +164,6 @@ class MagDaemon(Daemon):
         if tunnel_id is not None:
             self.tunnels.release(tunnel_id, action.mn_id)
         log.info("%s deregistered", action.mn_id)
-
-    def release_held(self, action: handover.ReleaseHeld) -> None:
-        """The held packets into the MN's tunnel toward the LMA, in order (the
-        MN's own entry is in the map already: what it sends now takes XDP)."""
-        sent = 0
-        for packet in action.packets:
-            try:
-                self.tunnel_sender.send(action.tunnel, packet)
-                sent += 1
-            except OSError as exc:
-                self.metrics.handover_dropped.labels(self.node_name, "send_failed").inc()
-                log.warning("releasing a held packet of %s failed: %s", action.mn_id, exc)
-        self.metrics.handover_released.labels(self.node_name).inc(sent)
-        self.buffered["released"] += sent
-        log.info("handover buffer: %d packets of %s released", sent, action.mn_id)
 
     def advertise(self, action: mag.Advertise) -> None:
         lifetimes = {}
@@ -230,7 +209,7 @@ class MagDaemon(Daemon):
             link = self.access.get(event.ifindex)
             packet = ip_packet_of(event.frame)
             if link is None or packet is None or len(event.frame) < 14:
-                self.metrics.handover_dropped.labels(self.node_name, handover.DropReason.MALFORMED).inc()
+                self.buffered.drop(handover.DropReason.MALFORMED.value)
                 return
             mac = ":".join(f"{b:02x}" for b in event.frame[6:12])
             self.apply(self.node.uplink_held(link, mac, packet, now))
@@ -370,7 +349,7 @@ class MagDaemon(Daemon):
             self.set_buffering(dataclasses.replace(policy, enabled=bool(args["enabled"])))
         policy = self.node.buffer.policy
         return {"enabled": policy.enabled, "packets_per_mn": policy.per_mn, "packets_total": policy.total,
-                "seconds": policy.max_age, "holding": self.node.buffer.count, **self.buffered,
+                "seconds": policy.max_age, "holding": self.node.buffer.count, **self.buffered.counts,
                 "handover": self.tables.get_config()["handover"]}
 
     def control_handlers(self):
@@ -412,17 +391,6 @@ class MagDaemon(Daemon):
 def buffer_policy(section) -> handover.BufferPolicy:
     return handover.BufferPolicy(enabled=section.buffer_uplink, per_mn=section.buffer_packets,
                                  total=section.buffer_total, max_age=section.buffer_seconds)
-
-
-def ip_packet_of(frame: bytes) -> bytes | None:
-    """The IP packet of an Ethernet frame (its padding cut), or None."""
-    ethertype = int.from_bytes(frame[12:14], "big") if len(frame) >= 14 else 0
-    packet = frame[14:]
-    if ethertype == 0x86DD and len(packet) >= 40:
-        return packet[:40 + int.from_bytes(packet[4:6], "big")]
-    if ethertype == 0x0800 and len(packet) >= 20:
-        return packet[:int.from_bytes(packet[2:4], "big")]
-    return None
 
 
 def mobile_node_states(entries) -> dict[str, int]:

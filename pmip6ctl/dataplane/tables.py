@@ -32,6 +32,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 RO_RX_ONLY = defs.constants()["RO_RX_ONLY"]
 RO_DRAINING = defs.constants()["RO_DRAINING"]
+LMA_MN_HELD = defs.constants()["LMA_MN_HELD"]     # mn_entry.ifindex at the LMA: the MN's downlink is held
 BPF_ANY, BPF_NOEXIST = 0, 1          # update flags (linux/bpf.h)
 
 # The maps whose entries map_pressure() reports: those the daemon writes, and flows.
@@ -249,13 +250,15 @@ class Tables:
     def remove_mn(self, prefix) -> None:
         self._remove("mn_table", self.mn_table, self._prefix_key(prefix))
 
-    def list_mns(self) -> dict:
+    def list_mns(self, with_ifindex: bool = False) -> dict:
+        """prefix -> tunnel id (with_ifindex: (tunnel id, ifindex))."""
         result = {}
         for key, leaf in self.mn_table.items():
             addr = _get_addr(key.addr)
             plen = key.prefixlen - (96 if addr.version == 4 else 0)
             result[ipaddress.ip_network((int(addr), plen)) if addr.version == 6 else
-                   ipaddress.IPv4Network((int(addr), plen))] = leaf.tunnel_id
+                   ipaddress.IPv4Network((int(addr), plen))] = \
+                (leaf.tunnel_id, leaf.ifindex) if with_ifindex else leaf.tunnel_id
         return result
 
     # --- route-optimized pairs --------------------------------------------

@@ -98,4 +98,15 @@ def ipv4_header(src: IPv4Address, dst: IPv4Address, proto: int, payload_len: int
 
 
 __all__ = ["PuntedMessage", "home_path_packet", "inner_ipv6", "ipv4_header", "parse_punted_frame", "punted_arrival",
-           "split_ipv4"]
+           "split_ipv4", "ip_packet_of"]
+
+
+def ip_packet_of(frame: bytes) -> bytes | None:
+    """The IP packet of an Ethernet frame (its padding cut), or None."""
+    ethertype = int.from_bytes(frame[12:14], "big") if len(frame) >= 14 else 0
+    packet = frame[14:]
+    if ethertype == 0x86DD and len(packet) >= 40:
+        return packet[:40 + int.from_bytes(packet[4:6], "big")]
+    if ethertype == 0x0800 and len(packet) >= 20:
+        return packet[:int.from_bytes(packet[2:4], "big")]
+    return None

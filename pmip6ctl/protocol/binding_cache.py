@@ -202,7 +202,7 @@ class BindingCache:
     def receive(self, msg: Message, arrival: Arrival, now: float) -> list:
         if not isinstance(msg, BindingUpdate) or names_a_correspondent(msg):
             return []  # not a PBU (an RO BU goes between MAGs)
-        mn_id = _mobile_node_identifier(msg)
+        mn_id = mobile_node_identifier(msg)
         return self._rescheduled(self._receive(msg, arrival, mn_id, now), mn_id)
 
     def _receive(self, msg: BindingUpdate, arrival: Arrival, mn_id: str | None, now: float) -> list:
@@ -269,6 +269,11 @@ class BindingCache:
         address it is."""
         mn_id = self._by_address.lookup(address)
         return self.bindings.get(mn_id) if mn_id is not None else None
+
+    def deregistered(self, mn_id: str) -> bool:
+        """Whether the MN's old MAG deregistered it and its entry waits
+        MinDelayBeforeBCEDelete for a new MAG's PBU."""
+        return mn_id in self._deregistered
 
     def settling(self, address: IPv6Address | IPv4Address) -> bool:
         """Whether the MN that holds this address is between two MAGs: its
@@ -535,7 +540,7 @@ def _take(pool: PrefixPool | AddressPool, owner: str, wanted, not_authorized: St
     return wanted
 
 
-def _mobile_node_identifier(msg: BindingUpdate) -> str | None:
+def mobile_node_identifier(msg: BindingUpdate) -> str | None:
     """The NAI in the MN-ID option; None when there is no usable one."""
     option = find_option(msg, MobileNodeIdentifier)
     if option is None or option.subtype != NAI or not option.identifier:

@@ -17,6 +17,11 @@ The rule:
 
 Every drop is a `HeldDropped` whose reason is the metric label. The node
 (mag.py) decides who is attaching; this module only keeps the packets.
+
+The LMA keeps the same kind of buffer for the other direction (lma.py's
+downlink hold: what arrives for an MN between two MAGs waits for the next
+binding): `HoldBuffer(direction="downlink")` matches a packet's destination
+instead of its source and counts under its own table and settings.
 """
 
 from __future__ import annotations
@@ -43,7 +48,11 @@ class DropReason(enum.StrEnum):
     WRONG_SOURCE = "wrong_source"              # its source is not in what the PBA granted
     MN_SIGNALING = "mn_signaling"              # a Mobility Header from an MN: never forwarded (as XDP)
     MALFORMED = "malformed"                    # not an IPv4 or IPv6 packet
-    DISABLED = "disabled"                      # mag.buffer_uplink is off
+    DISABLED = "disabled"                      # mag.buffer_uplink (lma.hold_downlink) is off
+    # the LMA's downlink hold
+    BINDING_DELETED = "binding_deleted"        # no MAG registered the MN before its entry was deleted
+    WRONG_DESTINATION = "wrong_destination"    # its destination is not in what the new binding holds
+    NOT_HELD = "not_held"                      # punted for an address no held or bound MN has
 
     @property
     def text(self) -> str:
@@ -52,7 +61,8 @@ class DropReason(enum.StrEnum):
 
 @dataclass(frozen=True)
 class ReleaseHeld(Command):
-    """Send these IP packets, oldest first, into the MN's tunnel toward the LMA."""
+    """Send these IP packets, oldest first, into the MN's tunnel (the MAG's
+    toward the LMA; the LMA's toward the MN's new MAG)."""
     mn_id: str
     packets: tuple[bytes, ...]
     tunnel: Tunnel
@@ -89,8 +99,17 @@ def source_of(packet: bytes) -> IPv6Address | IPv4Address | None:
     return None
 
 
+def destination_of(packet: bytes) -> IPv6Address | IPv4Address | None:
+    """The IP destination of a packet, or None when it is neither IPv6 nor IPv4."""
+    if len(packet) >= 40 and packet[0] >> 4 == 6:
+        return IPv6Address(packet[24:40])
+    if len(packet) >= 20 and packet[0] >> 4 == 4:
+        return IPv4Address(packet[16:20])
+    return None
+
+
 def _within(address, granted) -> bool:
-    return any(address.version == net.version and address in net for net in granted)
+    return address is not None and any(address.version == net.version and address in net for net in granted)
 
 
 def is_mobility_header(packet: bytes) -> bool:
@@ -98,10 +117,20 @@ def is_mobility_header(packet: bytes) -> bool:
 
 
 @dataclass
-class UplinkBuffer:
+class HoldBuffer:
+    """Packets of MNs between two states, per MN, oldest first. direction
+    "uplink" (the MAG's) matches sources and never forwards an MN's own
+    mobility signaling; "downlink" (the LMA's) matches destinations."""
     policy: BufferPolicy = field(default_factory=BufferPolicy)
+    direction: str = "uplink"
+    table: str = "handover_buffer"
+    setting: str = "mag.buffer_total"
 
     def __post_init__(self):
+        if self.direction not in ("uplink", "downlink"):
+            raise ValueError(f"direction {self.direction!r}")
+        self._address_of = source_of if self.direction == "uplink" else destination_of
+        self._wrong = DropReason.WRONG_SOURCE if self.direction == "uplink" else DropReason.WRONG_DESTINATION
         self.held: dict[str, deque[tuple[float, bytes]]] = {}
         self.count = 0
         self.refused: dict[tuple[str, str], int] = {}          # (table, reason) -> packets not taken
@@ -110,14 +139,14 @@ class UplinkBuffer:
     def hold(self, mn_id: str, packet: bytes, now: float) -> list:
         if not self.policy.enabled:
             return [HeldDropped(DropReason.DISABLED, 1, mn_id)]
-        if source_of(packet) is None:
+        if self._address_of(packet) is None:
             return [HeldDropped(DropReason.MALFORMED, 1, mn_id)]
-        if is_mobility_header(packet):
+        if self.direction == "uplink" and is_mobility_header(packet):
             return [HeldDropped(DropReason.MN_SIGNALING, 1, mn_id)]
         queue = self.held.get(mn_id)
         if self.count >= self.policy.total or (queue is not None and len(queue) >= self.policy.per_mn):
-            self.refused[("handover_buffer", DropReason.FULL.value)] = \
-                self.refused.get(("handover_buffer", DropReason.FULL.value), 0) + 1
+            key = (self.table, DropReason.FULL.value)
+            self.refused[key] = self.refused.get(key, 0) + 1
             return [HeldDropped(DropReason.FULL, 1, mn_id)]
         if queue is None:
             queue = self.held[mn_id] = deque()
@@ -127,17 +156,18 @@ class UplinkBuffer:
         return [PacketsHeld(mn_id)]
 
     def release(self, mn_id: str, granted: list[IPv6Network | IPv4Network], tunnel: Tunnel, now: float) -> list:
-        """The PBA registered the MN: its packets whose source is in granted go, in order."""
+        """The binding is up: the MN's packets whose source (downlink:
+        destination) is in granted go, in order."""
         queue = self._take(mn_id)
         if not queue:
             return []
         fresh = [p for t, p in queue if now - t <= self.policy.max_age]
-        good = [p for p in fresh if _within(source_of(p), granted)]
+        good = [p for p in fresh if _within(self._address_of(p), granted)]
         actions: list = [ReleaseHeld(mn_id, tuple(good), tunnel)] if good else []
         if len(queue) - len(fresh):
             actions.append(HeldDropped(DropReason.AGED, len(queue) - len(fresh), mn_id))
         if len(fresh) - len(good):
-            actions.append(HeldDropped(DropReason.WRONG_SOURCE, len(fresh) - len(good), mn_id))
+            actions.append(HeldDropped(self._wrong, len(fresh) - len(good), mn_id))
         return actions
 
     def discard(self, mn_id: str, reason: DropReason = DropReason.REGISTRATION_FAILED) -> list:
@@ -171,7 +201,7 @@ class UplinkBuffer:
         return len(self.held.get(mn_id, ()))
 
     def bounded(self) -> Bounded:
-        return Bounded("handover_buffer", "mag.buffer_total", self.count, self.policy.total,
+        return Bounded(self.table, self.setting, self.count, self.policy.total,
                        refused={reason: n for (_, reason), n in self.refused.items()})
 
     def _take(self, mn_id: str) -> deque:
@@ -179,3 +209,13 @@ class UplinkBuffer:
         self._ages.discard(mn_id)
         self.count -= len(queue)
         return queue
+
+
+def UplinkBuffer(policy: BufferPolicy | None = None) -> HoldBuffer:
+    """The MAG's handover buffer (uplink, matched by source)."""
+    return HoldBuffer(policy or BufferPolicy())
+
+
+def DownlinkHold(policy: BufferPolicy | None = None) -> HoldBuffer:
+    """The LMA's downlink hold (matched by destination)."""
+    return HoldBuffer(policy or BufferPolicy(), "downlink", "downlink_hold", "lma.hold_total")

@@ -19,17 +19,20 @@ The daemon (daemon/lma.py) applies what it returns.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Callable, Mapping
 
 from .. import wire
 from ..actions import Command, Notification
 from ..security import PeerKey
 from ..transport import PMIP6_UDP_PORT, Arrival, Encap, Send, Tunnel, UdpEndpoint
-from .binding_cache import BindingCache, BindingCacheEntry, BindingRemoved, BindingUpdated, LmaPolicy
+from .binding_cache import (BindingCache, BindingCacheEntry, BindingRemoved, BindingUpdated, LmaPolicy,
+                            mobile_node_identifier)
 from .auth import AuthFailure, SignalingGuard, SignalingRefused
-from .common import Stamper, earliest
+from .common import Deadlines, Stamper, earliest
+from .handover import BufferPolicy, DownlinkHold, DropReason, HeldDropped, PacketsHeld, destination_of
 from .heartbeat import OFF, HeartbeatPolicy, Liveness, PeerKind
+from .index import PrefixIndex
 from .inter_lma import MAX_CACHED, MAX_PENDING, InterLmaQuery, Relayed
 from .limits import Bounded, counts_of
 from .node import Node, StateChanged, with_state_change
@@ -49,6 +52,19 @@ class InstallBinding(Command):
     tunnel: Tunnel
     proxy_coa: IPv6Address
     moved: bool = False                    # a handover to another MAG, or a new NAT mapping
+    held: bool = False                     # the MN's downlink is held: its prefix stays marked (the
+                                           # uplink from the tunnel passes) until the release
+
+
+@dataclass(frozen=True)
+class HoldBinding(Command):
+    """The MN is between two MAGs: mark its prefix and IPv4 home address
+    held (XDP hands what arrives for them to the downlink hold) and release
+    its tunnel."""
+    mn_id: str
+    hnp: IPv6Network
+    ipv4_hoa: IPv4Address | None
+    keep_tunnel: bool = False              # a pending move: the old MAG's tunnel stays (its uplink passes)
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,24 @@ class LmaNodePolicy:
     max_cached_answers: int = MAX_CACHED                                   # [lma] max_cached_answers
     # Both MNs at the asking MAG: may it route between them locally (RFC 6705)? [lma] local_routing
     local_routing: Callable[[Address, Address], bool] = lambda mn, cn: True
+    # The downlink hold ([lma] hold_*): off unless configured.
+    hold: BufferPolicy = field(default_factory=lambda: BufferPolicy(enabled=False))
+    hold_release_delay: float = 0.05                                       # [lma] hold_release_delay
+
+
+@dataclass
+class _Held:
+    """An MN between two MAGs: what its marks cover, and where its packets
+    go once a binding is accepted (tunnel, at release_at)."""
+    hnp: IPv6Network
+    ipv4_hoa: IPv4Address | None
+    tunnel: Tunnel | None = None
+    proxy_coa: IPv6Address | None = None
+    release_at: float | None = None
+
+    @property
+    def granted(self) -> list:
+        return [self.hnp] + ([IPv4Network(self.ipv4_hoa)] if self.ipv4_hoa else [])
 
 
 class LmaNode(Node):
@@ -104,6 +138,11 @@ class LmaNode(Node):
         # liveness of the serving MAGs (RFC 5847), and where their IPv4 signaling goes
         self.liveness = Liveness(policy.heartbeat)
         self._mag_ipv4: dict[IPv6Address, UdpEndpoint | None] = {}
+        # the downlink hold: the packets, the MNs between MAGs, their addresses, their releases
+        self.hold = DownlinkHold(policy.hold)
+        self.held: dict[str, _Held] = {}
+        self._held_index: PrefixIndex[str] = PrefixIndex()
+        self._releases = Deadlines()
 
     @property
     def bindings(self) -> dict[str, BindingCacheEntry]:
@@ -123,7 +162,8 @@ class LmaNode(Node):
             Bounded("peer_queries", "lma.max_pending_queries", len(q.pending), q.max_pending, {},
                     counts_of(q.refused, "peer_queries")),
             Bounded("peer_answers", "lma.max_cached_answers", len(q.cache), q.max_cached,
-                    counts_of(q.pushed_out, "peer_answers"))]
+                    counts_of(q.pushed_out, "peer_answers")),
+            self.hold.bounded()]
 
     # --- the guard: an LMA answers its signaling peers only -------------------------------------
     def _refused(self, msg: wire.Message, arrival: Arrival, now: float) -> SignalingRefused | None:
@@ -153,7 +193,14 @@ class LmaNode(Node):
 
     # --- inputs -----------------------------------------------------------------------------
     def _on_pbu(self, msg: wire.BindingUpdate, arrival: Arrival, now: float) -> list:
-        return self._sealed(self._bindings(self.cache.receive(msg, arrival, now), now), now)
+        actions = self._bindings(self.cache.receive(msg, arrival, now), now)
+        mn_id = mobile_node_identifier(msg)
+        if mn_id is not None and mn_id in self.cache.pending and mn_id not in self.held \
+                and self.hold.policy.enabled and mn_id in self.cache.bindings:
+            actions = self._hold_from(self.cache.bindings[mn_id], keep_tunnel=True) + actions   # before the BRI
+        elif mn_id is not None:
+            actions += self._settle_hold(mn_id, now)
+        return self._sealed(actions, now)
 
     def _on_lri(self, lri: wire.LocalizedRoutingInitiation, arrival: Arrival, now: float) -> list:
         """A MAG's RO query (DESIGN §2), or a peer LMA's (scenario 2)."""
@@ -175,7 +222,8 @@ class LmaNode(Node):
 
     def _on_revocation(self, msg: wire.BindingRevocation, arrival: Arrival, now: float) -> list:
         """An old MAG's answer (BRA) about an MN another MAG claims."""
-        return self._sealed(self._bindings(self.cache.receive_revocation(msg, arrival, now), now), now)
+        actions = self._bindings(self.cache.receive_revocation(msg, arrival, now), now)
+        return self._sealed(actions + self._settle_holds(now), now)
 
     def _on_heartbeat(self, hb: wire.Heartbeat, arrival: Arrival, now: float) -> list:
         """RFC 5847 §5: a MAG's request is answered with its sequence number
@@ -206,11 +254,94 @@ class LmaNode(Node):
 
     # --- timers --------------------------------------------------------------------------------
     def on_timer(self, now: float) -> list:
-        return self._sealed(self._bindings(self.cache.on_timer(now), now) + self.inter_lma.on_timer(now)
-                            + self._heartbeats(now), now)
+        actions = self._bindings(self.cache.on_timer(now), now) + self._hold_timer(now)
+        return self._sealed(actions + self.inter_lma.on_timer(now) + self._heartbeats(now), now)
 
     def next_deadline(self) -> float | None:
-        return earliest(self.cache.next_deadline(), self.inter_lma.next_deadline(), self.liveness.next_deadline())
+        return earliest(self.cache.next_deadline(), self.inter_lma.next_deadline(), self.liveness.next_deadline(),
+                        self.hold.next_deadline(), self._releases.next())
+
+    # --- the downlink hold ------------------------------------------------------------------
+    def downlink_held(self, packet: bytes, now: float) -> list:
+        """An IP packet XDP handed over for an address it found marked held
+        (bpf/lma.c). Held for the MN between MAGs whose address its
+        destination is; one that crossed the release (the MN bound again)
+        goes at once, after what was held, to that binding's MAG; anything
+        else is dropped: only an MN between MAGs has packets held."""
+        destination = destination_of(packet)
+        if destination is None:
+            return [HeldDropped(DropReason.MALFORMED, 1)]
+        mn_id = self._held_index.lookup(destination)
+        if mn_id is not None:
+            return self.hold.hold(mn_id, packet, now)
+        live = self.cache.binding_for_address(destination)
+        if live is None or live.mn_id not in self._mag_of:
+            return [HeldDropped(DropReason.NOT_HELD, 1)]
+        held = self.hold.hold(live.mn_id, packet, now)
+        if not isinstance(held[0], PacketsHeld):
+            return held
+        granted = _Held(live.hnp, live.ipv4_hoa).granted
+        return held + self.hold.release(live.mn_id, granted, self.mag_tunnel(live), now)
+
+    def _hold_from(self, entry: BindingCacheEntry, keep_tunnel: bool = False) -> list:
+        """The MN's old MAG let it go (or, keep_tunnel, another MAG claims it
+        and the old one has not answered our BRI yet, RFC 5846): its downlink
+        waits for the next binding."""
+        held = self.held.get(entry.mn_id)
+        if held is None:
+            held = self.held[entry.mn_id] = _Held(entry.hnp, entry.ipv4_hoa)
+            self._held_index.add(entry.hnp, entry.mn_id)
+            if entry.ipv4_hoa is not None:
+                self._held_index.add(entry.ipv4_hoa, entry.mn_id)
+        held.tunnel = held.proxy_coa = held.release_at = None
+        self._releases.discard(entry.mn_id)
+        return [HoldBinding(entry.mn_id, entry.hnp, entry.ipv4_hoa, keep_tunnel)]
+
+    def _unhold(self, mn_id: str) -> _Held | None:
+        held = self.held.pop(mn_id, None)
+        if held is not None:
+            self._held_index.remove(held.hnp, mn_id)
+            if held.ipv4_hoa is not None:
+                self._held_index.remove(held.ipv4_hoa, mn_id)
+            self._releases.discard(mn_id)
+        return held
+
+    def _hold_timer(self, now: float) -> list:
+        """Aged packets go; due releases leave, then the prefix points at the
+        tunnel; a hold whose move ended without a new binding settles."""
+        actions = self.hold.on_timer(now)
+        for mn_id in self._releases.pop_due(now):
+            held = self.held.get(mn_id)
+            if held is not None and held.tunnel is not None:
+                actions += self._release(mn_id)
+        return actions + self._settle_holds(now)
+
+    def _release(self, mn_id: str) -> list:
+        """The held packets into the tunnel, then the prefix at the tunnel."""
+        held = self._unhold(mn_id)
+        actions = self.hold.release(mn_id, held.granted, held.tunnel, held.release_at)
+        return actions + [InstallBinding(mn_id, held.hnp, held.ipv4_hoa, held.tunnel, held.proxy_coa)]
+
+    def _settle_holds(self, now: float) -> list:
+        actions = []
+        for mn_id in [m for m, h in self.held.items() if h.tunnel is None]:
+            actions += self._settle_hold(mn_id, now)
+        return actions
+
+    def _settle_hold(self, mn_id: str, now: float) -> list:
+        """A held MN no new binding took: while its entry waits
+        (MinDelayBeforeBCEDelete) or its move is pending, nothing; a live
+        binding (the old MAG said the MN is still there, or the new MAG
+        withdrew its claim) gets the packets at once; none drops them."""
+        held = self.held.get(mn_id)
+        if held is None or held.tunnel is not None or self.cache.deregistered(mn_id) or mn_id in self.cache.pending:
+            return []
+        live = self.cache.bindings.get(mn_id)
+        if live is not None:
+            held.tunnel, held.proxy_coa, held.release_at = self.mag_tunnel(live), live.proxy_coa, now
+            return self._release(mn_id)
+        self._unhold(mn_id)
+        return self.hold.discard(mn_id, DropReason.BINDING_DELETED) + [RemoveBinding(mn_id, held.hnp, held.ipv4_hoa)]
 
     # --- liveness of the serving MAGs (RFC 5847) ------------------------------------------------
     def _heartbeats(self, now: float) -> list:
@@ -246,7 +377,13 @@ class LmaNode(Node):
                 entry, moved = action.entry, action.previous_proxy_coa is not None
                 tunnel = self.mag_tunnel(entry)
                 self._mag_ipv4[entry.proxy_coa] = entry.mag_ipv4
-                out.append(InstallBinding(entry.mn_id, entry.hnp, entry.ipv4_hoa, tunnel, entry.proxy_coa, moved))
+                held = self.held.get(entry.mn_id)
+                out.append(InstallBinding(entry.mn_id, entry.hnp, entry.ipv4_hoa, tunnel, entry.proxy_coa, moved,
+                                          held=held is not None))
+                if held is not None:      # released once the MAG had its PBA (the commit's, and a moment)
+                    held.tunnel, held.proxy_coa = tunnel, entry.proxy_coa
+                    held.release_at = now + self.policy.hold_release_delay
+                    self._releases.set(entry.mn_id, held.release_at)
                 out += self._through(entry.mn_id, entry.proxy_coa, tunnel, now)
                 if moved:                                       # a handover: peers' answers are stale
                     out += self.inter_lma.binding_changed(entry.hnp, entry.ipv4_hoa, now)
@@ -254,7 +391,14 @@ class LmaNode(Node):
                 changed = True
                 entry = action.entry
                 out += self._through(entry.mn_id, None, None, now)   # before its tunnel may go
-                out.append(RemoveBinding(entry.mn_id, entry.hnp, entry.ipv4_hoa))
+                # deregistered (its entry waits), or so and bound again at once (a pending move went ahead)
+                if self.hold.policy.enabled and (self.cache.deregistered(entry.mn_id)
+                                                 or entry.mn_id in self.cache.bindings):
+                    out += self._hold_from(entry)
+                else:
+                    if self._unhold(entry.mn_id) is not None:
+                        out += self.hold.discard(entry.mn_id, DropReason.BINDING_DELETED)
+                    out.append(RemoveBinding(entry.mn_id, entry.hnp, entry.ipv4_hoa))
                 out += self.inter_lma.binding_changed(entry.hnp, entry.ipv4_hoa, now)
             else:
                 out.append(action)
@@ -294,5 +438,5 @@ class LmaNode(Node):
         return actions
 
 
-__all__ = ["InstallBinding", "LmaNode", "LmaNodePolicy", "QueryAnswered", "RemoveBinding", "RouteMagAddress",
+__all__ = ["HoldBinding", "InstallBinding", "LmaNode", "LmaNodePolicy", "QueryAnswered", "RemoveBinding", "RouteMagAddress",
            "Relayed"]

@@ -113,9 +113,12 @@ def test_detach_removes_every_entry_on_both_ends(lab, mn3):
     mag3, lma = lab.client("mag3").call("tables"), lab.client("lma").call("tables")
     assert mag3["mobile_nodes"] == [] and mag3["tunnels"] == [] and mag3["peers"] == []
     assert mag3["routes"] == []
-    assert hnp not in [m["prefix"] for m in lma["mobile_nodes"]]
+    # the LMA's downlink hold keeps a mark (no tunnel) while the entry waits MinDelayBeforeBCEDelete
+    assert all(m["held"] and m["tunnel"] == 0 for m in lma["mobile_nodes"] if m["prefix"] == hnp)
     assert t.address4("mag3") not in [x["remote"] for x in lma["tunnels"]]
     assert binding(lab, "mag3", MN3_ID) is None
+    wait_for(lambda: hnp not in [m["prefix"] for m in lab.client("lma").call("tables")["mobile_nodes"]],
+             timeout=30, what="the mark to go with the deleted entry (10 s)")
 
 
 def test_kill_9_and_restart_keeps_flows_forwarding_and_rebuilds_state(lab):

@@ -210,7 +210,7 @@ def test_each_node_reports_its_tables_with_their_config_keys():
                         "ro_replay": "ro.max_replay_entries", "peer_queries": "lma.max_pending_queries",
                         "peer_answers": "lma.max_cached_answers", "ro_bindings": "dataplane.max_ro_entries",
                         "local_routes": "dataplane.max_ro_entries",
-                        "handover_buffer": "mag.buffer_total"}
+                        "handover_buffer": "mag.buffer_total", "downlink_hold": "lma.hold_total"}
 
 
 def test_the_collector_exports_each_table_next_to_its_capacity_with_what_went_by_reason():
