@@ -464,6 +464,11 @@ def detach(obj: Context, mn_id, as_json):
     emit(data, as_json, lambda d: f"{d['mn_id']}: detached")
 
 
+def key_values(data: dict) -> str:
+    """A settings-and-counts answer, one `key value` line each."""
+    return "\n".join(f"{k:<15} {v}" for k, v in data.items())
+
+
 @mn.command(name="buffer")
 @click.option("--on/--off", "enabled", default=None,
               help="Hold an arriving MN's packets while its PBU is in flight, or drop them (not saved to the config).")
@@ -471,8 +476,7 @@ def detach(obj: Context, mn_id, as_json):
 @click.pass_obj
 def mn_buffer(obj: Context, enabled, as_json):
     """Show or switch a MAG's handover buffer: its settings and what it held, released and dropped."""
-    data = obj.call("buffer_settings", enabled=enabled)
-    emit(data, as_json, lambda d: "\n".join(f"{k:<15} {v}" for k, v in d.items()))
+    emit(obj.call("buffer_settings", enabled=enabled), as_json, key_values)
 
 
 @mn.command(name="hold")
@@ -482,8 +486,7 @@ def mn_buffer(obj: Context, enabled, as_json):
 @click.pass_obj
 def mn_hold(obj: Context, enabled, as_json):
     """Show or switch an LMA's downlink hold: its settings, the MNs between MAGs, what it held, released and dropped."""
-    data = obj.call("hold_settings", enabled=enabled)
-    emit(data, as_json, lambda d: "\n".join(f"{k:<15} {v}" for k, v in d.items()))
+    emit(obj.call("hold_settings", enabled=enabled), as_json, key_values)
 
 
 @main.group(name="ro")
