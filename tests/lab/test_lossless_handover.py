@@ -40,6 +40,13 @@ def runs(missing: set[int]) -> list[int]:
     return lengths
 
 
+def what_went(before: dict, after: dict, bad: tuple[str, ...]) -> tuple[int, int, dict[str, int]]:
+    """Held, released and the drops for each of `bad`, between two counts of a
+    buffer or hold (`buffer_settings` / `hold_settings`)."""
+    return (after["held"] - before["held"], after["released"] - before["released"],
+            {r: after["dropped"].get(r, 0) - before["dropped"].get(r, 0) for r in bad})
+
+
 def move_during_pings(lab, to: str) -> tuple[SteadyPing, dict, dict]:
     """MN1 moves to `to` half-way through 1,000 pings to MN2, 2 ms apart;
     the new MAG's buffer counts before and after."""
@@ -68,8 +75,7 @@ def test_what_mn1_sends_during_the_pbu_is_held_and_released_and_its_pings_come_b
         pinger, before, after = move_during_pings(lab, t.AWAY_MAG)
         assert lab.where("mn1") == t.AWAY_MAG
         assert binding(lab, "lma", "mn1@lab.example")["mag"] == t.address6(t.AWAY_MAG)
-        held, released = after["held"] - before["held"], after["released"] - before["released"]
-        drops = {r: after["dropped"].get(r, 0) - before["dropped"].get(r, 0) for r in BAD}
+        held, released, drops = what_went(before, after, BAD)
         missing = set(range(pinger.sent)) - pinger.replies
         print(f"\nmove to MAG3 ({'RO' if optimized else 'LMA path'}): {held} held, {released} released, "
               f"{len(missing)} of {pinger.sent} pings lost {sorted(missing)}")
@@ -145,8 +151,7 @@ def test_what_reaches_the_lma_for_mn1_between_mags_is_held_and_released_to_the_n
         assert binding(lab, "lma", "mn1@lab.example")["mag"] == t.address6(t.AWAY_MAG)
         after = wait_for(lambda: (a := lab.client("lma").call("hold_settings"))["holding"] == 0
                          and not a["between_mags"] and a, what="the hold emptied")
-        held, released = after["held"] - before["held"], after["released"] - before["released"]
-        drops = {r: after["dropped"].get(r, 0) - before["dropped"].get(r, 0) for r in DOWNLINK_BAD}
+        held, released, drops = what_went(before, after, DOWNLINK_BAD)
         missing = set(range(pinger.sent)) - pinger.replies
         print(f"\nMN2 → MN1 across the move: {held} held by the LMA, {released} released, "
               f"{len(missing)} of {pinger.sent} pings lost {sorted(missing)}")
