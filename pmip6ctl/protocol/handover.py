@@ -32,11 +32,9 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from ..actions import Command, Notification
-from ..transport import Tunnel
+from ..transport import IPPROTO_MH, Tunnel
 from .common import Deadlines
 from .limits import Bounded
-
-IPPROTO_MH = 135
 
 
 class DropReason(enum.StrEnum):
@@ -90,22 +88,29 @@ class BufferPolicy:
     max_age: float = 2.0           # seconds a packet may wait (mag.buffer_seconds)
 
 
+def _address_at(packet: bytes, v6: int, v4: int) -> IPv6Address | IPv4Address | None:
+    """The address at octet v6 of an IPv6 header or v4 of an IPv4 header."""
+    if len(packet) >= 40 and packet[0] >> 4 == 6:
+        return IPv6Address(packet[v6:v6 + 16])
+    if len(packet) >= 20 and packet[0] >> 4 == 4:
+        return IPv4Address(packet[v4:v4 + 4])
+    return None
+
+
 def source_of(packet: bytes) -> IPv6Address | IPv4Address | None:
     """The IP source of a packet, or None when it is neither IPv6 nor IPv4."""
-    if len(packet) >= 40 and packet[0] >> 4 == 6:
-        return IPv6Address(packet[8:24])
-    if len(packet) >= 20 and packet[0] >> 4 == 4:
-        return IPv4Address(packet[12:16])
-    return None
+    return _address_at(packet, 8, 12)
 
 
 def destination_of(packet: bytes) -> IPv6Address | IPv4Address | None:
     """The IP destination of a packet, or None when it is neither IPv6 nor IPv4."""
-    if len(packet) >= 40 and packet[0] >> 4 == 6:
-        return IPv6Address(packet[24:40])
-    if len(packet) >= 20 and packet[0] >> 4 == 4:
-        return IPv4Address(packet[16:20])
-    return None
+    return _address_at(packet, 24, 16)
+
+
+def granted(hnp: IPv6Network, ipv4_hoa: IPv4Address | None) -> list[IPv6Network | IPv4Network]:
+    """What a binding gives an MN: its home network prefix, and its IPv4
+    home address if it has one (what `release` lets through)."""
+    return [hnp] + ([IPv4Network(ipv4_hoa)] if ipv4_hoa is not None else [])
 
 
 def _within(address, granted) -> bool:

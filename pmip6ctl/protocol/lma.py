@@ -19,7 +19,7 @@ The daemon (daemon/lma.py) applies what it returns.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import Callable, Mapping
 
 from .. import wire
@@ -30,7 +30,7 @@ from .binding_cache import (BindingCache, BindingCacheEntry, BindingRemoved, Bin
                             mobile_node_identifier)
 from .auth import AuthFailure, SignalingGuard, SignalingRefused
 from .common import Deadlines, Stamper, earliest
-from .handover import BufferPolicy, DownlinkHold, DropReason, HeldDropped, PacketsHeld, destination_of
+from .handover import BufferPolicy, DownlinkHold, DropReason, HeldDropped, PacketsHeld, destination_of, granted
 from .heartbeat import OFF, HeartbeatPolicy, Liveness, PeerKind
 from .index import PrefixIndex
 from .inter_lma import MAX_CACHED, MAX_PENDING, InterLmaQuery, Relayed
@@ -114,10 +114,6 @@ class _Held:
     tunnel: Tunnel | None = None
     proxy_coa: IPv6Address | None = None
     release_at: float | None = None
-
-    @property
-    def granted(self) -> list:
-        return [self.hnp] + ([IPv4Network(self.ipv4_hoa)] if self.ipv4_hoa else [])
 
 
 class LmaNode(Node):
@@ -280,8 +276,7 @@ class LmaNode(Node):
         held = self.hold.hold(live.mn_id, packet, now)
         if not isinstance(held[0], PacketsHeld):
             return held
-        granted = _Held(live.hnp, live.ipv4_hoa).granted
-        return held + self.hold.release(live.mn_id, granted, self.mag_tunnel(live), now)
+        return held + self.hold.release(live.mn_id, granted(live.hnp, live.ipv4_hoa), self.mag_tunnel(live), now)
 
     def _hold_from(self, entry: BindingCacheEntry, keep_tunnel: bool = False) -> list:
         """The MN's old MAG let it go (or, keep_tunnel, another MAG claims it
@@ -319,7 +314,7 @@ class LmaNode(Node):
     def _release(self, mn_id: str) -> list:
         """The held packets into the tunnel, then the prefix at the tunnel."""
         held = self._unhold(mn_id)
-        actions = self.hold.release(mn_id, held.granted, held.tunnel, held.release_at)
+        actions = self.hold.release(mn_id, granted(held.hnp, held.ipv4_hoa), held.tunnel, held.release_at)
         return actions + [InstallBinding(mn_id, held.hnp, held.ipv4_hoa, held.tunnel, held.proxy_coa)]
 
     def _settle_holds(self, now: float) -> list:
@@ -438,5 +433,5 @@ class LmaNode(Node):
         return actions
 
 
-__all__ = ["HoldBinding", "InstallBinding", "LmaNode", "LmaNodePolicy", "QueryAnswered", "RemoveBinding", "RouteMagAddress",
-           "Relayed"]
+__all__ = ["HoldBinding", "InstallBinding", "LmaNode", "LmaNodePolicy", "QueryAnswered", "RemoveBinding",
+           "RouteMagAddress", "Relayed"]

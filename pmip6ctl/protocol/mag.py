@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import Callable, Mapping
 
 from .. import wire
@@ -38,7 +38,7 @@ from .binding_update_list import (BindingState, BindingUpdateList, BindingUpdate
                                   MobileNodeDeregistered, MobileNodeRegistered, mn_id_of)
 from .auth import SignalingGuard
 from .common import Stamper, earliest
-from .handover import BufferPolicy, DropReason, HeldDropped, PacketsHeld, UplinkBuffer
+from .handover import BufferPolicy, DropReason, HeldDropped, PacketsHeld, UplinkBuffer, granted
 from .heartbeat import OFF, HeartbeatPolicy, Liveness, PeerKind
 from .index import PrefixIndex
 from .limits import Bounded, counts_of
@@ -480,8 +480,7 @@ class MagNode(Node):
         return actions + [HeldDropped(DropReason.NOT_ATTACHING, 1, mn_id)]
 
     def _release_held(self, entry: BindingUpdateListEntry, now: float) -> list:
-        granted = [prefix for prefix in (entry.hnp, entry.ipv4_hoa and IPv4Network(entry.ipv4_hoa)) if prefix]
-        return self.buffer.release(entry.mn_id, granted, self.lma_tunnel(entry), now)
+        return self.buffer.release(entry.mn_id, granted(entry.hnp, entry.ipv4_hoa), self.lma_tunnel(entry), now)
 
     def _settle_held(self, mn_ids, now: float) -> list:
         """After the registration's results: an MN now registered takes its
@@ -543,8 +542,9 @@ class MagNode(Node):
         return actions + self._lma_keepalive(now) + self._heartbeats(now)
 
     def next_deadline(self) -> float | None:
-        return earliest(self.buffer.next_deadline(), self.bul.next_deadline(), self.initiator.next_deadline(), self.responder.next_deadline(),
-                        self.lma_keepalive_at, self.lma_liveness.next_deadline(), self.ro_heartbeats.next_deadline())
+        return earliest(self.buffer.next_deadline(), self.bul.next_deadline(), self.initiator.next_deadline(),
+                        self.responder.next_deadline(), self.lma_keepalive_at, self.lma_liveness.next_deadline(),
+                        self.ro_heartbeats.next_deadline())
 
     # --- the rules between the cores -------------------------------------------------------------
     def _registration(self, actions: list, now: float, changed: bool = False) -> list:
