@@ -58,6 +58,11 @@ class Tunnel:
             raise ValueError(f"{self.encap.name} tunnel needs IPv{want} endpoints, got {local} -> {remote}")
 
 
+def mac_text(octets: bytes) -> str:
+    """A link-layer address as the kernel and our configs write it: 02:00:00:00:01:10."""
+    return ":".join(f"{b:02x}" for b in octets[:6])
+
+
 def _address(value) -> IPAddress:
     return value if isinstance(value, (IPv4Address, IPv6Address)) else ipaddress.ip_address(value)
 

@@ -10,6 +10,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from ..dataplane.tables import deadline_ns
 from ..protocol.ro import LocalRouteInstalled, RoPair
 
 log = logging.getLogger("pmip6ctl.ro")
@@ -35,7 +36,7 @@ class LocalRoutes:
         """True when new (False: a refresh)."""
         ifindex = self.ifindex_of(action.link)
         # the XDP program itself ignores the entry once the LRA's lifetime is over
-        expires_ns = time.monotonic_ns() + int(max(action.expires - time.time(), 0) * 1e9)
+        expires_ns = deadline_ns(action.expires - time.time())
         self.tables.set_local_route(action.pair.local, action.pair.remote, ifindex, expires_ns)
         previous = self.routes.get(action.pair)
         self.routes[action.pair] = LocalRoute(action.pair, action.link, ifindex, action.expires,

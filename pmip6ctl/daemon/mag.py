@@ -21,7 +21,7 @@ from ..protocol.binding_update_list import (BindingState, BindingUpdateListEntry
                                             RegistrationRejected)
 from ..protocol.vocabulary import Role, StopReason, status_label
 from ..statefile import from_jsonable
-from ..transport import Encap
+from ..transport import Encap, mac_text
 from .local_routes import LocalRoutes
 from .base import Daemon, heartbeat_policies, host_route, node_keys, pair_from, signaling_guard
 from .held import HeldPackets
@@ -211,7 +211,7 @@ class MagDaemon(Daemon):
             if link is None or packet is None or len(event.frame) < 14:
                 self.buffered.drop(handover.DropReason.MALFORMED.value)
                 return
-            mac = ":".join(f"{b:02x}" for b in event.frame[6:12])
+            mac = mac_text(event.frame[6:12])
             self.apply(self.node.uplink_held(link, mac, packet, now))
         elif isinstance(event, PuntEvent):
             try:

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..dataplane import PeerKind
-from ..dataplane.tables import RO_DRAINING
+from ..dataplane.tables import RO_DRAINING, deadline_ns
 from ..transport import PMIP6_UDP_PORT, Encap, Tunnel
 from ..protocol.ro import RoInstalled, RoPair, SavedAttempt, SavedResponder
 from ..statefile import from_jsonable
@@ -129,7 +129,7 @@ class RoEntries:
             self.tunnels.release(binding.tunnel_id, self._user(pair, role))
             return True
         # the data plane drops it by itself at the end, should this daemon not be there to
-        expires_ns = time.monotonic_ns() + int(DRAIN_SECONDS * 1e9)
+        expires_ns = deadline_ns(DRAIN_SECONDS)
         self.tables.set_ro(pair.local, pair.remote, binding.tunnel_id, expires_ns, draining=True)
         token = (binding.tunnel_id, f"draining {pair}")     # its own user: a new install of the pair may
         self.tunnels.acquire(self.tunnels.tunnel(binding.tunnel_id), token[1], PeerKind.RO)   # reuse the role's
@@ -178,7 +178,7 @@ class RoEntries:
 
     def _program(self, entry: InstalledPair, reconfirm: bool = False) -> None:
         # the XDP programs drop the entry themselves once its lifetime is over
-        expires_ns = time.monotonic_ns() + int(max(entry.expires - time.time(), 0) * 1e9)
+        expires_ns = deadline_ns(entry.expires - time.time())
         # The responder installs before its BA reaches the initiator: it sends
         # nothing into the tunnel until the initiator's first packet arrives
         # there, else its packets would meet a peer that does not know it yet.

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import defs
+from ..transport import mac_text
 from . import testrun
 from .tables import Tables, unpack_address
 
@@ -121,7 +122,7 @@ def decode_event(raw: bytes) -> FlowEvent | PuntEvent:
     src, dst, peer, packets = _FLOW_BODY.unpack_from(body)
     if kind == "unknown_source":
         return FlowEvent(kind, program, ifindex, unpack_address(src), unpack_address(dst), packets,
-                         mac=":".join(f"{b:02x}" for b in peer[:6]))
+                         mac=mac_text(peer))
     return FlowEvent(kind, program, ifindex, unpack_address(src), unpack_address(dst), packets,
                      unpack_address(peer) if any(peer) else None)
 

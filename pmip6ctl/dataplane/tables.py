@@ -21,11 +21,18 @@ import enum
 import errno
 import ipaddress
 import socket
+import time
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from .. import defs
 from ..transport import Encap, Tunnel
+
+
+def deadline_ns(seconds: float) -> int:
+    """The time.monotonic_ns() deadline `seconds` from now (now, if negative):
+    the clock the XDP programs compare an entry's expires_ns with."""
+    return time.monotonic_ns() + int(max(seconds, 0) * 1e9)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -105,8 +105,8 @@ def ip_packet_of(frame: bytes) -> bytes | None:
     """The IP packet of an Ethernet frame (its padding cut), or None."""
     ethertype = int.from_bytes(frame[12:14], "big") if len(frame) >= 14 else 0
     packet = frame[14:]
-    if ethertype == 0x86DD and len(packet) >= 40:
+    if ethertype == ETH_P_IPV6 and len(packet) >= 40:
         return packet[:40 + int.from_bytes(packet[4:6], "big")]
-    if ethertype == 0x0800 and len(packet) >= 20:
+    if ethertype == ETH_P_IP and len(packet) >= 20:
         return packet[:int.from_bytes(packet[2:4], "big")]
     return None

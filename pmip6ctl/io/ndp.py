@@ -10,6 +10,8 @@ import struct
 from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Network
 
+from ..transport import mac_text
+
 ICMP6_RS, ICMP6_RA = 133, 134
 ND_OPT_SOURCE_LINKADDR, ND_OPT_PREFIX_INFORMATION, ND_OPT_MTU = 1, 3, 5
 ICMP6_FILTER = 1
@@ -39,7 +41,7 @@ def parse_router_solicitation(data: bytes, source: IPv6Address, ifindex: int,
         if length == 0 or offset + length > len(data):
             return None
         if kind == ND_OPT_SOURCE_LINKADDR and length >= 8:
-            mac = ":".join(f"{b:02x}" for b in data[offset + 2: offset + 8])
+            mac = mac_text(data[offset + 2: offset + 8])
         offset += length
     if source == IPv6Address("::") and mac is not None:
         return None           # RFC 4861 §6.1.1: no SLLA from the unspecified address
