@@ -141,8 +141,7 @@ class LmaDaemon(Daemon):
         if args.get("enabled") is not None:
             self.node.hold.policy = dataclasses.replace(self.node.hold.policy, enabled=bool(args["enabled"]))
         policy = self.node.hold.policy
-        return {"enabled": policy.enabled, "packets_per_mn": policy.per_mn, "packets_total": policy.total,
-                "seconds": policy.max_age, "release_delay": self.node.policy.hold_release_delay,
+        return {**policy.settings(), "release_delay": self.node.policy.hold_release_delay,
                 "holding": self.node.hold.count, "between_mags": sorted(self.node.held), **self.holding.counts}
 
     def uninstall(self, action: lma.RemoveBinding) -> None:
@@ -208,10 +207,8 @@ class LmaDaemon(Daemon):
 
     def gauges(self):
         yield ("pmip6_bindings", "Bindings held, by kind", {"kind": "pmip"}, len(self.node.bindings))
-        hold = self.node.hold.policy
-        for setting, value in (("enabled", int(hold.enabled)), ("packets_per_mn", hold.per_mn),
-                               ("packets_total", hold.total), ("seconds", hold.max_age),
-                               ("release_delay", self.node.policy.hold_release_delay)):
+        settings = self.node.hold.policy.settings() | {"release_delay": self.node.policy.hold_release_delay}
+        for setting, value in settings.items():
             yield ("pmip6_downlink_hold_setting", "The LMA's downlink hold settings ([lma] hold_*)",
                    {"setting": setting}, value)
         yield ("pmip6_downlink_hold_mobile_nodes", "MNs between two MAGs whose downlink the LMA holds",

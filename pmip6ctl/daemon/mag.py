@@ -348,8 +348,7 @@ class MagDaemon(Daemon):
         if args.get("enabled") is not None:
             self.set_buffering(dataclasses.replace(policy, enabled=bool(args["enabled"])))
         policy = self.node.buffer.policy
-        return {"enabled": policy.enabled, "packets_per_mn": policy.per_mn, "packets_total": policy.total,
-                "seconds": policy.max_age, "holding": self.node.buffer.count, **self.buffered.counts,
+        return {**policy.settings(), "holding": self.node.buffer.count, **self.buffered.counts,
                 "handover": self.tables.get_config()["handover"]}
 
     def control_handlers(self):
@@ -381,9 +380,7 @@ class MagDaemon(Daemon):
         for state, n in states.items():
             yield ("pmip6_mobile_nodes", "Mobile nodes in the binding update list, by state", {"state": state}, n)
         yield ("pmip6_bindings", "Bindings held, by kind", {"kind": "pmip"}, states["registered"])
-        buffer = self.node.buffer.policy
-        for setting, value in (("enabled", int(buffer.enabled)), ("packets_per_mn", buffer.per_mn),
-                               ("packets_total", buffer.total), ("seconds", buffer.max_age)):
+        for setting, value in self.node.buffer.policy.settings().items():
             yield ("pmip6_handover_buffer_setting", "The handover buffer's settings ([mag] buffer_*)",
                    {"setting": setting}, value)
 

@@ -87,6 +87,11 @@ class BufferPolicy:
     total: int = 4096              # packets held for all MNs (mag.buffer_total)
     max_age: float = 2.0           # seconds a packet may wait (mag.buffer_seconds)
 
+    def settings(self) -> dict:
+        """What `pmip6ctl mn buffer` / `mn hold` show and the *_setting gauges export."""
+        return {"enabled": self.enabled, "packets_per_mn": self.per_mn, "packets_total": self.total,
+                "seconds": self.max_age}
+
 
 def _address_at(packet: bytes, v6: int, v4: int) -> IPv6Address | IPv4Address | None:
     """The address at octet v6 of an IPv6 header or v4 of an IPv4 header."""
