@@ -38,8 +38,8 @@
     X(DROP_UNKNOWN_SOURCE, drop,    "from an access link, with a source that is no attached mobile node's") \
     X(DROP_WRONG_LINK,    drop,     "from an access link other than the one its mobile node is attached on") \
     X(DROP_MN_SIGNALING,  drop,     "mobility signaling from a mobile node: never forwarded into the core") \
-    X(DROP_PUNT_FAILED,   drop,     "could not hand a mobility message to the daemon") \
-    X(DROP_PUNT_LIMIT,    drop,     "a mobility message over the daemon's per-CPU punt budget") \
+    X(DROP_PUNT_FAILED,   drop,     "could not hand a frame (a mobility message, or a packet to hold) to the daemon") \
+    X(DROP_PUNT_LIMIT,    drop,     "a frame for the daemon (a mobility message, or a packet to hold) over its per-CPU punt budget") \
     X(PUNT_HELD,          punt,     "from an access link with no attached mobile node's source: handed to the handover buffer") \
     X(PASS_DEPARTED,      pass,     "from an RO peer for a mobile node that left: decapsulated, the kernel routes it to the MN's anchor") \
     X(PUNT_HELD_DOWNLINK, punt,     "for a mobile node between two MAGs: handed to the LMA's downlink hold")
